@@ -1,1 +1,10 @@
-//! placeholder
+//! What every component binary shares: logging setup, the API client built from a kubeconfig,
+//! the plain health endpoint and shutdown signals.
+//!
+//! Start with [`client::from_kubeconfig`] (how every component reaches the apiserver) and
+//! [`logging::init`] (called first thing in every `main`).
+
+pub mod client;
+pub mod health;
+pub mod logging;
+pub mod signals;

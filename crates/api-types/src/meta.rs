@@ -1,0 +1,1 @@
+//! meta (to be written).
