@@ -1,0 +1,400 @@
+//! Embedded SQLite backend: a kine-style revision log in one database file.
+//!
+//! Start at [`SqliteStorage::open`]. Writes are serialised through one writer connection (one
+//! write = one `BEGIN IMMEDIATE` transaction); reads use a small pool of reader connections,
+//! which WAL mode lets run beside the writer. Every committed change is also published on an
+//! in-process broadcast channel, which feeds live watch events (see [`watch`]). This assumes one
+//! process owns the database file: a second process writing to it would not notify our watchers.
+
+mod log;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::stream::BoxStream;
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::broadcast;
+
+use crate::storage::interface::{
+    Event, KeyValue, ListOptions, ListResult, Revision, Storage, StorageError,
+};
+use log::{sql, Append};
+
+/// How many committed events the live broadcast buffers for a slow watcher before that
+/// watcher has to catch up from the log.
+const EVENT_BUFFER: usize = 4096;
+
+/// Reader connections kept open between reads.
+const MAX_IDLE_READERS: usize = 8;
+
+/// The SQLite [`Storage`] backend. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStorage {
+    shared: Arc<Shared>,
+}
+
+/// State shared by the storage handle, its blocking tasks and its watch streams.
+struct Shared {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> StorageError {
+    StorageError::Backend("a sqlite connection lock was poisoned by a panic".to_string())
+}
+
+impl Shared {
+    /// Runs `f` on a pooled reader connection.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let pooled = self.readers.lock().map_err(poisoned)?.pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => log::open_connection(&self.path)?,
+        };
+        let result = f(&mut conn);
+        let mut readers = self.readers.lock().map_err(poisoned)?;
+        if readers.len() < MAX_IDLE_READERS {
+            readers.push(conn);
+        }
+        result
+    }
+
+    /// Runs one write transaction; on commit, publishes its event to live watchers.
+    ///
+    /// The event is sent while the writer lock is still held, so watchers see events in
+    /// revision order.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, Event), StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut conn = self.writer.lock().map_err(poisoned)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("begin write"))?;
+        let (answer, event) = f(&tx)?;
+        tx.commit().map_err(sql("commit write"))?;
+        // An error only means that no watcher is listening right now.
+        if self.events.send(Arc::new(event)).is_err() {
+            tracing::trace!("no live watchers for the committed event");
+        }
+        Ok(answer)
+    }
+}
+
+/// Runs blocking database work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Backend(format!("sqlite worker task failed: {e}")))?
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database at `path`, its parent directory included.
+    pub async fn open(path: &Path) -> Result<Self, StorageError> {
+        Self::open_with_event_buffer(path, EVENT_BUFFER).await
+    }
+
+    /// [`Self::open`] with a live-event buffer of `event_buffer` events per watcher.
+    async fn open_with_event_buffer(
+        path: &Path,
+        event_buffer: usize,
+    ) -> Result<Self, StorageError> {
+        let path = path.to_path_buf();
+        blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StorageError::Backend(format!("create directory {}: {e}", dir.display()))
+                })?;
+            }
+            let writer = log::open_connection(&path)?;
+            log::init_schema(&writer)?;
+            let revision = log::current_revision(&writer)?;
+            tracing::info!(path = %path.display(), revision, "opened sqlite storage");
+            let (events, _) = broadcast::channel(event_buffer);
+            Ok(SqliteStorage {
+                shared: Arc::new(Shared {
+                    path,
+                    writer: Mutex::new(writer),
+                    readers: Mutex::new(Vec::new()),
+                    events,
+                }),
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for SqliteStorage {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StorageError> {
+        let shared = self.shared.clone();
+        let key = key.to_string();
+        blocking(move || {
+            shared.read(|conn| {
+                Ok(log::latest(conn, &key)?
+                    .filter(|row| !row.deleted)
+                    .map(|row| row.key_value()))
+            })
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str, opts: &ListOptions) -> Result<ListResult, StorageError> {
+        let shared = self.shared.clone();
+        let prefix = prefix.to_string();
+        let opts = opts.clone();
+        blocking(move || shared.read(|conn| log::list(conn, &prefix, &opts))).await
+    }
+
+    async fn count(&self, prefix: &str) -> Result<i64, StorageError> {
+        let shared = self.shared.clone();
+        let prefix = prefix.to_string();
+        blocking(move || shared.read(|conn| log::count(conn, &prefix))).await
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision, StorageError> {
+        let shared = self.shared.clone();
+        let key = key.to_string();
+        blocking(move || {
+            shared.write(|tx| {
+                let latest = log::latest(tx, &key)?;
+                if latest.as_ref().is_some_and(|row| !row.deleted) {
+                    return Err(StorageError::AlreadyExists { key });
+                }
+                let row = log::append(
+                    tx,
+                    Append {
+                        key: &key,
+                        created: true,
+                        deleted: false,
+                        create_revision: None,
+                        prev_revision: latest.map_or(0, |row| row.id),
+                        value,
+                    },
+                )?;
+                Ok((row.id, log::event_of(&row, None)))
+            })
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        expected: Revision,
+        value: Vec<u8>,
+    ) -> Result<Revision, StorageError> {
+        let shared = self.shared.clone();
+        let key = key.to_string();
+        blocking(move || {
+            shared.write(|tx| {
+                let current = match log::latest(tx, &key)? {
+                    Some(row) if !row.deleted => row,
+                    _ => return Err(StorageError::NotFound { key }),
+                };
+                if current.id != expected {
+                    return Err(StorageError::Conflict {
+                        key,
+                        current: current.id,
+                    });
+                }
+                let row = log::append(
+                    tx,
+                    Append {
+                        key: &key,
+                        created: false,
+                        deleted: false,
+                        create_revision: Some(current.create_revision),
+                        prev_revision: current.id,
+                        value,
+                    },
+                )?;
+                Ok((row.id, log::event_of(&row, Some(current.key_value()))))
+            })
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+    ) -> Result<(KeyValue, Revision), StorageError> {
+        let shared = self.shared.clone();
+        let key = key.to_string();
+        blocking(move || {
+            shared.write(|tx| {
+                let current = match log::latest(tx, &key)? {
+                    Some(row) if !row.deleted => row,
+                    _ => return Err(StorageError::NotFound { key }),
+                };
+                if expected.is_some_and(|expected| expected != current.id) {
+                    return Err(StorageError::Conflict {
+                        key,
+                        current: current.id,
+                    });
+                }
+                let last = current.key_value();
+                let row = log::append(
+                    tx,
+                    Append {
+                        key: &key,
+                        created: false,
+                        deleted: true,
+                        create_revision: Some(current.create_revision),
+                        prev_revision: current.id,
+                        value: current.value,
+                    },
+                )?;
+                let event = log::event_of(&row, None);
+                Ok(((last, row.id), event))
+            })
+        })
+        .await
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<BoxStream<'static, Result<Event, StorageError>>, StorageError> {
+        watch::start(self.shared.clone(), prefix.to_string(), after).await
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StorageError> {
+        let shared = self.shared.clone();
+        blocking(move || shared.read(|conn| log::current_revision(conn))).await
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StorageError> {
+        let shared = self.shared.clone();
+        blocking(move || {
+            // Not through `Shared::write`: compaction publishes no event.
+            let mut conn = shared.writer.lock().map_err(poisoned)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql("begin compaction"))?;
+            let current = log::current_revision(&tx)?;
+            if revision > current {
+                return Err(StorageError::FutureRevision {
+                    requested: revision,
+                    current,
+                });
+            }
+            if revision <= log::compacted_revision(&tx)? {
+                return Ok(());
+            }
+            let removed = log::compact(&tx, revision)?;
+            tx.commit().map_err(sql("commit compaction"))?;
+            tracing::debug!(revision, removed, "compacted sqlite storage");
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn a_watcher_that_lags_the_live_events_catches_up_from_the_log() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let storage = SqliteStorage::open_with_event_buffer(&dir.path().join("db"), 4).await?;
+        let start = storage.current_revision().await?;
+        let mut watch = storage.watch("/registry/", 0).await?;
+        let mut written = Vec::new();
+        for i in 0..50 {
+            written.push(
+                storage
+                    .create(&format!("/registry/k/{i:02}"), vec![i])
+                    .await?,
+            );
+        }
+        let mut seen = Vec::new();
+        while seen.len() < written.len() {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(5), watch.next())
+                .await?
+                .expect("stream goes on")?;
+            seen.push(event.kv.mod_revision);
+        }
+        assert_eq!(seen, written, "every event once, in order, despite the lag");
+        assert!(written[0] > start);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_replay_longer_than_one_chunk_is_delivered_whole_then_live() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let storage = SqliteStorage::open(&dir.path().join("db")).await?;
+        let start = storage.current_revision().await?;
+        let mut written = Vec::new();
+        for i in 0..10 {
+            written.push(storage.create(&format!("/registry/a/{i}"), vec![i]).await?);
+            // Interleaved keys outside the prefix must not end a chunk early.
+            storage.create(&format!("/registry/b/{i}"), vec![i]).await?;
+        }
+        let mut watch = storage.watch("/registry/a/", start).await?;
+        written.push(storage.create("/registry/a/live", Vec::new()).await?);
+        let mut seen = Vec::new();
+        while seen.len() < written.len() {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(5), watch.next())
+                .await?
+                .expect("stream goes on")?;
+            seen.push(event.kv.mod_revision);
+        }
+        assert_eq!(seen, written);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_lagging_watcher_whose_missed_events_were_compacted_gets_compacted(
+    ) -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let storage = SqliteStorage::open_with_event_buffer(&dir.path().join("db"), 2).await?;
+        let mut watch = storage.watch("/registry/", 0).await?;
+        let mut rev = storage.create("/registry/k", vec![0]).await?;
+        for i in 1..10 {
+            rev = storage.update("/registry/k", rev, vec![i]).await?;
+        }
+        storage.compact(rev).await?;
+        match watch.next().await {
+            Some(Err(StorageError::Compacted { .. })) => {}
+            other => panic!("expected Compacted, got {other:?}"),
+        }
+        assert!(
+            watch.next().await.is_none(),
+            "the stream ends after its error"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn data_and_revision_survive_reopening_the_database() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("nested/state.db");
+        let rev = {
+            let storage = SqliteStorage::open(&path).await?;
+            let created = storage.create("/registry/a", b"a".to_vec()).await?;
+            storage.delete("/registry/a", Some(created)).await?;
+            storage.create("/registry/b", b"b".to_vec()).await?
+        };
+        let storage = SqliteStorage::open(&path).await?;
+        assert_eq!(storage.current_revision().await?, rev);
+        assert_eq!(
+            storage.get("/registry/b").await?.map(|kv| kv.value),
+            Some(b"b".to_vec())
+        );
+        assert!(storage.create("/registry/c", Vec::new()).await? > rev);
+        Ok(())
+    }
+}
