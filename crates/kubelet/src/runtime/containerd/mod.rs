@@ -1,0 +1,246 @@
+//! The containerd implementation of [`ContainerRuntime`](super::ContainerRuntime), on
+//! containerd's native gRPC API (1.6: no CRI plugin, no Transfer service).
+//!
+//! One file per concern: [`client`] (connection, namespace), [`archive`] + [`content`] +
+//! [`unpack`] + [`import`] (image archives), [`image`] (image metadata), [`spec`] (OCI runtime
+//! spec), [`containers`] (create/status/list/remove), [`tasks`] (start/stop/recover and log
+//! copying), [`io`] (FIFOs and the CRI log writer), [`exec`] (exec and attach), [`testing`] (a
+//! private containerd for tests).
+
+pub mod archive;
+pub mod client;
+pub mod containers;
+pub mod content;
+pub mod exec;
+pub mod image;
+pub mod import;
+pub mod io;
+pub mod spec;
+pub mod tasks;
+pub mod testing;
+pub mod unpack;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use containerd_client::services::v1::ListImagesRequest;
+
+use super::{
+    normalize_image, AttachRequest, ContainerConfig, ContainerRuntime, ContainerState,
+    ContainerSummary, ExecRequest, ExecSession, ImageInfo, PullPolicy, RuntimeError,
+    RuntimeVersion,
+};
+pub use client::Client;
+use tasks::LiveIo;
+
+/// Where and how to reach containerd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerdOptions {
+    /// `unix:///path/containerd.sock` or a socket path.
+    pub endpoint: String,
+    /// containerd namespace (`k8s.io`).
+    pub namespace: String,
+    /// Snapshotter (`overlayfs`).
+    pub snapshotter: String,
+    /// Runtime shim (`io.containerd.runc.v2`).
+    pub runtime: String,
+    /// Directory for per-container FIFOs (e.g. `<kubelet root>/runtime`).
+    pub state_dir: PathBuf,
+    /// How long to keep retrying the first connection.
+    pub connect_timeout: Duration,
+}
+
+impl ContainerdOptions {
+    /// Defaults for the given endpoint and state dir.
+    pub fn new(endpoint: impl Into<String>, state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            namespace: "k8s.io".to_string(),
+            snapshotter: "overlayfs".to_string(),
+            runtime: "io.containerd.runc.v2".to_string(),
+            state_dir: state_dir.into(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A container runtime backed by containerd.
+#[derive(Debug)]
+pub struct ContainerdRuntime {
+    client: Client,
+    options: ContainerdOptions,
+    /// Output/stdin plumbing of containers whose output this process is copying.
+    live: Mutex<HashMap<String, Arc<LiveIo>>>,
+}
+
+impl ContainerdRuntime {
+    /// Connects (retrying up to `options.connect_timeout`) and checks the namespace is usable.
+    pub async fn connect(options: ContainerdOptions) -> Result<Self, RuntimeError> {
+        let client = Client::connect_with_retry(
+            &options.endpoint,
+            &options.namespace,
+            options.connect_timeout,
+        )
+        .await?;
+        let runtime = Self {
+            client,
+            options,
+            live: Mutex::new(HashMap::new()),
+        };
+        runtime.version().await?;
+        Ok(runtime)
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The options this runtime was built with.
+    pub fn options(&self) -> &ContainerdOptions {
+        &self.options
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.options.state_dir.join(id)
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LiveIo>>> {
+        // The map holds no invariants a panicking holder could break.
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for ContainerdRuntime {
+    /// Stops copying container output: a new instance picks it up with `recover`.
+    fn drop(&mut self) {
+        for live in self.live().values() {
+            for copier in &live.copiers {
+                copier.abort();
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ContainerRuntime for ContainerdRuntime {
+    async fn version(&self) -> Result<RuntimeVersion, RuntimeError> {
+        let response = self
+            .client
+            .version()
+            .version(self.client.request(()))
+            .await
+            .map_err(RuntimeError::rpc("version"))?
+            .into_inner();
+        Ok(RuntimeVersion {
+            runtime_name: "containerd".to_string(),
+            runtime_version: response.version.trim_start_matches('v').to_string(),
+        })
+    }
+
+    async fn import_image_archive(&self, path: &Path) -> Result<Vec<String>, RuntimeError> {
+        import::import(&self.client, &self.options.snapshotter, path).await
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let images = self
+            .client
+            .images()
+            .list(self.client.request(ListImagesRequest::default()))
+            .await
+            .map_err(RuntimeError::rpc("list images"))?
+            .into_inner()
+            .images;
+        let mut by_digest: Vec<ImageInfo> = Vec::new();
+        for record in images {
+            let Some(target) = record.target else {
+                continue;
+            };
+            if let Some(info) = by_digest.iter_mut().find(|i| i.digest == target.digest) {
+                info.names.push(record.name);
+                continue;
+            }
+            let size = match image::load(&self.client, &record.name).await {
+                Ok(Some(stored)) => stored.size,
+                Ok(None) => continue,
+                Err(err) => {
+                    tracing::debug!(image = record.name, error = %err, "image size unknown");
+                    0
+                }
+            };
+            by_digest.push(ImageInfo {
+                names: vec![record.name],
+                digest: target.digest,
+                size,
+            });
+        }
+        Ok(by_digest)
+    }
+
+    async fn image_present(&self, image: &str) -> Result<bool, RuntimeError> {
+        let name = normalize_image(image);
+        match image::load(&self.client, &name).await? {
+            None => Ok(false),
+            Some(stored) => {
+                unpack::snapshot_exists(
+                    &self.client,
+                    &self.options.snapshotter,
+                    &stored.top_chain_id,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), RuntimeError> {
+        let name = normalize_image(image);
+        if self.image_present(&name).await? {
+            return Ok(());
+        }
+        match policy {
+            PullPolicy::Never => Err(RuntimeError::ImageNeverPull { image: name }),
+            // Registry pulls come later.
+            PullPolicy::Always | PullPolicy::IfNotPresent => {
+                Err(RuntimeError::ImageNotFound { image: name })
+            }
+        }
+    }
+
+    async fn create_container(&self, config: &ContainerConfig) -> Result<String, RuntimeError> {
+        containers::create(self, config).await
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        tasks::start(self, id).await
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        tasks::stop(self, id, grace).await
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        containers::remove(self, id).await
+    }
+
+    async fn container_status(&self, id: &str) -> Result<ContainerState, RuntimeError> {
+        containers::status(self, id).await
+    }
+
+    async fn list_containers(&self) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        containers::list(self).await
+    }
+
+    async fn recover(&self) -> Result<(), RuntimeError> {
+        tasks::recover(self).await
+    }
+
+    async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecSession, RuntimeError> {
+        exec::exec(self, id, request).await
+    }
+
+    async fn attach(&self, id: &str, request: AttachRequest) -> Result<ExecSession, RuntimeError> {
+        exec::attach(self, id, request).await
+    }
+}
