@@ -1,1 +1,16 @@
-fn main() {}
+//! The `kubelet` binary: parses flags and runs [`kubelet::run`].
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    component_base::logging::init();
+    let options = kubelet::Options::parse();
+    match kubelet::run(options).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Start-up: checks what the kubelet needs (root, CNI plugins, the runtime socket, free
+//! ports), connects the runtime, imports image archives, then starts the node agent, the pod
+//! manager and the kubelet API. [`start`] does the wiring for any runtime and network (the
+//! in-process [`crate::testing`] helper uses fakes); [`run`] is the binary's entry point.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use component_base::client::ClientError;
+use component_base::health::{Health, HealthError};
+use kube::Client;
+use tokio::task::JoinHandle;
+
+use crate::network::cni::{check_plugins, CniNetwork};
+use crate::network::{Network, NetworkError};
+use crate::node::agent::NodeAgent;
+use crate::node::info::{default_node_ip, machine_info};
+use crate::node::status::NodeConfig;
+use crate::options::Options;
+use crate::pod::files::DnsSettings;
+use crate::pod::manager::PodManager;
+use crate::pod::{KubePodApi, PodApi, PodContext, PodSettings, PodStore};
+use crate::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
+use crate::runtime::{ContainerRuntime, RuntimeError};
+use crate::server::{ServerError, ServerState, TlsFiles};
+
+/// Why the kubelet could not start. Each message names the cause and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Not running as root.
+    #[error("the kubelet must run as root (it creates network namespaces, mounts and containers): run it with sudo or as root")]
+    NotRoot,
+    /// CNI plugins are missing.
+    #[error("{0}")]
+    Cni(#[source] NetworkError),
+    /// The runtime socket does not exist.
+    #[error("container runtime socket {path} not found: start containerd or point --container-runtime-endpoint at its socket")]
+    RuntimeSocket {
+        /// The socket path.
+        path: String,
+    },
+    /// Connecting to the runtime failed.
+    #[error(
+        "connecting to the container runtime at {endpoint}: {source} (is containerd running?)"
+    )]
+    Runtime {
+        /// The endpoint.
+        endpoint: String,
+        /// Cause.
+        #[source]
+        source: RuntimeError,
+    },
+    /// The node IP could not be found.
+    #[error("cannot find the node IP (no default route): pass --node-ip")]
+    NodeIp,
+    /// The kubeconfig could not be used.
+    #[error("{0}: check --kubeconfig")]
+    Client(#[source] ClientError),
+    /// The kubelet API could not start.
+    #[error("{0}")]
+    Server(#[source] ServerError),
+    /// The healthz endpoint could not start.
+    #[error("{0}: pick another with --healthz-port")]
+    Health(#[source] HealthError),
+    /// A directory could not be created.
+    #[error("creating {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything [`start`] wires together.
+pub struct Dependencies {
+    /// The API client.
+    pub client: Client,
+    /// The container runtime.
+    pub runtime: Arc<dyn ContainerRuntime>,
+    /// The pod network.
+    pub network: Arc<dyn Network>,
+    /// Node identity (`port` 0: report the port the kubelet API actually bound).
+    pub node: NodeConfig,
+    /// Pod settings (dirs, DNS).
+    pub pods: PodSettings,
+    /// Where the kubelet API listens.
+    pub api_addr: SocketAddr,
+    /// TLS of the kubelet API.
+    pub tls: TlsFiles,
+    /// How often the node status is posted.
+    pub status_period: Duration,
+}
+
+/// A started kubelet: its background tasks and where its API listens.
+pub struct RunningKubelet {
+    /// The kubelet API address.
+    pub api_addr: SocketAddr,
+    /// The kubelet's pods.
+    pub store: PodStore,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningKubelet {
+    /// Stops the background tasks (containers keep running, as upstream).
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for RunningKubelet {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Binds the kubelet API, registers the node (retrying until the apiserver answers) and starts
+/// the status, lease, pod CIDR and pod manager loops.
+pub async fn start(deps: Dependencies) -> Result<RunningKubelet, RunError> {
+    let store = PodStore::new();
+    let api_addr = crate::server::serve(
+        deps.api_addr,
+        &deps.tls,
+        ServerState {
+            store: store.clone(),
+            runtime: deps.runtime.clone(),
+            pod_logs_dir: deps.pods.pod_logs_dir.clone(),
+        },
+    )
+    .await
+    .map_err(RunError::Server)?;
+
+    let info = machine_info(&deps.pods.root_dir);
+    let mut node = deps.node.clone();
+    if node.port == 0 {
+        // Report the port actually bound (in-process kubelets listen on an ephemeral port).
+        node.port = api_addr.port();
+    }
+    let agent = Arc::new(NodeAgent::new(
+        deps.client.clone(),
+        node,
+        info,
+        deps.runtime.clone(),
+        deps.network.clone(),
+    ));
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match agent.register().await {
+            Ok(_) => break,
+            Err(error) => {
+                tracing::warn!(%error, "registering the node failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(7));
+            }
+        }
+    }
+    if let Err(error) = agent.post_status().await {
+        tracing::warn!(%error, "first node status update failed");
+    }
+    let api: Arc<dyn PodApi> = Arc::new(KubePodApi::new(deps.client.clone(), &deps.node.name));
+    let ctx = Arc::new(PodContext {
+        runtime: deps.runtime.clone(),
+        network: deps.network.clone(),
+        api,
+        settings: deps.pods.clone(),
+        store: store.clone(),
+    });
+    let manager = PodManager::new(ctx).await;
+    let tasks = vec![
+        tokio::spawn(agent.clone().status_loop(deps.status_period)),
+        tokio::spawn(agent.clone().lease_loop()),
+        tokio::spawn(agent.clone().pod_cidr_loop()),
+        tokio::spawn(manager.run(deps.client.clone(), deps.node.name.clone())),
+    ];
+    tracing::info!(node = %deps.node.name, api = %api_addr, "kubelet started");
+    Ok(RunningKubelet {
+        api_addr,
+        store,
+        tasks,
+    })
+}
+
+/// The socket path of a `unix://` endpoint (or a bare path).
+pub fn socket_path(endpoint: &str) -> PathBuf {
+    PathBuf::from(endpoint.strip_prefix("unix://").unwrap_or(endpoint))
+}
+
+/// Imports every `*.tar` (and `*.tar.gz`) archive in `dir`; failures are logged, not fatal.
+pub async fn import_archives(runtime: &dyn ContainerRuntime, dir: &Path) {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::warn!(dir = %dir.display(), %error, "cannot read --image-archive-dir");
+            return;
+        }
+    };
+    let mut archives = Vec::new();
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let path = entry.path();
+        let name = path.to_string_lossy().to_string();
+        if name.ends_with(".tar") || name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+            archives.push(path);
+        }
+    }
+    archives.sort();
+    for path in archives {
+        match runtime.import_image_archive(&path).await {
+            Ok(names) => {
+                tracing::info!(archive = %path.display(), ?names, "image archive imported")
+            }
+            Err(error) => {
+                tracing::error!(archive = %path.display(), %error, "importing image archive failed")
+            }
+        }
+    }
+}
+
+fn ensure_dir(path: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(path).map_err(|source| RunError::Dir {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Runs the kubelet until SIGINT/SIGTERM.
+pub async fn run(options: Options) -> Result<(), RunError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(RunError::NotRoot);
+    }
+    check_plugins(&options.cni_bin_dir).map_err(RunError::Cni)?;
+    let socket = socket_path(&options.container_runtime_endpoint);
+    if !socket.exists() {
+        return Err(RunError::RuntimeSocket {
+            path: socket.display().to_string(),
+        });
+    }
+    ensure_dir(&options.root_dir)?;
+    ensure_dir(&options.pod_logs_dir)?;
+    let node_name = options
+        .hostname_override
+        .clone()
+        .map(|n| n.to_lowercase())
+        .unwrap_or_else(hostname);
+    let node_ip: IpAddr = match options.node_ip {
+        Some(ip) => ip,
+        None => default_node_ip().await.ok_or(RunError::NodeIp)?,
+    };
+    if options.healthz_port != 0 {
+        let addr = SocketAddr::new(options.healthz_bind_address, options.healthz_port);
+        let health = Health::default();
+        health.set_ready(true);
+        component_base::health::serve(addr, health)
+            .await
+            .map_err(RunError::Health)?;
+    }
+    let runtime = ContainerdRuntime::connect(ContainerdOptions::new(
+        options.container_runtime_endpoint.clone(),
+        options.root_dir.join("containers"),
+    ))
+    .await
+    .map_err(|source| RunError::Runtime {
+        endpoint: options.container_runtime_endpoint.clone(),
+        source,
+    })?;
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(runtime);
+    if let Err(error) = runtime.recover().await {
+        tracing::warn!(%error, "re-attaching to running containers failed");
+    }
+    if let Some(dir) = &options.image_archive_dir {
+        import_archives(runtime.as_ref(), dir).await;
+    }
+    let client = component_base::client::from_kubeconfig(options.kubeconfig.as_deref())
+        .await
+        .map_err(RunError::Client)?;
+    let network: Arc<dyn Network> = Arc::new(CniNetwork::new(
+        options.cni_bin_dir.clone(),
+        &options.root_dir.join("cni"),
+    ));
+    let host_resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let kubelet = start(Dependencies {
+        client,
+        runtime,
+        network,
+        node: NodeConfig {
+            name: node_name.clone(),
+            node_ip,
+            port: options.port,
+            max_pods: options.max_pods,
+        },
+        pods: PodSettings {
+            node_name: node_name.clone(),
+            node_ip,
+            root_dir: options.root_dir.clone(),
+            pod_logs_dir: options.pod_logs_dir.clone(),
+            dns: DnsSettings {
+                cluster_dns: options.cluster_dns.clone(),
+                cluster_domain: options.cluster_domain.clone(),
+                host_resolv_conf,
+            },
+        },
+        api_addr: SocketAddr::new(options.address, options.port),
+        tls: TlsFiles {
+            cert: options.tls_cert_file.clone(),
+            key: options.tls_private_key_file.clone(),
+            client_ca: options.client_ca_file.clone(),
+            self_signed_names: vec![node_name.clone(), node_ip.to_string(), "127.0.0.1".into()],
+        },
+        status_period: Duration::from_secs(options.node_status_update_frequency.max(1)),
+    })
+    .await?;
+    component_base::signals::shutdown().await;
+    kubelet.stop();
+    tracing::info!("kubelet stopped; containers keep running");
+    Ok(())
+}

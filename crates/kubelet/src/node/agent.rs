@@ -1,0 +1,318 @@
+//! The node's loops against the API: register the Node, post its status every
+//! `--node-status-update-frequency`, renew its Lease in `kube-node-lease` every 10 s, and wait for
+//! the controller-manager to assign `spec.podCIDR` before configuring the pod network.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{Node, NodeStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference, Time};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use super::info::MachineInfo;
+use super::status::{node_labels, node_object, node_status, NodeConfig, NodeHealth};
+use crate::network::Network;
+use crate::runtime::{ContainerRuntime, RuntimeVersion};
+
+/// The Lease namespace.
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// The Lease duration.
+pub const LEASE_DURATION_SECONDS: i32 = 40;
+/// How often the Lease is renewed.
+pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+
+/// Why a node API step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Creating or updating the Node failed.
+    #[error("registering node {node}: {source}")]
+    Register {
+        /// Node name.
+        node: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Posting the node status failed.
+    #[error("updating status of node {node}: {source}")]
+    Status {
+        /// Node name.
+        node: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Renewing the Lease failed.
+    #[error("renewing lease {LEASE_NAMESPACE}/{node}: {source}")]
+    Lease {
+        /// Node name.
+        node: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Reading the Node failed.
+    #[error("reading node {node}: {source}")]
+    Read {
+        /// Node name.
+        node: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The node's API-facing agent.
+pub struct NodeAgent {
+    client: Client,
+    config: NodeConfig,
+    info: MachineInfo,
+    runtime: Arc<dyn ContainerRuntime>,
+    network: Arc<dyn Network>,
+    previous: Mutex<Option<NodeStatus>>,
+    node_uid: Mutex<Option<String>>,
+    lease: Mutex<Option<Lease>>,
+}
+
+impl NodeAgent {
+    /// An agent for the node described by `config`.
+    pub fn new(
+        client: Client,
+        config: NodeConfig,
+        info: MachineInfo,
+        runtime: Arc<dyn ContainerRuntime>,
+        network: Arc<dyn Network>,
+    ) -> Self {
+        Self {
+            client,
+            config,
+            info,
+            runtime,
+            network,
+            previous: Mutex::new(None),
+            node_uid: Mutex::new(None),
+            lease: Mutex::new(None),
+        }
+    }
+
+    fn nodes(&self) -> Api<Node> {
+        Api::all(self.client.clone())
+    }
+
+    /// Creates the Node, or brings the labels of an existing one up to date.
+    pub async fn register(&self) -> Result<Node, NodeError> {
+        let name = self.config.name.clone();
+        let register = |source| NodeError::Register {
+            node: name.clone(),
+            source,
+        };
+        let node = match self
+            .nodes()
+            .create(&PostParams::default(), &node_object(&self.config))
+            .await
+        {
+            Ok(node) => {
+                tracing::info!(node = %name, "node registered");
+                node
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let patch = json!({ "metadata": { "labels": node_labels(&self.config) } });
+                let node = self
+                    .nodes()
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(register)?;
+                tracing::info!(node = %name, "node already registered; labels updated");
+                node
+            }
+            Err(source) => return Err(register(source)),
+        };
+        *self.node_uid.lock().await = node.metadata.uid.clone();
+        *self.previous.lock().await = node.status.clone();
+        Ok(node)
+    }
+
+    async fn health(&self) -> (NodeHealth, RuntimeVersion) {
+        match self.runtime.version().await {
+            Ok(version) => (
+                NodeHealth {
+                    runtime_ok: true,
+                    network_ready: self.network.ready(),
+                },
+                version,
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "container runtime did not answer");
+                (
+                    NodeHealth {
+                        runtime_ok: false,
+                        network_ready: self.network.ready(),
+                    },
+                    RuntimeVersion {
+                        runtime_name: "containerd".into(),
+                        runtime_version: "unknown".into(),
+                    },
+                )
+            }
+        }
+    }
+
+    /// Posts the node status once (merge patch of `nodes/status`).
+    pub async fn post_status(&self) -> Result<NodeHealth, NodeError> {
+        let (health, version) = self.health().await;
+        let images = match self.runtime.list_images().await {
+            Ok(images) => images,
+            Err(error) => {
+                tracing::warn!(%error, "listing images failed");
+                Vec::new()
+            }
+        };
+        let mut previous = self.previous.lock().await;
+        let status = node_status(
+            &self.config,
+            &self.info,
+            &version,
+            &images,
+            &health,
+            previous.as_ref(),
+            Time(jiff::Timestamp::now()),
+        );
+        let patch = json!({ "status": status });
+        self.nodes()
+            .patch_status(
+                &self.config.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|source| NodeError::Status {
+                node: self.config.name.clone(),
+                source,
+            })?;
+        *previous = Some(status);
+        Ok(health)
+    }
+
+    /// Posts the status every `period`, forever.
+    pub async fn status_loop(self: Arc<Self>, period: Duration) {
+        let mut ticker = tokio::time::interval(period);
+        let mut was_ready = None;
+        loop {
+            ticker.tick().await;
+            match self.post_status().await {
+                Ok(health) => {
+                    let ready = health.runtime_ok && health.network_ready;
+                    if was_ready != Some(ready) {
+                        tracing::info!(node = %self.config.name, ready, "node status posted");
+                        was_ready = Some(ready);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "node status update failed"),
+            }
+        }
+    }
+
+    /// Renews (or creates) the node's Lease once.
+    pub async fn renew_lease(&self) -> Result<(), NodeError> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
+        let name = self.config.name.clone();
+        let lease_error = |source| NodeError::Lease {
+            node: name.clone(),
+            source,
+        };
+        let now = MicroTime(jiff::Timestamp::now());
+        let mut cached = self.lease.lock().await;
+        let current = match cached.take() {
+            Some(lease) => Some(lease),
+            None => api.get_opt(&name).await.map_err(lease_error)?,
+        };
+        let result = match current {
+            Some(mut lease) => {
+                let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+                spec.holder_identity = Some(name.clone());
+                spec.lease_duration_seconds = Some(LEASE_DURATION_SECONDS);
+                spec.renew_time = Some(now);
+                api.replace(&name, &PostParams::default(), &lease).await
+            }
+            None => {
+                let owner = self.node_uid.lock().await.clone().map(|uid| {
+                    vec![OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "Node".into(),
+                        name: name.clone(),
+                        uid,
+                        ..Default::default()
+                    }]
+                });
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(LEASE_NAMESPACE.into()),
+                        owner_references: owner,
+                        ..Default::default()
+                    },
+                    spec: Some(LeaseSpec {
+                        holder_identity: Some(name.clone()),
+                        lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
+                        renew_time: Some(now),
+                        ..Default::default()
+                    }),
+                };
+                api.create(&PostParams::default(), &lease).await
+            }
+        };
+        // On error the cache stays empty, so the next renewal starts from a fresh read.
+        *cached = Some(result.map_err(lease_error)?);
+        Ok(())
+    }
+
+    /// Renews the Lease every 10 s, forever.
+    pub async fn lease_loop(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(LEASE_RENEW);
+        loop {
+            ticker.tick().await;
+            if let Err(error) = self.renew_lease().await {
+                tracing::warn!(%error, "lease renewal failed");
+            }
+        }
+    }
+
+    /// Waits until the Node has `spec.podCIDR`, then configures the pod network with it (and
+    /// again whenever it changes). Polls every second until set, then every 30 s.
+    pub async fn pod_cidr_loop(self: Arc<Self>) {
+        let mut configured: Option<String> = None;
+        loop {
+            let cidr = match self.nodes().get_opt(&self.config.name).await {
+                Ok(node) => node.and_then(|n| n.spec).and_then(|s| s.pod_cidr),
+                Err(source) => {
+                    let error = NodeError::Read {
+                        node: self.config.name.clone(),
+                        source,
+                    };
+                    tracing::warn!(%error, "reading node for its pod CIDR failed");
+                    None
+                }
+            };
+            if let Some(cidr) = cidr.filter(|c| configured.as_ref() != Some(c)) {
+                match self.network.configure(&cidr).await {
+                    Ok(()) => {
+                        tracing::info!(pod_cidr = %cidr, "pod network configured");
+                        configured = Some(cidr);
+                        if let Err(error) = self.post_status().await {
+                            tracing::warn!(%error, "node status update failed");
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "configuring the pod network failed"),
+                }
+            } else if configured.is_none() {
+                tracing::debug!("waiting for the node's pod CIDR");
+            }
+            let wait = if configured.is_some() { 30 } else { 1 };
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Command-line options of the kubelet, with the upstream flag names.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// The kubelet's flags (upstream names; see `kubelet --help`).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "kubelet",
+    about = "The node agent: runs the pods bound to this node"
+)]
+pub struct Options {
+    /// Path to a kubeconfig file with the kubelet's credentials for the apiserver.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The node name (defaults to the host name).
+    #[arg(long = "hostname-override")]
+    pub hostname_override: Option<String>,
+    /// The node's IP address (defaults to the default-route interface address).
+    #[arg(long = "node-ip")]
+    pub node_ip: Option<IpAddr>,
+    /// The container runtime endpoint, e.g. `unix:///run/containerd/containerd.sock`.
+    #[arg(
+        long = "container-runtime-endpoint",
+        default_value = "unix:///run/containerd/containerd.sock"
+    )]
+    pub container_runtime_endpoint: String,
+    /// Directory for the kubelet's files (pods, CNI config and state).
+    #[arg(long = "root-dir", default_value = "/var/lib/kubelet")]
+    pub root_dir: PathBuf,
+    /// Directory for container log files (`<ns>_<pod>_<uid>/<container>/<n>.log`).
+    #[arg(long = "pod-logs-dir", default_value = "/var/log/pods")]
+    pub pod_logs_dir: PathBuf,
+    /// Directory of OCI image archives to import into the runtime at start.
+    #[arg(long = "image-archive-dir")]
+    pub image_archive_dir: Option<PathBuf>,
+    /// Directory holding the CNI plugin binaries.
+    #[arg(long = "cni-bin-dir", default_value = "/usr/lib/cni")]
+    pub cni_bin_dir: PathBuf,
+    /// Cluster DNS server IP written into the pods' resolv.conf.
+    #[arg(long = "cluster-dns", value_delimiter = ',')]
+    pub cluster_dns: Vec<IpAddr>,
+    /// Cluster DNS domain.
+    #[arg(long = "cluster-domain", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Port of the kubelet API (HTTPS).
+    #[arg(long, default_value_t = 10250)]
+    pub port: u16,
+    /// Address the kubelet API listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub address: IpAddr,
+    /// Serving certificate of the kubelet API.
+    #[arg(long = "tls-cert-file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key of the kubelet API serving certificate.
+    #[arg(long = "tls-private-key-file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA bundle that client certificates of kubelet API callers are verified against.
+    #[arg(long = "client-ca-file")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Port of the plain `/healthz` endpoint on 127.0.0.1 (0 disables it).
+    #[arg(long = "healthz-port", default_value_t = 10248)]
+    pub healthz_port: u16,
+    /// Address of the plain `/healthz` endpoint.
+    #[arg(long = "healthz-bind-address", default_value = "127.0.0.1")]
+    pub healthz_bind_address: IpAddr,
+    /// Maximum number of pods on this node.
+    #[arg(long = "max-pods", default_value_t = 110)]
+    pub max_pods: u32,
+    /// How often the node status is posted (seconds).
+    #[arg(long = "node-status-update-frequency", default_value_t = 10)]
+    pub node_status_update_frequency: u64,
+}

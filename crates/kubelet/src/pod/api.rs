@@ -1,0 +1,362 @@
+//! What pod workers ask of the apiserver, behind the [`PodApi`] trait: post a pod's status,
+//! delete a terminated pod, and read the ConfigMaps, Secrets and Services a pod refers to.
+//! [`KubePodApi`] is the real client; [`FakePodApi`] records for tests.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, PodStatus, Secret, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client};
+use serde_json::json;
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Patching `pods/status` failed.
+    #[error("updating status of pod {namespace}/{name}: {source}")]
+    UpdateStatus {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Deleting the pod failed.
+    #[error("deleting pod {namespace}/{name}: {source}")]
+    Delete {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Reading a ConfigMap, Secret or Service list failed.
+    #[error("reading {what}: {source}")]
+    Read {
+        /// What was read.
+        what: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// A failure injected by the fake.
+    #[error("injected failure: {0}")]
+    Injected(String),
+}
+
+/// The apiserver as pod workers see it.
+#[async_trait::async_trait]
+pub trait PodApi: Send + Sync + 'static {
+    /// Writes `status` to the pod's `status` subresource (uid-checked).
+    async fn update_status(&self, pod: &Pod, status: &PodStatus) -> Result<(), ApiError>;
+    /// Deletes the pod for good (`gracePeriodSeconds=0`, uid precondition). Not-found is Ok.
+    async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ApiError>;
+    /// A ConfigMap, `None` if it does not exist.
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, ApiError>;
+    /// A Secret, `None` if it does not exist.
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ApiError>;
+    /// The Services of `namespace`, plus `kubernetes` in `default`.
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError>;
+    /// Records an event about the pod (or one of its containers); best effort, never blocks
+    /// the caller for long.
+    fn event(&self, event: PodEvent);
+}
+
+/// An event the kubelet reports about a pod, as `kubectl describe pod` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodEvent {
+    /// The pod.
+    pub reference: ObjectReference,
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// Upstream reason (`Pulled`, `Created`, `Started`, `Killing`, `BackOff`, `Failed`...).
+    pub reason: String,
+    /// Human-readable note.
+    pub message: String,
+}
+
+impl PodEvent {
+    /// An event about `pod`, about its container `container` when given.
+    pub fn new(
+        pod: &Pod,
+        container: Option<&str>,
+        warning: bool,
+        reason: &str,
+        message: String,
+    ) -> Self {
+        let field_path = container.map(|name| {
+            let init = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.init_containers.iter().flatten())
+                .any(|c| c.name == name);
+            if init {
+                format!("spec.initContainers{{{name}}}")
+            } else {
+                format!("spec.containers{{{name}}}")
+            }
+        });
+        Self {
+            reference: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                namespace: pod.metadata.namespace.clone(),
+                uid: pod.metadata.uid.clone(),
+                resource_version: pod.metadata.resource_version.clone(),
+                field_path,
+            },
+            warning,
+            reason: reason.to_string(),
+            message,
+        }
+    }
+}
+
+/// [`PodApi`] over a kube client.
+#[derive(Clone)]
+pub struct KubePodApi {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl KubePodApi {
+    /// Wraps a client; events are reported as `kubelet` on `node_name`.
+    pub fn new(client: Client, node_name: &str) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "kubelet".into(),
+                instance: Some(node_name.to_string()),
+            },
+        );
+        Self { client, recorder }
+    }
+}
+
+fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+#[async_trait::async_trait]
+impl PodApi for KubePodApi {
+    async fn update_status(&self, pod: &Pod, status: &PodStatus) -> Result<(), ApiError> {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let patch = json!({
+            "metadata": { "uid": pod.metadata.uid },
+            "status": status,
+        });
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|source| ApiError::UpdateStatus {
+                namespace,
+                name,
+                source,
+            })
+    }
+
+    async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ApiError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(name, &params).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            // A uid mismatch: the pod was replaced by a new one of the same name; ours is gone.
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(source) => Err(ApiError::Delete {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                source,
+            }),
+        }
+    }
+
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, ApiError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|source| ApiError::Read {
+            what: format!("configmap {namespace}/{name}"),
+            source,
+        })
+    }
+
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ApiError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|source| ApiError::Read {
+            what: format!("secret {namespace}/{name}"),
+            source,
+        })
+    }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
+        let read = |what: &str| {
+            let what = what.to_string();
+            move |source| ApiError::Read { what, source }
+        };
+        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        let mut services = api
+            .list(&ListParams::default())
+            .await
+            .map_err(read(&format!("services in {namespace}")))?
+            .items;
+        if namespace != "default" {
+            let default: Api<Service> = Api::namespaced(self.client.clone(), "default");
+            if let Some(kubernetes) = default
+                .get_opt("kubernetes")
+                .await
+                .map_err(read("service default/kubernetes"))?
+            {
+                services.push(kubernetes);
+            }
+        }
+        Ok(services)
+    }
+
+    fn event(&self, event: PodEvent) {
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            let published = recorder
+                .publish(
+                    &Event {
+                        type_: if event.warning {
+                            EventType::Warning
+                        } else {
+                            EventType::Normal
+                        },
+                        reason: event.reason.clone(),
+                        note: Some(event.message.clone()),
+                        action: event.reason.clone(),
+                        secondary: None,
+                    },
+                    &event.reference,
+                )
+                .await;
+            if let Err(error) = published {
+                tracing::debug!(%error, reason = %event.reason, "recording event failed");
+            }
+        });
+    }
+}
+
+/// What the fake recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiCall {
+    /// A status update: pod name and the status.
+    UpdateStatus(String, Box<PodStatus>),
+    /// A delete: namespace, name, uid.
+    Delete(String, String, String),
+    /// An event: reason and message.
+    Event(String, String),
+}
+
+/// A recording [`PodApi`] holding its own ConfigMaps, Secrets and Services.
+#[derive(Default)]
+pub struct FakePodApi {
+    calls: Mutex<Vec<ApiCall>>,
+    /// ConfigMaps by (namespace, name).
+    pub config_maps: Mutex<BTreeMap<(String, String), ConfigMap>>,
+    /// Secrets by (namespace, name).
+    pub secrets: Mutex<BTreeMap<(String, String), Secret>>,
+    /// Services returned for every namespace.
+    pub services: Mutex<Vec<Service>>,
+}
+
+impl FakePodApi {
+    /// An empty fake.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<ApiCall> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The statuses posted for the pod `name`, in order.
+    pub fn statuses(&self, name: &str) -> Vec<PodStatus> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                ApiCall::UpdateStatus(n, s) if n == name => Some(*s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The (reason, message) of every event so far.
+    pub fn events(&self) -> Vec<(String, String)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                ApiCall::Event(reason, message) => Some((reason, message)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The last status posted for the pod `name`.
+    pub fn last_status(&self, name: &str) -> Option<PodStatus> {
+        self.statuses(name).pop()
+    }
+
+    fn record(&self, call: ApiCall) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(call);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PodApi for FakePodApi {
+    async fn update_status(&self, pod: &Pod, status: &PodStatus) -> Result<(), ApiError> {
+        self.record(ApiCall::UpdateStatus(
+            pod.metadata.name.clone().unwrap_or_default(),
+            Box::new(status.clone()),
+        ));
+        Ok(())
+    }
+
+    async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ApiError> {
+        self.record(ApiCall::Delete(namespace.into(), name.into(), uid.into()));
+        Ok(())
+    }
+
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, ApiError> {
+        Ok(self
+            .config_maps
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(namespace.to_string(), name.to_string())).cloned()))
+    }
+
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ApiError> {
+        Ok(self
+            .secrets
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(namespace.to_string(), name.to_string())).cloned()))
+    }
+
+    async fn services(&self, _namespace: &str) -> Result<Vec<Service>, ApiError> {
+        Ok(self.services.lock().map(|s| s.clone()).unwrap_or_default())
+    }
+
+    fn event(&self, event: PodEvent) {
+        self.record(ApiCall::Event(event.reason, event.message));
+    }
+}

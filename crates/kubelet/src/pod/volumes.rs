@@ -1,0 +1,444 @@
+//! Pod volumes on the host: emptyDir, configMap, secret, downwardAPI, projected (those sources)
+//! and hostPath, under `<root-dir>/pods/<uid>/volumes/<plugin>/<name>`, and the bind mounts they
+//! become in each container.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
+
+use super::env::{field_value, PodSources, RuntimeFields};
+use crate::runtime::Mount;
+
+/// Why a volume could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// A referenced ConfigMap is missing.
+    #[error("configmap \"{0}\" not found")]
+    ConfigMapNotFound(String),
+    /// A referenced Secret is missing.
+    #[error("secret \"{0}\" not found")]
+    SecretNotFound(String),
+    /// A referenced key is missing.
+    #[error("configmap or secret \"{name}\" has no key \"{key}\"")]
+    KeyNotFound {
+        /// Object name.
+        name: String,
+        /// The key.
+        key: String,
+    },
+    /// A container mounts a volume the pod does not define.
+    #[error("volume \"{0}\" is not defined in the pod")]
+    Undefined(String),
+    /// Writing volume files failed.
+    #[error("preparing volume {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
+    move |source| VolumeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Names of the ConfigMaps and Secrets a pod refers to (env, envFrom and volumes).
+pub fn referenced_objects(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut config_maps, mut secrets) = (BTreeSet::new(), BTreeSet::new());
+    let Some(spec) = pod.spec.as_ref() else {
+        return (config_maps, secrets);
+    };
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter());
+    for container in containers {
+        for from in container.env_from.iter().flatten() {
+            if let Some(r) = &from.config_map_ref {
+                config_maps.insert(r.name.clone());
+            }
+            if let Some(r) = &from.secret_ref {
+                secrets.insert(r.name.clone());
+            }
+        }
+        for var in container.env.iter().flatten() {
+            if let Some(from) = &var.value_from {
+                if let Some(r) = &from.config_map_key_ref {
+                    config_maps.insert(r.name.clone());
+                }
+                if let Some(r) = &from.secret_key_ref {
+                    secrets.insert(r.name.clone());
+                }
+            }
+        }
+    }
+    for volume in spec.volumes.iter().flatten() {
+        if let Some(cm) = &volume.config_map {
+            config_maps.insert(cm.name.clone());
+        }
+        if let Some(secret) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            secrets.insert(secret);
+        }
+        if let Some(projected) = &volume.projected {
+            for source in projected.sources.iter().flatten() {
+                if let Some(cm) = &source.config_map {
+                    config_maps.insert(cm.name.clone());
+                }
+                if let Some(secret) = &source.secret {
+                    secrets.insert(secret.name.clone());
+                }
+            }
+        }
+    }
+    (config_maps, secrets)
+}
+
+/// Files of a key/value source, honouring `items` (key -> path) when given.
+fn select_items(
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&Vec<KeyToPath>>,
+    name: &str,
+    optional: bool,
+) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
+    match items {
+        Some(items) if !items.is_empty() => {
+            let mut out = Vec::new();
+            for item in items {
+                match data.get(&item.key) {
+                    Some(value) => out.push((item.path.clone(), value.clone())),
+                    None if optional => {}
+                    None => {
+                        return Err(VolumeError::KeyNotFound {
+                            name: name.to_string(),
+                            key: item.key.clone(),
+                        })
+                    }
+                }
+            }
+            Ok(out)
+        }
+        _ => Ok(data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+    }
+}
+
+fn config_map_data(
+    sources: &PodSources,
+    name: &str,
+    optional: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
+    match sources.config_maps.get(name) {
+        Some(cm) => {
+            let mut data: BTreeMap<String, Vec<u8>> = cm
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                .collect();
+            for (k, v) in cm.binary_data.iter().flatten() {
+                data.insert(k.clone(), v.0.clone());
+            }
+            Ok(data)
+        }
+        None if optional => Ok(BTreeMap::new()),
+        None => Err(VolumeError::ConfigMapNotFound(name.to_string())),
+    }
+}
+
+fn secret_data(
+    sources: &PodSources,
+    name: &str,
+    optional: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, VolumeError> {
+    match sources.secrets.get(name) {
+        Some(secret) => Ok(secret
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect()),
+        None if optional => Ok(BTreeMap::new()),
+        None => Err(VolumeError::SecretNotFound(name.to_string())),
+    }
+}
+
+fn downward_files(
+    pod: &Pod,
+    fields: &RuntimeFields,
+    items: &[DownwardAPIVolumeFile],
+) -> Vec<(String, Vec<u8>)> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let field = item.field_ref.as_ref()?;
+            let value = field_value(pod, fields, &field.field_path).ok()?;
+            Some((item.path.clone(), value.into_bytes()))
+        })
+        .collect()
+}
+
+/// Files of a volume: (relative path, content).
+pub type VolumeFiles = Vec<(String, Vec<u8>)>;
+
+/// Computes the files of a volume that holds files (configMap, secret, downwardAPI,
+/// projected); `None` for other kinds.
+pub fn volume_files(
+    pod: &Pod,
+    volume: &Volume,
+    sources: &PodSources,
+    fields: &RuntimeFields,
+) -> Result<Option<VolumeFiles>, VolumeError> {
+    if let Some(cm) = &volume.config_map {
+        let optional = cm.optional == Some(true);
+        let data = config_map_data(sources, &cm.name, optional)?;
+        return select_items(&data, cm.items.as_ref(), &cm.name, optional).map(Some);
+    }
+    if let Some(secret) = &volume.secret {
+        let name = secret.secret_name.clone().unwrap_or_default();
+        let optional = secret.optional == Some(true);
+        let data = secret_data(sources, &name, optional)?;
+        return select_items(&data, secret.items.as_ref(), &name, optional).map(Some);
+    }
+    if let Some(downward) = &volume.downward_api {
+        return Ok(Some(downward_files(
+            pod,
+            fields,
+            downward.items.as_deref().unwrap_or_default(),
+        )));
+    }
+    if let Some(projected) = &volume.projected {
+        let mut files = Vec::new();
+        for source in projected.sources.iter().flatten() {
+            if let Some(cm) = &source.config_map {
+                let optional = cm.optional == Some(true);
+                let data = config_map_data(sources, &cm.name, optional)?;
+                files.extend(select_items(&data, cm.items.as_ref(), &cm.name, optional)?);
+            }
+            if let Some(secret) = &source.secret {
+                let optional = secret.optional == Some(true);
+                let data = secret_data(sources, &secret.name, optional)?;
+                files.extend(select_items(
+                    &data,
+                    secret.items.as_ref(),
+                    &secret.name,
+                    optional,
+                )?);
+            }
+            if let Some(downward) = &source.downward_api {
+                files.extend(downward_files(
+                    pod,
+                    fields,
+                    downward.items.as_deref().unwrap_or_default(),
+                ));
+            }
+            if source.service_account_token.is_some() {
+                tracing::debug!("serviceAccountToken projections are not supported yet; skipped");
+            }
+        }
+        return Ok(Some(files));
+    }
+    Ok(None)
+}
+
+/// The host directory of a pod volume.
+pub fn volume_dir(pod_dir: &Path, volume: &Volume) -> PathBuf {
+    if let Some(host) = &volume.host_path {
+        return PathBuf::from(&host.path);
+    }
+    let plugin = if volume.config_map.is_some() {
+        "kubernetes.io~configmap"
+    } else if volume.secret.is_some() {
+        "kubernetes.io~secret"
+    } else if volume.downward_api.is_some() {
+        "kubernetes.io~downward-api"
+    } else if volume.projected.is_some() {
+        "kubernetes.io~projected"
+    } else {
+        "kubernetes.io~empty-dir"
+    };
+    pod_dir.join("volumes").join(plugin).join(&volume.name)
+}
+
+/// Creates every volume of the pod on the host (idempotent; file volumes are rewritten).
+/// Returns the host directory per volume name.
+pub fn prepare_volumes(
+    pod: &Pod,
+    pod_dir: &Path,
+    sources: &PodSources,
+    fields: &RuntimeFields,
+) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
+    let mut dirs = BTreeMap::new();
+    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let dir = volume_dir(pod_dir, volume);
+        if let Some(host) = &volume.host_path {
+            let kind = host.type_.as_deref().unwrap_or("");
+            if matches!(kind, "DirectoryOrCreate") && !dir.exists() {
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            }
+            if kind == "FileOrCreate" && !dir.exists() {
+                if let Some(parent) = dir.parent() {
+                    std::fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                std::fs::write(&dir, b"").map_err(io(&dir))?;
+            }
+            dirs.insert(volume.name.clone(), dir);
+            continue;
+        }
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if let Some(files) = volume_files(pod, volume, sources, fields)? {
+            for (relative, content) in files {
+                let relative = relative.trim_start_matches('/');
+                if relative.split('/').any(|part| part == "..") {
+                    continue;
+                }
+                let path = dir.join(relative);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                std::fs::write(&path, content).map_err(io(&path))?;
+            }
+        }
+        dirs.insert(volume.name.clone(), dir);
+    }
+    Ok(dirs)
+}
+
+/// The bind mounts of a container's `volumeMounts`.
+pub fn container_mounts(
+    container: &Container,
+    dirs: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<Mount>, VolumeError> {
+    let mut mounts = Vec::new();
+    for vm in container.volume_mounts.iter().flatten() {
+        let dir = dirs
+            .get(&vm.name)
+            .ok_or_else(|| VolumeError::Undefined(vm.name.clone()))?;
+        let host_path = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) => {
+                let path = dir.join(sub.trim_start_matches('/'));
+                if !path.exists() {
+                    std::fs::create_dir_all(&path).map_err(io(&path))?;
+                }
+                path
+            }
+            None => dir.clone(),
+        };
+        mounts.push(Mount {
+            host_path,
+            container_path: vm.mount_path.clone(),
+            read_only: vm.read_only == Some(true),
+        });
+    }
+    Ok(mounts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        ConfigMap, ConfigMapVolumeSource, DownwardAPIVolumeSource, EmptyDirVolumeSource,
+        ObjectFieldSelector, PodSpec, VolumeMount,
+    };
+    use kube::api::ObjectMeta;
+
+    fn pod() -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                volumes: Some(vec![
+                    Volume {
+                        name: "scratch".into(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    },
+                    Volume {
+                        name: "cfg".into(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: "settings".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    Volume {
+                        name: "info".into(),
+                        downward_api: Some(DownwardAPIVolumeSource {
+                            items: Some(vec![DownwardAPIVolumeFile {
+                                path: "name".into(),
+                                field_ref: Some(ObjectFieldSelector {
+                                    field_path: "metadata.name".into(),
+                                    api_version: None,
+                                }),
+                                ..Default::default()
+                            }]),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn volumes_are_written_and_mounted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sources = PodSources::default();
+        sources.config_maps.insert(
+            "settings".into(),
+            ConfigMap {
+                data: Some([("color".to_string(), "blue".to_string())].into()),
+                ..Default::default()
+            },
+        );
+        let dirs = prepare_volumes(&pod(), dir.path(), &sources, &RuntimeFields::default())
+            .expect("volumes");
+        let cfg = &dirs["cfg"];
+        assert_eq!(
+            std::fs::read_to_string(cfg.join("color")).expect("file"),
+            "blue"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dirs["info"].join("name")).expect("file"),
+            "p"
+        );
+        assert!(dirs["scratch"].is_dir());
+        let container = Container {
+            name: "c".into(),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "cfg".into(),
+                mount_path: "/etc/cfg".into(),
+                read_only: Some(true),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let mounts = container_mounts(&container, &dirs).expect("mounts");
+        assert_eq!(mounts[0].container_path, "/etc/cfg");
+        assert!(mounts[0].read_only);
+    }
+
+    #[test]
+    fn a_missing_config_map_fails_the_volume() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = prepare_volumes(
+            &pod(),
+            dir.path(),
+            &PodSources::default(),
+            &RuntimeFields::default(),
+        )
+        .expect_err("missing");
+        assert_eq!(err.to_string(), "configmap \"settings\" not found");
+    }
+}

@@ -1,0 +1,742 @@
+//! The per-pod worker: a task that owns one pod's containers and network, fed the pod's
+//! latest version through a channel, and syncing desired against actual state about once a
+//! second (container exits are polled; probes run when due).
+//!
+//! A sync: set up the network, write the pod files and volumes, run init containers in order
+//! (each must exit 0), then keep the app containers running per the restart policy with
+//! CrashLoopBackOff back-off (10 s doubling to 5 min), run probes, and post the status when it
+//! changes. A pod with a `deletionTimestamp` is stopped, torn down and deleted for good.
+//!
+//! This file holds the sync loop and restart logic; `start` starts one container, `report`
+//! runs probes and builds the status, `teardown` stops and deletes.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState as ApiState, ContainerStateTerminated, ContainerStateWaiting, Pod,
+    PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::api::PodEvent;
+use super::env::PodSources;
+use super::probe::ContainerProbes;
+use super::volumes::prepare_volumes;
+use super::{PodContext, PodEntry};
+use crate::network::{PodNetworkRequest, PodNetworkStatus};
+use crate::runtime::{ContainerState, ContainerSummary, PullPolicy, LABEL_RESTART_COUNT};
+
+/// First CrashLoopBackOff delay.
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+/// Longest CrashLoopBackOff delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often a live pod is re-synced (container exits are noticed this fast).
+pub const RESYNC: Duration = Duration::from_secs(1);
+
+/// What the manager sends a worker.
+#[derive(Debug)]
+pub enum WorkerMessage {
+    /// The pod's latest version from the API.
+    Update(Box<Pod>),
+    /// The pod is gone from the API: stop everything, no API calls.
+    Removed,
+}
+
+/// One container instance the worker started (or recovered).
+#[derive(Debug)]
+struct Instance {
+    id: String,
+    state: ContainerState,
+    probes: ContainerProbes,
+    /// When this worker first saw it running / exited (tokio time, for back-off).
+    running_since: Option<Instant>,
+    exited_seen: Option<Instant>,
+}
+
+/// What the worker keeps per container name.
+#[derive(Debug, Default)]
+struct Track {
+    current: Option<Instance>,
+    restart_count: i32,
+    last_terminated: Option<ContainerStateTerminated>,
+    waiting: Option<(String, Option<String>)>,
+    backoff: Option<Duration>,
+    retry_at: Option<Instant>,
+    image_failures: u32,
+    image_id: Option<String>,
+}
+
+/// What a sync asks for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// Sync again after this long (or when the pod changes).
+    Continue(Duration),
+    /// The pod is finished and gone; the worker ends.
+    Done,
+}
+
+/// The worker of one pod.
+pub struct PodWorker {
+    ctx: Arc<PodContext>,
+    pod: Pod,
+    uid: String,
+    network: Option<PodNetworkStatus>,
+    tracks: BTreeMap<String, Track>,
+    start_time: Option<Time>,
+    last_posted: Option<PodStatus>,
+    volume_dirs: Option<BTreeMap<String, PathBuf>>,
+    files_written_for: Option<Option<IpAddr>>,
+    pod_message: Option<String>,
+    terminal: bool,
+    torn_down: bool,
+}
+
+fn running_state(state: &ContainerState) -> bool {
+    matches!(state, ContainerState::Running { .. })
+}
+
+fn terminated_of(id: &str, state: &ContainerState) -> Option<ContainerStateTerminated> {
+    match state {
+        ContainerState::Exited {
+            exit_code,
+            started_at,
+            finished_at,
+            oom_killed,
+        } => Some(ContainerStateTerminated {
+            exit_code: *exit_code,
+            reason: Some(
+                if *oom_killed {
+                    "OOMKilled"
+                } else if *exit_code == 0 {
+                    "Completed"
+                } else {
+                    "Error"
+                }
+                .to_string(),
+            ),
+            started_at: Some(Time(*started_at)),
+            finished_at: Some(Time(*finished_at)),
+            container_id: Some(format!("containerd://{id}")),
+            message: None,
+            signal: None,
+        }),
+        _ => None,
+    }
+}
+
+fn exit_code(state: &ContainerState) -> Option<i32> {
+    match state {
+        ContainerState::Exited { exit_code, .. } => Some(*exit_code),
+        _ => None,
+    }
+}
+
+fn waiting(reason: &str, message: Option<String>) -> ApiState {
+    ApiState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.to_string()),
+            message,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The pull policy of a container: as written, else `Always` for `:latest` or untagged images,
+/// else `IfNotPresent`.
+pub fn pull_policy(container: &Container) -> PullPolicy {
+    if let Some(policy) = container
+        .image_pull_policy
+        .as_deref()
+        .and_then(PullPolicy::from_api)
+    {
+        return policy;
+    }
+    let image = container.image.as_deref().unwrap_or_default();
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') {
+        PullPolicy::IfNotPresent
+    } else if !last.contains(':') || last.ends_with(":latest") {
+        PullPolicy::Always
+    } else {
+        PullPolicy::IfNotPresent
+    }
+}
+
+impl PodWorker {
+    /// A worker for `pod`, adopting the containers recovered from the runtime for it.
+    pub fn new(ctx: Arc<PodContext>, pod: Pod, recovered: Vec<ContainerSummary>) -> Self {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let start_time = pod.status.as_ref().and_then(|s| s.start_time.clone());
+        let mut worker = Self {
+            ctx,
+            pod,
+            uid,
+            network: None,
+            tracks: BTreeMap::new(),
+            start_time,
+            last_posted: None,
+            volume_dirs: None,
+            files_written_for: None,
+            pod_message: None,
+            terminal: false,
+            torn_down: false,
+        };
+        worker.adopt(recovered);
+        worker
+    }
+
+    /// Takes over containers that survived a kubelet restart: the newest instance of each
+    /// container becomes current; the restart count comes from its label.
+    fn adopt(&mut self, recovered: Vec<ContainerSummary>) {
+        let mut by_name: BTreeMap<String, Vec<ContainerSummary>> = BTreeMap::new();
+        for summary in recovered {
+            if let Some(name) = summary.container_name() {
+                by_name.entry(name.to_string()).or_default().push(summary);
+            }
+        }
+        let now = Instant::now();
+        for (name, mut instances) in by_name {
+            instances.sort_by_key(|s| {
+                (
+                    s.labels
+                        .get(LABEL_RESTART_COUNT)
+                        .and_then(|c| c.parse::<i32>().ok())
+                        .unwrap_or(0),
+                    s.created_at,
+                )
+            });
+            let Some(newest) = instances.pop() else {
+                continue;
+            };
+            let spec = self.container_spec(&name);
+            let track = self.tracks.entry(name.clone()).or_default();
+            track.restart_count = newest
+                .labels
+                .get(LABEL_RESTART_COUNT)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            if let Some(previous) = instances.last() {
+                track.last_terminated = terminated_of(&previous.id, &previous.state);
+            }
+            let running = running_state(&newest.state);
+            track.current = Some(Instance {
+                id: newest.id.clone(),
+                probes: spec
+                    .as_ref()
+                    .map(|c| ContainerProbes::new(c, now))
+                    .unwrap_or_default(),
+                running_since: running.then_some(now),
+                exited_seen: (!running).then_some(now),
+                state: newest.state,
+            });
+            tracing::info!(pod = %self.key(), container = %name, id = %newest.id, "adopted existing container");
+        }
+    }
+
+    /// Records an event about the pod (or one of its containers).
+    fn event(&self, container: Option<&str>, warning: bool, reason: &str, message: String) {
+        self.ctx.api.event(PodEvent::new(
+            &self.pod, container, warning, reason, message,
+        ));
+    }
+
+    fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.pod.metadata.namespace.as_deref().unwrap_or_default(),
+            self.pod.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    fn namespace(&self) -> String {
+        self.pod.metadata.namespace.clone().unwrap_or_default()
+    }
+
+    fn name(&self) -> String {
+        self.pod.metadata.name.clone().unwrap_or_default()
+    }
+
+    fn host_network(&self) -> bool {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false)
+    }
+
+    fn restart_policy(&self) -> String {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .unwrap_or_else(|| "Always".into())
+    }
+
+    fn init_specs(&self) -> Vec<Container> {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.clone())
+            .unwrap_or_default()
+    }
+
+    fn app_specs(&self) -> Vec<Container> {
+        self.pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default()
+    }
+
+    fn container_spec(&self, name: &str) -> Option<Container> {
+        self.init_specs()
+            .into_iter()
+            .chain(self.app_specs())
+            .find(|c| c.name == name)
+    }
+
+    fn pod_ip(&self) -> Option<IpAddr> {
+        if self.host_network() {
+            Some(self.ctx.settings.node_ip)
+        } else {
+            self.network.as_ref().map(|n| n.ip)
+        }
+    }
+
+    /// Runs the worker until the pod is finished and gone.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<WorkerMessage>) {
+        let mut delay = Duration::ZERO;
+        loop {
+            let mut removed = false;
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(WorkerMessage::Update(pod)) => self.update_pod(*pod),
+                    Some(WorkerMessage::Removed) | None => removed = true,
+                },
+                _ = tokio::time::sleep(delay) => {}
+            }
+            while let Ok(message) = rx.try_recv() {
+                match message {
+                    WorkerMessage::Update(pod) => self.update_pod(*pod),
+                    WorkerMessage::Removed => removed = true,
+                }
+            }
+            if removed {
+                self.cleanup(Duration::from_secs(2)).await;
+                break;
+            }
+            match self.sync().await {
+                SyncOutcome::Continue(next) => delay = next,
+                SyncOutcome::Done => break,
+            }
+        }
+        self.ctx.store.remove(&self.uid);
+        tracing::info!(pod = %self.key(), uid = %self.uid, "pod worker finished");
+    }
+
+    /// Takes the pod's latest version from the API.
+    pub fn update_pod(&mut self, pod: Pod) {
+        self.pod = pod;
+    }
+
+    /// One sync; see the module docs.
+    pub async fn sync(&mut self) -> SyncOutcome {
+        if self.pod.metadata.deletion_timestamp.is_some() {
+            return self.terminate_and_delete().await;
+        }
+        if self.start_time.is_none() {
+            self.start_time = Some(Time(jiff::Timestamp::now()));
+        }
+        self.refresh_states().await;
+        let mut next = RESYNC;
+        if !self.terminal {
+            if let Some(wait) = self.sync_containers().await {
+                next = next.min(wait);
+            }
+        }
+        self.run_probes().await;
+        let status = self.compute_status();
+        let phase = status.phase.clone().unwrap_or_default();
+        self.post_status(status).await;
+        if (phase == "Succeeded" || phase == "Failed") && !self.terminal {
+            tracing::info!(pod = %self.key(), %phase, "pod reached a terminal phase");
+            self.terminal = true;
+        }
+        if self.terminal && !self.torn_down {
+            self.stop_all(Duration::from_secs(0)).await;
+            self.teardown_network().await;
+        }
+        if let Some(due) = self.next_probe_due() {
+            next = next.min(due.saturating_duration_since(Instant::now()));
+        }
+        self.publish();
+        SyncOutcome::Continue(next.max(Duration::from_millis(50)))
+    }
+
+    fn publish(&self) {
+        let mut pod = self.pod.clone();
+        if let Some(status) = &self.last_posted {
+            pod.status = Some(status.clone());
+        }
+        let containers = self
+            .tracks
+            .iter()
+            .filter_map(|(name, t)| t.current.as_ref().map(|i| (name.clone(), i.id.clone())))
+            .collect();
+        self.ctx
+            .store
+            .upsert(&self.uid, PodEntry { pod, containers });
+    }
+
+    async fn refresh_states(&mut self) {
+        let runtime = self.ctx.runtime.clone();
+        for (name, track) in self.tracks.iter_mut() {
+            let Some(instance) = track.current.as_mut() else {
+                continue;
+            };
+            match runtime.container_status(&instance.id).await {
+                Ok(state) => {
+                    let now = Instant::now();
+                    if running_state(&state) && instance.running_since.is_none() {
+                        instance.running_since = Some(now);
+                    }
+                    if exit_code(&state).is_some() && instance.exited_seen.is_none() {
+                        instance.exited_seen = Some(now);
+                        tracing::info!(container = %name, id = %instance.id, exit_code = ?exit_code(&state), "container exited");
+                    }
+                    instance.state = state;
+                }
+                Err(error) if error.is_not_found() => {
+                    tracing::warn!(container = %name, id = %instance.id, "container vanished from the runtime");
+                    track.current = None;
+                }
+                Err(error) => {
+                    tracing::warn!(container = %name, %error, "reading container status failed");
+                }
+            }
+        }
+    }
+
+    /// Network, files, volumes, then containers. Returns an earlier resync time if one is due.
+    async fn sync_containers(&mut self) -> Option<Duration> {
+        if !self.host_network() && self.network.is_none() {
+            if !self.ctx.network.ready() {
+                return Some(RESYNC);
+            }
+            let request = PodNetworkRequest {
+                uid: self.uid.clone(),
+                namespace: self.namespace(),
+                name: self.name(),
+            };
+            match self.ctx.network.setup_pod(&request).await {
+                Ok(status) => {
+                    self.network = Some(status);
+                    self.pod_message = None;
+                }
+                Err(error) => {
+                    tracing::warn!(pod = %self.key(), %error, "pod network set-up failed; will retry");
+                    self.event(
+                        None,
+                        true,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {error}"),
+                    );
+                    return Some(Duration::from_secs(2));
+                }
+            }
+        }
+        let pod_ip = self.pod_ip();
+        if self.files_written_for != Some(pod_ip) {
+            if let Err(error) = self.write_pod_files(pod_ip) {
+                tracing::warn!(pod = %self.key(), %error, "writing pod files failed; will retry");
+                return Some(Duration::from_secs(2));
+            }
+            self.files_written_for = Some(pod_ip);
+        }
+        // ConfigMaps, Secrets and Services are read only when something needs them (volume
+        // set-up, a container start), once per sync.
+        let mut sources: Option<PodSources> = None;
+        if self.volume_dirs.is_none() {
+            let sources = match self.sources_once(&mut sources).await {
+                Some(sources) => sources,
+                None => return Some(Duration::from_secs(2)),
+            };
+            let pod_dir = self.ctx.settings.pod_dir(&self.uid);
+            match prepare_volumes(&self.pod, &pod_dir, &sources, &self.fields()) {
+                Ok(dirs) => self.volume_dirs = Some(dirs),
+                Err(error) => {
+                    tracing::warn!(pod = %self.key(), %error, "volume set-up failed; will retry");
+                    self.pod_message = Some(format!("MountVolume.SetUp failed: {error}"));
+                    self.event(
+                        None,
+                        true,
+                        "FailedMount",
+                        format!("MountVolume.SetUp failed: {error}"),
+                    );
+                    return Some(Duration::from_secs(2));
+                }
+            }
+            self.pod_message = None;
+        }
+        let mut next: Option<Duration> = None;
+        let mut merge = |d: Option<Duration>| {
+            if let Some(d) = d {
+                next = Some(next.map_or(d, |n: Duration| n.min(d)));
+            }
+        };
+        // Init containers, in order: each must exit 0 before the next starts.
+        let restart_policy = self.restart_policy();
+        let mut initialized = true;
+        for container in self.init_specs() {
+            let state = self
+                .tracks
+                .get(&container.name)
+                .and_then(|t| t.current.as_ref())
+                .map(|i| i.state.clone());
+            match state {
+                Some(ContainerState::Exited { exit_code: 0, .. }) => continue,
+                Some(ContainerState::Exited { .. }) => {
+                    initialized = false;
+                    if restart_policy != "Never" {
+                        merge(self.restart_with_backoff(&container, &mut sources).await);
+                    }
+                    break;
+                }
+                Some(ContainerState::Running { .. }) => {
+                    initialized = false;
+                    break;
+                }
+                Some(ContainerState::Created | ContainerState::Unknown) => {
+                    initialized = false;
+                    self.drop_stuck(&container.name).await;
+                    merge(self.start_or_retry(&container, &mut sources).await);
+                    break;
+                }
+                None => {
+                    initialized = false;
+                    merge(self.start_or_retry(&container, &mut sources).await);
+                    break;
+                }
+            }
+        }
+        if !initialized {
+            return next;
+        }
+        for container in self.app_specs() {
+            let (state, liveness_failed) = match self
+                .tracks
+                .get(&container.name)
+                .and_then(|t| t.current.as_ref())
+            {
+                Some(instance) => (
+                    Some(instance.state.clone()),
+                    running_state(&instance.state) && instance.probes.liveness_failed(),
+                ),
+                None => (None, false),
+            };
+            match state {
+                None => merge(self.start_or_retry(&container, &mut sources).await),
+                Some(ContainerState::Exited { exit_code, .. }) => {
+                    let restart = match restart_policy.as_str() {
+                        "Never" => false,
+                        "OnFailure" => exit_code != 0,
+                        _ => true,
+                    };
+                    if restart {
+                        merge(self.restart_with_backoff(&container, &mut sources).await);
+                    }
+                }
+                Some(ContainerState::Running { .. }) if liveness_failed => {
+                    tracing::info!(pod = %self.key(), container = %container.name, "liveness probe failed; restarting");
+                    self.event(
+                        Some(&container.name),
+                        false,
+                        "Killing",
+                        format!(
+                            "Container {} failed liveness probe, will be restarted",
+                            container.name
+                        ),
+                    );
+                    self.kill_container(&container.name).await;
+                }
+                Some(ContainerState::Running { .. }) => {}
+                Some(ContainerState::Created | ContainerState::Unknown) => {
+                    self.drop_stuck(&container.name).await;
+                    merge(self.start_or_retry(&container, &mut sources).await);
+                }
+            }
+        }
+        next
+    }
+
+    /// Removes a container instance that never started (e.g. the kubelet died between create
+    /// and start), so it is created afresh.
+    async fn drop_stuck(&mut self, name: &str) {
+        let Some(instance) = self.tracks.get_mut(name).and_then(|t| t.current.take()) else {
+            return;
+        };
+        tracing::info!(container = %name, id = %instance.id, "replacing a container that never started");
+        if let Err(error) = self.ctx.runtime.remove_container(&instance.id).await {
+            tracing::warn!(container = %name, %error, "removing a container that never started failed");
+        }
+    }
+
+    async fn kill_container(&mut self, name: &str) {
+        let grace = self.grace_period();
+        let runtime = self.ctx.runtime.clone();
+        if let Some(instance) = self.tracks.get_mut(name).and_then(|t| t.current.as_mut()) {
+            if let Err(error) = runtime.stop_container(&instance.id, grace).await {
+                tracing::warn!(container = %name, %error, "stopping container failed");
+            }
+            if let Ok(state) = runtime.container_status(&instance.id).await {
+                instance.state = state;
+                instance.exited_seen = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Restarts an exited container unless it is in back-off; returns when to look again.
+    async fn restart_with_backoff(
+        &mut self,
+        container: &Container,
+        sources: &mut Option<PodSources>,
+    ) -> Option<Duration> {
+        let now = Instant::now();
+        let pod_ref = format!("{}_{}({})", self.name(), self.namespace(), self.uid);
+        let track = self.tracks.entry(container.name.clone()).or_default();
+        let Some(instance) = track.current.as_ref() else {
+            return self.start_or_retry(container, sources).await;
+        };
+        // A container that ran long enough earns a fresh back-off.
+        if let (Some(since), Some(exited)) = (instance.running_since, instance.exited_seen) {
+            if exited.saturating_duration_since(since) > MAX_BACKOFF * 2 {
+                track.backoff = None;
+            }
+        }
+        if let Some(backoff) = track.backoff {
+            let until = instance.exited_seen.unwrap_or(now) + backoff;
+            if now < until {
+                let entering = track
+                    .waiting
+                    .as_ref()
+                    .is_none_or(|(reason, _)| reason != "CrashLoopBackOff");
+                track.waiting = Some((
+                    "CrashLoopBackOff".into(),
+                    Some(format!(
+                        "back-off {}s restarting failed container={} pod={pod_ref}",
+                        backoff.as_secs(),
+                        container.name
+                    )),
+                ));
+                if entering {
+                    self.event(
+                        Some(&container.name),
+                        true,
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {} in pod {pod_ref}",
+                            container.name
+                        ),
+                    );
+                }
+                return Some(until - now);
+            }
+        }
+        track.backoff = Some(match track.backoff {
+            None => INITIAL_BACKOFF,
+            Some(d) => (d * 2).min(MAX_BACKOFF),
+        });
+        let old = track.current.take();
+        if let Some(old) = old {
+            track.last_terminated = terminated_of(&old.id, &old.state);
+            track.restart_count += 1;
+            if let Err(error) = self.ctx.runtime.remove_container(&old.id).await {
+                tracing::warn!(id = %old.id, %error, "removing the exited container failed");
+            }
+        }
+        self.start_or_retry(container, sources).await
+    }
+
+    /// Starts a container that has no current instance (first start, or a restart), unless an
+    /// earlier failure asked to wait.
+    async fn start_or_retry(
+        &mut self,
+        container: &Container,
+        sources: &mut Option<PodSources>,
+    ) -> Option<Duration> {
+        let now = Instant::now();
+        let track = self.tracks.entry(container.name.clone()).or_default();
+        if let Some(at) = track.retry_at {
+            if now < at {
+                if track
+                    .waiting
+                    .as_ref()
+                    .is_some_and(|(reason, _)| reason == "ErrImagePull")
+                {
+                    let image = container.image.clone().unwrap_or_default();
+                    track.waiting = Some((
+                        "ImagePullBackOff".into(),
+                        Some(format!("Back-off pulling image \"{image}\"")),
+                    ));
+                    self.event(
+                        Some(&container.name),
+                        false,
+                        "BackOff",
+                        format!("Back-off pulling image \"{image}\""),
+                    );
+                }
+                return Some(at - now);
+            }
+        }
+        let Some(fetched) = self.sources_once(sources).await else {
+            return Some(Duration::from_secs(2));
+        };
+        match self.start_container(container, &fetched).await {
+            Ok(()) => {
+                let track = self.tracks.entry(container.name.clone()).or_default();
+                track.waiting = None;
+                track.retry_at = None;
+                track.image_failures = 0;
+                None
+            }
+            Err((reason, message)) => {
+                tracing::warn!(pod = %self.key(), container = %container.name, %reason, %message, "starting container failed");
+                let event_message = if reason == "ErrImagePull" || reason == "ErrImageNeverPull" {
+                    message.clone()
+                } else {
+                    format!("Error: {message}")
+                };
+                let event_reason = if reason == "ErrImageNeverPull" {
+                    "ErrImageNeverPull"
+                } else {
+                    "Failed"
+                };
+                self.event(Some(&container.name), true, event_reason, event_message);
+                let track = self.tracks.entry(container.name.clone()).or_default();
+                let delay = if reason == "ErrImagePull" {
+                    track.image_failures += 1;
+                    let shift = track.image_failures.saturating_sub(1).min(5);
+                    (INITIAL_BACKOFF * (1 << shift)).min(MAX_BACKOFF)
+                } else {
+                    Duration::from_secs(2)
+                };
+                track.waiting = Some((reason, Some(message)));
+                track.retry_at = Some(now + delay);
+                Some(delay)
+            }
+        }
+    }
+}
+
+mod report;
+mod start;
+mod teardown;
+
+#[cfg(test)]
+mod tests;

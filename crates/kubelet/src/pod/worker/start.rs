@@ -1,0 +1,260 @@
+//! Starting one container: image, ConfigMaps/Secrets/Services, environment, mounts, the
+//! per-pod files, then create + start through the runtime, with events.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::Container;
+use tokio::time::Instant;
+
+use super::{exit_code, pull_policy, running_state, Instance, PodWorker};
+use crate::pod::env::{container_env, PodSources, RuntimeFields};
+use crate::pod::files;
+use crate::pod::probe::ContainerProbes;
+use crate::pod::resources::{cgroup_parent, container_resources};
+use crate::pod::volumes::{container_mounts, referenced_objects};
+use crate::runtime::{
+    ContainerConfig, ContainerState, Mount, RuntimeError, LABEL_CONTAINER_NAME, LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE, LABEL_POD_UID, LABEL_RESTART_COUNT,
+};
+
+impl PodWorker {
+    pub(super) fn fields(&self) -> RuntimeFields {
+        RuntimeFields {
+            host_ip: self.ctx.settings.node_ip.to_string(),
+            pod_ip: self.pod_ip().map(|ip| ip.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// The pod's sources, read at most once per sync (`cache` holds them for the sync).
+    /// `None` (logged) when the API could not be read.
+    pub(super) async fn sources_once(&self, cache: &mut Option<PodSources>) -> Option<PodSources> {
+        if cache.is_none() {
+            match self.fetch_sources().await {
+                Ok(sources) => *cache = Some(sources),
+                Err(error) => {
+                    tracing::warn!(pod = %self.key(), %error, "reading ConfigMaps, Secrets or Services failed; will retry");
+                    return None;
+                }
+            }
+        }
+        cache.clone()
+    }
+
+    pub(super) async fn fetch_sources(&self) -> Result<PodSources, crate::pod::api::ApiError> {
+        let namespace = self.namespace();
+        let (config_maps, secrets) = referenced_objects(&self.pod);
+        let mut sources = PodSources::default();
+        for name in config_maps {
+            if let Some(cm) = self.ctx.api.config_map(&namespace, &name).await? {
+                sources.config_maps.insert(name, cm);
+            }
+        }
+        for name in secrets {
+            if let Some(secret) = self.ctx.api.secret(&namespace, &name).await? {
+                sources.secrets.insert(name, secret);
+            }
+        }
+        let links = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let services = self.ctx.api.services(&namespace).await?;
+        sources.services = services
+            .into_iter()
+            .filter(|s| {
+                let ns = s
+                    .metadata
+                    .namespace
+                    .as_deref()
+                    .unwrap_or(namespace.as_str());
+                let name = s.metadata.name.as_deref().unwrap_or_default();
+                (links && ns == namespace) || (ns == "default" && name == "kubernetes")
+            })
+            .collect();
+        Ok(sources)
+    }
+
+    pub(super) fn write_pod_files(&self, ip: Option<IpAddr>) -> std::io::Result<()> {
+        let dir = self.ctx.settings.pod_dir(&self.uid);
+        std::fs::create_dir_all(&dir)?;
+        let domain = &self.ctx.settings.dns.cluster_domain;
+        std::fs::write(
+            dir.join("etc-hosts"),
+            files::hosts_file(&self.pod, ip, domain),
+        )?;
+        std::fs::write(
+            dir.join("etc-hostname"),
+            format!("{}\n", files::hostname(&self.pod)),
+        )?;
+        std::fs::write(
+            dir.join("etc-resolv.conf"),
+            files::resolv_conf(&self.pod, &self.ctx.settings.dns),
+        )?;
+        Ok(())
+    }
+
+    pub(super) fn log_path(&self, container: &str, restart_count: i32) -> PathBuf {
+        self.ctx
+            .settings
+            .pod_log_dir(&self.namespace(), &self.name(), &self.uid)
+            .join(container)
+            .join(format!("{restart_count}.log"))
+    }
+
+    /// Pulls, configures, creates and starts one container. Errors are (reason, message) for
+    /// the container's waiting state.
+    pub(super) async fn start_container(
+        &mut self,
+        container: &Container,
+        sources: &PodSources,
+    ) -> Result<(), (String, String)> {
+        let image = container.image.clone().unwrap_or_default();
+        let runtime = self.ctx.runtime.clone();
+        match runtime.ensure_image(&image, pull_policy(container)).await {
+            Ok(()) => {}
+            Err(RuntimeError::ImageNeverPull { .. }) => {
+                return Err((
+                    "ErrImageNeverPull".into(),
+                    format!("Container image \"{image}\" is not present with pull policy of Never"),
+                ))
+            }
+            Err(error) => {
+                return Err((
+                    "ErrImagePull".into(),
+                    format!("Failed to pull image \"{image}\": {error}"),
+                ))
+            }
+        }
+        self.event(
+            Some(&container.name),
+            false,
+            "Pulled",
+            format!("Container image \"{image}\" already present on machine"),
+        );
+        let env = container_env(&self.pod, container, sources, &self.fields())
+            .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
+        let dirs = self.volume_dirs.clone().unwrap_or_default();
+        let mut mounts = container_mounts(container, &dirs)
+            .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
+        let pod_dir = self.ctx.settings.pod_dir(&self.uid);
+        for (file, target) in [
+            ("etc-hosts", "/etc/hosts"),
+            ("etc-hostname", "/etc/hostname"),
+            ("etc-resolv.conf", "/etc/resolv.conf"),
+        ] {
+            if !mounts.iter().any(|m| m.container_path == target) {
+                mounts.push(Mount {
+                    host_path: pod_dir.join(file),
+                    container_path: target.into(),
+                    read_only: false,
+                });
+            }
+        }
+        let restart_count = self
+            .tracks
+            .get(&container.name)
+            .map(|t| t.restart_count)
+            .unwrap_or(0);
+        let labels = BTreeMap::from([
+            (LABEL_POD_UID.to_string(), self.uid.clone()),
+            (LABEL_POD_NAME.to_string(), self.name()),
+            (LABEL_POD_NAMESPACE.to_string(), self.namespace()),
+            (LABEL_CONTAINER_NAME.to_string(), container.name.clone()),
+            (LABEL_RESTART_COUNT.to_string(), restart_count.to_string()),
+        ]);
+        let security = container.security_context.as_ref();
+        let pod_security = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.as_ref());
+        let config = ContainerConfig {
+            name: container.name.clone(),
+            labels,
+            image: image.clone(),
+            command: container.command.clone().unwrap_or_default(),
+            args: container.args.clone().unwrap_or_default(),
+            env,
+            working_dir: container.working_dir.clone().filter(|w| !w.is_empty()),
+            hostname: files::hostname(&self.pod),
+            netns_path: if self.host_network() {
+                None
+            } else {
+                self.network.as_ref().map(|n| n.netns_path.clone())
+            },
+            mounts,
+            log_path: self.log_path(&container.name, restart_count),
+            tty: container.tty.unwrap_or(false),
+            stdin: container.stdin.unwrap_or(false),
+            stdin_once: container.stdin_once.unwrap_or(false),
+            cgroup_parent: cgroup_parent(&self.pod),
+            resources: container_resources(container),
+            run_as_user: security
+                .and_then(|s| s.run_as_user)
+                .or_else(|| pod_security.and_then(|s| s.run_as_user))
+                .and_then(|u| u32::try_from(u).ok()),
+            run_as_group: security
+                .and_then(|s| s.run_as_group)
+                .or_else(|| pod_security.and_then(|s| s.run_as_group))
+                .and_then(|g| u32::try_from(g).ok()),
+            privileged: security.and_then(|s| s.privileged).unwrap_or(false),
+        };
+        let id = runtime
+            .create_container(&config)
+            .await
+            .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+        self.event(
+            Some(&container.name),
+            false,
+            "Created",
+            format!("Created container: {}", container.name),
+        );
+        let now = Instant::now();
+        if let Err(error) = runtime.start_container(&id).await {
+            if let Err(remove) = runtime.remove_container(&id).await {
+                tracing::warn!(%id, error = %remove, "removing the container that failed to start");
+            }
+            return Err(("RunContainerError".into(), error.to_string()));
+        }
+        let state = runtime
+            .container_status(&id)
+            .await
+            .unwrap_or(ContainerState::Unknown);
+        tracing::info!(pod = %self.key(), container = %container.name, %id, restart_count, "container started");
+        let image_id = self.image_id(&image).await;
+        self.event(
+            Some(&container.name),
+            false,
+            "Started",
+            format!("Started container {}", container.name),
+        );
+        let running = running_state(&state);
+        let exited = exit_code(&state).is_some();
+        let track = self.tracks.entry(container.name.clone()).or_default();
+        track.image_id = image_id;
+        track.current = Some(Instance {
+            id,
+            probes: ContainerProbes::new(container, now),
+            running_since: (running || exited).then_some(now),
+            exited_seen: exited.then_some(now),
+            state,
+        });
+        Ok(())
+    }
+
+    /// `repo@sha256:...` of an image, as `imageID` reports it.
+    pub(super) async fn image_id(&self, image: &str) -> Option<String> {
+        let name = crate::runtime::normalize_image(image);
+        let images = self.ctx.runtime.list_images().await.ok()?;
+        let info = images.into_iter().find(|i| i.names.contains(&name))?;
+        Some(format!(
+            "{}@{}",
+            crate::node::status::repository(&name),
+            info.digest
+        ))
+    }
+}

@@ -1,0 +1,651 @@
+//! Pod worker tests over the fake runtime, network and API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{
+    ConfigMapKeySelector, Container, ContainerStatus, EnvVar, EnvVarSource, Pod, PodSpec, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ObjectMeta;
+
+use super::*;
+use crate::network::fake::{FakeNetwork, NetworkCall};
+use crate::pod::api::{ApiCall, FakePodApi};
+use crate::pod::files::DnsSettings;
+use crate::pod::{PodContext, PodSettings, PodStore};
+use crate::runtime::fake::{Call, FakeRuntime};
+use crate::runtime::ContainerRuntime;
+
+struct Harness {
+    runtime: Arc<FakeRuntime>,
+    network: Arc<FakeNetwork>,
+    api: Arc<FakePodApi>,
+    ctx: Arc<PodContext>,
+    _dir: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = Arc::new(FakeRuntime::new());
+    runtime.add_image("busybox:1.35");
+    let network = Arc::new(FakeNetwork::ready_network());
+    let api = Arc::new(FakePodApi::new());
+    let ctx = Arc::new(PodContext {
+        runtime: runtime.clone(),
+        network: network.clone(),
+        api: api.clone(),
+        settings: PodSettings {
+            node_name: "node-0".into(),
+            node_ip: "192.0.2.2".parse().expect("ip"),
+            root_dir: dir.path().join("root"),
+            pod_logs_dir: dir.path().join("logs"),
+            dns: DnsSettings {
+                cluster_dns: vec!["10.96.0.10".parse().expect("ip")],
+                cluster_domain: "cluster.local".into(),
+                host_resolv_conf: String::new(),
+            },
+        },
+        store: PodStore::new(),
+    });
+    Harness {
+        runtime,
+        network,
+        api,
+        ctx,
+        _dir: dir,
+    }
+}
+
+fn container(name: &str) -> Container {
+    Container {
+        name: name.into(),
+        image: Some("busybox:1.35".into()),
+        ..Default::default()
+    }
+}
+
+fn pod(name: &str, inits: Vec<Container>, containers: Vec<Container>, policy: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            uid: Some(format!("{name}-0000-1111-2222-333344445555")),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some("node-0".into()),
+            init_containers: (!inits.is_empty()).then_some(inits),
+            containers,
+            restart_policy: Some(policy.into()),
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Pending".into()),
+            ..Default::default()
+        }),
+    }
+}
+
+fn status_of<'a>(status: &'a PodStatus, name: &str) -> &'a ContainerStatus {
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten())
+        .find(|s| s.name == name)
+        .expect("container status")
+}
+
+fn condition(status: &PodStatus, kind: &str) -> String {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.clone())
+        .unwrap_or_default()
+}
+
+fn started_names(runtime: &FakeRuntime) -> Vec<String> {
+    runtime
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::CreateContainer(config) => Some(config.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_goes_from_pending_to_running_with_the_right_status() {
+    let h = harness();
+    let p = pod("web", vec![], vec![container("httpd")], "Always");
+    let mut worker = PodWorker::new(h.ctx.clone(), p, vec![]);
+    assert!(matches!(worker.sync().await, SyncOutcome::Continue(_)));
+
+    let status = h.api.last_status("web").expect("status posted");
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    assert_eq!(status.pod_ip.as_deref(), Some("10.244.0.2"));
+    assert_eq!(status.host_ip.as_deref(), Some("192.0.2.2"));
+    assert!(status.start_time.is_some());
+    assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+    for kind in [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "ContainersReady",
+        "Ready",
+    ] {
+        assert_eq!(condition(&status, kind), "True", "{kind}");
+    }
+    let httpd = status_of(&status, "httpd");
+    assert!(httpd.ready);
+    assert_eq!(httpd.started, Some(true));
+    assert_eq!(httpd.restart_count, 0);
+    assert_eq!(httpd.image, "docker.io/library/busybox:1.35");
+    assert!(httpd
+        .image_id
+        .starts_with("docker.io/library/busybox@sha256:"));
+    assert!(httpd
+        .container_id
+        .as_deref()
+        .is_some_and(|id| id.starts_with("containerd://")));
+    assert!(httpd
+        .state
+        .as_ref()
+        .and_then(|s| s.running.as_ref())
+        .is_some());
+
+    // The container got the pod's network, files and log path.
+    let created = h.runtime.containers();
+    let config = &created.values().next().expect("one container").config;
+    assert!(config
+        .netns_path
+        .as_ref()
+        .is_some_and(|p| p.ends_with("kube-web000011112")));
+    assert!(config
+        .mounts
+        .iter()
+        .any(|m| m.container_path == "/etc/resolv.conf"));
+    assert!(config
+        .log_path
+        .ends_with("default_web_web-0000-1111-2222-333344445555/httpd/0.log"));
+    assert_eq!(config.labels["io.kubernetes.container.name"], "httpd");
+    let resolv = std::fs::read_to_string(
+        h.ctx
+            .settings
+            .pod_dir("web-0000-1111-2222-333344445555")
+            .join("etc-resolv.conf"),
+    )
+    .expect("resolv.conf");
+    assert!(resolv.starts_with("nameserver 10.96.0.10\n"));
+
+    let events = h.api.events();
+    let reasons: Vec<&str> = events.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(reasons, vec!["Pulled", "Created", "Started"]);
+    assert_eq!(events[1].1, "Created container: httpd");
+
+    // Nothing changes: no second status post.
+    let posts = h.api.statuses("web").len();
+    worker.sync().await;
+    assert_eq!(h.api.statuses("web").len(), posts);
+    assert_eq!(h.ctx.store.pods().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pod_waits_for_the_network_before_starting_containers() {
+    let h = harness();
+    let ctx = Arc::new(PodContext {
+        runtime: h.runtime.clone(),
+        network: Arc::new(FakeNetwork::new()),
+        api: h.api.clone(),
+        settings: h.ctx.settings.clone(),
+        store: PodStore::new(),
+    });
+    let mut worker = PodWorker::new(
+        ctx,
+        pod("web", vec![], vec![container("c")], "Always"),
+        vec![],
+    );
+    worker.sync().await;
+    let status = h.api.last_status("web").expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    assert_eq!(condition(&status, "PodReadyToStartContainers"), "False");
+    let c = status_of(&status, "c");
+    assert_eq!(
+        c.state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.as_deref()),
+        Some("ContainerCreating")
+    );
+    assert!(started_names(&h.runtime).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn init_containers_run_in_order_before_app_containers() {
+    let h = harness();
+    let p = pod(
+        "init",
+        vec![container("first"), container("second")],
+        vec![container("app")],
+        "Always",
+    );
+    let mut worker = PodWorker::new(h.ctx.clone(), p, vec![]);
+    worker.sync().await;
+    assert_eq!(started_names(&h.runtime), vec!["first"]);
+    let status = h.api.last_status("init").expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    assert_eq!(condition(&status, "Initialized"), "False");
+    let app = status_of(&status, "app");
+    assert_eq!(
+        app.state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.as_deref()),
+        Some("PodInitializing")
+    );
+
+    // Still running: nothing else starts.
+    worker.sync().await;
+    assert_eq!(started_names(&h.runtime), vec!["first"]);
+
+    let id_of = |name: &str| {
+        h.runtime
+            .containers()
+            .into_iter()
+            .find(|(_, c)| c.config.name == name)
+            .map(|(id, _)| id)
+            .expect("container")
+    };
+    h.runtime.exit_container(&id_of("first"), 0);
+    worker.sync().await;
+    assert_eq!(started_names(&h.runtime), vec!["first", "second"]);
+    h.runtime.exit_container(&id_of("second"), 0);
+    worker.sync().await;
+    assert_eq!(started_names(&h.runtime), vec!["first", "second", "app"]);
+    let status = h.api.last_status("init").expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    assert_eq!(condition(&status, "Initialized"), "True");
+    let first = status_of(&status, "first");
+    let terminated = first
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("terminated");
+    assert_eq!(terminated.reason.as_deref(), Some("Completed"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_init_container_fails_a_never_restart_pod() {
+    let h = harness();
+    h.runtime.set_exit_on_start("setup", 3);
+    let p = pod(
+        "bad",
+        vec![container("setup")],
+        vec![container("app")],
+        "Never",
+    );
+    let mut worker = PodWorker::new(h.ctx.clone(), p, vec![]);
+    worker.sync().await;
+    worker.sync().await;
+    let status = h.api.last_status("bad").expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    assert_eq!(started_names(&h.runtime), vec!["setup"]);
+    // A terminal pod gives its network back.
+    assert!(h.network.namespaces().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn crashing_containers_restart_with_doubling_back_off() {
+    let h = harness();
+    h.runtime.set_exit_on_start("crash", 1);
+    let p = pod("loop", vec![], vec![container("crash")], "Always");
+    let mut worker = PodWorker::new(h.ctx.clone(), p, vec![]);
+
+    worker.sync().await; // first start, exits at once
+    assert_eq!(started_names(&h.runtime).len(), 1);
+    worker.sync().await; // first restart is immediate
+    assert_eq!(started_names(&h.runtime).len(), 2);
+
+    // The second crash waits 10 s.
+    let next = worker.sync().await;
+    assert_eq!(started_names(&h.runtime).len(), 2);
+    assert!(matches!(next, SyncOutcome::Continue(d) if d <= Duration::from_secs(10)));
+    let status = h.api.last_status("loop").expect("status");
+    let crash = status_of(&status, "crash");
+    let waiting = crash
+        .state
+        .as_ref()
+        .and_then(|s| s.waiting.as_ref())
+        .expect("waiting");
+    assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
+    assert!(waiting.message.as_deref().is_some_and(
+        |m| m.starts_with("back-off 10s restarting failed container=crash pod=loop_default(")
+    ));
+    assert_eq!(crash.restart_count, 1);
+    assert_eq!(
+        crash
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| (t.exit_code, t.reason.clone())),
+        Some((1, Some("Error".to_string())))
+    );
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    assert_eq!(condition(&status, "Ready"), "False");
+    let backoffs = h
+        .api
+        .events()
+        .into_iter()
+        .filter(|(reason, _)| reason == "BackOff")
+        .count();
+    assert_eq!(backoffs, 1);
+
+    tokio::time::advance(Duration::from_secs(9)).await;
+    worker.sync().await;
+    assert_eq!(started_names(&h.runtime).len(), 2);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    worker.sync().await;
+    assert_eq!(started_names(&h.runtime).len(), 3);
+
+    // Next back-off is 20 s.
+    let status_msg = |h: &Harness| {
+        h.api
+            .last_status("loop")
+            .and_then(|s| {
+                status_of(&s, "crash")
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.waiting.as_ref())
+                    .and_then(|w| w.message.clone())
+            })
+            .unwrap_or_default()
+    };
+    worker.sync().await;
+    assert!(status_msg(&h).starts_with("back-off 20s"));
+    tokio::time::advance(Duration::from_secs(15)).await;
+    worker.sync().await;
+    assert_eq!(started_names(&h.runtime).len(), 3);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    worker.sync().await;
+    assert_eq!(started_names(&h.runtime).len(), 4);
+    let restarts = h
+        .api
+        .last_status("loop")
+        .map(|s| status_of(&s, "crash").restart_count);
+    assert_eq!(restarts, Some(3));
+    // Each instance logs to its own file; exited instances are removed on restart.
+    let logs: Vec<String> = h
+        .runtime
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::CreateContainer(config) => config
+                .log_path
+                .file_name()
+                .map(|f| f.to_string_lossy().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logs, vec!["0.log", "1.log", "2.log", "3.log"]);
+    assert_eq!(h.runtime.containers().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_completed_never_restart_pod_succeeds() {
+    let h = harness();
+    h.runtime.set_exit_on_start("job", 0);
+    let mut worker = PodWorker::new(
+        h.ctx.clone(),
+        pod("job", vec![], vec![container("job")], "Never"),
+        vec![],
+    );
+    worker.sync().await;
+    worker.sync().await;
+    let status = h.api.last_status("job").expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(started_names(&h.runtime).len(), 1);
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .and_then(|c| c.reason.clone());
+    assert_eq!(ready.as_deref(), Some("PodCompleted"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn deletion_stops_tears_down_removes_and_deletes() {
+    let h = harness();
+    let mut p = pod("gone", vec![], vec![container("c")], "Always");
+    let mut worker = PodWorker::new(h.ctx.clone(), p.clone(), vec![]);
+    worker.sync().await;
+    assert_eq!(h.runtime.containers().len(), 1);
+
+    p.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+    p.metadata.deletion_grace_period_seconds = Some(5);
+    worker.update_pod(p);
+    assert_eq!(worker.sync().await, SyncOutcome::Done);
+
+    let calls = h.runtime.calls();
+    assert!(calls
+        .iter()
+        .any(|c| matches!(c, Call::StopContainer(_, grace) if *grace == Duration::from_secs(5))));
+    assert!(h.runtime.containers().is_empty());
+    assert!(h
+        .network
+        .calls()
+        .contains(&NetworkCall::Teardown("kube-gone00001111".into())));
+    let deletes: Vec<ApiCall> = h
+        .api
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, ApiCall::Delete(..)))
+        .collect();
+    assert_eq!(
+        deletes,
+        vec![ApiCall::Delete(
+            "default".into(),
+            "gone".into(),
+            "gone-0000-1111-2222-333344445555".into()
+        )]
+    );
+    let final_status = h.api.last_status("gone").expect("status");
+    assert_ne!(final_status.phase.as_deref(), Some("Running"));
+    assert!(!h
+        .ctx
+        .settings
+        .pod_dir("gone-0000-1111-2222-333344445555")
+        .exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_config_map_is_a_create_container_config_error() {
+    let h = harness();
+    let mut c = container("c");
+    c.env = Some(vec![EnvVar {
+        name: "X".into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: "settings".into(),
+                key: "x".into(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+    }]);
+    let mut worker = PodWorker::new(h.ctx.clone(), pod("cfg", vec![], vec![c], "Always"), vec![]);
+    worker.sync().await;
+    let status = h.api.last_status("cfg").expect("status");
+    let waiting = status_of(&status, "c")
+        .state
+        .as_ref()
+        .and_then(|s| s.waiting.clone())
+        .expect("waiting");
+    assert_eq!(
+        waiting.reason.as_deref(),
+        Some("CreateContainerConfigError")
+    );
+    assert_eq!(
+        waiting.message.as_deref(),
+        Some("configmap \"settings\" not found")
+    );
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_image_is_err_image_pull_then_back_off() {
+    let h = harness();
+    let mut c = container("c");
+    c.image = Some("nothere:1".into());
+    let mut worker = PodWorker::new(h.ctx.clone(), pod("img", vec![], vec![c], "Always"), vec![]);
+    worker.sync().await;
+    let reason = |h: &Harness| {
+        h.api.last_status("img").and_then(|s| {
+            status_of(&s, "c")
+                .state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.clone())
+        })
+    };
+    assert_eq!(reason(&h).as_deref(), Some("ErrImagePull"));
+    worker.sync().await;
+    assert_eq!(reason(&h).as_deref(), Some("ImagePullBackOff"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_kubelet_adopts_running_containers() {
+    let h = harness();
+    let p = pod("keep", vec![], vec![container("c")], "Always");
+    let mut first = PodWorker::new(h.ctx.clone(), p.clone(), vec![]);
+    first.sync().await;
+    drop(first);
+    let recovered = h.runtime.list_containers().await.expect("list");
+    h.runtime.clear_calls();
+    let mut second = PodWorker::new(h.ctx.clone(), p, recovered);
+    second.sync().await;
+    assert!(started_names(&h.runtime).is_empty());
+    let status = h.api.last_status("keep").expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+}
+
+#[test]
+fn pull_policy_defaults_follow_the_tag() {
+    let mut c = container("c");
+    assert_eq!(pull_policy(&c), PullPolicy::IfNotPresent);
+    c.image = Some("busybox".into());
+    assert_eq!(pull_policy(&c), PullPolicy::Always);
+    c.image = Some("busybox:latest".into());
+    assert_eq!(pull_policy(&c), PullPolicy::Always);
+    c.image_pull_policy = Some("Never".into());
+    assert_eq!(pull_policy(&c), PullPolicy::Never);
+}
+
+fn exec_probe(
+    command: &str,
+    period: i32,
+    failure_threshold: i32,
+) -> k8s_openapi::api::core::v1::Probe {
+    k8s_openapi::api::core::v1::Probe {
+        exec: Some(k8s_openapi::api::core::v1::ExecAction {
+            command: Some(vec![command.to_string()]),
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failure_threshold),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_gates_ready_and_liveness_failures_restart_the_container() {
+    let h = harness();
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    h.runtime.set_exec_handler(move |_, request| {
+        let ok = match request.command[0].as_str() {
+            "ready" => flag.load(std::sync::atomic::Ordering::SeqCst),
+            "alive" => false,
+            _ => true,
+        };
+        crate::runtime::fake::ExecResult {
+            exit_code: if ok { 0 } else { 1 },
+            ..Default::default()
+        }
+    });
+    let mut c = container("web");
+    c.readiness_probe = Some(exec_probe("ready", 1, 1));
+    let mut p = pod("probed", vec![], vec![c], "Always");
+    worker_sync_twice(&h, &p).await;
+    let ready = |h: &Harness| {
+        h.api
+            .last_status("probed")
+            .map(|s| (status_of(&s, "web").ready, condition(&s, "Ready")))
+    };
+    assert_eq!(ready(&h), Some((false, "False".to_string())));
+    assert!(h
+        .api
+        .events()
+        .iter()
+        .any(|(reason, message)| reason == "Unhealthy"
+            && message.starts_with("Readiness probe failed")));
+
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut worker = PodWorker::new(
+        h.ctx.clone(),
+        p.clone(),
+        h.runtime.list_containers().await.expect("list"),
+    );
+    worker.sync().await;
+    tokio::time::advance(Duration::from_secs(2)).await;
+    worker.sync().await;
+    assert_eq!(ready(&h), Some((true, "True".to_string())));
+
+    // Liveness: fails once (threshold 1) -> killed and restarted.
+    let mut live = container("live");
+    live.liveness_probe = Some(exec_probe("alive", 1, 1));
+    p = pod("lively", vec![], vec![live], "Always");
+    let mut worker = PodWorker::new(h.ctx.clone(), p, vec![]);
+    worker.sync().await; // start
+    tokio::time::advance(Duration::from_secs(1)).await;
+    worker.sync().await; // probe fails
+    worker.sync().await; // kill
+    worker.sync().await; // restart (first restart is immediate)
+    let starts = started_names(&h.runtime)
+        .into_iter()
+        .filter(|n| n == "live")
+        .count();
+    assert_eq!(starts, 2);
+    assert!(h
+        .api
+        .events()
+        .iter()
+        .any(|(reason, message)| reason == "Killing" && message.contains("failed liveness probe")));
+}
+
+async fn worker_sync_twice(h: &Harness, p: &Pod) {
+    let mut worker = PodWorker::new(h.ctx.clone(), p.clone(), vec![]);
+    worker.sync().await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    worker.sync().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_container_created_but_never_started_is_replaced() {
+    let h = harness();
+    let p = pod("stuck", vec![], vec![container("c")], "Always");
+    let mut first = PodWorker::new(h.ctx.clone(), p.clone(), vec![]);
+    first.sync().await;
+    let id = h.runtime.containers().keys().next().cloned().expect("id");
+    h.runtime
+        .set_state(&id, crate::runtime::ContainerState::Created);
+    let recovered = h.runtime.list_containers().await.expect("list");
+    let mut second = PodWorker::new(h.ctx.clone(), p, recovered);
+    second.sync().await;
+    assert!(h.runtime.container(&id).is_none());
+    let status = h.api.last_status("stuck").expect("status");
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+}

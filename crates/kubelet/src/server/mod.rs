@@ -1,0 +1,184 @@
+//! The kubelet API: HTTPS on `--port` with client certificates verified against
+//! `--client-ca-file`. Routes (see [`routes`]): `/healthz`, `/pods`,
+//! `/containerLogs/{ns}/{pod}/{container}`, `/exec/...` and `/attach/...` (WebSocket,
+//! [`stream`]). Callers without a verified client certificate only get `/healthz`.
+
+pub mod logs;
+pub mod query;
+pub mod routes;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+pub use routes::{router, Peer, ServerState};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A certificate or key file could not be read.
+    #[error("reading {path}: {reason}")]
+    ReadPem {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The TLS configuration was rejected.
+    #[error("building the TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The client CA could not be used.
+    #[error("using --client-ca-file: {0}")]
+    ClientCa(String),
+    /// Generating a self-signed serving certificate failed.
+    #[error("generating a self-signed serving certificate: {0}")]
+    SelfSigned(#[from] rcgen::Error),
+    /// The port could not be bound.
+    #[error("binding the kubelet API to {addr}: {source} (is another kubelet running, or the port taken? pick another with --port)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// TLS settings of the kubelet API.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    /// `--tls-cert-file` (None: a self-signed certificate is generated).
+    pub cert: Option<PathBuf>,
+    /// `--tls-private-key-file`.
+    pub key: Option<PathBuf>,
+    /// `--client-ca-file` (None: no client certificates are asked for, every caller is trusted).
+    pub client_ca: Option<PathBuf>,
+    /// Names for a generated self-signed certificate.
+    pub self_signed_names: Vec<String>,
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ServerError> {
+    let fail = |reason: String| ServerError::ReadPem {
+        path: path.display().to_string(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(fail("no certificates in file".into()));
+    }
+    Ok(certs)
+}
+
+/// Builds the rustls server configuration.
+pub fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServerError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (certs, key) = match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => {
+            let certs = read_certs(cert)?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| ServerError::ReadPem {
+                path: key.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            (certs, key)
+        }
+        _ => {
+            let generated = rcgen::generate_simple_self_signed(files.self_signed_names.clone())?;
+            let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der())
+                .map_err(|e| ServerError::ClientCa(e.to_string()))?;
+            (vec![generated.cert.der().clone()], key)
+        }
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match &files.client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| ServerError::ClientCa(e.to_string()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| ServerError::ClientCa(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Binds `addr` now (so a taken port fails the start) and serves the kubelet API in the
+/// background. Returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    files: &TlsFiles,
+    state: ServerState,
+) -> Result<SocketAddr, ServerError> {
+    let config = tls_config(files)?;
+    let require_certs = files.client_ca.is_some();
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let app = router(state);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a kubelet API connection failed");
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(tls) => tls,
+                    Err(error) => {
+                        tracing::debug!(%remote, %error, "TLS handshake failed");
+                        return;
+                    }
+                };
+                let has_cert = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|certs| !certs.is_empty());
+                let peer = Peer {
+                    authenticated: has_cert || !require_certs,
+                };
+                let service = TowerToHyperService::new(app.layer(axum::Extension(peer)));
+                if let Err(error) = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await
+                {
+                    tracing::debug!(%remote, %error, "kubelet API connection ended with an error");
+                }
+            });
+        }
+    });
+    tracing::info!(addr = %local, "kubelet API serving");
+    Ok(local)
+}

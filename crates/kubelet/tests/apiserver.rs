@@ -1,0 +1,145 @@
+//! The kubelet (fake runtime, fake network) against the in-process apiserver: the node
+//! registers and turns Ready, its Lease is renewed, a pod bound to it reaches Running with an
+//! IP, and a graceful delete ends with the kubelet removing the pod for good.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, PostParams};
+use kube::Api;
+use kube_apiserver::testing::TestServer;
+use kubelet::testing::start_fake;
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_pod_bound_to_the_node_runs_and_is_deleted_by_the_kubelet() {
+    let server = TestServer::start().await.expect("apiserver");
+    let client = server.client().await.expect("client");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubelet = start_fake(client.clone(), "node-0", dir.path())
+        .await
+        .expect("kubelet");
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = eventually("node Ready", || {
+        let nodes = nodes.clone();
+        async move {
+            let node = nodes.get_opt("node-0").await.ok()??;
+            let ready = node
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then_some(node)
+        }
+    })
+    .await;
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels["kubernetes.io/hostname"], "node-0");
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    let status = node.status.expect("status");
+    assert_eq!(status.node_info.expect("info").kubelet_version, "v1.33.0");
+    assert_eq!(
+        status
+            .daemon_endpoints
+            .and_then(|d| d.kubelet_endpoint)
+            .map(|e| e.port),
+        Some(i32::from(kubelet.kubelet.api_addr.port()))
+    );
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let lease = eventually("node lease", || {
+        let leases = leases.clone();
+        async move { leases.get_opt("node-0").await.ok()? }
+    })
+    .await;
+    let spec = lease.spec.expect("lease spec");
+    assert_eq!(spec.holder_identity.as_deref(), Some("node-0"));
+    assert_eq!(spec.lease_duration_seconds, Some(40));
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web"},
+        "spec": {
+            "nodeName": "node-0",
+            "containers": [{"name": "httpd", "image": "busybox:1.35",
+                            "command": ["httpd", "-f", "-p", "80"]}]
+        }
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    let running = eventually("pod Running", || {
+        let pods = pods.clone();
+        async move {
+            let pod = pods.get_opt("web").await.ok()??;
+            let status = pod.status.clone()?;
+            (status.phase.as_deref() == Some("Running")).then_some(status)
+        }
+    })
+    .await;
+    assert_eq!(running.pod_ip.as_deref(), Some("10.244.0.2"));
+    assert_eq!(running.host_ip.as_deref(), Some("127.0.0.1"));
+    let container = &running.container_statuses.expect("statuses")[0];
+    assert!(container.ready);
+    assert!(container
+        .state
+        .as_ref()
+        .and_then(|s| s.running.as_ref())
+        .is_some());
+    assert_eq!(kubelet.kubelet.store.pods().len(), 1);
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    eventually("Started event", || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("Started")
+                        && e.involved_object.name.as_deref() == Some("web")
+                })
+                .then_some(())
+        }
+    })
+    .await;
+
+    pods.delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("pod gone", || {
+        let pods = pods.clone();
+        async move {
+            match pods.get_opt("web").await {
+                Ok(None) => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    assert!(kubelet.runtime.containers().is_empty());
+    assert!(kubelet.network.namespaces().is_empty());
+}
