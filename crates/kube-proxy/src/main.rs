@@ -1,1 +1,10 @@
-fn main() {}
+//! The `kube-proxy` binary: parses flags and calls [`kube_proxy::run`].
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    component_base::logging::init();
+    kube_proxy::run(kube_proxy::Options::parse()).await?;
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The kube-proxy process: options, start-up, the watch-and-sync loop.
+//!
+//! Services and EndpointSlices are mirrored by kube-rs reflectors; every change wakes the sync
+//! loop, which (no more often than `--min-sync-period`, and at least every `--sync-period`)
+//! builds the whole desired ruleset and hands it to the [`Syncer`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+use tokio::sync::Notify;
+
+use crate::conntrack::{stale_flows, Conntrack, ConntrackCommand};
+use crate::model::{delete_table_transaction, Ruleset};
+use crate::nft::{NftCommand, NftError, Nftables};
+use crate::rules::{build_ruleset, RuleConfig, SERVICE_NAME_LABEL};
+use crate::status::{self, Health, Metrics, StatusError};
+use crate::sync::Syncer;
+use crate::sysctl;
+
+/// How soon a failed sync is retried (the next one recreates the table).
+const SYNC_RETRY: Duration = Duration::from_secs(2);
+
+/// Command-line options (upstream flag names).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "kube-proxy",
+    about = "Kubernetes network proxy: Service VIPs through nftables"
+)]
+pub struct Options {
+    /// Path to a kubeconfig file with the apiserver address and credentials.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The node name to use instead of the host name.
+    #[arg(long)]
+    pub hostname_override: Option<String>,
+    /// The pod CIDR of the cluster; traffic to a ClusterIP from outside it is masqueraded.
+    #[arg(long)]
+    pub cluster_cidr: Option<String>,
+    /// Address and port for the health check server (/healthz).
+    #[arg(long, default_value = "0.0.0.0:10256")]
+    pub healthz_bind_address: SocketAddr,
+    /// Address and port for the metrics server (/metrics).
+    #[arg(long, default_value = "127.0.0.1:10249")]
+    pub metrics_bind_address: SocketAddr,
+    /// Delete the kube-proxy nftables table and exit.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Minimum time between syncs of the rules (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub min_sync_period: Duration,
+    /// Maximum time between full resyncs of the rules (e.g. 30s, 1m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub sync_period: Duration,
+    /// Name of the nftables table (`ip` family) to manage; change it only for tests.
+    #[arg(long, default_value = "kube-proxy")]
+    pub nftables_table: String,
+    /// Path of the nft binary.
+    #[arg(long, default_value = "/usr/sbin/nft")]
+    pub nft_path: PathBuf,
+}
+
+/// Why kube-proxy stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The API client could not be built.
+    #[error("building the API client: {0}")]
+    Client(#[from] component_base::client::ClientError),
+    /// A status server could not start.
+    #[error("starting a status server: {0}")]
+    Status(#[from] StatusError),
+    /// `--cleanup` could not remove the table.
+    #[error("cleaning up the nftables table: {0}")]
+    Cleanup(#[source] NftError),
+}
+
+/// Parses Go-style durations such as `1s`, `500ms`, `1m30s`, `2h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit in duration {text:?}"))?;
+        let value: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => value / 1e9,
+            "us" | "µs" => value / 1e6,
+            "ms" => value / 1e3,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            unit => return Err(format!("unknown unit {unit:?} in duration {text:?}")),
+        };
+        total += Duration::from_secs_f64(seconds);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// Builds the desired ruleset from the reflector stores.
+pub fn desired_ruleset(
+    config: &RuleConfig,
+    services: &Store<Service>,
+    slices: &Store<EndpointSlice>,
+) -> Ruleset {
+    let services = services.state();
+    let slices = slices.state();
+    build_ruleset(
+        config,
+        services.iter().map(|s| s.as_ref()),
+        slices.iter().map(|s| s.as_ref()),
+    )
+}
+
+/// Mirrors every object of kind `K` into a store, waking `notify` on each change.
+fn mirror<K>(api: Api<K>, config: watcher::Config, notify: Arc<Notify>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => notify.notify_one(),
+                Err(error) => tracing::warn!(%error, kind = K::kind(&()).as_ref(), "watch error"),
+            }
+        }
+    });
+    store
+}
+
+/// Runs kube-proxy until SIGINT/SIGTERM (or, with `--cleanup`, removes the table and returns).
+pub async fn run(options: Options) -> Result<(), RunError> {
+    let nft: Arc<dyn Nftables> = Arc::new(NftCommand::new(&options.nft_path));
+    run_with(options, nft, Arc::new(ConntrackCommand)).await
+}
+
+/// [`run`] with the OS effects passed in (tests use the recording fakes). Needs the
+/// multi-threaded tokio runtime (nft runs under `block_in_place`).
+pub async fn run_with(
+    options: Options,
+    nft: Arc<dyn Nftables>,
+    conntrack: Arc<dyn Conntrack>,
+) -> Result<(), RunError> {
+    if options.cleanup {
+        nft.apply(&delete_table_transaction(&options.nftables_table))
+            .map_err(RunError::Cleanup)?;
+        tracing::info!(table = %options.nftables_table, "removed nftables table");
+        return Ok(());
+    }
+    sysctl::ensure_forwarding();
+    let client = component_base::client::from_kubeconfig(options.kubeconfig.as_deref()).await?;
+
+    let health = Health::new(options.sync_period * 2);
+    let metrics = Arc::new(Metrics::default());
+    status::serve_health(options.healthz_bind_address, health.clone()).await?;
+    status::serve_metrics(options.metrics_bind_address, metrics.clone()).await?;
+
+    let notify = Arc::new(Notify::new());
+    let services = mirror(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        notify.clone(),
+    );
+    let slices = mirror(
+        Api::<EndpointSlice>::all(client),
+        watcher::Config::default().labels(SERVICE_NAME_LABEL),
+        notify.clone(),
+    );
+    tracing::info!(
+        node = options.hostname_override.as_deref().unwrap_or(""),
+        table = %options.nftables_table,
+        "kube-proxy started; waiting for the first lists"
+    );
+
+    let shutdown = component_base::signals::shutdown();
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut shutdown => return Ok(()),
+        ready = async { tokio::join!(services.wait_until_ready(), slices.wait_until_ready()) } => {
+            if let (Err(error), _) | (_, Err(error)) = ready {
+                tracing::warn!(%error, "store writer dropped before the first list");
+            }
+        }
+    }
+
+    let config = RuleConfig {
+        table: options.nftables_table.clone(),
+        cluster_cidr: options.cluster_cidr.clone(),
+    };
+    let mut syncer = Syncer::new(nft, options.sync_period);
+    let mut last_sync: Option<Instant> = None;
+    loop {
+        if let Some(at) = last_sync {
+            let wait = options.min_sync_period.saturating_sub(at.elapsed());
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let started = Instant::now();
+        let desired = desired_ruleset(&config, &services, &slices);
+        let (chains, rules) = (desired.chains.len(), desired.rule_count());
+        let previous_udp = syncer.last_applied().map(|r| r.udp_destinations.clone());
+        let flushes = stale_flows(previous_udp.as_ref(), &desired.udp_destinations);
+        let mut next_sync = options.sync_period;
+        match tokio::task::block_in_place(|| syncer.sync(desired, started)) {
+            Ok(kind) => {
+                for flush in flushes {
+                    if let Err(error) = tokio::task::block_in_place(|| conntrack.flush(flush)) {
+                        tracing::warn!(%error, ?flush, "clearing stale UDP conntrack entries");
+                    }
+                }
+                let took = started.elapsed();
+                metrics.observe_sync(took, chains, rules);
+                health.updated();
+                tracing::debug!(?kind, chains, rules, ?took, "synced proxy rules");
+            }
+            Err(error) => {
+                metrics.observe_error();
+                tracing::error!(%error, "syncing proxy rules failed; retrying soon");
+                next_sync = SYNC_RETRY.max(options.min_sync_period);
+            }
+        }
+        last_sync = Some(started);
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(next_sync) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_style_durations_parse() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("3x").is_err());
+    }
+}
