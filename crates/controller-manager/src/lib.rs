@@ -1,1 +1,275 @@
-//! placeholder
+//! kube-controller-manager: the control loops that drive the cluster toward its declared state.
+//!
+//! Start with [`run`]: it builds one client and one set of shared [`informer::Informers`], then
+//! starts every controller named by `--controllers`. Each controller is one module with a `start`
+//! function; its event handlers only enqueue keys ([`queue::WorkQueue`]) and its `reconcile`
+//! reads the caches, diffs, and acts through the API. [`testing::start`] runs the same
+//! controllers inside a test.
+
+pub mod cidr;
+pub mod context;
+pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod events;
+pub mod expectations;
+pub mod garbagecollector;
+pub mod informer;
+pub mod key;
+pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podutil;
+pub mod queue;
+pub mod replicaset;
+pub mod runner;
+pub mod serviceaccount;
+pub mod testing;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+
+use crate::cidr::{CidrError, Ipv4Cidr};
+use crate::context::{Context, Settings};
+use crate::events::Recorder;
+use crate::informer::Informers;
+
+/// Every controller this binary knows, in start order.
+pub const KNOWN_CONTROLLERS: &[&str] = &[
+    "deployment",
+    "replicaset",
+    "endpoint",
+    "endpointslice",
+    "garbagecollector",
+    "nodeipam",
+    "namespace",
+    "serviceaccount",
+    "nodelifecycle",
+];
+
+/// Command-line options (upstream flag names).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "kube-controller-manager",
+    version,
+    about = "The Kubernetes controller manager"
+)]
+pub struct Options {
+    /// Path to a kubeconfig file with the apiserver address and credentials.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// CIDR range for pods in the cluster.
+    #[arg(long)]
+    pub cluster_cidr: Option<String>,
+    /// Whether CIDRs for pods should be allocated and set on nodes.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub allocate_node_cidrs: bool,
+    /// Mask size for the node CIDR in the cluster.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+    /// CIDR range for Services (accepted for compatibility; used by later controllers).
+    #[arg(long)]
+    pub service_cluster_ip_range: Option<String>,
+    /// Port for the health endpoint (served as plain HTTP for now).
+    #[arg(long, default_value_t = 10257)]
+    pub secure_port: u16,
+    /// Address the health endpoint listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Controllers to enable: '*' for all, 'name' to enable one, '-name' to disable one.
+    #[arg(long, default_value = "*", value_delimiter = ',')]
+    pub controllers: Vec<String>,
+    /// How long a node may go without a kubelet heartbeat before it is marked unhealthy.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub node_monitor_period: Duration,
+    /// Leader election (accepted; a single instance runs for now).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub leader_elect: bool,
+}
+
+/// Why the controller-manager could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The API client could not be built.
+    #[error("building the API client: {0}")]
+    Client(#[from] component_base::client::ClientError),
+    /// The health server could not start.
+    #[error("starting the health server: {0}")]
+    Health(#[from] component_base::health::HealthError),
+    /// `--cluster-cidr` is not a valid IPv4 CIDR.
+    #[error("--cluster-cidr: {0}")]
+    ClusterCidr(#[from] CidrError),
+    /// `--allocate-node-cidrs` without `--cluster-cidr`.
+    #[error("--allocate-node-cidrs requires --cluster-cidr")]
+    MissingClusterCidr,
+    /// `--controllers` names a controller this binary does not have.
+    #[error("--controllers: unknown controller {0:?}")]
+    UnknownController(String),
+}
+
+/// Parses a Go-style duration: `40s`, `5m`, `500ms`, `1h`, `1m30s`.
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let mut total = Duration::ZERO;
+    let mut rest = input.trim();
+    if rest.is_empty() {
+        return Err(format!("invalid duration {input:?}"));
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit in duration {input:?}"))?;
+        let value: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {input:?}"))?;
+        rest = &rest[digits..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_end] {
+            "ns" => value / 1e9,
+            "us" | "µs" => value / 1e6,
+            "ms" => value / 1e3,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            unit => return Err(format!("unknown unit {unit:?} in duration {input:?}")),
+        };
+        total += Duration::from_secs_f64(seconds);
+        rest = &rest[unit_end..];
+    }
+    Ok(total)
+}
+
+/// Which controllers `--controllers` enables.
+pub fn enabled_controllers(flags: &[String]) -> Result<Vec<&'static str>, RunError> {
+    for flag in flags {
+        let name = flag.trim().trim_start_matches('-');
+        if name != "*" && !name.is_empty() && !KNOWN_CONTROLLERS.contains(&name) {
+            return Err(RunError::UnknownController(name.to_string()));
+        }
+    }
+    let star = flags.iter().any(|f| f.trim() == "*");
+    Ok(KNOWN_CONTROLLERS
+        .iter()
+        .copied()
+        .filter(|name| {
+            let disabled = flags.iter().any(|f| f.trim() == format!("-{name}"));
+            let enabled = flags.iter().any(|f| f.trim() == *name);
+            !disabled && (enabled || star)
+        })
+        .collect())
+}
+
+/// Runs the controller-manager until SIGINT/SIGTERM.
+pub async fn run(options: Options) -> Result<(), RunError> {
+    let controllers = enabled_controllers(&options.controllers)?;
+    let cluster_cidr = options
+        .cluster_cidr
+        .as_deref()
+        .map(str::parse::<Ipv4Cidr>)
+        .transpose()?;
+    if options.allocate_node_cidrs && cluster_cidr.is_none() {
+        return Err(RunError::MissingClusterCidr);
+    }
+    let client = component_base::client::from_kubeconfig(options.kubeconfig.as_deref()).await?;
+    let health = component_base::health::Health::default();
+    let address = component_base::health::serve(
+        SocketAddr::new(options.bind_address, options.secure_port),
+        health.clone(),
+    )
+    .await?;
+    tracing::info!(%address, "serving /healthz (plain HTTP)");
+    let ctx = Arc::new(Context {
+        informers: Informers::new(client.clone()),
+        recorder: Recorder::new(client.clone(), "controller-manager"),
+        client,
+        settings: Settings {
+            cluster_cidr,
+            allocate_node_cidrs: options.allocate_node_cidrs,
+            node_cidr_mask_size: options.node_cidr_mask_size,
+            node_monitor_grace_period: options.node_monitor_grace_period,
+            node_monitor_period: options.node_monitor_period,
+        },
+    });
+    start_controllers(ctx, &controllers);
+    health.set_ready(true);
+    component_base::signals::shutdown().await;
+    Ok(())
+}
+
+/// Starts the named controllers on `ctx` (used by [`run`] and by in-process tests).
+pub fn start_controllers(ctx: Arc<Context>, controllers: &[&str]) {
+    for name in controllers {
+        tracing::info!(controller = name, "starting controller");
+        match *name {
+            "deployment" => deployment::start(ctx.clone()),
+            "replicaset" => replicaset::start(ctx.clone()),
+            "endpoint" => endpoints::start(ctx.clone()),
+            "endpointslice" => endpointslice::start(ctx.clone()),
+            "garbagecollector" => garbagecollector::start(ctx.clone()),
+            "nodeipam" => {
+                if ctx.settings.allocate_node_cidrs {
+                    nodeipam::start(ctx.clone());
+                }
+            }
+            "namespace" => namespace::start(ctx.clone()),
+            "serviceaccount" => serviceaccount::start(ctx.clone()),
+            "nodelifecycle" => nodelifecycle::start(ctx.clone()),
+            other => tracing::warn!(controller = other, "unknown controller"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("40").is_err());
+        assert!(parse_duration("4x").is_err());
+    }
+
+    #[test]
+    fn controllers_flag_enables_all_but_the_disabled_ones() -> Result<(), RunError> {
+        let all = enabled_controllers(&["*".into()])?;
+        assert_eq!(all.len(), KNOWN_CONTROLLERS.len());
+        let some = enabled_controllers(&["*".into(), "-nodeipam".into()])?;
+        assert!(!some.contains(&"nodeipam"));
+        let one = enabled_controllers(&["deployment".into()])?;
+        assert_eq!(one, ["deployment"]);
+        assert!(enabled_controllers(&["bogus".into()]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn options_accept_the_upstream_flags() {
+        let options = Options::try_parse_from([
+            "kube-controller-manager",
+            "--kubeconfig",
+            "/tmp/k",
+            "--cluster-cidr",
+            "10.244.0.0/16",
+            "--allocate-node-cidrs",
+            "--node-cidr-mask-size",
+            "24",
+            "--service-cluster-ip-range",
+            "10.96.0.0/12",
+            "--secure-port",
+            "10257",
+            "--controllers",
+            "*",
+        ]);
+        assert!(options.is_ok_and(|o| o.allocate_node_cidrs && o.node_cidr_mask_size == 24));
+    }
+}

@@ -1,1 +1,11 @@
-fn main() {}
+//! kube-controller-manager binary: parses options and calls [`kube_controller_manager::run`].
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    component_base::logging::init();
+    let options = kube_controller_manager::Options::parse();
+    kube_controller_manager::run(options).await?;
+    Ok(())
+}

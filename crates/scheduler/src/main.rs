@@ -1,1 +1,11 @@
-fn main() {}
+//! kube-scheduler binary: parses options and calls [`kube_scheduler::run`].
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    component_base::logging::init();
+    let options = kube_scheduler::Options::parse();
+    kube_scheduler::run(options).await?;
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The garbage collector against an in-process apiserver: background, foreground and orphan
+//! deletion of an owner with a dependent.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::bail;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, PostParams, PropagationPolicy};
+use kube::{Api, Client, ResourceExt};
+use kube_apiserver::testing::TestServer;
+use kube_controller_manager::context::Settings;
+
+async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(true) = check().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A selector-less Service and an EndpointSlice it owns (not managed by the slice controller).
+async fn owner_and_dependent(client: &Client, name: &str) -> anyhow::Result<()> {
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"ports": [{"port": 80}]}
+    }))?;
+    let service = services.create(&PostParams::default(), &service).await?;
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{name}-dep"), "labels": {"endpointslice.kubernetes.io/managed-by": "test"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": name,
+                "uid": service.uid(), "controller": true, "blockOwnerDeletion": true}]},
+        "addressType": "IPv4", "endpoints": []
+    }))?;
+    slices.create(&PostParams::default(), &slice).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_deleted_in_each_propagation_mode_treat_dependents_as_upstream() -> anyhow::Result<()>
+{
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    kube_controller_manager::testing::start(
+        client.clone(),
+        Settings::default(),
+        &["garbagecollector"],
+    );
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+
+    owner_and_dependent(&client, "background").await?;
+    services
+        .delete("background", &DeleteParams::background())
+        .await?;
+    wait_for("background dependent collected", || async {
+        Ok(slices.get_opt("background-dep").await?.is_none())
+    })
+    .await?;
+
+    owner_and_dependent(&client, "foreground").await?;
+    services
+        .delete("foreground", &DeleteParams::foreground())
+        .await?;
+    wait_for("foreground owner and dependent gone", || async {
+        Ok(slices.get_opt("foreground-dep").await?.is_none()
+            && services.get_opt("foreground").await?.is_none())
+    })
+    .await?;
+
+    owner_and_dependent(&client, "orphan").await?;
+    let orphan = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteParams::default()
+    };
+    services.delete("orphan", &orphan).await?;
+    wait_for("orphaning owner gone", || async {
+        Ok(services.get_opt("orphan").await?.is_none())
+    })
+    .await?;
+    let dependent = slices.get("orphan-dep").await?;
+    assert!(
+        dependent.owner_references().is_empty(),
+        "owner reference should be stripped"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        slices.get_opt("orphan-dep").await?.is_some(),
+        "orphaned dependent must survive"
+    );
+    Ok(())
+}

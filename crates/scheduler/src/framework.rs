@@ -1,0 +1,415 @@
+//! The scheduling framework: what a plugin sees ([`NodeInfo`], [`PodInfo`]), the extension-point
+//! traits ([`FilterPlugin`], [`ScorePlugin`]) and the default plugin registry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use api_types::quantity::Quantity;
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use crate::plugins;
+
+/// Highest score a plugin gives.
+pub const MAX_NODE_SCORE: i64 = 100;
+/// CPU assumed for a container without a request when scoring (upstream: 100m).
+pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
+/// Memory assumed for a container without a request when scoring (upstream: 200Mi).
+pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
+
+/// CPU (milli-cores), memory (bytes) and pod count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU in milli-cores.
+    pub milli_cpu: i64,
+    /// Memory in bytes.
+    pub memory: i64,
+    /// Number of pods.
+    pub pods: i64,
+}
+
+impl Resources {
+    fn add(&mut self, other: &Resources) {
+        self.milli_cpu += other.milli_cpu;
+        self.memory += other.memory;
+        self.pods += other.pods;
+    }
+
+    fn sub(&mut self, other: &Resources) {
+        self.milli_cpu -= other.milli_cpu;
+        self.memory -= other.memory;
+        self.pods -= other.pods;
+    }
+}
+
+fn quantity(
+    map: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+    name: &str,
+) -> Option<Quantity> {
+    map.and_then(|m| m.get(name))
+        .and_then(|q| Quantity::try_from(q).ok())
+}
+
+fn to_i64(value: i128) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A host port a pod uses: (host IP, protocol, port).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// Host IP, `0.0.0.0` when unset.
+    pub ip: String,
+    /// TCP, UDP or SCTP.
+    pub protocol: String,
+    /// The port.
+    pub port: i32,
+}
+
+/// What the plugins need to know about the pod being scheduled.
+#[derive(Debug, Clone)]
+pub struct PodInfo {
+    /// The pod.
+    pub pod: Arc<Pod>,
+    /// Its requests (upstream's `computePodResourceRequest`): sum of containers, at least the
+    /// largest init container, plus overhead.
+    pub requests: Resources,
+    /// The same with defaults for unset cpu/memory requests (used by scores).
+    pub non_zero_requests: Resources,
+    /// Host ports it wants.
+    pub host_ports: Vec<HostPort>,
+}
+
+impl PodInfo {
+    /// Computes the pod's requests and ports.
+    pub fn new(pod: Arc<Pod>) -> Self {
+        let mut requests = Resources {
+            pods: 1,
+            ..Resources::default()
+        };
+        let mut non_zero = Resources {
+            pods: 1,
+            ..Resources::default()
+        };
+        let mut host_ports = Vec::new();
+        if let Some(spec) = pod.spec.as_ref() {
+            let container_requests = |c: &k8s_openapi::api::core::v1::Container| {
+                let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+                let cpu = quantity(r, "cpu").map(|q| to_i64(q.milli_value()));
+                let memory = quantity(r, "memory").map(|q| to_i64(q.value()));
+                (cpu, memory)
+            };
+            for container in &spec.containers {
+                let (cpu, memory) = container_requests(container);
+                requests.milli_cpu += cpu.unwrap_or(0);
+                requests.memory += memory.unwrap_or(0);
+                non_zero.milli_cpu += cpu.filter(|c| *c != 0).unwrap_or(DEFAULT_MILLI_CPU_REQUEST);
+                non_zero.memory += memory.filter(|m| *m != 0).unwrap_or(DEFAULT_MEMORY_REQUEST);
+                for port in container.ports.iter().flatten() {
+                    if let Some(host_port) = port.host_port.filter(|p| *p > 0) {
+                        host_ports.push(HostPort {
+                            ip: port
+                                .host_ip
+                                .clone()
+                                .filter(|ip| !ip.is_empty())
+                                .unwrap_or_else(|| "0.0.0.0".into()),
+                            protocol: port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                            port: host_port,
+                        });
+                    }
+                }
+            }
+            for container in spec.init_containers.iter().flatten() {
+                let (cpu, memory) = container_requests(container);
+                requests.milli_cpu = requests.milli_cpu.max(cpu.unwrap_or(0));
+                requests.memory = requests.memory.max(memory.unwrap_or(0));
+            }
+            let overhead = spec.overhead.as_ref();
+            if let Some(cpu) = quantity(overhead, "cpu") {
+                requests.milli_cpu += to_i64(cpu.milli_value());
+                non_zero.milli_cpu += to_i64(cpu.milli_value());
+            }
+            if let Some(memory) = quantity(overhead, "memory") {
+                requests.memory += to_i64(memory.value());
+                non_zero.memory += to_i64(memory.value());
+            }
+        }
+        PodInfo {
+            pod,
+            requests,
+            non_zero_requests: non_zero,
+            host_ports,
+        }
+    }
+}
+
+/// A node with the pods assigned (or assumed) to it and what they use.
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    /// The node, once seen.
+    pub node: Option<Arc<Node>>,
+    /// Pods on the node by uid.
+    pub pods: HashMap<String, PodInfo>,
+    /// Sum of the pods' requests.
+    pub requested: Resources,
+    /// Sum of the pods' requests with defaults (for scores).
+    pub non_zero_requested: Resources,
+    /// Host ports in use.
+    pub used_ports: Vec<HostPort>,
+}
+
+impl NodeInfo {
+    /// A node without pods.
+    pub fn new(node: Arc<Node>) -> Self {
+        NodeInfo {
+            node: Some(node),
+            ..NodeInfo::default()
+        }
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> String {
+        self.node
+            .as_ref()
+            .and_then(|n| n.metadata.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Allocatable cpu (milli), memory (bytes) and pods (falls back to capacity).
+    pub fn allocatable(&self) -> Resources {
+        let status = self.node.as_ref().and_then(|n| n.status.as_ref());
+        let allocatable = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
+        Resources {
+            milli_cpu: quantity(allocatable, "cpu")
+                .map(|q| to_i64(q.milli_value()))
+                .unwrap_or(0),
+            memory: quantity(allocatable, "memory")
+                .map(|q| to_i64(q.value()))
+                .unwrap_or(0),
+            pods: quantity(allocatable, "pods")
+                .map(|q| to_i64(q.value()))
+                .unwrap_or(110),
+        }
+    }
+
+    /// Adds (or replaces) a pod.
+    pub fn add_pod(&mut self, info: PodInfo) {
+        let uid = info.pod.metadata.uid.clone().unwrap_or_default();
+        self.remove_pod(&uid);
+        self.requested.add(&info.requests);
+        self.non_zero_requested.add(&info.non_zero_requests);
+        self.used_ports.extend(info.host_ports.iter().cloned());
+        self.pods.insert(uid, info);
+    }
+
+    /// Removes a pod by uid.
+    pub fn remove_pod(&mut self, uid: &str) {
+        if let Some(old) = self.pods.remove(uid) {
+            self.requested.sub(&old.requests);
+            self.non_zero_requested.sub(&old.non_zero_requests);
+            for port in &old.host_ports {
+                if let Some(position) = self.used_ports.iter().position(|p| p == port) {
+                    self.used_ports.remove(position);
+                }
+            }
+        }
+    }
+}
+
+/// Why a node does not fit: one or more human-readable reasons (as upstream words them).
+pub type Unfit = Vec<String>;
+
+/// A Filter extension point: may the pod run on the node?
+pub trait FilterPlugin: Send + Sync {
+    /// The plugin's name.
+    fn name(&self) -> &'static str;
+    /// `Ok` if the node fits, otherwise the reasons it does not.
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit>;
+}
+
+/// A Score extension point: how good is the node for the pod (0-100)?
+pub trait ScorePlugin: Send + Sync {
+    /// The plugin's name.
+    fn name(&self) -> &'static str;
+    /// The raw score of one node.
+    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64;
+    /// Rescales raw scores of all feasible nodes into 0-100 (default: unchanged).
+    fn normalize(&self, _scores: &mut [i64]) {}
+}
+
+/// The default plugin set: filters, and scores with their weights (upstream's defaults).
+pub struct Registry {
+    /// Filters, run in order.
+    pub filters: Vec<Box<dyn FilterPlugin>>,
+    /// Scores with weights.
+    pub scores: Vec<(Box<dyn ScorePlugin>, i64)>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            filters: vec![
+                Box::new(plugins::node_unschedulable::NodeUnschedulable),
+                Box::new(plugins::node_unschedulable::NodeReady),
+                Box::new(plugins::taint_toleration::TaintToleration),
+                Box::new(plugins::node_affinity::NodeAffinity),
+                Box::new(plugins::node_ports::NodePorts),
+                Box::new(plugins::node_resources_fit::NodeResourcesFit),
+            ],
+            scores: vec![
+                (Box::new(plugins::taint_toleration::TaintToleration), 3),
+                (Box::new(plugins::node_affinity::NodeAffinity), 2),
+                (Box::new(plugins::node_resources_fit::NodeResourcesFit), 1),
+                (
+                    Box::new(plugins::balanced_allocation::BalancedAllocation),
+                    1,
+                ),
+            ],
+        }
+    }
+}
+
+/// Scales scores so the best is 100 (`reverse`: so the lowest raw score becomes 100).
+pub fn default_normalize(scores: &mut [i64], reverse: bool) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        if reverse {
+            scores.iter_mut().for_each(|s| *s = MAX_NODE_SCORE);
+        }
+        return;
+    }
+    for score in scores.iter_mut() {
+        let scaled = MAX_NODE_SCORE * *score / max;
+        *score = if reverse {
+            MAX_NODE_SCORE - scaled
+        } else {
+            scaled
+        };
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    //! Small builders for plugin tests.
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        Container, NodeSpec, NodeStatus, PodSpec, ResourceRequirements,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    pub fn node(name: &str, cpu: &str, memory: &str, pods: &str) -> NodeInfo {
+        NodeInfo::new(Arc::new(Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(NodeSpec::default()),
+            status: Some(NodeStatus {
+                allocatable: Some(
+                    [
+                        ("cpu".to_string(), ApiQuantity(cpu.into())),
+                        ("memory".to_string(), ApiQuantity(memory.into())),
+                        ("pods".to_string(), ApiQuantity(pods.into())),
+                    ]
+                    .into(),
+                ),
+                ..NodeStatus::default()
+            }),
+        }))
+    }
+
+    pub fn pod(name: &str, cpu: Option<&str>, memory: Option<&str>) -> PodInfo {
+        let mut requests = std::collections::BTreeMap::new();
+        if let Some(cpu) = cpu {
+            requests.insert("cpu".to_string(), ApiQuantity(cpu.into()));
+        }
+        if let Some(memory) = memory {
+            requests.insert("memory".to_string(), ApiQuantity(memory.into()));
+        }
+        PodInfo::new(Arc::new(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(format!("{name}-uid")),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "c".into(),
+                    resources: Some(ResourceRequirements {
+                        requests: Some(requests),
+                        ..ResourceRequirements::default()
+                    }),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+            status: None,
+        }))
+    }
+
+    pub fn with_spec(info: PodInfo, edit: impl FnOnce(&mut PodSpec)) -> PodInfo {
+        let mut pod = (*info.pod).clone();
+        edit(pod.spec.get_or_insert_with(PodSpec::default));
+        PodInfo::new(Arc::new(pod))
+    }
+
+    pub fn with_node(info: NodeInfo, edit: impl FnOnce(&mut Node)) -> NodeInfo {
+        let mut node = info.node.as_deref().cloned().unwrap_or_default();
+        edit(&mut node);
+        let mut fresh = NodeInfo::new(Arc::new(node));
+        for pod in info.pods.into_values() {
+            fresh.add_pod(pod);
+        }
+        fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::*;
+    use super::*;
+
+    #[test]
+    fn pod_requests_sum_containers_and_default_for_scoring() {
+        let info = pod("a", Some("250m"), Some("64Mi"));
+        assert_eq!(
+            info.requests,
+            Resources {
+                milli_cpu: 250,
+                memory: 64 * 1024 * 1024,
+                pods: 1
+            }
+        );
+        let empty = pod("b", None, None);
+        assert_eq!(empty.requests.milli_cpu, 0);
+        assert_eq!(empty.non_zero_requests.milli_cpu, DEFAULT_MILLI_CPU_REQUEST);
+        assert_eq!(empty.non_zero_requests.memory, DEFAULT_MEMORY_REQUEST);
+    }
+
+    #[test]
+    fn node_info_tracks_added_and_removed_pods() {
+        let mut info = node("n", "2", "4Gi", "110");
+        info.add_pod(pod("a", Some("500m"), None));
+        info.add_pod(pod("a", Some("500m"), None));
+        assert_eq!(info.requested.milli_cpu, 500);
+        assert_eq!(info.requested.pods, 1);
+        info.remove_pod("a-uid");
+        assert_eq!(info.requested, Resources::default());
+        assert_eq!(info.allocatable().milli_cpu, 2000);
+    }
+
+    #[test]
+    fn normalize_scales_to_the_maximum() {
+        let mut scores = [0, 5, 10];
+        default_normalize(&mut scores, false);
+        assert_eq!(scores, [0, 50, 100]);
+        let mut scores = [0, 5, 10];
+        default_normalize(&mut scores, true);
+        assert_eq!(scores, [100, 50, 0]);
+    }
+}

@@ -1,0 +1,128 @@
+//! The scheduler against an in-process apiserver: a pod that fits is bound with a `Scheduled`
+//! event; one that does not gets `FailedScheduling` in upstream words and `PodScheduled=False`,
+//! and is bound once a node with room appears.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::bail;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use kube_apiserver::testing::TestServer;
+
+async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(true) = check().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn create_node(client: &Client, name: &str, cpu: &str) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True"}]
+        }
+    }))?;
+    let mut created = nodes.create(&PostParams::default(), &node).await?;
+    created.status = node.status;
+    nodes
+        .replace_status(name, &PostParams::default(), &created)
+        .await?;
+    Ok(())
+}
+
+fn pod(name: &str, cpu: &str) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.35",
+            "resources": {"requests": {"cpu": cpu}}}]}
+    }))?)
+}
+
+fn node_of(pod: &Pod) -> Option<String> {
+    pod.spec.as_ref().and_then(|s| s.node_name.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_are_bound_or_reported_unschedulable_as_upstream() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    create_node(&client, "node-0", "1").await?;
+    let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+
+    pods.create(&PostParams::default(), &pod("small", "500m")?)
+        .await?;
+    wait_for("small bound", || async {
+        Ok(node_of(&pods.get("small").await?).as_deref() == Some("node-0"))
+    })
+    .await?;
+    wait_for("Scheduled event", || async {
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Scheduled")
+                    && e.message.as_deref() == Some("Successfully assigned default/small to node-0")
+            }))
+    })
+    .await?;
+
+    // 500m of 1 CPU is taken: 800m does not fit.
+    pods.create(&PostParams::default(), &pod("big", "800m")?)
+        .await?;
+    wait_for("FailedScheduling event", || async {
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("FailedScheduling")
+                    && e.message.as_deref() == Some("0/1 nodes are available: 1 Insufficient cpu.")
+            }))
+    })
+    .await?;
+    wait_for("PodScheduled=False", || async {
+        let big = pods.get("big").await?;
+        Ok(big
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            }))
+    })
+    .await?;
+    assert_eq!(node_of(&pods.get("big").await?), None);
+
+    // A node with room appears: the pod is retried and bound there.
+    create_node(&client, "node-1", "2").await?;
+    wait_for("big bound to node-1", || async {
+        Ok(node_of(&pods.get("big").await?).as_deref() == Some("node-1"))
+    })
+    .await?;
+    Ok(())
+}
