@@ -61,13 +61,12 @@ pub fn wait_for<T>(
     mut check: impl FnMut() -> Result<Option<T>>,
 ) -> Result<T> {
     let start = Instant::now();
-    let mut last = String::from("condition never checked");
     loop {
-        match check() {
+        let last = match check() {
             Ok(Some(value)) => return Ok(value),
-            Ok(None) => last = "not yet".to_string(),
-            Err(error) => last = format!("{error:#}"),
-        }
+            Ok(None) => "not yet".to_string(),
+            Err(error) => format!("{error:#}"),
+        };
         if start.elapsed() > timeout {
             bail!("timed out after {timeout:?} waiting for {what}: {last}");
         }

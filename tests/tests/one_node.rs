@@ -36,6 +36,7 @@ spec:
       labels:
         app: web
     spec:
+      terminationGracePeriodSeconds: 5
       containers:
       - name: httpd
         image: busybox:1.35
@@ -69,6 +70,7 @@ kind: Pod
 metadata:
   name: counter
 spec:
+  terminationGracePeriodSeconds: 5
   containers:
   - name: count
     image: busybox:1.35
@@ -80,6 +82,7 @@ kind: Pod
 metadata:
   name: client
 spec:
+  terminationGracePeriodSeconds: 5
   containers:
   - name: client
     image: busybox:1.35
@@ -111,9 +114,10 @@ fn wait_pod_ready(k: &Kubectl, name: &str) -> Result<Value> {
     })
 }
 
-/// Fetches `url` from the host with busybox wget.
+/// Fetches `url` from the host with busybox wget (under `timeout`: busybox 1.35's own `wget -T`
+/// crashes in the static build).
 fn host_get(url: &str) -> Result<String> {
-    run_ok(Command::new("busybox").args(["wget", "-qO-", "-T", "3", url]))
+    run_ok(Command::new("busybox").args(["timeout", "5", "busybox", "wget", "-qO-", url]))
 }
 
 /// Asks the cluster DNS (10.96.0.10) for `name` from the host and returns the addresses answered.
@@ -243,7 +247,7 @@ fn skeleton_flow(k: &Kubectl, cluster: &Cluster, node: &str) -> Result<()> {
     k.ok_with_stdin(&["apply", "-f", "-"], CLIENT)?;
     wait_pod_ready(k, "client")?;
     let loop_cmd =
-        format!("for i in $(seq 30); do wget -qO- -T 3 http://{dns_name}/ || echo FAIL; done");
+        format!("for i in $(seq 30); do timeout 5 wget -qO- http://{dns_name}/ || echo FAIL; done");
     let from_pod = k.ok(&["exec", "client", "--", "sh", "-c", &loop_cmd])?;
     ensure!(
         !from_pod.contains("FAIL"),
@@ -258,10 +262,10 @@ fn skeleton_flow(k: &Kubectl, cluster: &Cluster, node: &str) -> Result<()> {
         "exec",
         "client",
         "--",
+        "timeout",
+        "5",
         "wget",
         "-qO-",
-        "-T",
-        "3",
         &format!("http://{vip}/"),
     ])?;
     ensure!(
