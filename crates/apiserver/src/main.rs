@@ -1,1 +1,13 @@
-fn main() {}
+//! `kube-apiserver`: parses options and runs [`kube_apiserver::run`].
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    component_base::logging::init();
+    let options = kube_apiserver::Options::parse();
+    if let Err(error) = kube_apiserver::run(options).await {
+        tracing::error!("{error}");
+        std::process::exit(1);
+    }
+}

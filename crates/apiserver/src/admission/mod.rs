@@ -1,0 +1,126 @@
+//! Built-in admission for the skeleton: defaulting (pods and pod templates, workloads,
+//! services, namespaces), validation where a wrong object would break a component, and
+//! allocation of Service ClusterIPs and NodePorts.
+
+pub mod fields;
+mod pods;
+pub mod services;
+mod validation;
+mod workloads;
+
+use api_types::registry::Resource;
+use serde_json::Value;
+
+use crate::state::ApiState;
+use crate::status::ApiError;
+
+pub use validation::{validate_create, validate_update};
+
+/// Applies the defaults of `resource` to `object` (create and update).
+pub fn default_object(resource: &Resource, object: &mut Value) {
+    match (resource.group, resource.plural) {
+        ("", "pods") => {
+            if let Some(spec) = object.get_mut("spec") {
+                pods::default_pod_spec(spec);
+            }
+            if object.pointer("/status/phase").is_none() && object.get("spec").is_some() {
+                if !object.get("status").is_some_and(Value::is_object) {
+                    object["status"] = serde_json::json!({});
+                }
+                object["status"]["phase"] = serde_json::json!("Pending");
+            }
+            if object.pointer("/status/qosClass").is_none() {
+                if let Some(spec) = object.get("spec") {
+                    let qos = pods::qos_class(spec);
+                    if object.get("status").is_some_and(Value::is_object) {
+                        object["status"]["qosClass"] = serde_json::json!(qos);
+                    }
+                }
+            }
+        }
+        ("", "podtemplates") => pods::default_template(object.get_mut("template")),
+        ("", "replicationcontrollers") => workloads::default_rc(object),
+        ("apps", "deployments") => workloads::default_deployment(object),
+        ("apps", "replicasets") => workloads::default_replicaset(object),
+        ("apps", "statefulsets") => workloads::default_statefulset(object),
+        ("apps", "daemonsets") => workloads::default_daemonset(object),
+        ("batch", "jobs") => workloads::default_job(object),
+        ("batch", "cronjobs") => workloads::default_cronjob(object),
+        ("", "services") => services::default_service(object),
+        ("", "secrets")
+            if object
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty() =>
+        {
+            object["type"] = serde_json::json!("Opaque");
+        }
+        _ => {}
+    }
+}
+
+/// Resources whose status a create may not set (upstream's `PrepareForCreate` resets it).
+fn status_reset_on_create(resource: &Resource) -> bool {
+    matches!(
+        (resource.group, resource.plural),
+        ("", "pods")
+            | ("", "services")
+            | ("", "replicationcontrollers")
+            | (
+                "apps",
+                "deployments" | "replicasets" | "statefulsets" | "daemonsets"
+            )
+            | ("batch", "jobs" | "cronjobs")
+            | ("autoscaling", "horizontalpodautoscalers")
+            | ("policy", "poddisruptionbudgets")
+    )
+}
+
+/// Defaults that apply only when an object is created (status reset, namespace finalizer and
+/// phase).
+pub fn default_on_create(resource: &Resource, object: &mut Value) {
+    if status_reset_on_create(resource) {
+        if let Some(o) = object.as_object_mut() {
+            o.insert("status".into(), serde_json::json!({}));
+        }
+    }
+    if resource.group.is_empty() && resource.plural == "namespaces" {
+        let name = crate::objects::name(object).unwrap_or("").to_string();
+        if object.pointer("/spec/finalizers").is_none() {
+            object["spec"] = serde_json::json!({"finalizers": ["kubernetes"]});
+        }
+        object["status"] = serde_json::json!({"phase": "Active"});
+        let meta = crate::objects::meta_mut(object);
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(
+                "kubernetes.io/metadata.name".into(),
+                serde_json::json!(name),
+            );
+        }
+    }
+}
+
+/// Allocates what `object` needs from shared ranges (Service ClusterIPs and NodePorts); `old`
+/// is the current object on update.
+pub async fn allocate(
+    state: &ApiState,
+    resource: &Resource,
+    object: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    if resource.group.is_empty() && resource.plural == "services" {
+        services::allocate(state, object, old).await?;
+    }
+    Ok(())
+}
+
+/// Releases what `object` holds and `keep` (the object that stays, if any) does not.
+pub async fn release(state: &ApiState, resource: &Resource, object: &Value, keep: Option<&Value>) {
+    if resource.group.is_empty() && resource.plural == "services" {
+        services::release(state, object, keep).await;
+    }
+}

@@ -1,0 +1,201 @@
+//! POST: create an object (generateName, uid, timestamps, generation, namespace checks,
+//! admission, storage).
+
+use axum::body::Body;
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::{object_response, parse_object, Ctx};
+use crate::admission;
+use crate::objects;
+use crate::status::ApiError;
+
+/// Checks that `namespace` exists and is not terminating.
+pub async fn check_namespace(ctx: &Ctx, namespace: &str, name: &str) -> Result<(), ApiError> {
+    let resource = ctx.resource();
+    let ns_resource = api_types::registry::find("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
+    let kv = ctx
+        .state
+        .storage
+        .get(&objects::key(ns_resource, None, namespace))
+        .await
+        .map_err(|e| ctx.storage_error(e, namespace))?;
+    let Some(kv) = kv else {
+        return Err(ApiError::not_found("namespaces", "", namespace));
+    };
+    let ns = objects::decode(&kv)?;
+    if objects::is_deleting(&ns) {
+        return Err(ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+            if resource.group.is_empty() { resource.plural.to_string() } else { format!("{}.{}", resource.plural, resource.group) },
+            name,
+            namespace
+        )));
+    }
+    Ok(())
+}
+
+/// Checks `kind`/`apiVersion` of a body against the resource.
+pub fn check_type(
+    resource: &api_types::registry::Resource,
+    object: &Value,
+) -> Result<(), ApiError> {
+    if let Some(kind) = object.get("kind").and_then(Value::as_str) {
+        if !kind.is_empty() && kind != resource.kind {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({}) does not match the expected API version ({})",
+                object
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+                resource.api_version()
+            )));
+        }
+    }
+    if let Some(av) = object.get("apiVersion").and_then(Value::as_str) {
+        let group = av.split_once('/').map(|(g, _)| g).unwrap_or("");
+        if !av.is_empty() && group != resource.group {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({}) does not match the expected API version ({})",
+                av,
+                resource.api_version()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether objects of `resource` track `metadata.generation` (upstream: the strategies of
+/// workloads and a few policy objects).
+pub fn tracks_generation(resource: &api_types::registry::Resource) -> bool {
+    matches!(
+        resource.plural,
+        "deployments"
+            | "replicasets"
+            | "statefulsets"
+            | "daemonsets"
+            | "jobs"
+            | "cronjobs"
+            | "replicationcontrollers"
+            | "horizontalpodautoscalers"
+            | "poddisruptionbudgets"
+            | "networkpolicies"
+            | "ingresses"
+            | "pods"
+    )
+}
+
+/// Fills server-set metadata of a new object.
+pub fn init_metadata(
+    resource: &api_types::registry::Resource,
+    object: &mut Value,
+    namespace: Option<&str>,
+    name: &str,
+) {
+    let has_spec = object.get("spec").is_some() && tracks_generation(resource);
+    let meta = objects::meta_mut(object);
+    meta.insert("name".into(), json!(name));
+    if let Some(ns) = namespace {
+        meta.insert("namespace".into(), json!(ns));
+    } else {
+        meta.remove("namespace");
+    }
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(objects::now()));
+    meta.remove("resourceVersion");
+    meta.remove("deletionTimestamp");
+    meta.remove("deletionGracePeriodSeconds");
+    meta.remove("selfLink");
+    if has_spec {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+}
+
+/// Resolves the name of a new object (from `name` or `generateName`).
+pub fn new_name(
+    resource: &api_types::registry::Resource,
+    object: &Value,
+) -> Result<String, ApiError> {
+    if let Some(name) = objects::name(object) {
+        return Ok(name.to_string());
+    }
+    match objects::meta_str(object, "generateName") {
+        Some(base) => Ok(objects::generate_name(base)),
+        None => Err(ApiError::invalid(
+            resource.kind,
+            resource.group,
+            "",
+            vec![crate::status::Cause {
+                reason: "FieldValueRequired",
+                message: "Required value: name or generateName is required".into(),
+                field: "metadata.name".into(),
+            }],
+        )),
+    }
+}
+
+/// POST.
+pub async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let resource = ctx.resource();
+    let mut object = parse_object(body)?;
+    check_type(resource, &object)?;
+    admission::fields::check(resource, &object, ctx.query.get("fieldValidation"))?;
+    let namespace = if resource.namespaced {
+        let path_ns = ctx.path.namespace.clone().ok_or_else(|| {
+            ApiError::bad_request("the server could not find the requested resource")
+        })?;
+        if let Some(body_ns) = objects::meta_str(&object, "namespace") {
+            if body_ns != path_ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+        Some(path_ns)
+    } else {
+        None
+    };
+    let name = new_name(resource, &object)?;
+    objects::validate_name(resource, &name)?;
+    if let Some(ns) = namespace.as_deref() {
+        check_namespace(ctx, ns, &name).await?;
+    }
+    init_metadata(resource, &mut object, namespace.as_deref(), &name);
+    objects::set_type_meta(&mut object, resource);
+    admission::default_on_create(resource, &mut object);
+    admission::default_object(resource, &mut object);
+    admission::validate_create(resource, &object)?;
+    let key = objects::key(resource, namespace.as_deref(), &name);
+    if ctx.dry_run() {
+        return Ok(object_response(ctx, StatusCode::CREATED, object));
+    }
+    let exists = ctx
+        .state
+        .storage
+        .get(&key)
+        .await
+        .map_err(|e| ctx.storage_error(e, &name))?;
+    if exists.is_some() {
+        return Err(ApiError::already_exists(
+            resource.plural,
+            resource.group,
+            &name,
+        ));
+    }
+    admission::allocate(&ctx.state, resource, &mut object, None).await?;
+    let value = objects::encode_as(resource, &object)?;
+    match ctx.state.storage.create(&key, value).await {
+        Ok(revision) => {
+            objects::set_resource_version(&mut object, revision);
+            tracing::debug!(resource = resource.plural, %key, revision, "created");
+            Ok(object_response(ctx, StatusCode::CREATED, object))
+        }
+        Err(e) => {
+            admission::release(&ctx.state, resource, &object, None).await;
+            Err(ctx.storage_error(e, &name))
+        }
+    }
+}

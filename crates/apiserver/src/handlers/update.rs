@@ -1,0 +1,411 @@
+//! PUT and PATCH (JSON patch, merge patch, strategic merge patch, and apply patches treated as
+//! a create-or-strategic-merge), through one guaranteed-update loop with compare-and-swap.
+
+use axum::body::Body;
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::{object_response, parse_object, read, Ctx};
+use crate::admission;
+use crate::objects;
+use crate::patch::strategic;
+use crate::status::ApiError;
+
+/// Result of a guaranteed update.
+pub struct Updated {
+    /// The object after the write (or as deleted).
+    pub object: Value,
+    /// The object was removed (finalizers emptied while deleting).
+    pub deleted: bool,
+}
+
+/// Metadata fields the server owns on update.
+const IMMUTABLE_META: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+];
+
+/// Merges a client's new object onto the current one for `subresource`.
+pub fn prepare_update(
+    resource: &api_types::registry::Resource,
+    subresource: Option<&str>,
+    old: &Value,
+    new: Value,
+) -> Value {
+    match subresource {
+        Some("status") => {
+            let mut out = old.clone();
+            match new.get("status") {
+                Some(s) => out["status"] = s.clone(),
+                None => {
+                    if let Some(o) = out.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+            out
+        }
+        Some("binding") => {
+            let mut out = new;
+            objects::set_type_meta(&mut out, resource);
+            out
+        }
+        Some("finalize") => {
+            let mut out = old.clone();
+            let fin = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or_else(|| json!([]));
+            objects::put(&mut out, &["spec", "finalizers"], fin);
+            out
+        }
+        _ => {
+            let mut out = new;
+            let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            let meta = objects::meta_mut(&mut out);
+            for field in IMMUTABLE_META {
+                match old_meta.get(*field) {
+                    Some(v) => {
+                        meta.insert((*field).to_string(), v.clone());
+                    }
+                    None => {
+                        meta.remove(*field);
+                    }
+                }
+            }
+            if resource.has_status() {
+                match old.get("status") {
+                    Some(s) => out["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = out.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+            if resource.plural == "pods" {
+                if let Some(node) = old.pointer("/spec/nodeName") {
+                    if out.pointer("/spec/nodeName").is_none() && out.get("spec").is_some() {
+                        objects::put(&mut out, &["spec", "nodeName"], node.clone());
+                    }
+                }
+            }
+            if objects::spec_part(old) != objects::spec_part(&out) {
+                if let Some(g) = old.pointer("/metadata/generation").and_then(Value::as_i64) {
+                    objects::meta_mut(&mut out).insert("generation".into(), json!(g + 1));
+                }
+            }
+            objects::set_type_meta(&mut out, resource);
+            out
+        }
+    }
+}
+
+fn same_ignoring_version(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+fn ready_to_remove(resource: &api_types::registry::Resource, object: &Value) -> bool {
+    if !objects::is_deleting(object) || !objects::finalizers(object).is_empty() {
+        return false;
+    }
+    if resource.plural == "namespaces" {
+        let spec_fin = object
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
+        return !spec_fin;
+    }
+    if resource.plural == "pods" {
+        // A graceful pod deletion waits for the kubelet's grace-0 delete.
+        return object
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0;
+    }
+    true
+}
+
+/// Reads, mutates and writes `name` with compare-and-swap, retrying on concurrent writes. The
+/// mutated object's `resourceVersion`, when set, is a precondition (409 when stale).
+pub async fn guaranteed_update<F>(ctx: &Ctx, name: &str, mutate: F) -> Result<Updated, ApiError>
+where
+    F: Fn(&Value) -> Result<Value, ApiError>,
+{
+    let resource = ctx.resource();
+    let key = objects::key(resource, ctx.path.namespace.as_deref(), name);
+    let sub = ctx.path.subresource.as_deref();
+    for _ in 0..32 {
+        let (current, kv) = read::load(ctx, name).await?;
+        let new = mutate(&current)?;
+        if let Some(rv) = objects::resource_version(&new) {
+            if rv? != kv.mod_revision {
+                return Err(ApiError::stale(resource.plural, resource.group, name));
+            }
+        }
+        if let Some(new_name) = objects::name(&new) {
+            if new_name != name && sub.is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({new_name}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
+        let mut new = prepare_update(resource, sub, &current, new);
+        admission::default_object(resource, &mut new);
+        admission::validate_update(resource, &current, &new)?;
+        if same_ignoring_version(&current, &new) {
+            return Ok(Updated {
+                object: current,
+                deleted: false,
+            });
+        }
+        if ctx.dry_run() {
+            return Ok(Updated {
+                object: new,
+                deleted: false,
+            });
+        }
+        if ready_to_remove(resource, &new) {
+            match ctx.state.storage.delete(&key, Some(kv.mod_revision)).await {
+                Ok((_, revision)) => {
+                    admission::release(&ctx.state, resource, &current, None).await;
+                    objects::set_resource_version(&mut new, revision);
+                    return Ok(Updated {
+                        object: new,
+                        deleted: true,
+                    });
+                }
+                Err(crate::storage::StorageError::Conflict { .. }) => continue,
+                Err(e) => return Err(ctx.storage_error(e, name)),
+            }
+        }
+        admission::allocate(&ctx.state, resource, &mut new, Some(&current)).await?;
+        match ctx
+            .state
+            .storage
+            .update(&key, kv.mod_revision, objects::encode_as(resource, &new)?)
+            .await
+        {
+            Ok(revision) => {
+                admission::release(&ctx.state, resource, &current, Some(&new)).await;
+                objects::set_resource_version(&mut new, revision);
+                return Ok(Updated {
+                    object: new,
+                    deleted: false,
+                });
+            }
+            Err(crate::storage::StorageError::Conflict { .. }) => {
+                admission::release(&ctx.state, resource, &new, Some(&current)).await;
+                continue;
+            }
+            Err(e) => {
+                admission::release(&ctx.state, resource, &new, Some(&current)).await;
+                return Err(ctx.storage_error(e, name));
+            }
+        }
+    }
+    Err(ApiError::conflict(
+        resource.plural,
+        resource.group,
+        name,
+        "too many concurrent updates, please retry",
+    ))
+}
+
+/// Resources that a PUT may create (upstream `AllowCreateOnUpdate`).
+fn create_on_update(plural: &str) -> bool {
+    matches!(plural, "endpoints" | "leases" | "events")
+}
+
+/// PUT (also `/status` and `namespaces/finalize`).
+pub async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let resource = ctx.resource();
+    let name = ctx.name()?.to_string();
+    let new = parse_object(body)?;
+    super::create::check_type(resource, &new)?;
+    if ctx.path.subresource.is_none() {
+        admission::fields::check(resource, &new, ctx.query.get("fieldValidation"))?;
+    }
+    if let Some(ns) = objects::meta_str(&new, "namespace") {
+        if ctx.path.namespace.as_deref().is_some_and(|p| p != ns) {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    if ctx.path.subresource.is_none() && create_on_update(resource.plural) {
+        let key = objects::key(resource, ctx.path.namespace.as_deref(), &name);
+        let exists = ctx
+            .state
+            .storage
+            .get(&key)
+            .await
+            .map_err(|e| ctx.storage_error(e, &name))?;
+        if exists.is_none() {
+            let mut obj = new.clone();
+            objects::meta_mut(&mut obj).insert("name".into(), json!(name));
+            objects::meta_mut(&mut obj).remove("resourceVersion");
+            let body = serde_json::to_vec(&obj).map_err(ApiError::internal)?;
+            return super::create::create(ctx, &body).await;
+        }
+    }
+    let updated = guaranteed_update(ctx, &name, |_| Ok(new.clone())).await?;
+    if updated.deleted {
+        tracing::debug!(resource = resource.plural, %name, "finalized and removed");
+    }
+    Ok(object_response(ctx, StatusCode::OK, updated.object))
+}
+
+/// Applies a patch body of `content_type` to `current`; the result must be an object.
+pub fn apply_patch(current: &Value, content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let patched = apply_patch_any(current, content_type, body)?;
+    if !patched.is_object() {
+        return Err(ApiError::bad_request("the patch must result in an object"));
+    }
+    Ok(patched)
+}
+
+fn apply_patch_any(current: &Value, content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        "application/json-patch+json" => {
+            let patch: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            let mut doc = current.clone();
+            json_patch::patch(&mut doc, &patch)
+                .map_err(|e| ApiError::invalid_patch(e.to_string()))?;
+            Ok(doc)
+        }
+        "application/merge-patch+json" => {
+            let patch: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            let mut doc = current.clone();
+            json_patch::merge(&mut doc, &patch);
+            Ok(doc)
+        }
+        "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
+            let patch = parse_patch_document(body)?;
+            strategic::apply(current, &patch).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+/// Parses a JSON (or YAML, for apply patches) patch document.
+fn parse_patch_document(body: &[u8]) -> Result<Value, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => Ok(v),
+        Err(json_err) => serde_yaml_ng::from_slice::<Value>(body)
+            .map_err(|_| ApiError::bad_request(format!("error decoding patch: {json_err}"))),
+    }
+}
+
+/// PATCH (also `/status`).
+pub async fn patch(ctx: &Ctx, content_type: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let name = ctx.name()?.to_string();
+    let is_apply = content_type.starts_with("application/apply-patch");
+    if is_apply && ctx.path.subresource.is_none() {
+        let key = objects::key(ctx.resource(), ctx.path.namespace.as_deref(), &name);
+        let exists = ctx
+            .state
+            .storage
+            .get(&key)
+            .await
+            .map_err(|e| ctx.storage_error(e, &name))?;
+        if exists.is_none() {
+            let mut obj = parse_patch_document(body)?;
+            objects::meta_mut(&mut obj).insert("name".into(), json!(name));
+            let body = serde_json::to_vec(&obj).map_err(ApiError::internal)?;
+            return super::create::create(ctx, &body).await;
+        }
+    }
+    let updated = guaranteed_update(ctx, &name, |current| {
+        let mut patched = apply_patch(current, content_type, body)?;
+        if ctx.path.subresource.is_none() {
+            admission::fields::check(ctx.resource(), &patched, ctx.query.get("fieldValidation"))?;
+        }
+        if is_apply {
+            // Apply patches carry no precondition unless they name a resourceVersion.
+            if objects::meta_str(&patched, "resourceVersion")
+                == objects::meta_str(current, "resourceVersion")
+            {
+                objects::meta_mut(&mut patched).remove("resourceVersion");
+            }
+        }
+        Ok(patched)
+    })
+    .await?;
+    Ok(object_response(ctx, StatusCode::OK, updated.object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployments() -> &'static api_types::registry::Resource {
+        api_types::registry::find("apps", "v1", "deployments").expect("deployments")
+    }
+
+    #[test]
+    fn main_resource_update_keeps_status_and_bumps_generation_on_spec_change() {
+        let old = json!({"metadata": {"name": "d", "uid": "u", "generation": 1},
+            "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let new =
+            json!({"metadata": {"name": "d"}, "spec": {"replicas": 3}, "status": {"replicas": 9}});
+        let out = prepare_update(deployments(), None, &old, new);
+        assert_eq!(out["status"]["replicas"], 1);
+        assert_eq!(out["metadata"]["generation"], 2);
+        assert_eq!(out["metadata"]["uid"], "u");
+    }
+
+    #[test]
+    fn status_update_keeps_spec() {
+        let old = json!({"metadata": {"name": "d", "generation": 1}, "spec": {"replicas": 1}});
+        let new =
+            json!({"metadata": {"name": "d"}, "spec": {"replicas": 5}, "status": {"replicas": 2}});
+        let out = prepare_update(deployments(), Some("status"), &old, new);
+        assert_eq!(out["spec"]["replicas"], 1);
+        assert_eq!(out["status"]["replicas"], 2);
+        assert_eq!(out["metadata"]["generation"], 1);
+    }
+
+    #[test]
+    fn patch_kinds_apply() {
+        let cur = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"replicas": 1}});
+        let merged = apply_patch(
+            &cur,
+            "application/merge-patch+json",
+            br#"{"metadata":{"labels":{"x":null,"y":"2"}}}"#,
+        )
+        .expect("merge");
+        assert_eq!(merged["metadata"]["labels"], json!({"y": "2"}));
+        let jp = apply_patch(
+            &cur,
+            "application/json-patch+json",
+            br#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+        )
+        .expect("json patch");
+        assert_eq!(jp["spec"]["replicas"], 4);
+        let e = apply_patch(&cur, "text/plain", b"x").expect_err("unsupported");
+        assert_eq!(e.code, 415);
+    }
+}

@@ -1,0 +1,79 @@
+//! Command-line options of `kube-apiserver` (upstream flag names).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Which storage backend to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageBackend {
+    /// Embedded SQLite (kine-style revision log).
+    Sqlite,
+    /// etcd v3.
+    Etcd3,
+}
+
+/// `kube-apiserver` options.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "kube-apiserver", about = "The Kubernetes API server")]
+pub struct Options {
+    /// The port on which to serve HTTPS.
+    #[arg(long = "secure-port", default_value_t = 6443)]
+    pub secure_port: u16,
+    /// The IP address on which to listen for the --secure-port port.
+    #[arg(long = "bind-address", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// The IP address on which to advertise the apiserver to members of the cluster.
+    #[arg(long = "advertise-address")]
+    pub advertise_address: Option<IpAddr>,
+    /// File containing the default x509 certificate for HTTPS (CA cert, if any, concatenated after
+    /// the server cert).
+    #[arg(long = "tls-cert-file")]
+    pub tls_cert_file: PathBuf,
+    /// File containing the default x509 private key matching --tls-cert-file.
+    #[arg(long = "tls-private-key-file")]
+    pub tls_private_key_file: PathBuf,
+    /// If set, any request presenting a client certificate signed by one of the authorities in the
+    /// client-ca-file is authenticated with an identity corresponding to the CommonName of the
+    /// client certificate.
+    #[arg(long = "client-ca-file")]
+    pub client_ca_file: PathBuf,
+    /// The storage backend for persistence.
+    #[arg(long = "storage-backend", value_enum, default_value = "sqlite")]
+    pub storage_backend: StorageBackend,
+    /// Path of the SQLite database (sqlite backend).
+    #[arg(
+        long = "sqlite-path",
+        default_value = "/tmp/kube-local/apiserver/state.db"
+    )]
+    pub sqlite_path: PathBuf,
+    /// List of etcd servers to connect with (scheme://ip:port), comma separated.
+    #[arg(long = "etcd-servers", value_delimiter = ',')]
+    pub etcd_servers: Vec<String>,
+    /// The prefix to prepend to all resource paths in etcd.
+    #[arg(long = "etcd-prefix", default_value = "/registry")]
+    pub etcd_prefix: String,
+    /// A CIDR notation IP range from which to assign service cluster IPs.
+    #[arg(long = "service-cluster-ip-range", default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: String,
+    /// A port range to reserve for services with NodePort visibility.
+    #[arg(long = "service-node-port-range", default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// Path to a client cert file for TLS to kubelets.
+    #[arg(long = "kubelet-client-certificate")]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    /// Path to a client key file for TLS to kubelets.
+    #[arg(long = "kubelet-client-key")]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// Path to a cert file for the certificate authority of kubelet serving certificates.
+    #[arg(long = "kubelet-certificate-authority")]
+    pub kubelet_certificate_authority: Option<PathBuf>,
+    /// File containing PEM-encoded x509 RSA or ECDSA keys used to verify service account tokens.
+    #[arg(long = "service-account-key-file")]
+    pub service_account_key_file: Option<PathBuf>,
+    /// Path to the file that contains the current private key of the service account token issuer.
+    #[arg(long = "service-account-signing-key-file")]
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// Identifier of the service account token issuer (accepted, used later).
+    #[arg(long = "service-account-issuer")]
+    pub service_account_issuer: Option<String>,
+}

@@ -1,0 +1,577 @@
+//! Table cells per resource (what `kubectl get` prints in each column), following upstream's
+//! printers.
+
+use serde_json::{json, Value};
+
+use super::{age, object_age};
+use crate::handlers::selector_string;
+
+pub(super) fn s<'a>(v: &'a Value, path: &str) -> &'a str {
+    v.pointer(path).and_then(Value::as_str).unwrap_or("")
+}
+
+pub(super) fn i(v: &Value, path: &str) -> i64 {
+    v.pointer(path).and_then(Value::as_i64).unwrap_or(0)
+}
+
+pub(super) fn arr<'a>(v: &'a Value, path: &str) -> &'a [Value] {
+    v.pointer(path)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+pub(super) fn or_none(s: String) -> String {
+    if s.is_empty() {
+        "<none>".into()
+    } else {
+        s
+    }
+}
+
+pub(super) fn name(v: &Value) -> Value {
+    json!(s(v, "/metadata/name"))
+}
+
+pub(super) fn default_row(v: &Value) -> Vec<Value> {
+    vec![name(v), json!(object_age(v))]
+}
+
+/// The STATUS column of a pod, as kubectl prints it.
+pub fn pod_status(pod: &Value) -> String {
+    let mut reason = s(pod, "/status/phase").to_string();
+    if !s(pod, "/status/reason").is_empty() {
+        reason = s(pod, "/status/reason").to_string();
+    }
+    let init_specs = arr(pod, "/spec/initContainers").len();
+    let mut initializing = false;
+    for (idx, c) in arr(pod, "/status/initContainerStatuses").iter().enumerate() {
+        let terminated = c.pointer("/state/terminated");
+        let waiting = c.pointer("/state/waiting");
+        if let Some(t) = terminated {
+            if i(t, "/exitCode") == 0 {
+                continue;
+            }
+            reason = match t
+                .get("reason")
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty())
+            {
+                Some(r) => format!("Init:{r}"),
+                None => format!("Init:ExitCode:{}", i(t, "/exitCode")),
+            };
+        } else if let Some(r) = waiting
+            .and_then(|w| w.get("reason"))
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty() && *r != "PodInitializing")
+        {
+            reason = format!("Init:{r}");
+        } else {
+            reason = format!("Init:{idx}/{init_specs}");
+        }
+        initializing = true;
+        break;
+    }
+    if !initializing {
+        let mut has_running = false;
+        for c in arr(pod, "/status/containerStatuses").iter().rev() {
+            if let Some(r) = c
+                .pointer("/state/waiting/reason")
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty())
+            {
+                reason = r.to_string();
+            } else if let Some(t) = c.pointer("/state/terminated") {
+                reason = match t
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .filter(|r| !r.is_empty())
+                {
+                    Some(r) => r.to_string(),
+                    None if i(t, "/signal") != 0 => format!("Signal:{}", i(t, "/signal")),
+                    None => format!("ExitCode:{}", i(t, "/exitCode")),
+                };
+            } else if c.get("ready").and_then(Value::as_bool) == Some(true)
+                && c.pointer("/state/running").is_some()
+            {
+                has_running = true;
+            }
+        }
+        if reason == "Completed" && has_running {
+            let ready = arr(pod, "/status/conditions")
+                .iter()
+                .any(|c| s(c, "/type") == "Ready" && s(c, "/status") == "True");
+            reason = if ready {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
+        }
+    }
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        reason = if s(pod, "/status/reason") == "NodeLost" {
+            "Unknown".into()
+        } else {
+            "Terminating".into()
+        };
+    }
+    if reason.is_empty() {
+        "Pending".into()
+    } else {
+        reason
+    }
+}
+
+pub(super) fn pod(p: &Value) -> Vec<Value> {
+    let total = arr(p, "/spec/containers").len();
+    let statuses = arr(p, "/status/containerStatuses");
+    let ready = statuses
+        .iter()
+        .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
+        .count();
+    let restarts: i64 = statuses.iter().map(|c| i(c, "/restartCount")).sum();
+    let last_restart = statuses
+        .iter()
+        .filter_map(|c| {
+            c.pointer("/lastState/terminated/finishedAt")
+                .and_then(Value::as_str)
+        })
+        .max();
+    let restarts = match last_restart {
+        Some(at) if restarts > 0 => format!("{restarts} ({} ago)", age(Some(at))),
+        _ => restarts.to_string(),
+    };
+    let gates = arr(p, "/spec/readinessGates");
+    let gates = if gates.is_empty() {
+        "<none>".to_string()
+    } else {
+        let passing = gates
+            .iter()
+            .filter(|g| {
+                arr(p, "/status/conditions")
+                    .iter()
+                    .any(|c| s(c, "/type") == s(g, "/conditionType") && s(c, "/status") == "True")
+            })
+            .count();
+        format!("{passing}/{}", gates.len())
+    };
+    vec![
+        name(p),
+        json!(format!("{ready}/{total}")),
+        json!(pod_status(p)),
+        json!(restarts),
+        json!(object_age(p)),
+        json!(or_none(s(p, "/status/podIP").to_string())),
+        json!(or_none(s(p, "/spec/nodeName").to_string())),
+        json!(or_none(s(p, "/status/nominatedNodeName").to_string())),
+        json!(gates),
+    ]
+}
+
+pub(super) fn containers_images(v: &Value) -> (String, String) {
+    let cs = arr(v, "/spec/template/spec/containers");
+    let names: Vec<&str> = cs.iter().map(|c| s(c, "/name")).collect();
+    let images: Vec<&str> = cs.iter().map(|c| s(c, "/image")).collect();
+    (names.join(","), images.join(","))
+}
+
+pub(super) fn deployment(d: &Value) -> Vec<Value> {
+    let (containers, images) = containers_images(d);
+    vec![
+        name(d),
+        json!(format!(
+            "{}/{}",
+            i(d, "/status/readyReplicas"),
+            i(d, "/spec/replicas")
+        )),
+        json!(i(d, "/status/updatedReplicas")),
+        json!(i(d, "/status/availableReplicas")),
+        json!(object_age(d)),
+        json!(containers),
+        json!(images),
+        json!(or_none(selector_string(d.pointer("/spec/selector")))),
+    ]
+}
+
+pub(super) fn replicaset(r: &Value) -> Vec<Value> {
+    let (containers, images) = containers_images(r);
+    vec![
+        name(r),
+        json!(i(r, "/spec/replicas")),
+        json!(i(r, "/status/replicas")),
+        json!(i(r, "/status/readyReplicas")),
+        json!(object_age(r)),
+        json!(containers),
+        json!(images),
+        json!(or_none(selector_string(r.pointer("/spec/selector")))),
+    ]
+}
+
+pub(super) fn statefulset(r: &Value) -> Vec<Value> {
+    let (containers, images) = containers_images(r);
+    vec![
+        name(r),
+        json!(format!(
+            "{}/{}",
+            i(r, "/status/readyReplicas"),
+            i(r, "/spec/replicas")
+        )),
+        json!(object_age(r)),
+        json!(containers),
+        json!(images),
+    ]
+}
+
+pub(super) fn daemonset(r: &Value) -> Vec<Value> {
+    let selector = r
+        .pointer("/spec/template/spec/nodeSelector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            let mut kv: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
+            kv.sort();
+            kv.join(",")
+        })
+        .unwrap_or_default();
+    vec![
+        name(r),
+        json!(i(r, "/status/desiredNumberScheduled")),
+        json!(i(r, "/status/currentNumberScheduled")),
+        json!(i(r, "/status/numberReady")),
+        json!(i(r, "/status/updatedNumberScheduled")),
+        json!(i(r, "/status/numberAvailable")),
+        json!(or_none(selector)),
+        json!(object_age(r)),
+    ]
+}
+
+pub(super) fn service(svc: &Value) -> Vec<Value> {
+    let kind = s(svc, "/spec/type");
+    let kind = if kind.is_empty() { "ClusterIP" } else { kind };
+    let mut external: Vec<String> = arr(svc, "/spec/externalIPs")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let external = match kind {
+        "ExternalName" => s(svc, "/spec/externalName").to_string(),
+        "LoadBalancer" => {
+            for ing in arr(svc, "/status/loadBalancer/ingress") {
+                let ip = s(ing, "/ip");
+                external.push(if ip.is_empty() {
+                    s(ing, "/hostname").to_string()
+                } else {
+                    ip.to_string()
+                });
+            }
+            if external.is_empty() {
+                "<pending>".into()
+            } else {
+                external.join(",")
+            }
+        }
+        _ => or_none(external.join(",")),
+    };
+    let ports: Vec<String> = arr(svc, "/spec/ports")
+        .iter()
+        .map(|p| {
+            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+            match p.get("nodePort").and_then(Value::as_i64) {
+                Some(np) if np != 0 => format!("{}:{}/{}", i(p, "/port"), np, proto),
+                _ => format!("{}/{}", i(p, "/port"), proto),
+            }
+        })
+        .collect();
+    let selector = svc
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            let mut kv: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
+            kv.sort();
+            kv.join(",")
+        })
+        .unwrap_or_default();
+    vec![
+        name(svc),
+        json!(kind),
+        json!(or_none(s(svc, "/spec/clusterIP").to_string())),
+        json!(external),
+        json!(or_none(ports.join(","))),
+        json!(object_age(svc)),
+        json!(or_none(selector)),
+    ]
+}
+
+pub(super) fn limited(list: Vec<String>) -> String {
+    if list.is_empty() {
+        return "<none>".into();
+    }
+    let shown = list.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+    if list.len() > 3 {
+        format!("{shown} + {} more...", list.len() - 3)
+    } else {
+        shown
+    }
+}
+
+pub(super) fn endpoints(ep: &Value) -> Vec<Value> {
+    let mut list = Vec::new();
+    for subset in arr(ep, "/subsets") {
+        for addr in arr(subset, "/addresses") {
+            let ports = arr(subset, "/ports");
+            if ports.is_empty() {
+                list.push(s(addr, "/ip").to_string());
+            }
+            for p in ports {
+                list.push(format!("{}:{}", s(addr, "/ip"), i(p, "/port")));
+            }
+        }
+    }
+    vec![name(ep), json!(limited(list)), json!(object_age(ep))]
+}
+
+pub(super) fn endpointslice(es: &Value) -> Vec<Value> {
+    let ports: Vec<String> = arr(es, "/ports")
+        .iter()
+        .map(|p| i(p, "/port").to_string())
+        .collect();
+    let addrs: Vec<String> = arr(es, "/endpoints")
+        .iter()
+        .flat_map(|e| {
+            arr(e, "/addresses")
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_string))
+        })
+        .collect();
+    vec![
+        name(es),
+        json!(s(es, "/addressType")),
+        json!(if ports.is_empty() {
+            "<unset>".to_string()
+        } else {
+            ports.join(",")
+        }),
+        json!(limited(addrs)),
+        json!(object_age(es)),
+    ]
+}
+
+pub(super) fn node(n: &Value) -> Vec<Value> {
+    let ready = arr(n, "/status/conditions")
+        .iter()
+        .find(|c| s(c, "/type") == "Ready")
+        .map(|c| s(c, "/status"));
+    let mut status = match ready {
+        Some("True") => "Ready".to_string(),
+        Some("False") => "NotReady".to_string(),
+        _ => "Unknown".to_string(),
+    };
+    if n.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+        status.push_str(",SchedulingDisabled");
+    }
+    let mut roles: Vec<String> = n
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.iter()
+                .filter_map(|(k, v)| {
+                    if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
+                        Some(role.to_string())
+                    } else if k == "kubernetes.io/role" {
+                        v.as_str().map(str::to_string)
+                    } else {
+                        None
+                    }
+                })
+                .filter(|r| !r.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort();
+    let addr = |kind: &str| {
+        arr(n, "/status/addresses")
+            .iter()
+            .find(|a| s(a, "/type") == kind)
+            .map(|a| s(a, "/address").to_string())
+            .unwrap_or_else(|| "<none>".into())
+    };
+    vec![
+        name(n),
+        json!(status),
+        json!(or_none(roles.join(","))),
+        json!(object_age(n)),
+        json!(s(n, "/status/nodeInfo/kubeletVersion")),
+        json!(addr("InternalIP")),
+        json!(addr("ExternalIP")),
+        json!(or_none(s(n, "/status/nodeInfo/osImage").to_string())),
+        json!(or_none(s(n, "/status/nodeInfo/kernelVersion").to_string())),
+        json!(or_none(
+            s(n, "/status/nodeInfo/containerRuntimeVersion").to_string()
+        )),
+    ]
+}
+
+pub(super) fn namespace(ns: &Value) -> Vec<Value> {
+    vec![
+        name(ns),
+        json!(s(ns, "/status/phase")),
+        json!(object_age(ns)),
+    ]
+}
+
+pub(super) fn event(e: &Value) -> Vec<Value> {
+    let last = [
+        "/series/lastObservedTime",
+        "/lastTimestamp",
+        "/eventTime",
+        "/firstTimestamp",
+        "/metadata/creationTimestamp",
+    ]
+    .iter()
+    .map(|p| s(e, p))
+    .find(|t| !t.is_empty())
+    .map(|t| age(Some(t)))
+    .unwrap_or_else(|| "<unknown>".into());
+    let object = format!(
+        "{}/{}",
+        s(e, "/involvedObject/kind").to_ascii_lowercase(),
+        s(e, "/involvedObject/name")
+    );
+    vec![
+        json!(last),
+        json!(s(e, "/type")),
+        json!(s(e, "/reason")),
+        json!(object),
+        json!(s(e, "/message").trim()),
+    ]
+}
+
+pub(super) fn lease(l: &Value) -> Vec<Value> {
+    vec![
+        name(l),
+        json!(or_none(s(l, "/spec/holderIdentity").to_string())),
+        json!(object_age(l)),
+    ]
+}
+
+pub(super) fn count(v: &Value, paths: &[&str]) -> usize {
+    paths
+        .iter()
+        .map(|p| {
+            v.pointer(p)
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len())
+        })
+        .sum()
+}
+
+pub(super) fn configmap(c: &Value) -> Vec<Value> {
+    vec![
+        name(c),
+        json!(count(c, &["/data", "/binaryData"])),
+        json!(object_age(c)),
+    ]
+}
+
+pub(super) fn secret(c: &Value) -> Vec<Value> {
+    vec![
+        name(c),
+        json!(s(c, "/type")),
+        json!(count(c, &["/data", "/stringData"])),
+        json!(object_age(c)),
+    ]
+}
+
+pub(super) fn serviceaccount(c: &Value) -> Vec<Value> {
+    vec![
+        name(c),
+        json!(arr(c, "/secrets").len()),
+        json!(object_age(c)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_status_follows_container_states() {
+        let cases = [
+            (json!({"status": {"phase": "Pending"}}), "Pending"),
+            (
+                json!({"status": {"phase": "Pending", "containerStatuses": [
+                {"ready": false, "state": {"waiting": {"reason": "ContainerCreating"}}}]}}),
+                "ContainerCreating",
+            ),
+            (
+                json!({"status": {"phase": "Running", "containerStatuses": [
+                {"ready": true, "state": {"running": {}}}]}}),
+                "Running",
+            ),
+            (
+                json!({"status": {"phase": "Succeeded", "containerStatuses": [
+                {"ready": false, "state": {"terminated": {"reason": "Completed", "exitCode": 0}}}]}}),
+                "Completed",
+            ),
+            (
+                json!({"status": {"phase": "Running", "containerStatuses": [
+                {"ready": false, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}),
+                "CrashLoopBackOff",
+            ),
+            (
+                json!({"metadata": {"deletionTimestamp": "2020-01-01T00:00:00Z"},
+                "status": {"phase": "Running"}}),
+                "Terminating",
+            ),
+        ];
+        for (p, want) in cases {
+            assert_eq!(pod_status(&p), want, "{p}");
+        }
+    }
+
+    #[test]
+    fn pod_row_counts_ready_containers_and_restarts() {
+        let p = json!({"metadata": {"name": "web"},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}], "nodeName": "n1"},
+            "status": {"phase": "Running", "podIP": "10.244.0.5", "containerStatuses": [
+                {"ready": true, "restartCount": 1, "state": {"running": {}}},
+                {"ready": false, "restartCount": 0, "state": {"running": {}}}]}});
+        let row = pod(&p);
+        assert_eq!(row[0], "web");
+        assert_eq!(row[1], "1/2");
+        assert_eq!(row[3], "1");
+        assert_eq!(row[5], "10.244.0.5");
+        assert_eq!(row[6], "n1");
+        assert_eq!(row[7], "<none>");
+    }
+
+    #[test]
+    fn service_row_prints_ports_and_selector() {
+        let svc = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort",
+            "clusterIP": "10.96.0.20", "selector": {"app": "web"},
+            "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}]}});
+        let row = service(&svc);
+        assert_eq!(row[1], "NodePort");
+        assert_eq!(row[2], "10.96.0.20");
+        assert_eq!(row[3], "<none>");
+        assert_eq!(row[4], "80:30080/TCP");
+        assert_eq!(row[6], "app=web");
+    }
+
+    #[test]
+    fn node_row_shows_readiness_and_roles() {
+        let n = json!({"metadata": {"name": "n1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                "nodeInfo": {"kubeletVersion": "v1.33.0"},
+                "addresses": [{"type": "InternalIP", "address": "192.0.2.2"}]}});
+        let row = node(&n);
+        assert_eq!(row[1], "Ready");
+        assert_eq!(row[2], "control-plane");
+        assert_eq!(row[4], "v1.33.0");
+        assert_eq!(row[5], "192.0.2.2");
+    }
+}
