@@ -38,6 +38,7 @@ fn ctx(
         query: Query::default(),
         output: Output {
             table: false,
+            metadata_only: false,
             include_object: IncludeObject::Metadata,
         },
     })
@@ -77,6 +78,17 @@ pub async fn bootstrap(state: &Arc<ApiState>) -> Result<(), ApiError> {
             "namespaces",
             None,
             json!({"metadata": {"name": ns}}),
+            false,
+        )
+        .await?;
+    }
+    for class in crate::admission::priority::system_classes() {
+        ensure(
+            state,
+            "scheduling.k8s.io",
+            "priorityclasses",
+            None,
+            class,
             false,
         )
         .await?;

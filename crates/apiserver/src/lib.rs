@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod conversion;
 pub mod discovery;
+pub mod event_ttl;
 pub mod handlers;
 pub mod metrics;
 pub mod objects;
@@ -152,6 +153,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         .map_err(Error::Bootstrap)?;
     let compactor =
         storage::spawn_compactor(state.storage.clone(), storage::DEFAULT_COMPACTION_INTERVAL);
+    let event_sweeper = event_ttl::spawn(state.storage.clone(), event_ttl::DEFAULT_EVENT_TTL);
     tracing::info!(
         addr = %SocketAddr::new(options.bind_address, options.secure_port),
         storage = ?options.storage_backend,
@@ -159,6 +161,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
     );
     server::serve(listener, tls, state, component_base::signals::shutdown()).await;
     compactor.abort();
+    event_sweeper.abort();
     tracing::info!("kube-apiserver stopped");
     Ok(())
 }

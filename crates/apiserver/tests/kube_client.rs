@@ -556,3 +556,92 @@ async fn malformed_bodies_get_client_errors_not_crashes() -> anyhow::Result<()> 
     assert!(svcs.get("ok").await.is_ok());
     Ok(())
 }
+
+#[tokio::test]
+async fn pod_priority_comes_from_its_priority_class() -> anyhow::Result<()> {
+    use k8s_openapi::api::scheduling::v1::PriorityClass;
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+    assert_eq!(
+        classes.get("system-node-critical").await?.value,
+        2_000_001_000
+    );
+    let high: PriorityClass =
+        serde_json::from_value(json!({"metadata": {"name": "high"}, "value": 1000}))?;
+    classes.create(&PostParams::default(), &high).await?;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut p = pod("prio");
+    if let Some(spec) = p.spec.as_mut() {
+        spec.priority_class_name = Some("high".into());
+    }
+    let created = pods.create(&PostParams::default(), &p).await?;
+    assert_eq!(created.spec.as_ref().and_then(|s| s.priority), Some(1000));
+    let plain = pods.create(&PostParams::default(), &pod("plain")).await?;
+    assert_eq!(plain.spec.as_ref().and_then(|s| s.priority), Some(0));
+    let mut missing = pod("missing");
+    if let Some(spec) = missing.spec.as_mut() {
+        spec.priority_class_name = Some("nope".into());
+    }
+    let err = pods
+        .create(&PostParams::default(), &missing)
+        .await
+        .expect_err("unknown class");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 403),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn streaming_list_watches_send_initial_events_then_a_bookmark() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let ns: Api<Namespace> = Api::all(server.client().await?);
+    let mut events = watcher(ns, watcher::Config::default().streaming_lists()).boxed();
+    let mut names = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await?? {
+            Some(watcher::Event::InitApply(n)) => names.push(n.metadata.name.unwrap_or_default()),
+            Some(watcher::Event::InitDone) => break,
+            Some(_) => {}
+            None => anyhow::bail!("watch ended"),
+        }
+    }
+    assert_eq!(names.len(), 4, "{names:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn metadata_only_lists_and_watches_answer_partial_object_metadata() -> anyhow::Result<()> {
+    use kube::core::PartialObjectMeta;
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("m1")).await?;
+    let list = pods.list_metadata(&ListParams::default()).await?;
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("m1"));
+    let request = http::Request::get("/api/v1/namespaces/default/pods")
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )
+        .body(Vec::new())?;
+    let raw: serde_json::Value = client.request(request).await?;
+    assert_eq!(raw["kind"], "PartialObjectMetadataList");
+    assert!(raw["items"][0].get("spec").is_none());
+    let meta: Api<PartialObjectMeta<Pod>> = Api::namespaced(client.clone(), "default");
+    let mut events = watcher(meta, watcher::Config::default()).boxed();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await?? {
+            Some(watcher::Event::InitApply(p)) => {
+                assert_eq!(p.metadata.name.as_deref(), Some("m1"));
+                break;
+            }
+            Some(_) => {}
+            None => anyhow::bail!("watch ended"),
+        }
+    }
+    Ok(())
+}

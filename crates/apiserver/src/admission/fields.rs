@@ -1,7 +1,8 @@
-//! Strict field validation (`fieldValidation=Strict`, what kubectl sends): fields that the
-//! object's schema does not declare are rejected with 400, as upstream. The schema is the
-//! upstream protobuf schema (`proto/k8s-schema.proto`), whose field names are the JSON names.
-//! Kinds missing from it, and values with special JSON forms, are not checked.
+//! Schema checks of request bodies against the upstream protobuf schema
+//! (`proto/k8s-schema.proto`, whose field names are the JSON names): a value of the wrong JSON
+//! type where an object or a list belongs is always a 400 (upstream fails to decode it), and with
+//! `fieldValidation=Strict` (what kubectl sends) undeclared fields are a 400 too. Kinds missing
+//! from the schema, and values with special JSON forms, are not checked.
 
 use api_types::registry::Resource;
 use serde_json::Value;
@@ -9,7 +10,25 @@ use serde_json::Value;
 use crate::protobuf::{is_special, message_fields, message_for, FieldShape};
 use crate::status::ApiError;
 
-fn walk(message: &str, value: &Value, path: &str, top: bool, unknown: &mut Vec<String>) {
+/// What a walk found.
+#[derive(Default)]
+struct Findings {
+    unknown: Vec<String>,
+    wrong_type: Vec<String>,
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn walk(message: &str, value: &Value, path: &str, top: bool, found: &mut Findings) {
     if is_special(message) {
         return;
     }
@@ -26,41 +45,116 @@ fn walk(message: &str, value: &Value, path: &str, top: bool, unknown: &mut Vec<S
             format!("{path}.{key}")
         };
         let Some((_, shape, repeated)) = fields.iter().find(|(name, _, _)| name == key) else {
-            unknown.push(field_path);
+            found.unknown.push(field_path);
             continue;
+        };
+        if child.is_null() {
+            continue;
+        }
+        if *repeated && !child.is_array() {
+            found.wrong_type.push(format!(
+                "cannot unmarshal {} into field {field_path} of type array",
+                json_type(child)
+            ));
+            continue;
+        }
+        let scalar_ok = |v: &Value| match shape {
+            FieldShape::Text => v.is_string(),
+            FieldShape::Integer => v.is_i64() || v.is_u64(),
+            FieldShape::Boolean => v.is_boolean(),
+            _ => true,
+        };
+        let scalar_name = match shape {
+            FieldShape::Text => "string",
+            FieldShape::Integer => "integer",
+            _ => "bool",
         };
         match shape {
             FieldShape::Opaque => {}
+            FieldShape::Text | FieldShape::Integer | FieldShape::Boolean => {
+                let items: Vec<(String, &Value)> = if *repeated {
+                    child
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                        .map(|(i, v)| (format!("{field_path}[{i}]"), v))
+                        .collect()
+                } else {
+                    vec![(field_path.clone(), child)]
+                };
+                for (p, v) in items {
+                    if !v.is_null() && !scalar_ok(v) {
+                        found.wrong_type.push(format!(
+                            "cannot unmarshal {} into field {p} of type {scalar_name}",
+                            json_type(v)
+                        ));
+                    }
+                }
+            }
             FieldShape::Message(m) if *repeated => {
                 for (i, item) in child.as_array().into_iter().flatten().enumerate() {
-                    walk(m, item, &format!("{field_path}[{i}]"), false, unknown);
+                    walk_message(m, item, &format!("{field_path}[{i}]"), found);
                 }
             }
-            FieldShape::Message(m) => walk(m, child, &field_path, false, unknown),
-            FieldShape::MapOf(m) => {
-                for (k, item) in child.as_object().into_iter().flatten() {
-                    walk(m, item, &format!("{field_path}[{k}]"), false, unknown);
+            FieldShape::Message(m) => walk_message(m, child, &field_path, found),
+            FieldShape::MapOf(m) => match child.as_object() {
+                Some(map) => {
+                    for (k, item) in map {
+                        walk_message(m, item, &format!("{field_path}[{k}]"), found);
+                    }
                 }
-            }
+                None => found.wrong_type.push(format!(
+                    "cannot unmarshal {} into field {field_path} of type map",
+                    json_type(child)
+                )),
+            },
         }
     }
 }
 
-/// Fields of `object` (of `resource`) that its schema does not declare.
-pub fn unknown_fields(resource: &Resource, object: &Value) -> Vec<String> {
-    let mut unknown = Vec::new();
-    if let Some(message) = message_for(&resource.api_version(), resource.kind) {
-        walk(&message, object, "", true, &mut unknown);
+/// Walks a nested message value, which must be an object unless it has a special JSON form.
+fn walk_message(message: &str, value: &Value, path: &str, found: &mut Findings) {
+    if is_special(message) || value.is_null() {
+        return;
     }
-    unknown
+    if !value.is_object() {
+        found.wrong_type.push(format!(
+            "cannot unmarshal {} into field {path} of type object",
+            json_type(value)
+        ));
+        return;
+    }
+    walk(message, value, path, false, found);
 }
 
-/// Rejects unknown fields when the request asked for `fieldValidation=Strict`.
+fn findings(resource: &Resource, object: &Value) -> Findings {
+    let mut found = Findings::default();
+    if let Some(message) = message_for(&resource.api_version(), resource.kind) {
+        walk(&message, object, "", true, &mut found);
+    }
+    found
+}
+
+/// Fields of `object` (of `resource`) that its schema does not declare.
+pub fn unknown_fields(resource: &Resource, object: &Value) -> Vec<String> {
+    findings(resource, object).unknown
+}
+
+/// Rejects values of the wrong JSON type, and unknown fields when the request asked for
+/// `fieldValidation=Strict`.
 pub fn check(resource: &Resource, object: &Value, directive: Option<&str>) -> Result<(), ApiError> {
+    let found = findings(resource, object);
+    if let Some(first) = found.wrong_type.first() {
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: json: {first}",
+            resource.kind, resource.version, resource.kind
+        )));
+    }
     if directive != Some("Strict") {
         return Ok(());
     }
-    let unknown = unknown_fields(resource, object);
+    let unknown = found.unknown;
     if unknown.is_empty() {
         return Ok(());
     }
@@ -105,6 +199,35 @@ mod tests {
             e.message
         );
         assert!(check(r, &d, None).is_ok());
+    }
+
+    #[test]
+    fn wrong_json_types_are_rejected_without_strict() {
+        let r = api_types::registry::find("", "v1", "services").expect("services");
+        let e = check(r, &json!({"metadata": {"name": "s"}, "spec": "oops"}), None)
+            .expect_err("wrong type");
+        assert_eq!(e.code, 400);
+        assert!(
+            e.message
+                .contains("cannot unmarshal string into field spec of type object"),
+            "{}",
+            e.message
+        );
+        let e = check(r, &json!({"spec": {"ports": [5]}}), None).expect_err("wrong type");
+        assert!(e.message.contains("spec.ports[0]"), "{}", e.message);
+        let e =
+            check(r, &json!({"spec": {"ports": [{"port": "80"}]}}), None).expect_err("string port");
+        assert!(
+            e.message.contains("spec.ports[0].port of type integer"),
+            "{}",
+            e.message
+        );
+        let e = check(r, &json!({"spec": {"clusterIPs": [1]}}), None).expect_err("number ip");
+        assert!(
+            e.message.contains("spec.clusterIPs[0] of type string"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

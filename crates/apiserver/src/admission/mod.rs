@@ -4,6 +4,7 @@
 
 pub mod fields;
 mod pods;
+pub mod priority;
 pub mod services;
 mod validation;
 mod workloads;
@@ -114,6 +115,9 @@ pub async fn allocate(
 ) -> Result<(), ApiError> {
     if resource.group.is_empty() && resource.plural == "services" {
         services::allocate(state, object, old).await?;
+    }
+    if resource.group.is_empty() && resource.plural == "pods" && old.is_none() {
+        priority::admit(state, object).await?;
     }
     Ok(())
 }

@@ -78,9 +78,20 @@ impl ServiceNetwork {
         v > self.base && v < self.base + self.size - 1
     }
 
-    fn random_ip(&self) -> Ipv4Addr {
-        // Offsets 1..size-1; the first address is kept for the `kubernetes` Service.
-        let offset = rand::rng().random_range(2..self.size - 1);
+    /// Size of the static band at the start of the range that dynamic allocation avoids (as
+    /// upstream, KEP-3070), so well-known IPs such as the DNS Service's 10.96.0.10 stay free.
+    fn static_band(&self) -> u32 {
+        (self.size / 16).clamp(16, 256).min(self.size / 2)
+    }
+
+    fn random_ip(&self, avoid_static: bool) -> Ipv4Addr {
+        // The first address is kept for the `kubernetes` Service.
+        let low = if avoid_static {
+            self.static_band().max(2)
+        } else {
+            2
+        };
+        let offset = rand::rng().random_range(low..self.size - 1);
         Ipv4Addr::from(self.base + offset)
     }
 }
@@ -229,8 +240,8 @@ pub async fn allocate(
             }
             (None, None) => {
                 let mut chosen = None;
-                for _ in 0..256 {
-                    let ip = net.random_ip().to_string();
+                for attempt in 0..256 {
+                    let ip = net.random_ip(attempt < 128).to_string();
                     if claim(state, format!("{IP_PREFIX}{ip}"), &who).await? {
                         chosen = Some(ip);
                         break;
@@ -345,8 +356,16 @@ mod tests {
         assert!(n.contains(Ipv4Addr::new(10, 96, 0, 10)));
         assert!(!n.contains(Ipv4Addr::new(10, 112, 0, 1)));
         for _ in 0..100 {
-            let ip = n.random_ip();
+            let ip = n.random_ip(true);
             assert!(n.contains(ip) && ip != n.first_ip());
+            assert!(
+                u32::from(ip) >= u32::from(Ipv4Addr::new(10, 96, 1, 0)),
+                "{ip}"
+            );
+        }
+        let small = ServiceNetwork::parse("10.0.0.0/28", "1-2").expect("parse");
+        for _ in 0..100 {
+            assert!(small.contains(small.random_ip(true)));
         }
         assert!(ServiceNetwork::parse("10.96.0.0", "1-2").is_err());
         assert!(ServiceNetwork::parse("10.96.0.0/12", "5-2").is_err());

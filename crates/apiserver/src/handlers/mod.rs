@@ -38,6 +38,9 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct Output {
     /// Answer a `meta.k8s.io/v1` Table.
     pub table: bool,
+    /// Answer `PartialObjectMetadata` (lists: `PartialObjectMetadataList`), what metadata-only
+    /// clients ask for.
+    pub metadata_only: bool,
     /// What table rows carry as `object`.
     pub include_object: IncludeObject,
 }
@@ -50,6 +53,14 @@ impl Output {
                 && params.contains(&"g=meta.k8s.io")
                 && params.contains(&"v=v1")
         });
+        let metadata_only = !table
+            && accept.split(',').any(|part| {
+                let params: Vec<&str> = part.split(';').map(str::trim).collect();
+                (params.contains(&"as=PartialObjectMetadata")
+                    || params.contains(&"as=PartialObjectMetadataList"))
+                    && params.contains(&"g=meta.k8s.io")
+                    && params.contains(&"v=v1")
+            });
         let include_object = match query.get("includeObject") {
             Some("None") => IncludeObject::None,
             Some("Object") => IncludeObject::Object,
@@ -57,6 +68,7 @@ impl Output {
         };
         Output {
             table,
+            metadata_only,
             include_object,
         }
     }
@@ -163,6 +175,8 @@ pub fn object_response(ctx: &Ctx, code: StatusCode, object: Value) -> Response<B
                 ctx.output.include_object,
             ),
         )
+    } else if ctx.output.metadata_only {
+        json_response(code, &table::partial_metadata(&object))
     } else {
         json_response(code, &object)
     }

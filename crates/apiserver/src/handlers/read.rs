@@ -189,6 +189,18 @@ pub async fn list(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     if let Some(c) = page.continue_token {
         metadata["continue"] = json!(c);
     }
+    if ctx.output.metadata_only {
+        let items: Vec<Value> = page.items.iter().map(table::partial_metadata).collect();
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": metadata,
+                "items": items,
+            }),
+        ));
+    }
     Ok(json_response(
         StatusCode::OK,
         &json!({

@@ -89,6 +89,13 @@ pub fn prepare_update(
                 }
             }
             if resource.plural == "pods" {
+                for field in ["priority", "preemptionPolicy", "priorityClassName"] {
+                    if let Some(v) = old.get("spec").and_then(|s| s.get(field)) {
+                        if out.get("spec").and_then(|s| s.get(field)).is_none() {
+                            objects::put(&mut out, &["spec", field], v.clone());
+                        }
+                    }
+                }
                 if let Some(node) = old.pointer("/spec/nodeName") {
                     if out.pointer("/spec/nodeName").is_none() && out.get("spec").is_some() {
                         objects::put(&mut out, &["spec", "nodeName"], node.clone());
@@ -237,9 +244,12 @@ pub async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
     let name = ctx.name()?.to_string();
     let new = parse_object(body)?;
     super::create::check_type(resource, &new)?;
-    if ctx.path.subresource.is_none() {
-        admission::fields::check(resource, &new, ctx.query.get("fieldValidation"))?;
-    }
+    let directive = if ctx.path.subresource.is_none() {
+        ctx.query.get("fieldValidation")
+    } else {
+        None
+    };
+    admission::fields::check(resource, &new, directive)?;
     if let Some(ns) = objects::meta_str(&new, "namespace") {
         if ctx.path.namespace.as_deref().is_some_and(|p| p != ns) {
             return Err(ApiError::bad_request(
@@ -340,9 +350,12 @@ pub async fn patch(ctx: &Ctx, content_type: &str, body: &[u8]) -> Result<Respons
     }
     let updated = guaranteed_update(ctx, &name, |current| {
         let mut patched = apply_patch(current, content_type, body)?;
-        if ctx.path.subresource.is_none() {
-            admission::fields::check(ctx.resource(), &patched, ctx.query.get("fieldValidation"))?;
-        }
+        let directive = if ctx.path.subresource.is_none() {
+            ctx.query.get("fieldValidation")
+        } else {
+            None
+        };
+        admission::fields::check(ctx.resource(), &patched, directive)?;
         if is_apply {
             // Apply patches carry no precondition unless they name a resourceVersion.
             if objects::meta_str(&patched, "resourceVersion")

@@ -43,7 +43,9 @@ impl Shaper {
 
     fn line(&self, kind: &str, mut object: Value) -> Bytes {
         objects::set_type_meta(&mut object, self.resource);
-        let object = if self.output.table {
+        let object = if self.output.metadata_only {
+            table::partial_metadata(&object)
+        } else if self.output.table {
             table::table(
                 self.resource,
                 std::slice::from_ref(&object),

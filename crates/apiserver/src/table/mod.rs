@@ -117,7 +117,8 @@ pub fn object_age(object: &Value) -> String {
         .and_then(Value::as_str))
 }
 
-fn partial_metadata(object: &Value) -> Value {
+/// The `PartialObjectMetadata` of an object.
+pub fn partial_metadata(object: &Value) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
