@@ -8,13 +8,17 @@
 
 pub mod cidr;
 pub mod context;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod history;
 pub mod informer;
+pub mod job;
 pub mod key;
 pub mod namespace;
 pub mod nodeipam;
@@ -24,7 +28,9 @@ pub mod queue;
 pub mod replicaset;
 pub mod runner;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod testing;
+pub mod ttlafterfinished;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -49,6 +55,11 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "namespace",
     "serviceaccount",
     "nodelifecycle",
+    "statefulset",
+    "daemonset",
+    "job",
+    "cronjob",
+    "ttl-after-finished",
 ];
 
 /// Command-line options (upstream flag names).
@@ -222,6 +233,11 @@ pub fn start_controllers(ctx: Arc<Context>, controllers: &[&str]) {
             "namespace" => namespace::start(ctx.clone()),
             "serviceaccount" => serviceaccount::start(ctx.clone()),
             "nodelifecycle" => nodelifecycle::start(ctx.clone()),
+            "job" => job::start(ctx.clone()),
+            "cronjob" => cronjob::start(ctx.clone()),
+            "ttl-after-finished" => ttlafterfinished::start(ctx.clone()),
+            "statefulset" => statefulset::start(ctx.clone()),
+            "daemonset" => daemonset::start(ctx.clone()),
             other => tracing::warn!(controller = other, "unknown controller"),
         }
     }

@@ -1,0 +1,324 @@
+//! The DaemonSet controller with an in-process apiserver, the real scheduler and a fake kubelet
+//! on three fake nodes: node-0 and node-1 have `disk=ssd`, node-1 carries a `dedicated=infra`
+//! NoSchedule taint, node-2 has `disk=hdd`. One pod per eligible node, pinned with `matchFields`;
+//! a toleration added by a rolling update (maxUnavailable 1) brings node-1 in and replaces every
+//! pod, never running two daemon pods on one node; a nodeSelector limits another DaemonSet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use kube_apiserver::testing::TestServer;
+use kube_controller_manager::context::Settings;
+
+async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(error) => tracing::debug!(%error, what, "check failed"),
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn create_node(
+    client: &Client,
+    name: &str,
+    labels: serde_json::Value,
+    taints: serde_json::Value,
+) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut all_labels = labels;
+    all_labels["kubernetes.io/hostname"] = serde_json::json!(name);
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": all_labels},
+        "spec": {"taints": taints},
+        "status": {
+            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}]
+        }
+    }))?;
+    let created = nodes.create(&PostParams::default(), &node).await?;
+    let mut with_status = created.clone();
+    with_status.status = node.status;
+    nodes
+        .replace_status(name, &PostParams::default(), &with_status)
+        .await?;
+    Ok(())
+}
+
+/// Plays the kubelet: bound pods become Running and Ready with an IP; deleted pods go away.
+fn spawn_fake_kubelet(client: Client) {
+    let counter = Arc::new(AtomicU32::new(2));
+    tokio::spawn(async move {
+        let pods: Api<Pod> = Api::all(client.clone());
+        loop {
+            if let Ok(list) = pods.list(&ListParams::default()).await {
+                for pod in list.items {
+                    let namespace = pod.namespace().unwrap_or_default();
+                    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+                    if pod.metadata.deletion_timestamp.is_some() {
+                        let _ = api
+                            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
+                            .await;
+                        continue;
+                    }
+                    let bound = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.clone())
+                        .is_some();
+                    let has_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).is_some();
+                    if bound && !has_ip {
+                        let n = counter.fetch_add(1, Ordering::SeqCst);
+                        let ip = format!("10.244.{}.{}", n / 250, n % 250 + 2);
+                        let now = jiff::Timestamp::now().to_string();
+                        let patch = serde_json::json!({"status": {
+                            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                            "conditions": [
+                                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                                {"type": "Ready", "status": "True", "lastTransitionTime": now}
+                            ]
+                        }});
+                        let _ = api
+                            .patch_status(
+                                &pod.name_any(),
+                                &PatchParams::default(),
+                                &Patch::Merge(&patch),
+                            )
+                            .await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    });
+}
+
+fn daemon_set(name: &str, node_selector: serde_json::Value) -> anyhow::Result<DaemonSet> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "nodeSelector": node_selector,
+                    "containers": [{"name": "agent", "image": "busybox:1.35",
+                                    "command": ["sleep", "3600"]}]
+                }
+            }
+        }
+    }))?)
+}
+
+/// Non-terminating pods of `app`, by the node they are bound to (unbound under "").
+async fn pods_by_node(client: &Client, app: &str) -> anyhow::Result<BTreeMap<String, Vec<Pod>>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut out: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+    for pod in pods
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await?
+        .items
+    {
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        out.entry(node).or_default().push(pod);
+    }
+    Ok(out)
+}
+
+/// Records every observed state with two live `agent` pods on one node.
+fn spawn_surge_observer(client: Client) -> Arc<Mutex<Vec<String>>> {
+    let violations = Arc::new(Mutex::new(Vec::new()));
+    let out = violations.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Ok(by_node) = pods_by_node(&client, "agent").await {
+                for (node, pods) in by_node {
+                    if !node.is_empty() && pods.len() > 1 {
+                        if let Ok(mut v) = out.lock() {
+                            v.push(format!("{} pods on {node}", pods.len()));
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    violations
+}
+
+async fn settled(sets: &Api<DaemonSet>, name: &str, desired: i32) -> anyhow::Result<bool> {
+    let ds = sets.get(name).await?;
+    let status = ds.status.clone().unwrap_or_default();
+    Ok(status.observed_generation >= ds.metadata.generation
+        && status.desired_number_scheduled == desired
+        && status.current_number_scheduled == desired
+        && status.number_ready == desired
+        && status.number_available == Some(desired)
+        && status.updated_number_scheduled == Some(desired)
+        && status.number_misscheduled == 0)
+}
+
+fn pinned_node(pod: &Pod) -> Option<String> {
+    pod.spec
+        .as_ref()?
+        .affinity
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?
+        .node_selector_terms
+        .first()?
+        .match_fields
+        .as_ref()?
+        .iter()
+        .find(|r| r.key == "metadata.name" && r.operator == "In")?
+        .values
+        .as_ref()?
+        .first()
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daemon_set_runs_one_pod_per_eligible_node_and_rolls_out() -> anyhow::Result<()> {
+    let server = TestServer::start().await.context("starting apiserver")?;
+    let client = server.client().await?;
+    create_node(
+        &client,
+        "node-0",
+        serde_json::json!({"disk": "ssd"}),
+        serde_json::json!([]),
+    )
+    .await?;
+    create_node(
+        &client,
+        "node-1",
+        serde_json::json!({"disk": "ssd"}),
+        serde_json::json!([{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]),
+    )
+    .await?;
+    create_node(
+        &client,
+        "node-2",
+        serde_json::json!({"disk": "hdd"}),
+        serde_json::json!([]),
+    )
+    .await?;
+    kube_controller_manager::testing::start(client.clone(), Settings::default(), &["daemonset"]);
+    let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
+    spawn_fake_kubelet(client.clone());
+    let violations = spawn_surge_observer(client.clone());
+
+    // No toleration: node-1's taint keeps it out.
+    let sets: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
+    sets.create(
+        &PostParams::default(),
+        &daemon_set("agent", serde_json::json!({}))?,
+    )
+    .await?;
+    wait_for("agent on 2 nodes", || settled(&sets, "agent", 2)).await?;
+    let by_node = pods_by_node(&client, "agent").await?;
+    assert_eq!(
+        by_node.keys().cloned().collect::<Vec<_>>(),
+        ["node-0", "node-2"]
+    );
+    for (node, pods) in &by_node {
+        assert_eq!(pods.len(), 1, "one pod on {node}");
+        assert_eq!(pinned_node(&pods[0]).as_ref(), Some(node));
+        let tolerations = pods[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.clone())
+            .unwrap_or_default();
+        assert!(tolerations
+            .iter()
+            .any(|t| t.key.as_deref() == Some("node.kubernetes.io/not-ready")));
+    }
+    let first_hash: BTreeSet<String> = by_node
+        .values()
+        .flatten()
+        .filter_map(|p| p.labels().get("controller-revision-hash").cloned())
+        .collect();
+    assert_eq!(first_hash.len(), 1);
+
+    // Tolerate the taint: a rolling update replaces both pods and node-1 gets one.
+    sets.patch(
+        "agent",
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"spec": {"template": {"spec": {"tolerations": [
+                {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}
+            ]}}}}),
+        ),
+    )
+    .await?;
+    wait_for("agent updated on 3 nodes", || settled(&sets, "agent", 3)).await?;
+    let by_node = pods_by_node(&client, "agent").await?;
+    assert_eq!(
+        by_node.keys().cloned().collect::<Vec<_>>(),
+        ["node-0", "node-1", "node-2"]
+    );
+    for (node, pods) in &by_node {
+        assert_eq!(pods.len(), 1, "one pod on {node}");
+        let hash = pods[0]
+            .labels()
+            .get("controller-revision-hash")
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            !first_hash.contains(&hash),
+            "pod on {node} still has the old revision"
+        );
+    }
+    let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), "default");
+    let owned = revisions
+        .list(&ListParams::default().labels("app=agent"))
+        .await?
+        .items
+        .len();
+    assert_eq!(owned, 2);
+
+    // A nodeSelector: only node-0 has disk=ssd without an untolerated taint.
+    sets.create(
+        &PostParams::default(),
+        &daemon_set("ssd", serde_json::json!({"disk": "ssd"}))?,
+    )
+    .await?;
+    wait_for("ssd on node-0", || settled(&sets, "ssd", 1)).await?;
+    let by_node = pods_by_node(&client, "ssd").await?;
+    assert_eq!(by_node.keys().cloned().collect::<Vec<_>>(), ["node-0"]);
+
+    let seen = violations.lock().map(|v| v.clone()).unwrap_or_default();
+    assert!(seen.is_empty(), "more than one pod per node: {seen:?}");
+    drop(server);
+    Ok(())
+}
