@@ -1,75 +1,164 @@
-//! One scheduling decision as a pure function: filter every node, score the feasible ones with
-//! the weighted score plugins, pick the highest (ties broken at random).
+//! One scheduling decision as a pure function: run PreFilter over the snapshot, filter nodes
+//! (stopping once `percentageOfNodesToScore` feasible nodes are found, starting where the last
+//! cycle stopped), score the feasible ones with the weighted score plugins, pick the highest
+//! (ties broken at random).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use rand::Rng;
 
-use crate::framework::{NodeInfo, PodInfo, Registry};
+use crate::framework::{CycleState, NodeInfo, PodInfo, Registry};
+
+/// Below this many nodes every node is scored (upstream `minFeasibleNodesToFind`).
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// The adaptive percentage never goes below this (upstream `minFeasibleNodesPercentageToFind`).
+pub const MIN_FEASIBLE_NODES_PERCENTAGE: usize = 5;
 
 /// No node fits: how many nodes there were and why each failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FitError {
     /// Nodes considered.
     pub nodes: usize,
     /// Reason -> number of nodes that failed for it.
     pub reasons: BTreeMap<String, usize>,
+    /// Node -> why it failed.
+    pub node_reasons: BTreeMap<String, Vec<String>>,
+    /// Nodes that failed for a reason evicting pods cannot fix.
+    pub unresolvable: BTreeSet<String>,
+    /// What PostFilter (preemption) said, e.g. `preemption: 0/3 nodes are available: ...`.
+    pub post_filter: Option<String>,
+}
+
+fn histogram(nodes: usize, reasons: &BTreeMap<String, usize>) -> String {
+    let mut parts: Vec<String> = reasons
+        .iter()
+        .map(|(reason, count)| format!("{count} {reason}"))
+        .collect();
+    parts.sort();
+    if parts.is_empty() {
+        format!("0/{nodes} nodes are available.")
+    } else {
+        format!("0/{nodes} nodes are available: {}.", parts.join(", "))
+    }
+}
+
+impl FitError {
+    /// The message without the PostFilter part.
+    pub fn filter_message(&self) -> String {
+        histogram(self.nodes, &self.reasons)
+    }
+}
+
+/// Upstream's reason histogram, e.g. `0/3 nodes are available: 1 No preemption victims found for
+/// incoming pod, 2 Preemption is not helpful for scheduling.`
+pub fn reason_histogram(nodes: usize, reasons: &BTreeMap<String, usize>) -> String {
+    histogram(nodes, reasons)
 }
 
 impl fmt::Display for FitError {
     /// `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector.`
+    /// followed by ` <post filter message>` when preemption ran and failed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts: Vec<String> = self
-            .reasons
-            .iter()
-            .map(|(reason, count)| format!("{count} {reason}"))
-            .collect();
-        parts.sort();
-        if parts.is_empty() {
-            write!(f, "0/{} nodes are available.", self.nodes)
-        } else {
-            write!(
-                f,
-                "0/{} nodes are available: {}.",
-                self.nodes,
-                parts.join(", ")
-            )
+        write!(f, "{}", self.filter_message())?;
+        if let Some(post) = &self.post_filter {
+            write!(f, " {post}")?;
         }
+        Ok(())
     }
 }
 
-/// Nodes that pass every filter, and the reasons for the others.
+/// How many feasible nodes to look for among `all` (upstream `numFeasibleNodesToFind`).
+pub fn feasible_nodes_to_find(percentage: Option<u32>, all: usize) -> usize {
+    let percentage = percentage.map(|p| p as usize).filter(|p| *p > 0);
+    if all < MIN_FEASIBLE_NODES_TO_FIND || percentage.is_some_and(|p| p >= 100) {
+        return all;
+    }
+    let percentage = percentage
+        .unwrap_or_else(|| (50usize.saturating_sub(all / 125)).max(MIN_FEASIBLE_NODES_PERCENTAGE));
+    (all * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+/// Runs every PreFilter over the snapshot.
+pub fn pre_filter(registry: &Registry, pod: &PodInfo, nodes: &[NodeInfo]) -> CycleState {
+    let mut state = CycleState::default();
+    for plugin in &registry.filters {
+        plugin.pre_filter(&mut state, pod, nodes);
+    }
+    state
+}
+
+/// Runs the filters on one node: `Err((reasons, unresolvable))` at the first that fails.
+pub fn filter_node(
+    registry: &Registry,
+    state: &CycleState,
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Result<(), (Vec<String>, bool)> {
+    for plugin in &registry.filters {
+        if let Err(reasons) = plugin.filter(state, pod, node) {
+            let unresolvable = reasons.iter().any(|r| plugin.unresolvable(r));
+            return Err((reasons, unresolvable));
+        }
+    }
+    Ok(())
+}
+
+/// Nodes that pass every filter (at most `limit`, scanning from `start`), and the failures.
 pub fn filter<'a>(
     registry: &Registry,
+    state: &CycleState,
     pod: &PodInfo,
     nodes: &'a [NodeInfo],
-) -> (Vec<&'a NodeInfo>, BTreeMap<String, usize>) {
+    start: usize,
+    limit: usize,
+) -> (Vec<&'a NodeInfo>, FitError, usize) {
     let mut feasible = Vec::new();
-    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    for node in nodes {
-        let failure = registry
-            .filters
-            .iter()
-            .find_map(|plugin| plugin.filter(pod, node).err());
-        match failure {
-            None => feasible.push(node),
-            Some(unfit) => {
-                for reason in unfit {
-                    *reasons.entry(reason).or_default() += 1;
+    let mut fit = FitError {
+        nodes: nodes.len(),
+        ..FitError::default()
+    };
+    let mut processed = 0;
+    for offset in 0..nodes.len() {
+        if feasible.len() >= limit {
+            break;
+        }
+        let node = &nodes[(start + offset) % nodes.len()];
+        processed += 1;
+        match filter_node(registry, state, pod, node) {
+            Ok(()) => feasible.push(node),
+            Err((reasons, unresolvable)) => {
+                for reason in &reasons {
+                    *fit.reasons.entry(reason.clone()).or_default() += 1;
                 }
+                if unresolvable {
+                    fit.unresolvable.insert(node.name());
+                }
+                fit.node_reasons.insert(node.name(), reasons);
             }
         }
     }
-    (feasible, reasons)
+    (feasible, fit, processed)
 }
 
 /// Weighted total score per feasible node, in the same order.
-pub fn score(registry: &Registry, pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
-    let mut totals = vec![0i64; nodes.len()];
+pub fn score(
+    registry: &Registry,
+    pod: &PodInfo,
+    feasible: &[&NodeInfo],
+    all: &[NodeInfo],
+) -> Vec<i64> {
+    let mut state = CycleState::default();
+    for (plugin, _) in &registry.scores {
+        plugin.pre_score(&mut state, pod, feasible, all);
+    }
+    let mut totals = vec![0i64; feasible.len()];
     for (plugin, weight) in &registry.scores {
-        let mut scores: Vec<i64> = nodes.iter().map(|n| plugin.score(pod, n)).collect();
-        plugin.normalize(&mut scores);
+        let mut scores: Vec<i64> = feasible
+            .iter()
+            .map(|n| plugin.score(&state, pod, n))
+            .collect();
+        plugin.normalize(&state, feasible, &mut scores);
         for (total, score) in totals.iter_mut().zip(scores) {
             *total += score * weight;
         }
@@ -84,17 +173,28 @@ pub fn schedule(
     nodes: &[NodeInfo],
     rng: &mut impl Rng,
 ) -> Result<String, FitError> {
-    let (feasible, reasons) = filter(registry, pod, nodes);
+    schedule_from(registry, pod, nodes, 0, rng).map(|(node, _)| node)
+}
+
+/// [`schedule`] scanning nodes from `start`; also returns how many nodes were filtered, so the
+/// next cycle can start after them (upstream's `nextStartNodeIndex`).
+pub fn schedule_from(
+    registry: &Registry,
+    pod: &PodInfo,
+    nodes: &[NodeInfo],
+    start: usize,
+    rng: &mut impl Rng,
+) -> Result<(String, usize), FitError> {
+    let state = pre_filter(registry, pod, nodes);
+    let limit = feasible_nodes_to_find(registry.percentage_of_nodes_to_score, nodes.len());
+    let (feasible, fit, processed) = filter(registry, &state, pod, nodes, start, limit);
     if feasible.is_empty() {
-        return Err(FitError {
-            nodes: nodes.len(),
-            reasons,
-        });
+        return Err(fit);
     }
     if feasible.len() == 1 {
-        return Ok(feasible[0].name());
+        return Ok((feasible[0].name(), processed));
     }
-    let scores = score(registry, pod, &feasible);
+    let scores = score(registry, pod, &feasible, nodes);
     let best = scores.iter().copied().max().unwrap_or(0);
     let top: Vec<&NodeInfo> = feasible
         .iter()
@@ -103,24 +203,13 @@ pub fn schedule(
         .map(|(n, _)| *n)
         .collect();
     let chosen = top[rng.random_range(0..top.len())];
-    Ok(chosen.name())
+    Ok((chosen.name(), processed))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::framework::test_util::*;
-    use k8s_openapi::api::core::v1::NodeCondition;
-
-    fn ready(info: NodeInfo) -> NodeInfo {
-        with_node(info, |n| {
-            n.status.get_or_insert_with(Default::default).conditions = Some(vec![NodeCondition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                ..NodeCondition::default()
-            }]);
-        })
-    }
 
     #[test]
     fn the_emptier_node_wins() {
@@ -161,6 +250,16 @@ mod tests {
             result.err().map(|e| e.to_string()).as_deref(),
             Some("0/1 nodes are available: 1 node(s) were not ready.")
         );
+    }
+
+    #[test]
+    fn percentage_of_nodes_to_score_is_adaptive_as_upstream() {
+        assert_eq!(feasible_nodes_to_find(None, 50), 50);
+        assert_eq!(feasible_nodes_to_find(None, 1000), 420);
+        assert_eq!(feasible_nodes_to_find(None, 5000), 500);
+        assert_eq!(feasible_nodes_to_find(None, 6000), 300);
+        assert_eq!(feasible_nodes_to_find(Some(100), 6000), 6000);
+        assert_eq!(feasible_nodes_to_find(Some(1), 1000), 100);
     }
 
     #[test]

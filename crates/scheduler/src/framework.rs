@@ -1,8 +1,13 @@
-//! The scheduling framework: what a plugin sees ([`NodeInfo`], [`PodInfo`]), the extension-point
-//! traits ([`FilterPlugin`], [`ScorePlugin`]) and the default plugin registry.
+//! The scheduling framework: what a plugin sees ([`NodeInfo`], [`PodInfo`]), the per-cycle
+//! [`CycleState`], the extension-point traits ([`FilterPlugin`] with PreFilter, Filter and the
+//! AddPod/RemovePod hooks preemption uses; [`ScorePlugin`] with PreScore, Score and
+//! NormalizeScore) and the default plugin registry.
 
-use std::collections::HashMap;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use api_types::quantity::Quantity;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -69,11 +74,27 @@ pub struct HostPort {
     pub port: i32,
 }
 
+/// Cluster facts some plugins need beyond nodes and pods, filled in by the scheduler.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterInfo {
+    /// Namespace name -> its labels (for affinity terms' `namespaceSelector`).
+    pub namespace_labels: HashMap<String, BTreeMap<String, String>>,
+}
+
 /// What the plugins need to know about the pod being scheduled.
 #[derive(Debug, Clone)]
 pub struct PodInfo {
     /// The pod.
     pub pod: Arc<Pod>,
+    /// `spec.priority` (0 when unset).
+    pub priority: i32,
+    /// The selector of the Services and the ReplicaSet/StatefulSet/ReplicationController owning
+    /// the pod, merged (upstream's `DefaultSelector`); used by default topology spreading.
+    pub default_selector: Option<LabelSelector>,
+    /// Cluster facts (namespace labels); empty unless the scheduler filled them.
+    pub cluster: Arc<ClusterInfo>,
+    /// Its pod (anti-)affinity terms, resolved once (`None` without pod affinity).
+    pub affinity_terms: Option<Arc<plugins::inter_pod_affinity::PodTerms>>,
     /// Its requests (upstream's `computePodResourceRequest`): sum of containers, at least the
     /// largest init container, plus overhead.
     pub requests: Resources,
@@ -137,8 +158,15 @@ impl PodInfo {
                 non_zero.memory += to_i64(memory.value());
             }
         }
+        let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+        let affinity_terms = plugins::inter_pod_affinity::has_pod_affinity(&pod)
+            .then(|| Arc::new(plugins::inter_pod_affinity::PodTerms::of(&pod)));
         PodInfo {
             pod,
+            priority,
+            default_selector: None,
+            cluster: Arc::default(),
+            affinity_terms,
             requests,
             non_zero_requests: non_zero,
             host_ports,
@@ -222,22 +250,113 @@ impl NodeInfo {
 /// Why a node does not fit: one or more human-readable reasons (as upstream words them).
 pub type Unfit = Vec<String>;
 
-/// A Filter extension point: may the pod run on the node?
+/// Data a plugin computed for one scheduling cycle, cloneable so preemption can try changes.
+pub trait StateData: Any + Send + Sync {
+    /// A boxed copy.
+    fn clone_data(&self) -> Box<dyn StateData>;
+    /// For downcasting.
+    fn as_any(&self) -> &dyn Any;
+    /// For downcasting mutably.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any + Clone + Send + Sync> StateData for T {
+    fn clone_data(&self) -> Box<dyn StateData> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// Per-cycle plugin data, keyed by plugin (upstream's `CycleState`).
+#[derive(Default)]
+pub struct CycleState {
+    data: HashMap<&'static str, Box<dyn StateData>>,
+}
+
+impl Clone for CycleState {
+    fn clone(&self) -> Self {
+        CycleState {
+            data: self
+                .data
+                .iter()
+                .map(|(k, v)| (*k, (**v).clone_data()))
+                .collect(),
+        }
+    }
+}
+
+impl CycleState {
+    /// Stores a plugin's data.
+    pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {
+        self.data.insert(key, Box::new(value));
+    }
+
+    /// A plugin's data, if written.
+    pub fn read<T: 'static>(&self, key: &str) -> Option<&T> {
+        self.data
+            .get(key)
+            .and_then(|v| (**v).as_any().downcast_ref())
+    }
+
+    /// A plugin's data, mutably.
+    pub fn read_mut<T: 'static>(&mut self, key: &str) -> Option<&mut T> {
+        self.data
+            .get_mut(key)
+            .and_then(|v| (**v).as_any_mut().downcast_mut())
+    }
+}
+
+/// PreFilter + Filter (+ AddPod/RemovePod) extension points: may the pod run on the node?
 pub trait FilterPlugin: Send + Sync {
     /// The plugin's name.
     fn name(&self) -> &'static str;
+    /// Computes what [`FilterPlugin::filter`] needs from the whole snapshot (default: nothing).
+    fn pre_filter(&self, _state: &mut CycleState, _pod: &PodInfo, _nodes: &[NodeInfo]) {}
     /// `Ok` if the node fits, otherwise the reasons it does not.
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit>;
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit>;
+    /// Updates the pre-filter data as if `added` ran on `node` (used by preemption).
+    fn add_pod(&self, _state: &mut CycleState, _pod: &PodInfo, _added: &PodInfo, _node: &NodeInfo) {
+    }
+    /// Updates the pre-filter data as if `removed` left `node` (used by preemption).
+    fn remove_pod(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _removed: &PodInfo,
+        _node: &NodeInfo,
+    ) {
+    }
+    /// Whether a failure reason cannot be fixed by evicting pods (upstream's
+    /// `UnschedulableAndUnresolvable`); such nodes are no preemption candidates.
+    fn unresolvable(&self, _reason: &str) -> bool {
+        false
+    }
 }
 
-/// A Score extension point: how good is the node for the pod (0-100)?
+/// PreScore + Score + NormalizeScore extension points: how good is the node for the pod (0-100)?
 pub trait ScorePlugin: Send + Sync {
     /// The plugin's name.
     fn name(&self) -> &'static str;
+    /// Computes what [`ScorePlugin::score`] needs from the feasible nodes and the whole snapshot.
+    fn pre_score(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _feasible: &[&NodeInfo],
+        _all: &[NodeInfo],
+    ) {
+    }
     /// The raw score of one node.
-    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64;
-    /// Rescales raw scores of all feasible nodes into 0-100 (default: unchanged).
-    fn normalize(&self, _scores: &mut [i64]) {}
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64;
+    /// Rescales raw scores of all feasible nodes (in `nodes` order) into 0-100 (default: unchanged).
+    fn normalize(&self, _state: &CycleState, _nodes: &[&NodeInfo], _scores: &mut [i64]) {}
 }
 
 /// The default plugin set: filters, and scores with their weights (upstream's defaults).
@@ -246,6 +365,8 @@ pub struct Registry {
     pub filters: Vec<Box<dyn FilterPlugin>>,
     /// Scores with weights.
     pub scores: Vec<(Box<dyn ScorePlugin>, i64)>,
+    /// `percentageOfNodesToScore`: `None` (or 0) for upstream's adaptive default.
+    pub percentage_of_nodes_to_score: Option<u32>,
 }
 
 impl Default for Registry {
@@ -258,6 +379,8 @@ impl Default for Registry {
                 Box::new(plugins::node_affinity::NodeAffinity),
                 Box::new(plugins::node_ports::NodePorts),
                 Box::new(plugins::node_resources_fit::NodeResourcesFit),
+                Box::new(plugins::pod_topology_spread::PodTopologySpread),
+                Box::new(plugins::inter_pod_affinity::InterPodAffinity),
             ],
             scores: vec![
                 (Box::new(plugins::taint_toleration::TaintToleration), 3),
@@ -267,7 +390,11 @@ impl Default for Registry {
                     Box::new(plugins::balanced_allocation::BalancedAllocation),
                     1,
                 ),
+                (Box::new(plugins::pod_topology_spread::PodTopologySpread), 2),
+                (Box::new(plugins::inter_pod_affinity::InterPodAffinity), 2),
+                (Box::new(plugins::image_locality::ImageLocality), 1),
             ],
+            percentage_of_nodes_to_score: None,
         }
     }
 }
@@ -356,6 +483,17 @@ pub(crate) mod test_util {
         let mut pod = (*info.pod).clone();
         edit(pod.spec.get_or_insert_with(PodSpec::default));
         PodInfo::new(Arc::new(pod))
+    }
+
+    pub fn ready(info: NodeInfo) -> NodeInfo {
+        with_node(info, |n| {
+            n.status.get_or_insert_with(Default::default).conditions =
+                Some(vec![k8s_openapi::api::core::v1::NodeCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..k8s_openapi::api::core::v1::NodeCondition::default()
+                }]);
+        })
     }
 
     pub fn with_node(info: NodeInfo, edit: impl FnOnce(&mut Node)) -> NodeInfo {

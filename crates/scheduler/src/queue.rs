@@ -1,8 +1,10 @@
-//! The scheduling queue: pods waiting for a decision (active), and pods that did not fit
-//! (unschedulable) which come back with exponential back-off when the cluster changes, or after
-//! a while in any case.
+//! The scheduling queue: pods waiting for a decision (active, ordered by PrioritySort: higher
+//! `spec.priority` first, then the earlier enqueued), and pods that did not fit (unschedulable)
+//! which come back with exponential back-off when the cluster changes, or after a while in any
+//! case.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -18,9 +20,15 @@ pub const MAX_UNSCHEDULABLE: Duration = Duration::from_secs(60);
 /// A pod key: `namespace/name`.
 pub type PodKey = String;
 
+/// PrioritySort's order: priority (highest first), then enqueue sequence (oldest first).
+type ActiveEntry = (Reverse<i32>, u64, PodKey);
+
 #[derive(Default)]
 struct State {
-    active: VecDeque<PodKey>,
+    active: BTreeSet<ActiveEntry>,
+    /// Known priorities of pods (0 when never told).
+    priorities: HashMap<PodKey, i32>,
+    sequence: u64,
     queued: HashSet<PodKey>,
     /// Failed pods: attempts and when they failed last.
     unschedulable: HashMap<PodKey, (u32, Instant)>,
@@ -53,10 +61,19 @@ impl SchedulingQueue {
         let mut state = self.lock();
         state.unschedulable.remove(&key);
         if state.queued.insert(key.clone()) {
-            state.active.push_back(key);
+            let priority = state.priorities.get(&key).copied().unwrap_or(0);
+            state.sequence += 1;
+            let sequence = state.sequence;
+            state.active.insert((Reverse(priority), sequence, key));
             drop(state);
             self.notify.notify_one();
         }
+    }
+
+    /// Queues a pod with its priority (kept for later re-queues).
+    pub fn add_with_priority(&self, key: PodKey, priority: i32) {
+        self.lock().priorities.insert(key.clone(), priority);
+        self.add(key);
     }
 
     /// Takes the next pod to schedule.
@@ -65,7 +82,7 @@ impl SchedulingQueue {
             let notified = self.notify.notified();
             {
                 let mut state = self.lock();
-                if let Some(key) = state.active.pop_front() {
+                if let Some((_, _, key)) = state.active.pop_first() {
                     state.queued.remove(&key);
                     return key;
                 }
@@ -92,6 +109,7 @@ impl SchedulingQueue {
         let mut state = self.lock();
         state.unschedulable.remove(key);
         state.attempts.remove(key);
+        state.priorities.remove(key);
     }
 
     /// Something changed in the cluster: retry parked pods once their back-off has passed
@@ -151,6 +169,30 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(2));
         assert_eq!(backoff(4), Duration::from_secs(8));
         assert_eq!(backoff(10), MAX_BACKOFF);
+    }
+
+    #[tokio::test]
+    async fn higher_priority_pods_pop_first_then_the_oldest() {
+        let queue = SchedulingQueue::default();
+        queue.add_with_priority("default/low".into(), 0);
+        queue.add_with_priority("default/high".into(), 1000);
+        queue.add_with_priority("default/mid-1".into(), 10);
+        queue.add_with_priority("default/mid-2".into(), 10);
+        queue.add("default/unknown".into());
+        let mut order = Vec::new();
+        for _ in 0..5 {
+            order.push(queue.pop().await);
+        }
+        assert_eq!(
+            order,
+            [
+                "default/high",
+                "default/mid-1",
+                "default/mid-2",
+                "default/low",
+                "default/unknown"
+            ]
+        );
     }
 
     #[tokio::test]

@@ -1,15 +1,19 @@
 //! The running scheduler: watches pods and nodes into the [`Cache`] and the
 //! [`SchedulingQueue`], and a loop that takes one pod at a time, decides with
-//! [`algorithm::schedule`], assumes the pod on its node and binds it in the background.
+//! [`algorithm::schedule_from`], assumes the pod on its node and binds it in the background.
+//! When no node fits it runs [`preemption::preempt`]: the pod is nominated to the chosen node
+//! (`status.nominatedNodeName`) and the victims are deleted gracefully.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
@@ -20,7 +24,9 @@ use serde::de::DeserializeOwned;
 use crate::algorithm;
 use crate::cache::Cache;
 use crate::events;
-use crate::framework::{PodInfo, Registry};
+use crate::framework::{ClusterInfo, NodeInfo, PodInfo, Registry};
+use crate::listers::Listers;
+use crate::preemption::{self, Candidate};
 use crate::queue::SchedulingQueue;
 
 /// The scheduler name this scheduler answers to.
@@ -33,22 +39,41 @@ pub struct Scheduler {
     cache: Arc<Mutex<Cache>>,
     queue: SchedulingQueue,
     pods: Store<Pod>,
-    registry: Arc<Registry>,
+    listers: Listers,
+    /// Scheduler name -> the profile's plugins.
+    profiles: Arc<HashMap<String, Arc<Registry>>>,
+    /// Unbound pods with `status.nominatedNodeName` (uid -> node, pod): while their victims
+    /// terminate, pods of lower priority must not take the room made for them.
+    nominated: Arc<Mutex<HashMap<String, (String, PodInfo)>>>,
+    /// Where the next cycle starts filtering (upstream `nextStartNodeIndex`).
+    next_start: Arc<AtomicUsize>,
 }
 
 fn pod_key(pod: &Pod) -> String {
     format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
 }
 
-/// Whether this scheduler should place the pod: unbound, ours, not being deleted.
+/// The pod's `spec.schedulerName` (`default-scheduler` when unset).
+pub fn scheduler_name(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .unwrap_or(SCHEDULER_NAME)
+}
+
+/// Whether the default profile should place the pod: unbound, ours, not being deleted.
 pub fn needs_scheduling(pod: &Pod) -> bool {
+    needs_scheduling_by(pod, |name| name == SCHEDULER_NAME)
+}
+
+/// Whether a scheduler with the profiles `ours` accepts should place the pod.
+pub fn needs_scheduling_by(pod: &Pod, ours: impl Fn(&str) -> bool) -> bool {
     let spec = pod.spec.as_ref();
     let unbound = spec
         .and_then(|s| s.node_name.as_deref())
         .is_none_or(str::is_empty);
-    let ours = spec
-        .and_then(|s| s.scheduler_name.as_deref())
-        .is_none_or(|n| n.is_empty() || n == SCHEDULER_NAME);
+    let ours = ours(scheduler_name(pod));
     let phase = pod
         .status
         .as_ref()
@@ -109,8 +134,18 @@ impl Scheduler {
         }
     }
 
-    /// Starts watching and scheduling; returns once the caches are filled.
+    /// Starts watching and scheduling with the default profile; returns once the caches are
+    /// filled.
     pub async fn start(client: Client) -> Self {
+        Self::start_with_profiles(
+            client,
+            vec![(SCHEDULER_NAME.to_string(), Registry::default())],
+        )
+        .await
+    }
+
+    /// Starts with one registry per scheduler name (from a `KubeSchedulerConfiguration`).
+    pub async fn start_with_profiles(client: Client, profiles: Vec<(String, Registry)>) -> Self {
         let pod_writer = Writer::<Pod>::default();
         let pods = pod_writer.as_reader();
         let node_writer = Writer::<Node>::default();
@@ -120,7 +155,15 @@ impl Scheduler {
             cache: Arc::default(),
             queue: SchedulingQueue::default(),
             pods: pods.clone(),
-            registry: Arc::new(Registry::default()),
+            listers: Listers::start(&client),
+            profiles: Arc::new(
+                profiles
+                    .into_iter()
+                    .map(|(name, registry)| (name, Arc::new(registry)))
+                    .collect(),
+            ),
+            nominated: Arc::default(),
+            next_start: Arc::default(),
         };
         let handler = scheduler.clone();
         spawn_watch(
@@ -146,6 +189,10 @@ impl Scheduler {
             }
         });
         scheduler
+    }
+
+    fn responsible(&self, pod: &Pod) -> bool {
+        needs_scheduling_by(pod, |name| self.profiles.contains_key(name))
     }
 
     /// Cluster changed: give parked pods another chance (after their back-off).
@@ -178,6 +225,35 @@ impl Scheduler {
         }
     }
 
+    fn nominated(&self) -> MutexGuard<'_, HashMap<String, (String, PodInfo)>> {
+        match self.nominated.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Adds nominated pods of at least `pod`'s priority (other than `pod`) to their nodes, as
+    /// upstream's `RunFilterPluginsWithNominatedPods` does.
+    fn add_nominated_pods(&self, pod: &PodInfo, nodes: &mut [NodeInfo]) {
+        let uid = pod.pod.metadata.uid.as_deref().unwrap_or_default();
+        let mut by_node: HashMap<String, Vec<PodInfo>> = HashMap::new();
+        for (other_uid, (node, info)) in self.nominated().iter() {
+            if other_uid != uid && info.priority >= pod.priority {
+                by_node.entry(node.clone()).or_default().push(info.clone());
+            }
+        }
+        if by_node.is_empty() {
+            return;
+        }
+        for node in nodes.iter_mut() {
+            if let Some(pods) = by_node.remove(&node.name()) {
+                for info in pods {
+                    node.add_pod(info);
+                }
+            }
+        }
+    }
+
     fn on_pod(&self, event: &Event<Pod>) {
         match event {
             Event::Apply(pod) | Event::InitApply(pod) => {
@@ -187,6 +263,20 @@ impl Scheduler {
                     .as_ref()
                     .and_then(|s| s.node_name.as_deref())
                     .is_some_and(|n| !n.is_empty());
+                let nominated_node = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.clone())
+                    .filter(|n| !n.is_empty());
+                match nominated_node {
+                    Some(node) if !bound && pod.metadata.deletion_timestamp.is_none() => {
+                        let info = PodInfo::new(Arc::new(pod.clone()));
+                        self.nominated().insert(uid.clone(), (node, info));
+                    }
+                    _ => {
+                        self.nominated().remove(&uid);
+                    }
+                }
                 if bound {
                     self.cache().set_pod(Arc::new(pod.clone()));
                     self.queue.forget(&pod_key(pod));
@@ -194,9 +284,10 @@ impl Scheduler {
                     if matches!(phase, Some("Succeeded") | Some("Failed")) {
                         self.retry_unschedulable();
                     }
-                } else if needs_scheduling(pod) {
+                } else if self.responsible(pod) {
                     if !self.cache().contains_pod(&uid) {
-                        self.queue.add(pod_key(pod));
+                        let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+                        self.queue.add_with_priority(pod_key(pod), priority);
                     }
                 } else {
                     self.queue.forget(&pod_key(pod));
@@ -204,6 +295,7 @@ impl Scheduler {
             }
             Event::Delete(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
+                self.nominated().remove(&uid);
                 self.cache().remove_pod(&uid);
                 self.queue.forget(&pod_key(pod));
                 self.retry_unschedulable();
@@ -221,32 +313,121 @@ impl Scheduler {
             let Some(pod) = self.pods.get(&ObjectRef::new(name).within(namespace)) else {
                 continue;
             };
-            if !needs_scheduling(&pod) {
+            if !self.responsible(&pod) {
                 continue;
             }
+            let Some(registry) = self.profiles.get(scheduler_name(&pod)).cloned() else {
+                continue;
+            };
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             if self.cache().contains_pod(&uid) {
                 continue;
             }
-            let info = PodInfo::new(pod.clone());
-            let nodes = self.cache().snapshot();
-            let decision = algorithm::schedule(&self.registry, &info, &nodes, &mut rand::rng());
+            let mut info = PodInfo::new(pod.clone());
+            info.default_selector = self.listers.default_selector(&pod);
+            info.cluster = Arc::new(ClusterInfo {
+                namespace_labels: self.listers.namespace_labels(),
+            });
+            let mut nodes = self.cache().snapshot();
+            self.add_nominated_pods(&info, &mut nodes);
+            let start = self.next_start.load(Ordering::Relaxed);
+            let decision =
+                algorithm::schedule_from(&registry, &info, &nodes, start, &mut rand::rng());
             match decision {
-                Ok(node) => {
+                Ok((node, processed)) => {
+                    self.next_start
+                        .store((start + processed) % nodes.len().max(1), Ordering::Relaxed);
                     tracing::debug!(pod = %key, %node, "scheduled");
                     self.cache().assume(&pod, &node);
                     let binder = self.clone();
                     tokio::spawn(async move { binder.bind(pod, node).await });
                 }
-                Err(fit) => {
+                Err(mut fit) => {
+                    let pdbs = self.listers.pdbs();
+                    // Without nodes there is nothing to preempt (upstream stops before PostFilter).
+                    let preempted = if nodes.is_empty() {
+                        None
+                    } else {
+                        match preemption::preempt(&registry, &info, &nodes, &fit, &pdbs) {
+                            Ok(candidate) => Some(candidate),
+                            Err(message) => {
+                                fit.post_filter = Some(format!("preemption: {message}"));
+                                None
+                            }
+                        }
+                    };
                     let message = fit.to_string();
                     tracing::info!(pod = %key, %message, "unschedulable");
                     self.queue.add_unschedulable(key.clone());
                     let reporter = self.clone();
-                    tokio::spawn(
-                        async move { reporter.report_unschedulable(&pod, &message).await },
-                    );
+                    tokio::spawn(async move {
+                        let nominated = match preempted {
+                            Some(candidate) => {
+                                let node = candidate.node.clone();
+                                reporter.prepare_candidate(&pod, candidate).await;
+                                Some(node)
+                            }
+                            None => None,
+                        };
+                        reporter
+                            .report_unschedulable(&pod, &message, nominated)
+                            .await
+                    });
                 }
+            }
+        }
+    }
+
+    /// Evicts the victims (marked `DisruptionTarget`, deleted gracefully, with a `Preempted`
+    /// event) so the preemptor fits on the candidate node.
+    async fn prepare_candidate(&self, preemptor: &Pod, candidate: Candidate) {
+        for victim in &candidate.victims {
+            let namespace = victim.namespace().unwrap_or_default();
+            let name = victim.name_any();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+            let mut conditions: Vec<PodCondition> = victim
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c.type_ != preemption::DISRUPTION_TARGET)
+                .collect();
+            conditions.push(PodCondition {
+                type_: preemption::DISRUPTION_TARGET.into(),
+                status: "True".into(),
+                reason: Some(preemption::PREEMPTION_BY_SCHEDULER.into()),
+                message: Some(format!(
+                    "{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"
+                )),
+                last_transition_time: Some(Time(jiff::Timestamp::now())),
+                ..PodCondition::default()
+            });
+            let patch = serde_json::json!({"status": {"conditions": conditions}});
+            if let Err(error) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::debug!(pod = %name, %error, "could not mark the victim");
+            }
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {
+                    tracing::info!(victim = %name, preemptor = %preemptor.name_any(), node = %candidate.node, "preempted");
+                    events::record(
+                        &self.client,
+                        victim,
+                        false,
+                        "Preempted",
+                        &format!(
+                            "Preempted by pod {} on node {}",
+                            preemptor.metadata.uid.clone().unwrap_or_default(),
+                            candidate.node
+                        ),
+                    )
+                    .await;
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => tracing::warn!(victim = %name, %error, "could not delete the victim"),
             }
         }
     }
@@ -305,14 +486,21 @@ impl Scheduler {
         }
     }
 
-    async fn report_unschedulable(&self, pod: &Pod, message: &str) {
+    async fn report_unschedulable(&self, pod: &Pod, message: &str, nominated: Option<String>) {
         events::record(&self.client, pod, true, "FailedScheduling", message).await;
         let existing = pod
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
-        if existing.is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message)) {
+        let current_nominated = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone());
+        if nominated.is_none()
+            && existing
+                .is_some_and(|c| c.status == "False" && c.message.as_deref() == Some(message))
+        {
             return;
         }
         let mut conditions: Vec<PodCondition> = pod
@@ -332,7 +520,10 @@ impl Scheduler {
             last_probe_time: None,
             ..PodCondition::default()
         });
-        let patch = serde_json::json!({"status": {"conditions": conditions}});
+        let mut patch = serde_json::json!({"status": {"conditions": conditions}});
+        if nominated.is_some() && nominated != current_nominated {
+            patch["status"]["nominatedNodeName"] = serde_json::json!(nominated);
+        }
         let api: Api<Pod> =
             Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
         if let Err(error) = api

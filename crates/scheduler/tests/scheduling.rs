@@ -98,7 +98,7 @@ async fn pods_are_bound_or_reported_unschedulable_as_upstream() -> anyhow::Resul
             .iter()
             .any(|e| {
                 e.reason.as_deref() == Some("FailedScheduling")
-                    && e.message.as_deref() == Some("0/1 nodes are available: 1 Insufficient cpu.")
+                    && e.message.as_deref() == Some("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.")
             }))
     })
     .await?;

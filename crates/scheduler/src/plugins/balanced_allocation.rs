@@ -1,6 +1,6 @@
 //! BalancedAllocation: prefers nodes where cpu and memory would be used in similar proportions.
 
-use crate::framework::{NodeInfo, PodInfo, ScorePlugin, MAX_NODE_SCORE};
+use crate::framework::{CycleState, NodeInfo, PodInfo, ScorePlugin, MAX_NODE_SCORE};
 
 /// The score for cpu and memory fractions (each capped at 1): `(1 - std deviation) * 100`.
 pub fn balance_score(cpu_fraction: f64, memory_fraction: f64) -> i64 {
@@ -19,7 +19,7 @@ impl ScorePlugin for BalancedAllocation {
         "NodeResourcesBalancedAllocation"
     }
 
-    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+    fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let allocatable = node.allocatable();
         if allocatable.milli_cpu <= 0 || allocatable.memory <= 0 {
             return 0;
@@ -51,8 +51,8 @@ mod tests {
         let balanced = node("b", "2", "2Gi", "110");
         let candidate = pod("p", Some("500m"), Some("512Mi"));
         assert!(
-            BalancedAllocation.score(&candidate, &balanced)
-                > BalancedAllocation.score(&candidate, &cpu_heavy)
+            BalancedAllocation.score(&CycleState::default(), &candidate, &balanced)
+                > BalancedAllocation.score(&CycleState::default(), &candidate, &cpu_heavy)
         );
     }
 }

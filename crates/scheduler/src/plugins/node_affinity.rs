@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm};
 
-use crate::framework::{default_normalize, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit};
+use crate::framework::{
+    default_normalize, CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit,
+};
 
 /// Whether one requirement holds for a label/field value map.
 pub fn requirement_matches(
@@ -90,7 +92,11 @@ impl FilterPlugin for NodeAffinity {
         "NodeAffinity"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+    fn unresolvable(&self, _reason: &str) -> bool {
+        true
+    }
+
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         match node.node.as_deref() {
             Some(n) if fits(pod, n) => Ok(()),
             _ => Err(vec![
@@ -105,7 +111,7 @@ impl ScorePlugin for NodeAffinity {
         "NodeAffinity"
     }
 
-    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+    fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let Some(node) = node.node.as_deref() else {
             return 0;
         };
@@ -128,7 +134,7 @@ impl ScorePlugin for NodeAffinity {
             .unwrap_or(0)
     }
 
-    fn normalize(&self, scores: &mut [i64]) {
+    fn normalize(&self, _state: &CycleState, _nodes: &[&NodeInfo], scores: &mut [i64]) {
         default_normalize(scores, false);
     }
 }
@@ -187,10 +193,18 @@ mod tests {
             s.node_selector = Some([("disk".to_string(), "ssd".to_string())].into());
         });
         assert!(NodeAffinity
-            .filter(&selected, &labelled(&[("disk", "ssd")]))
+            .filter(
+                &CycleState::default(),
+                &selected,
+                &labelled(&[("disk", "ssd")])
+            )
             .is_ok());
         assert!(NodeAffinity
-            .filter(&selected, &labelled(&[("disk", "hdd")]))
+            .filter(
+                &CycleState::default(),
+                &selected,
+                &labelled(&[("disk", "hdd")])
+            )
             .is_err());
         let required = with_spec(pod("p", None, None), |s| {
             s.affinity = Some(Affinity {
@@ -218,13 +232,25 @@ mod tests {
                 ..Affinity::default()
             });
         });
-        assert!(NodeAffinity.filter(&required, &labelled(&[])).is_ok());
+        assert!(NodeAffinity
+            .filter(&CycleState::default(), &required, &labelled(&[]))
+            .is_ok());
         assert_eq!(
-            ScorePlugin::score(&NodeAffinity, &required, &labelled(&[("disk", "ssd")])),
+            ScorePlugin::score(
+                &NodeAffinity,
+                &CycleState::default(),
+                &required,
+                &labelled(&[("disk", "ssd")])
+            ),
             5
         );
         assert_eq!(
-            ScorePlugin::score(&NodeAffinity, &required, &labelled(&[])),
+            ScorePlugin::score(
+                &NodeAffinity,
+                &CycleState::default(),
+                &required,
+                &labelled(&[])
+            ),
             0
         );
     }

@@ -1,6 +1,6 @@
 //! NodePorts: the host ports a pod asks for must be free on the node.
 
-use crate::framework::{FilterPlugin, HostPort, NodeInfo, PodInfo, Unfit};
+use crate::framework::{CycleState, FilterPlugin, HostPort, NodeInfo, PodInfo, Unfit};
 
 fn conflicts(a: &HostPort, b: &HostPort) -> bool {
     let wildcard = |ip: &str| ip == "0.0.0.0" || ip.is_empty();
@@ -22,7 +22,7 @@ impl FilterPlugin for NodePorts {
         "NodePorts"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         if fits(&pod.host_ports, &node.used_ports) {
             Ok(())
         } else {

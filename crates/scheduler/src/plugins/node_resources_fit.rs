@@ -1,7 +1,9 @@
 //! NodeResourcesFit: the pod's requests plus what the node's pods request must fit allocatable
 //! cpu, memory and pod count; scores with LeastAllocated (more free capacity scores higher).
 
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE};
+use crate::framework::{
+    CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE,
+};
 
 /// The reasons the pod does not fit (empty when it fits), worded as upstream.
 pub fn insufficient(pod: &PodInfo, node: &NodeInfo) -> Vec<String> {
@@ -41,7 +43,7 @@ impl FilterPlugin for NodeResourcesFit {
         "NodeResourcesFit"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         let reasons = insufficient(pod, node);
         if reasons.is_empty() {
             Ok(())
@@ -56,7 +58,7 @@ impl ScorePlugin for NodeResourcesFit {
         "NodeResourcesFit"
     }
 
-    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+    fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let allocatable = node.allocatable();
         let cpu = least_allocated(
             node.non_zero_requested.milli_cpu + pod.non_zero_requests.milli_cpu,
@@ -110,8 +112,12 @@ mod tests {
         busy.add_pod(pod("a", Some("1500m"), Some("3Gi")));
         let candidate = pod("p", Some("100m"), Some("100Mi"));
         assert!(
-            ScorePlugin::score(&NodeResourcesFit, &candidate, &empty)
-                > ScorePlugin::score(&NodeResourcesFit, &candidate, &busy)
+            ScorePlugin::score(
+                &NodeResourcesFit,
+                &CycleState::default(),
+                &candidate,
+                &empty
+            ) > ScorePlugin::score(&NodeResourcesFit, &CycleState::default(), &candidate, &busy)
         );
         assert_eq!(least_allocated(0, 100), 100);
         assert_eq!(least_allocated(150, 100), 0);

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::{Node, Taint};
 
 use super::taint_toleration::tolerates;
-use crate::framework::{FilterPlugin, NodeInfo, PodInfo, Unfit};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, Unfit};
 
 /// The taint a cordoned node implicitly has.
 pub const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
@@ -50,7 +50,11 @@ impl FilterPlugin for NodeUnschedulable {
         "NodeUnschedulable"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+    fn unresolvable(&self, _reason: &str) -> bool {
+        true
+    }
+
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         match node.node.as_deref() {
             Some(n) if fits(pod, n) => Ok(()),
             Some(_) => Err(vec!["node(s) were unschedulable".into()]),
@@ -67,7 +71,11 @@ impl FilterPlugin for NodeReady {
         "NodeReady"
     }
 
-    fn filter(&self, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+    fn unresolvable(&self, _reason: &str) -> bool {
+        true
+    }
+
+    fn filter(&self, _state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         match node.node.as_deref() {
             Some(n) if is_ready(n) => Ok(()),
             _ => Err(vec!["node(s) were not ready".into()]),
@@ -95,10 +103,14 @@ mod tests {
                 ..Toleration::default()
             }]);
         });
-        assert!(NodeUnschedulable.filter(&plain, &cordoned).is_err());
-        assert!(NodeUnschedulable.filter(&tolerant, &cordoned).is_ok());
         assert!(NodeUnschedulable
-            .filter(&plain, &node("m", "1", "1Gi", "10"))
+            .filter(&CycleState::default(), &plain, &cordoned)
+            .is_err());
+        assert!(NodeUnschedulable
+            .filter(&CycleState::default(), &tolerant, &cordoned)
+            .is_ok());
+        assert!(NodeUnschedulable
+            .filter(&CycleState::default(), &plain, &node("m", "1", "1Gi", "10"))
             .is_ok());
     }
 
@@ -111,9 +123,15 @@ mod tests {
                 ..NodeCondition::default()
             }]);
         });
-        assert!(NodeReady.filter(&pod("p", None, None), &ready).is_ok());
         assert!(NodeReady
-            .filter(&pod("p", None, None), &node("m", "1", "1Gi", "10"))
+            .filter(&CycleState::default(), &pod("p", None, None), &ready)
+            .is_ok());
+        assert!(NodeReady
+            .filter(
+                &CycleState::default(),
+                &pod("p", None, None),
+                &node("m", "1", "1Gi", "10")
+            )
             .is_err());
     }
 }

@@ -3,7 +3,9 @@
 
 use k8s_openapi::api::core::v1::{Taint, Toleration};
 
-use crate::framework::{default_normalize, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit};
+use crate::framework::{
+    default_normalize, CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit,
+};
 
 /// Whether a toleration tolerates a taint (upstream's `ToleratesTaint`).
 pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
@@ -60,7 +62,11 @@ impl FilterPlugin for TaintToleration {
         "TaintToleration"
     }
 
-    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+    fn unresolvable(&self, _reason: &str) -> bool {
+        true
+    }
+
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         match untolerated(&taints(node), &tolerations(pod)) {
             None => Ok(()),
             Some(taint) => Err(vec![format!(
@@ -77,7 +83,7 @@ impl ScorePlugin for TaintToleration {
         "TaintToleration"
     }
 
-    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+    fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let tolerations: Vec<Toleration> = tolerations(pod)
             .into_iter()
             .filter(|t| {
@@ -94,7 +100,7 @@ impl ScorePlugin for TaintToleration {
         i64::try_from(count).unwrap_or(i64::MAX)
     }
 
-    fn normalize(&self, scores: &mut [i64]) {
+    fn normalize(&self, _state: &CycleState, _nodes: &[&NodeInfo], scores: &mut [i64]) {
         default_normalize(scores, true);
     }
 }

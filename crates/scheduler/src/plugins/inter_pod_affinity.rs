@@ -1,0 +1,612 @@
+//! InterPodAffinity: required pod affinity and anti-affinity of the incoming pod, and the required
+//! anti-affinity of pods already running against it, decide where it may run (Filter); preferred
+//! terms of both sides, and existing pods' required affinity, weigh where it should (Score).
+//!
+//! Start with [`AffinityTerm`]: a term resolved against its pod's namespace. PreFilter counts,
+//! per topology pair (`key`, `value`), the pods matching each side's terms; Filter only reads the
+//! counts, and AddPod/RemovePod keep them right while preemption tries evictions.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use api_types::selector::Selector;
+use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm};
+
+use crate::framework::{
+    CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE,
+};
+
+/// Upstream reason: the incoming pod's affinity found no matching pod in the node's domain.
+pub const REASON_AFFINITY: &str = "node(s) didn't match pod affinity rules";
+/// Upstream reason: the incoming pod's anti-affinity found a matching pod in the node's domain.
+pub const REASON_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
+/// Upstream reason: a running pod's anti-affinity rejects the incoming pod in this domain.
+pub const REASON_EXISTING_ANTI_AFFINITY: &str =
+    "node(s) didn't satisfy existing pods anti-affinity rules";
+/// Weight an existing pod's required affinity adds to a matching incoming pod's score
+/// (upstream `hardPodAffinityWeight` default).
+pub const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
+
+const FILTER_KEY: &str = "InterPodAffinity/filter";
+const SCORE_KEY: &str = "InterPodAffinity/score";
+
+/// A pod (anti-)affinity term resolved for matching.
+#[derive(Debug, Clone)]
+pub struct AffinityTerm {
+    /// Namespaces listed (or the pod's own when neither list nor selector is given).
+    pub namespaces: HashSet<String>,
+    /// The namespace selector; `None` matches no namespace.
+    pub namespace_selector: Option<Selector>,
+    /// The label selector; `None` matches no pod.
+    pub selector: Option<Selector>,
+    /// The topology key.
+    pub topology_key: String,
+    /// The weight (1 for required terms).
+    pub weight: i64,
+}
+
+impl AffinityTerm {
+    /// Resolves an API term of a pod in `namespace`.
+    pub fn new(term: &PodAffinityTerm, namespace: &str, weight: i64) -> Self {
+        let mut namespaces: HashSet<String> = term.namespaces.iter().flatten().cloned().collect();
+        if namespaces.is_empty() && term.namespace_selector.is_none() {
+            namespaces.insert(namespace.to_string());
+        }
+        AffinityTerm {
+            namespaces,
+            namespace_selector: term
+                .namespace_selector
+                .as_ref()
+                .and_then(|s| Selector::from_label_selector(s).ok()),
+            selector: term
+                .label_selector
+                .as_ref()
+                .and_then(|s| Selector::from_label_selector(s).ok()),
+            topology_key: term.topology_key.clone(),
+            weight,
+        }
+    }
+
+    /// Whether `pod` (with its namespace's labels) matches the term.
+    pub fn matches(
+        &self,
+        pod: &Pod,
+        namespace_labels: &HashMap<String, BTreeMap<String, String>>,
+    ) -> bool {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let in_namespace = self.namespaces.contains(namespace)
+            || self.namespace_selector.as_ref().is_some_and(|s| {
+                s.is_empty()
+                    || namespace_labels
+                        .get(namespace)
+                        .is_some_and(|labels| s.matches(labels))
+            });
+        let empty = BTreeMap::new();
+        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+        in_namespace && self.selector.as_ref().is_some_and(|s| s.matches(labels))
+    }
+}
+
+/// The four term lists of a pod.
+#[derive(Debug, Clone, Default)]
+pub struct PodTerms {
+    /// Required affinity.
+    pub required_affinity: Vec<AffinityTerm>,
+    /// Required anti-affinity.
+    pub required_anti_affinity: Vec<AffinityTerm>,
+    /// Preferred affinity (with weights).
+    pub preferred_affinity: Vec<AffinityTerm>,
+    /// Preferred anti-affinity (with weights).
+    pub preferred_anti_affinity: Vec<AffinityTerm>,
+}
+
+impl PodTerms {
+    /// Resolves a pod's `spec.affinity.podAffinity` and `podAntiAffinity`.
+    pub fn of(pod: &Pod) -> Self {
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
+        let anti = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
+        let required = |terms: Option<&Vec<PodAffinityTerm>>| -> Vec<AffinityTerm> {
+            terms
+                .into_iter()
+                .flatten()
+                .map(|t| AffinityTerm::new(t, namespace, 1))
+                .collect()
+        };
+        let preferred = |terms: Option<
+            &Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>,
+        >| {
+            terms
+                .into_iter()
+                .flatten()
+                .filter(|t| t.weight != 0)
+                .map(|t| AffinityTerm::new(&t.pod_affinity_term, namespace, i64::from(t.weight)))
+                .collect::<Vec<_>>()
+        };
+        PodTerms {
+            required_affinity: required(pod_affinity.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            required_anti_affinity: required(anti.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_affinity: preferred(pod_affinity.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_anti_affinity: preferred(anti.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+        }
+    }
+
+    /// Whether the pod has no terms at all.
+    pub fn is_empty(&self) -> bool {
+        self.required_affinity.is_empty()
+            && self.required_anti_affinity.is_empty()
+            && self.preferred_affinity.is_empty()
+            && self.preferred_anti_affinity.is_empty()
+    }
+}
+
+/// Whether the pod has pod affinity or anti-affinity at all.
+pub fn has_pod_affinity(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
+}
+
+fn labels(node: &Node) -> BTreeMap<String, String> {
+    node.metadata.labels.clone().unwrap_or_default()
+}
+
+type TopologyPair = (String, String);
+
+#[derive(Debug, Clone, Default)]
+struct FilterState {
+    terms: PodTerms,
+    /// Pairs where running pods' required anti-affinity matches the incoming pod.
+    existing_anti_affinity: HashMap<TopologyPair, i64>,
+    /// Pairs holding pods that match all the incoming pod's required affinity terms.
+    affinity: HashMap<TopologyPair, i64>,
+    /// Pairs holding pods that match one of the incoming pod's required anti-affinity terms.
+    anti_affinity: HashMap<TopologyPair, i64>,
+}
+
+fn bump(
+    counts: &mut HashMap<TopologyPair, i64>,
+    key: &str,
+    node: &BTreeMap<String, String>,
+    delta: i64,
+) {
+    if let Some(value) = node.get(key) {
+        let entry = counts.entry((key.to_string(), value.clone())).or_default();
+        *entry += delta;
+        if *entry == 0 {
+            counts.remove(&(key.to_string(), value.clone()));
+        }
+    }
+}
+
+impl FilterState {
+    /// Accounts `existing` on a node with `node_labels` (`delta` +1 to add, -1 to remove).
+    fn update(
+        &mut self,
+        incoming: &PodInfo,
+        existing_info: &PodInfo,
+        node_labels: &BTreeMap<String, String>,
+        delta: i64,
+    ) {
+        let namespaces = &incoming.cluster.namespace_labels;
+        let existing = existing_info.pod.as_ref();
+        if let Some(theirs) = existing_info.affinity_terms.as_deref() {
+            for term in &theirs.required_anti_affinity {
+                if term.matches(&incoming.pod, namespaces) {
+                    bump(
+                        &mut self.existing_anti_affinity,
+                        &term.topology_key,
+                        node_labels,
+                        delta,
+                    );
+                }
+            }
+        }
+        let terms = &self.terms;
+        if !terms.required_affinity.is_empty()
+            && terms
+                .required_affinity
+                .iter()
+                .all(|t| t.matches(existing, namespaces))
+        {
+            for term in terms.required_affinity.clone() {
+                bump(&mut self.affinity, &term.topology_key, node_labels, delta);
+            }
+        }
+        for term in terms.required_anti_affinity.clone() {
+            if term.matches(existing, namespaces) {
+                bump(
+                    &mut self.anti_affinity,
+                    &term.topology_key,
+                    node_labels,
+                    delta,
+                );
+            }
+        }
+    }
+}
+
+/// The InterPodAffinity plugin.
+pub struct InterPodAffinity;
+
+impl FilterPlugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        "InterPodAffinity"
+    }
+
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[NodeInfo]) {
+        let mut data = FilterState {
+            terms: PodTerms::of(&pod.pod),
+            ..FilterState::default()
+        };
+        let incoming_has_required = !data.terms.required_affinity.is_empty()
+            || !data.terms.required_anti_affinity.is_empty();
+        for node in nodes {
+            let Some(n) = node.node.as_deref() else {
+                continue;
+            };
+            let node_labels = labels(n);
+            for existing in node.pods.values() {
+                if incoming_has_required || existing.affinity_terms.is_some() {
+                    data.update(pod, existing, &node_labels, 1);
+                }
+            }
+        }
+        state.write(FILTER_KEY, data);
+    }
+
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+        let Some(data) = state.read::<FilterState>(FILTER_KEY) else {
+            return Ok(());
+        };
+        let empty = BTreeMap::new();
+        let node_labels = node
+            .node
+            .as_deref()
+            .and_then(|n| n.metadata.labels.as_ref())
+            .unwrap_or(&empty);
+        let count = |counts: &HashMap<TopologyPair, i64>, key: &str| {
+            node_labels
+                .get(key)
+                .and_then(|v| counts.get(&(key.to_string(), v.clone())))
+                .copied()
+                .unwrap_or(0)
+        };
+        let affinity = &data.terms.required_affinity;
+        if !affinity.is_empty() {
+            let pods_exist = affinity.iter().all(|t| {
+                node_labels.contains_key(&t.topology_key)
+                    && count(&data.affinity, &t.topology_key) > 0
+            });
+            // The first pod of a group with affinity to itself may go anywhere.
+            let first_of_its_kind = data.affinity.is_empty()
+                && affinity
+                    .iter()
+                    .all(|t| t.matches(&pod.pod, &pod.cluster.namespace_labels));
+            if !pods_exist && !first_of_its_kind {
+                return Err(vec![REASON_AFFINITY.into()]);
+            }
+        }
+        if data
+            .terms
+            .required_anti_affinity
+            .iter()
+            .any(|t| count(&data.anti_affinity, &t.topology_key) > 0)
+        {
+            return Err(vec![REASON_ANTI_AFFINITY.into()]);
+        }
+        if node_labels.iter().any(|(k, v)| {
+            data.existing_anti_affinity
+                .get(&(k.clone(), v.clone()))
+                .is_some_and(|c| *c > 0)
+        }) {
+            return Err(vec![REASON_EXISTING_ANTI_AFFINITY.into()]);
+        }
+        Ok(())
+    }
+
+    fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, added: &PodInfo, node: &NodeInfo) {
+        let node_labels = node.node.as_deref().map(labels).unwrap_or_default();
+        if let Some(data) = state.read_mut::<FilterState>(FILTER_KEY) {
+            data.update(pod, added, &node_labels, 1);
+        }
+    }
+
+    fn remove_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        removed: &PodInfo,
+        node: &NodeInfo,
+    ) {
+        let node_labels = node.node.as_deref().map(labels).unwrap_or_default();
+        if let Some(data) = state.read_mut::<FilterState>(FILTER_KEY) {
+            data.update(pod, removed, &node_labels, -1);
+        }
+    }
+
+    fn unresolvable(&self, reason: &str) -> bool {
+        reason == REASON_AFFINITY
+    }
+}
+
+/// Topology key -> value -> score.
+#[derive(Debug, Clone, Default)]
+struct ScoreState {
+    topology_score: HashMap<String, HashMap<String, i64>>,
+}
+
+impl ScoreState {
+    fn add(&mut self, term: &AffinityTerm, weight: i64, node_labels: &BTreeMap<String, String>) {
+        if let Some(value) = node_labels.get(&term.topology_key) {
+            *self
+                .topology_score
+                .entry(term.topology_key.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default() += weight;
+        }
+    }
+}
+
+impl ScorePlugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        "InterPodAffinity"
+    }
+
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _feasible: &[&NodeInfo],
+        all: &[NodeInfo],
+    ) {
+        let incoming = PodTerms::of(&pod.pod);
+        let incoming_preferred =
+            !incoming.preferred_affinity.is_empty() || !incoming.preferred_anti_affinity.is_empty();
+        let namespaces = &pod.cluster.namespace_labels;
+        let mut data = ScoreState::default();
+        for node in all {
+            let Some(n) = node.node.as_deref() else {
+                continue;
+            };
+            let node_labels = labels(n);
+            if node_labels.is_empty() {
+                continue;
+            }
+            for existing in node.pods.values() {
+                let existing_has = existing.affinity_terms.is_some();
+                if !incoming_preferred && !existing_has {
+                    continue;
+                }
+                for term in &incoming.preferred_affinity {
+                    if term.matches(&existing.pod, namespaces) {
+                        data.add(term, term.weight, &node_labels);
+                    }
+                }
+                for term in &incoming.preferred_anti_affinity {
+                    if term.matches(&existing.pod, namespaces) {
+                        data.add(term, -term.weight, &node_labels);
+                    }
+                }
+                if !existing_has {
+                    continue;
+                }
+                let Some(theirs) = existing.affinity_terms.as_deref() else {
+                    continue;
+                };
+                for term in &theirs.required_affinity {
+                    if term.matches(&pod.pod, namespaces) {
+                        data.add(term, HARD_POD_AFFINITY_WEIGHT, &node_labels);
+                    }
+                }
+                for term in &theirs.preferred_affinity {
+                    if term.matches(&pod.pod, namespaces) {
+                        data.add(term, term.weight, &node_labels);
+                    }
+                }
+                for term in &theirs.preferred_anti_affinity {
+                    if term.matches(&pod.pod, namespaces) {
+                        data.add(term, -term.weight, &node_labels);
+                    }
+                }
+            }
+        }
+        state.write(SCORE_KEY, data);
+    }
+
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
+        let Some(data) = state.read::<ScoreState>(SCORE_KEY) else {
+            return 0;
+        };
+        let node_labels = node.node.as_deref().map(labels).unwrap_or_default();
+        data.topology_score
+            .iter()
+            .filter_map(|(key, values)| values.get(node_labels.get(key)?))
+            .sum()
+    }
+
+    fn normalize(&self, state: &CycleState, _nodes: &[&NodeInfo], scores: &mut [i64]) {
+        if state
+            .read::<ScoreState>(SCORE_KEY)
+            .is_none_or(|d| d.topology_score.is_empty())
+        {
+            return;
+        }
+        let max = scores.iter().copied().max().unwrap_or(0);
+        let min = scores.iter().copied().min().unwrap_or(0);
+        let diff = max - min;
+        for score in scores.iter_mut() {
+            *score = if diff > 0 {
+                (MAX_NODE_SCORE as f64 * ((*score - min) as f64 / diff as f64)) as i64
+            } else {
+                0
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithm;
+    use crate::framework::test_util::*;
+    use crate::framework::Registry;
+
+    const HOSTNAME: &str = "kubernetes.io/hostname";
+
+    fn labelled_pod(name: &str, labels: &[(&str, &str)], affinity: serde_json::Value) -> PodInfo {
+        let mut p = (*pod(name, None, None).pod).clone();
+        p.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        if let Some(spec) = p.spec.as_mut() {
+            spec.affinity = serde_json::from_value(affinity).ok();
+        }
+        PodInfo::new(std::sync::Arc::new(p))
+    }
+
+    fn zoned(name: &str, zone: &str) -> NodeInfo {
+        ready(with_node(node(name, "4", "8Gi", "110"), |n| {
+            n.metadata.labels = Some(
+                [
+                    (HOSTNAME.to_string(), name.to_string()),
+                    ("zone".to_string(), zone.to_string()),
+                ]
+                .into(),
+            );
+        }))
+    }
+
+    fn anti_to_self() -> serde_json::Value {
+        serde_json::json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": HOSTNAME}]}})
+    }
+
+    #[test]
+    fn anti_affinity_to_itself_spreads_one_pod_per_node() {
+        let registry = Registry::default();
+        let mut nodes = vec![zoned("a", "z1"), zoned("b", "z1"), zoned("c", "z2")];
+        for i in 0..3 {
+            let p = labelled_pod(&format!("web-{i}"), &[("app", "web")], anti_to_self());
+            let chosen = algorithm::schedule(&registry, &p, &nodes, &mut rand::rng());
+            let chosen = chosen.unwrap_or_default();
+            let index = nodes
+                .iter()
+                .position(|n| n.name() == chosen)
+                .unwrap_or(usize::MAX);
+            assert!(nodes[index].pods.is_empty(), "{chosen} already had a pod");
+            nodes[index].add_pod(p);
+        }
+        let fourth = labelled_pod("web-3", &[("app", "web")], anti_to_self());
+        let error = algorithm::schedule(&registry, &fourth, &nodes, &mut rand::rng());
+        assert_eq!(
+            error.err().map(|e| e.to_string()).as_deref(),
+            Some("0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules.")
+        );
+        // A pod without affinity but matching the label is kept off by the others' rules.
+        let plain = labelled_pod("other", &[("app", "web")], serde_json::Value::Null);
+        let error = algorithm::schedule(&registry, &plain, &nodes, &mut rand::rng());
+        assert_eq!(
+            error.err().map(|e| e.to_string()).as_deref(),
+            Some("0/3 nodes are available: 3 node(s) didn't satisfy existing pods anti-affinity rules.")
+        );
+    }
+
+    #[test]
+    fn required_affinity_follows_matching_pods_into_their_zone_and_the_first_may_go_anywhere() {
+        let registry = Registry::default();
+        let affinity = serde_json::json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}]}});
+        let mut nodes = vec![zoned("a", "z1"), zoned("b", "z2"), zoned("c", "z2")];
+        // Self-affinity with no matching pod anywhere: allowed.
+        let first = labelled_pod("db-0", &[("app", "db")], affinity.clone());
+        assert!(algorithm::schedule(&registry, &first, &nodes, &mut rand::rng()).is_ok());
+        // Not matching itself and no db pod: unresolvable everywhere.
+        let client = labelled_pod("client", &[("app", "client")], affinity.clone());
+        let error = algorithm::schedule(&registry, &client, &nodes, &mut rand::rng());
+        assert!(
+            error.as_ref().is_err_and(|e| e.unresolvable.len() == 3),
+            "{error:?}"
+        );
+        nodes[1].add_pod(labelled_pod(
+            "db",
+            &[("app", "db")],
+            serde_json::Value::Null,
+        ));
+        for _ in 0..10 {
+            let chosen = algorithm::schedule(&registry, &client, &nodes, &mut rand::rng());
+            assert!(matches!(chosen.as_deref(), Ok("b") | Ok("c")), "{chosen:?}");
+        }
+    }
+
+    #[test]
+    fn namespace_selector_widens_the_terms_namespaces() {
+        let term = AffinityTerm::new(
+            &serde_json::from_value(serde_json::json!({
+                "labelSelector": {"matchLabels": {"app": "x"}},
+                "namespaceSelector": {"matchLabels": {"team": "a"}},
+                "topologyKey": HOSTNAME}))
+            .unwrap_or_default(),
+            "default",
+            1,
+        );
+        let mut p = (*labelled_pod("x", &[("app", "x")], serde_json::Value::Null).pod).clone();
+        p.metadata.namespace = Some("team-a".into());
+        let labels: HashMap<String, BTreeMap<String, String>> = [(
+            "team-a".to_string(),
+            [("team".to_string(), "a".to_string())].into(),
+        )]
+        .into();
+        assert!(term.matches(&p, &labels));
+        assert!(!term.matches(&p, &HashMap::new()));
+        // Without a selector only the pod's own namespace counts.
+        let own = AffinityTerm::new(
+            &serde_json::from_value(serde_json::json!({
+                "labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": HOSTNAME}))
+            .unwrap_or_default(),
+            "default",
+            1,
+        );
+        assert!(!own.matches(&p, &labels));
+    }
+
+    #[test]
+    fn preferred_affinity_scores_the_matching_domain_highest() {
+        let preferred = serde_json::json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 50, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "zone"}}]}});
+        let mut nodes = vec![zoned("a", "z1"), zoned("b", "z2")];
+        nodes[1].add_pod(labelled_pod(
+            "cache",
+            &[("app", "cache")],
+            serde_json::Value::Null,
+        ));
+        let p = labelled_pod("p", &[], preferred);
+        let feasible: Vec<&NodeInfo> = nodes.iter().collect();
+        let mut state = CycleState::default();
+        ScorePlugin::pre_score(&InterPodAffinity, &mut state, &p, &feasible, &nodes);
+        let mut scores: Vec<i64> = nodes
+            .iter()
+            .map(|n| ScorePlugin::score(&InterPodAffinity, &state, &p, n))
+            .collect();
+        assert_eq!(scores, vec![0, 50]);
+        ScorePlugin::normalize(&InterPodAffinity, &state, &feasible, &mut scores);
+        assert_eq!(scores, vec![0, 100]);
+    }
+}

@@ -1,0 +1,302 @@
+//! Scheduling constraints and preemption against an in-process apiserver with fake nodes (node
+//! objects only, no kubelets): anti-affinity keeps one pod per node, topology spread keeps zones
+//! within maxSkew, and a high-priority pod preempts a low one.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::bail;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
+use kube_apiserver::testing::TestServer;
+
+async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(true) = check().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn create_node(client: &Client, name: &str, zone: &str, cpu: &str) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "kubernetes.io/hostname": name, "topology.kubernetes.io/zone": zone}},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True"}]
+        }
+    }))?;
+    let mut created = nodes.create(&PostParams::default(), &node).await?;
+    created.status = node.status;
+    nodes
+        .replace_status(name, &PostParams::default(), &created)
+        .await?;
+    Ok(())
+}
+
+fn pod(name: &str, app: &str, cpu: &str, extra_spec: serde_json::Value) -> anyhow::Result<Pod> {
+    let mut spec = serde_json::json!({"containers": [{"name": "c", "image": "busybox:1.35",
+        "resources": {"requests": {"cpu": cpu}}}]});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+        spec.extend(extra.clone());
+    }
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+        "spec": spec
+    }))?)
+}
+
+fn node_of(pod: &Pod) -> Option<String> {
+    pod.spec.as_ref().and_then(|s| s.node_name.clone())
+}
+
+async fn bound_nodes(pods: &Api<Pod>, app: &str) -> anyhow::Result<Vec<Option<String>>> {
+    Ok(pods
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await?
+        .items
+        .iter()
+        .map(node_of)
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_affinity_and_topology_spread_are_honoured() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    for (name, zone) in [
+        ("node-a", "z1"),
+        ("node-b", "z2"),
+        ("node-c", "z3"),
+        ("node-d", "z1"),
+    ] {
+        create_node(&client, name, zone, "8").await?;
+    }
+    let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    // Topology spread, maxSkew 1 over three zones (z1 has two nodes): six pods, two per zone.
+    let spread = serde_json::json!({"topologySpreadConstraints": [{"maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "spread"}}}]});
+    for i in 0..6 {
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("spread-{i}"), "spread", "100m", spread.clone())?,
+        )
+        .await?;
+        // One at a time, so each decision sees the previous placements.
+        wait_for("spread pod bound", || async {
+            Ok(node_of(&pods.get(&format!("spread-{i}")).await?).is_some())
+        })
+        .await?;
+    }
+    let zone = |node: &str| {
+        if node == "node-a" || node == "node-d" {
+            "z1"
+        } else if node == "node-b" {
+            "z2"
+        } else {
+            "z3"
+        }
+    };
+    let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
+    for node in bound_nodes(&pods, "spread").await?.into_iter().flatten() {
+        *per_zone.entry(zone(&node)).or_default() += 1;
+    }
+    assert_eq!(
+        per_zone.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2],
+        "{per_zone:?}"
+    );
+
+    // Anti-affinity to itself per host: one per node, the fifth stays pending.
+    let anti = serde_json::json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "solo"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
+    for i in 0..5 {
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("solo-{i}"), "solo", "100m", anti.clone())?,
+        )
+        .await?;
+    }
+    wait_for("four solo pods bound", || async {
+        Ok(bound_nodes(&pods, "solo").await?.iter().flatten().count() == 4)
+    })
+    .await?;
+    let mut nodes: Vec<String> = bound_nodes(&pods, "solo")
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["node-a", "node-b", "node-c", "node-d"]);
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    wait_for("FailedScheduling for the fifth", || async {
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("FailedScheduling")
+                    && e.message.as_deref().is_some_and(|m| {
+                        m.starts_with(
+                    "0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules.")
+                    })
+            }))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_priority_pod_preempts_a_low_priority_one() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    create_node(&client, "node-0", "z1", "1").await?;
+    let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    pods.create(
+        &PostParams::default(),
+        &pod("low", "low", "800m", serde_json::json!({"priority": 0}))?,
+    )
+    .await?;
+    wait_for("low bound", || async {
+        Ok(node_of(&pods.get("low").await?).is_some())
+    })
+    .await?;
+
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "high",
+            "high",
+            "800m",
+            serde_json::json!({"priority": 1000}),
+        )?,
+    )
+    .await?;
+    wait_for("high nominated to node-0", || async {
+        let high = pods.get("high").await?;
+        Ok(high.status.and_then(|s| s.nominated_node_name).as_deref() == Some("node-0"))
+    })
+    .await?;
+    // A low-priority pod arriving meanwhile must not take the room made for "high".
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "sneaky",
+            "sneaky",
+            "800m",
+            serde_json::json!({"priority": 0}),
+        )?,
+    )
+    .await?;
+    // No kubelet runs here: finish the victim's graceful deletion as a kubelet would.
+    wait_for("low deleted", || async {
+        match pods.get_opt("low").await? {
+            None => Ok(true),
+            Some(low) if low.metadata.deletion_timestamp.is_some() => {
+                pods.delete("low", &DeleteParams::default().grace_period(0))
+                    .await?;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+        }
+    })
+    .await?;
+    wait_for("high bound to node-0", || async {
+        Ok(node_of(&pods.get("high").await?).as_deref() == Some("node-0"))
+    })
+    .await?;
+
+    assert_eq!(node_of(&pods.get("sneaky").await?), None);
+
+    // A pod of equal priority cannot preempt: upstream's suffix says why.
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "peer",
+            "peer",
+            "800m",
+            serde_json::json!({"priority": 1000}),
+        )?,
+    )
+    .await?;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    wait_for("FailedScheduling with the preemption suffix", || async {
+        Ok(events.list(&ListParams::default()).await?.items.iter().any(|e| {
+            e.reason.as_deref() == Some("FailedScheduling")
+                && e.message.as_deref() == Some("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.")
+        }))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_from_a_configuration_file_schedule_their_own_pods() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    create_node(&client, "node-0", "z1", "4").await?;
+    let path = server.dir().join("scheduler-config.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
+         profiles:\n- schedulerName: default-scheduler\n- schedulerName: custom\n  plugins:\n    \
+         score:\n      disabled:\n      - name: '*'\n",
+    )?;
+    let profiles = kube_scheduler::config::KubeSchedulerConfiguration::load(&path)?.registries()?;
+    let _scheduler =
+        kube_scheduler::scheduler::Scheduler::start_with_profiles(client.clone(), profiles).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "foreign",
+            "foreign",
+            "100m",
+            serde_json::json!({"schedulerName": "elsewhere"}),
+        )?,
+    )
+    .await?;
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "mine",
+            "mine",
+            "100m",
+            serde_json::json!({"schedulerName": "custom"}),
+        )?,
+    )
+    .await?;
+    pods.create(
+        &PostParams::default(),
+        &pod("plain", "plain", "100m", serde_json::json!({}))?,
+    )
+    .await?;
+    wait_for("custom and default pods bound", || async {
+        Ok(node_of(&pods.get("mine").await?).is_some()
+            && node_of(&pods.get("plain").await?).is_some())
+    })
+    .await?;
+    assert_eq!(node_of(&pods.get("foreign").await?), None);
+    Ok(())
+}
