@@ -1,5 +1,5 @@
 //! Schema checks of request bodies against the upstream protobuf schema
-//! (`proto/k8s-schema.proto`, whose field names are the JSON names): a value of the wrong JSON
+//! (`src/protobuf/schema.tsv`, whose field names are the JSON names): a value of the wrong JSON
 //! type where an object or a list belongs is always a 400 (upstream fails to decode it), and with
 //! `fieldValidation=Strict` (what kubectl sends) undeclared fields are a 400 too. Kinds missing
 //! from the schema, and values with special JSON forms, are not checked.
