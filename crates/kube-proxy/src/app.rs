@@ -4,13 +4,14 @@
 //! loop, which (no more often than `--min-sync-period`, and at least every `--sync-period`)
 //! builds the whole desired ruleset and hands it to the [`Syncer`].
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -18,11 +19,12 @@ use kube::Api;
 use tokio::sync::Notify;
 
 use crate::conntrack::{stale_flows, Conntrack, ConntrackCommand};
+use crate::healthcheck::HealthCheckServers;
 use crate::model::{delete_table_transaction, Ruleset};
 use crate::nft::{NftCommand, NftError, Nftables};
 use crate::rules::{build_ruleset, RuleConfig, SERVICE_NAME_LABEL};
 use crate::status::{self, Health, Metrics, StatusError};
-use crate::sync::Syncer;
+use crate::sync::{SyncKind, Syncer};
 use crate::sysctl;
 
 /// How soon a failed sync is retried (the next one recreates the table).
@@ -42,8 +44,11 @@ pub struct Options {
     #[arg(long)]
     pub hostname_override: Option<String>,
     /// The pod CIDR of the cluster; traffic to a ClusterIP from outside it is masqueraded.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_ipv4_cidr)]
     pub cluster_cidr: Option<String>,
+    /// The Service ClusterIP range; traffic to an unallocated IP in it is dropped.
+    #[arg(long, default_value = "10.96.0.0/12", value_parser = parse_ipv4_cidr)]
+    pub service_cluster_ip_range: String,
     /// Address and port for the health check server (/healthz).
     #[arg(long, default_value = "0.0.0.0:10256")]
     pub healthz_bind_address: SocketAddr,
@@ -117,6 +122,54 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Checks an IPv4 CIDR such as `10.96.0.0/12` (it goes into nft rule text verbatim).
+pub fn parse_ipv4_cidr(text: &str) -> Result<String, String> {
+    let (ip, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not a CIDR (missing /prefix)"))?;
+    ip.parse::<Ipv4Addr>()
+        .map_err(|_| format!("{text:?}: invalid IPv4 address"))?;
+    match prefix.parse::<u8>() {
+        Ok(bits) if bits <= 32 => Ok(text.to_string()),
+        _ => Err(format!("{text:?}: invalid prefix length")),
+    }
+}
+
+/// The node name: `--hostname-override`, else the host name (lower case, as upstream).
+fn node_name(options: &Options) -> String {
+    options
+        .hostname_override
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase()
+}
+
+/// `base` completed with what the Node object says: its IPv4 addresses (InternalIP and
+/// ExternalIP, where NodePorts answer) and its labels.
+pub fn with_node(base: &RuleConfig, node: Option<&Node>) -> RuleConfig {
+    let mut config = base.clone();
+    let Some(node) = node else {
+        return config;
+    };
+    let mut ips: Vec<Ipv4Addr> = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+        .filter_map(|a| a.address.parse().ok())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    config.node_ips = ips;
+    config.node_labels = node.metadata.labels.clone().unwrap_or_default();
+    config
+}
+
 /// Builds the desired ruleset from the reflector stores.
 pub fn desired_ruleset(
     config: &RuleConfig,
@@ -184,7 +237,14 @@ pub async fn run_with(
     status::serve_health(options.healthz_bind_address, health.clone()).await?;
     status::serve_metrics(options.metrics_bind_address, metrics.clone()).await?;
 
+    let node = node_name(&options);
     let notify = Arc::new(Notify::new());
+    // Our own Node (not waited for: until it is known, NodePorts answer on every local address).
+    let nodes = mirror(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={node}")),
+        notify.clone(),
+    );
     let services = mirror(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
@@ -196,7 +256,7 @@ pub async fn run_with(
         notify.clone(),
     );
     tracing::info!(
-        node = options.hostname_override.as_deref().unwrap_or(""),
+        node = %node,
         table = %options.nftables_table,
         "kube-proxy started; waiting for the first lists"
     );
@@ -212,10 +272,15 @@ pub async fn run_with(
         }
     }
 
-    let config = RuleConfig {
+    let base_config = RuleConfig {
         table: options.nftables_table.clone(),
         cluster_cidr: options.cluster_cidr.clone(),
+        service_cidr: Some(options.service_cluster_ip_range.clone()),
+        node_name: Some(node.clone()),
+        ..RuleConfig::default()
     };
+    let mut health_checks =
+        HealthCheckServers::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), health.clone());
     let mut syncer = Syncer::new(nft, options.sync_period);
     let mut last_sync: Option<Instant> = None;
     loop {
@@ -227,8 +292,18 @@ pub async fn run_with(
             }
         }
         let started = Instant::now();
+        let own_node = nodes
+            .state()
+            .into_iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node.as_str()));
+        if let Some(own_node) = &own_node {
+            health.sync_node(own_node);
+        }
+        let config = with_node(&base_config, own_node.as_deref());
         let desired = desired_ruleset(&config, &services, &slices);
         let (chains, rules) = (desired.chains.len(), desired.rule_count());
+        let wanted_health_checks: BTreeMap<_, _> = desired.health_checks.clone();
+        let no_local = (desired.no_local_internal, desired.no_local_external);
         let previous_udp = syncer.last_applied().map(|r| r.udp_destinations.clone());
         let flushes = stale_flows(previous_udp.as_ref(), &desired.udp_destinations);
         let mut next_sync = options.sync_period;
@@ -239,8 +314,11 @@ pub async fn run_with(
                         tracing::warn!(%error, ?flush, "clearing stale UDP conntrack entries");
                     }
                 }
+                health_checks.sync(&wanted_health_checks).await;
                 let took = started.elapsed();
                 metrics.observe_sync(took, chains, rules);
+                metrics.observe_kind(matches!(kind, SyncKind::Recreate | SyncKind::Full), took);
+                metrics.set_no_local_endpoints(no_local.0, no_local.1);
                 health.updated();
                 tracing::debug!(?kind, chains, rules, ?took, "synced proxy rules");
             }
@@ -253,7 +331,7 @@ pub async fn run_with(
         last_sync = Some(started);
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            _ = notify.notified() => {}
+            _ = notify.notified() => metrics.queued(),
             _ = tokio::time::sleep(next_sync) => {}
         }
     }
@@ -271,5 +349,41 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("3x").is_err());
+    }
+
+    #[test]
+    fn cidrs_are_checked_before_they_reach_rule_text() {
+        assert_eq!(parse_ipv4_cidr("10.96.0.0/12"), Ok("10.96.0.0/12".into()));
+        assert!(parse_ipv4_cidr("10.96.0.0").is_err());
+        assert!(parse_ipv4_cidr("10.96.0.0/33").is_err());
+        assert!(parse_ipv4_cidr("10.96.0.0/12; drop").is_err());
+        let options =
+            <Options as clap::Parser>::try_parse_from(["kube-proxy"]).expect("default options");
+        assert_eq!(options.service_cluster_ip_range, "10.96.0.0/12");
+    }
+
+    #[test]
+    fn the_node_object_brings_its_addresses_and_labels() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "node-a", "labels": {"topology.kubernetes.io/zone": "z1"}},
+            "status": {"addresses": [
+                {"type": "Hostname", "address": "node-a"},
+                {"type": "InternalIP", "address": "192.0.2.2"},
+                {"type": "ExternalIP", "address": "198.51.100.4"},
+                {"type": "InternalIP", "address": "fd00::2"}
+            ]}
+        }))
+        .expect("node");
+        let base = RuleConfig::default();
+        assert!(with_node(&base, None).node_ips.is_empty());
+        let config = with_node(&base, Some(&node));
+        assert_eq!(
+            config.node_ips,
+            vec![
+                "192.0.2.2".parse::<Ipv4Addr>().expect("ip"),
+                "198.51.100.4".parse().expect("ip")
+            ]
+        );
+        assert_eq!(config.node_labels["topology.kubernetes.io/zone"], "z1");
     }
 }

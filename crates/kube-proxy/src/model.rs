@@ -106,6 +106,24 @@ pub struct Ruleset {
     /// Not rendered: UDP destinations (`ip:port`, ClusterIPs and external IPs) and the endpoint
     /// IPs behind them, so stale UDP conntrack entries can be cleared after a sync.
     pub udp_destinations: UdpDestinations,
+    /// Not rendered: `healthCheckNodePort` -> the service it reports on (services with
+    /// `externalTrafficPolicy: Local`), served by [`crate::healthcheck`].
+    pub health_checks: BTreeMap<u16, HealthCheck>,
+    /// Not rendered: service ports with `internalTrafficPolicy: Local` and no local endpoint.
+    pub no_local_internal: usize,
+    /// Not rendered: service ports with `externalTrafficPolicy: Local` and no local endpoint.
+    pub no_local_external: usize,
+}
+
+/// What a `healthCheckNodePort` server answers for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HealthCheck {
+    /// Service namespace.
+    pub namespace: String,
+    /// Service name.
+    pub name: String,
+    /// Ready endpoints of the service on this node.
+    pub local_endpoints: usize,
 }
 
 impl Ruleset {

@@ -7,9 +7,18 @@
 //! chain picks an endpoint with `numgen random mod N` and the endpoint chain DNATs to `podIP:port`.
 //! Packets to be SNATed carry mark `0x4000`, which `masquerading` (postrouting) turns into
 //! `masquerade`. Services without usable endpoints are rejected by filter chains through the
-//! `no-endpoint-services` / `no-endpoint-nodeports` maps.
+//! `no-endpoint-services` / `no-endpoint-nodeports` maps (reject), or dropped when only a `Local`
+//! traffic policy leaves them without endpoints.
+//!
+//! NodePorts answer on the Node's addresses and 127.0.0.1 (`nodeport-ips`). Traffic from outside
+//! (NodePorts, externalIPs, LoadBalancer IPs) enters a per-service-port `external` chain: with
+//! `externalTrafficPolicy: Cluster` it is masqueraded and balanced over every endpoint; with
+//! `Local` pods and the node itself still use every endpoint, but other sources keep their address
+//! and go to the `local` chain (endpoints on this node only). `internalTrafficPolicy: Local`
+//! sends ClusterIP traffic to the `local` chain. Traffic to unallocated IPs of the service range
+//! is dropped; topology hints narrow the endpoints to the node's zone as upstream.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
@@ -28,13 +37,25 @@ const DEFAULT_AFFINITY_TIMEOUT: i32 = 10800;
 const MAX_NAME_LEN: usize = 255;
 
 /// What the rules depend on besides the API objects.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RuleConfig {
     /// The nftables table (`kube-proxy`; unique names in tests).
     pub table: String,
     /// `--cluster-cidr`: traffic to a ClusterIP from outside it is masqueraded.
     pub cluster_cidr: Option<String>,
+    /// `--service-cluster-ip-range`: traffic to an unallocated IP in it is dropped.
+    pub service_cidr: Option<String>,
+    /// This node's name: endpoints with this `nodeName` are local (traffic policy `Local`).
+    pub node_name: Option<String>,
+    /// This node's addresses from its Node object: NodePorts answer on them (and on
+    /// 127.0.0.1). Empty until the Node is known: then every local address answers.
+    pub node_ips: Vec<Ipv4Addr>,
+    /// This node's labels (the `topology.kubernetes.io/zone` label selects hinted endpoints).
+    pub node_labels: BTreeMap<String, String>,
 }
+
+/// Upstream's node label naming the node's zone (used by topology-aware routing).
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 /// One usable backend of a service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,17 +105,25 @@ fn protocol(port: &ServicePort) -> Option<&'static str> {
     }
 }
 
-/// The usable endpoints of one service port: ready ones, or serving-and-terminating ones when none
-/// is ready (upstream's fallback), sorted and without duplicates.
-pub fn endpoints_for(
+/// One address of an EndpointSlice for a service port, with what endpoint selection needs.
+#[derive(Debug, Clone)]
+struct Candidate {
+    endpoint: Endpoint,
+    ready: bool,
+    serving_terminating: bool,
+    node_name: Option<String>,
+    zones: Vec<String>,
+}
+
+/// Every endpoint of one service port in the slices (usable or not).
+fn candidates(
     namespace: &str,
     service: &str,
     port_name: &str,
     proto: &str,
     slices: &[&EndpointSlice],
-) -> Vec<Endpoint> {
-    let mut ready = BTreeSet::new();
-    let mut terminating = BTreeSet::new();
+) -> Vec<Candidate> {
+    let mut out = Vec::new();
     for slice in slices {
         if slice.metadata.namespace.as_deref() != Some(namespace)
             || slice.address_type != "IPv4"
@@ -129,25 +158,131 @@ pub fn endpoints_for(
                 continue;
             };
             let conditions = endpoint.conditions.as_ref();
-            let is_ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-            let serving = conditions.and_then(|c| c.serving).unwrap_or(is_ready);
-            let is_terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-            if is_ready {
-                ready.insert(Endpoint { ip, port });
-            } else if serving && is_terminating {
-                terminating.insert(Endpoint { ip, port });
-            }
+            let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+            let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+            let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+            let zones = endpoint
+                .hints
+                .as_ref()
+                .and_then(|h| h.for_zones.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|z| z.name.clone())
+                .collect();
+            out.push(Candidate {
+                endpoint: Endpoint { ip, port },
+                ready,
+                serving_terminating: !ready && serving && terminating,
+                node_name: endpoint.node_name.clone(),
+                zones,
+            });
         }
     }
-    if ready.is_empty() {
-        terminating.into_iter().collect()
-    } else {
-        ready.into_iter().collect()
+    out
+}
+
+/// The ready endpoints passing `keep`, or (upstream's fallback) the serving-and-terminating ones
+/// passing `keep_terminating` when none is; sorted and without duplicates.
+fn select(
+    candidates: &[Candidate],
+    keep: impl Fn(&Candidate) -> bool,
+    keep_terminating: impl Fn(&Candidate) -> bool,
+) -> Vec<Endpoint> {
+    let ready: BTreeSet<Endpoint> = candidates
+        .iter()
+        .filter(|c| c.ready && keep(c))
+        .map(|c| c.endpoint)
+        .collect();
+    if !ready.is_empty() {
+        return ready.into_iter().collect();
     }
+    let terminating: BTreeSet<Endpoint> = candidates
+        .iter()
+        .filter(|c| c.serving_terminating && keep_terminating(c))
+        .map(|c| c.endpoint)
+        .collect();
+    terminating.into_iter().collect()
+}
+
+/// Whether topology-aware routing applies (upstream `canUseTopology`): the service asks for it
+/// (`service.kubernetes.io/topology-mode: Auto`, the older hints annotation, or
+/// `trafficDistribution`), the node has a zone, every ready endpoint carries zone hints and one
+/// of them is for this zone. Returns the zone.
+fn topology_zone<'a>(
+    config: &'a RuleConfig,
+    service: &Service,
+    candidates: &[Candidate],
+) -> Option<&'a str> {
+    let annotations = service.metadata.annotations.as_ref();
+    let mode = annotations
+        .and_then(|a| {
+            a.get("service.kubernetes.io/topology-mode")
+                .or_else(|| a.get("service.kubernetes.io/topology-aware-hints"))
+        })
+        .map(String::as_str);
+    let distribution = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.traffic_distribution.as_ref());
+    if distribution.is_none() && !matches!(mode, Some("Auto" | "auto")) {
+        return None;
+    }
+    let zone = config
+        .node_labels
+        .get(ZONE_LABEL)
+        .map(String::as_str)
+        .filter(|z| !z.is_empty())?;
+    let mut found = false;
+    for candidate in candidates.iter().filter(|c| c.ready) {
+        if candidate.zones.is_empty() {
+            return None;
+        }
+        found |= candidate.zones.iter().any(|z| z == zone);
+    }
+    found.then_some(zone)
+}
+
+/// Endpoints for traffic that may go anywhere in the cluster (topology hints applied).
+fn cluster_endpoints(
+    config: &RuleConfig,
+    service: &Service,
+    candidates: &[Candidate],
+) -> Vec<Endpoint> {
+    let zone = topology_zone(config, service, candidates);
+    select(
+        candidates,
+        |c| zone.is_none_or(|zone| c.zones.iter().any(|z| z == zone)),
+        |_| true,
+    )
+}
+
+/// Endpoints on this node (for `Local` traffic policies).
+fn local_endpoints(config: &RuleConfig, candidates: &[Candidate]) -> Vec<Endpoint> {
+    let Some(node) = config.node_name.as_deref() else {
+        return Vec::new();
+    };
+    let is_local = |c: &Candidate| c.node_name.as_deref() == Some(node);
+    select(candidates, is_local, is_local)
+}
+
+/// The usable endpoints of one service port: ready ones, or serving-and-terminating ones when none
+/// is ready (upstream's fallback), sorted and without duplicates.
+pub fn endpoints_for(
+    namespace: &str,
+    service: &str,
+    port_name: &str,
+    proto: &str,
+    slices: &[&EndpointSlice],
+) -> Vec<Endpoint> {
+    select(
+        &candidates(namespace, service, port_name, proto, slices),
+        |_| true,
+        |_| true,
+    )
 }
 
 /// The chains, maps and jumps every kube-proxy table has, whatever the services.
-fn add_static(rules: &mut Ruleset) {
+fn add_static(config: &RuleConfig, rules: &mut Ruleset) {
     let base: [(&str, &str, &[&str]); 7] = [
         (
             "nat-prerouting",
@@ -168,6 +303,10 @@ fn add_static(rules: &mut Ruleset) {
             "filter-input",
             "type filter hook input priority -110",
             &[
+                // NodePorts answer on 127.0.0.1 (route_localnet): drop martians to loopback
+                // from outside (new connections only: replies to localhost are un-NATed later), as
+                // upstream's iptables mode does.
+                "iifname != \"lo\" ip saddr != 127.0.0.0/8 ip daddr 127.0.0.0/8 ct state new drop",
                 "ct state new jump nodeport-endpoints-check",
                 "ct state new jump service-endpoints-check",
             ],
@@ -195,6 +334,18 @@ fn add_static(rules: &mut Ruleset) {
         let chain = rules.base_chain(name, hook);
         chain.rules = chain_rules.iter().map(|r| r.to_string()).collect();
     }
+    // NodePorts: on the Node's addresses and localhost once the Node is known, else on every
+    // local address.
+    let node_ports = if config.node_ips.is_empty() {
+        "fib daddr type local"
+    } else {
+        "ip daddr @nodeport-ips"
+    };
+    let mut cluster_ips_check = vec!["ip daddr @cluster-ips reject".to_string()];
+    if let Some(cidr) = &config.service_cidr {
+        // Upstream nftables mode: drop traffic to unallocated IPs of the service range.
+        cluster_ips_check.push(format!("ip daddr {cidr} drop"));
+    }
     let regular: [(&str, &[String]); 7] = [
         (
             "masquerading",
@@ -212,8 +363,7 @@ fn add_static(rules: &mut Ruleset) {
             "services",
             &[
                 "ip daddr . meta l4proto . th dport vmap @service-ips".to_string(),
-                "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports"
-                    .to_string(),
+                format!("{node_ports} meta l4proto . th dport vmap @service-nodeports"),
             ],
         ),
         (
@@ -222,15 +372,16 @@ fn add_static(rules: &mut Ruleset) {
         ),
         (
             "nodeport-endpoints-check",
-            &["fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports"
-                .to_string()],
+            &[format!(
+                "{node_ports} meta l4proto . th dport vmap @no-endpoint-nodeports"
+            )],
         ),
         ("reject-chain", &["reject".to_string()]),
         (
             // Reached only by packets to a ClusterIP that no rule DNATed (a port the service
             // does not have): refuse at once instead of routing them nowhere.
             "cluster-ips-check",
-            &["ip daddr @cluster-ips reject".to_string()],
+            &cluster_ips_check,
         ),
     ];
     for (name, chain_rules) in regular {
@@ -239,6 +390,15 @@ fn add_static(rules: &mut Ruleset) {
     rules
         .collections
         .insert("cluster-ips".into(), Collection::set("type ipv4_addr;"));
+    let mut nodeport_ips = Collection::set("type ipv4_addr;");
+    if !config.node_ips.is_empty() {
+        for ip in config.node_ips.iter().chain([&Ipv4Addr::LOCALHOST]) {
+            nodeport_ips.elements.insert(ip.to_string(), None);
+        }
+    }
+    rules
+        .collections
+        .insert("nodeport-ips".into(), nodeport_ips);
     let ip_map = "type ipv4_addr . inet_proto . inet_service : verdict;";
     let port_map = "type inet_proto . inet_service : verdict;";
     rules
@@ -312,6 +472,61 @@ fn affinity_timeout(service: &Service) -> Option<i32> {
     Some(timeout.max(1))
 }
 
+/// Rules of one `numgen` chain over `endpoints`: the optional masquerade rule, affinity lookups,
+/// then the random pick.
+fn balancing_rules(
+    masquerade: Option<String>,
+    endpoints: &[Endpoint],
+    suffix: &str,
+    affinity: bool,
+) -> Vec<String> {
+    let mut chain_rules: Vec<String> = masquerade.into_iter().collect();
+    let mut vmap = Vec::new();
+    for (index, endpoint) in endpoints.iter().enumerate() {
+        let endpoint_suffix = format!("{suffix}__{}/{}", endpoint.ip, endpoint.port);
+        let endpoint_chain = object_name("endpoint", &endpoint_suffix);
+        if affinity {
+            let set = object_name("affinity", &endpoint_suffix);
+            chain_rules.push(format!("ip saddr @{set} goto {endpoint_chain}"));
+        }
+        vmap.push(format!("{index} : goto {endpoint_chain}"));
+    }
+    chain_rules.push(format!(
+        "numgen random mod {} vmap {{ {} }}",
+        endpoints.len(),
+        vmap.join(", ")
+    ));
+    chain_rules
+}
+
+/// The per-endpoint chain (hairpin masquerade, affinity update, DNAT) and its affinity set.
+fn add_endpoint_chain(
+    rules: &mut Ruleset,
+    suffix: &str,
+    proto: &str,
+    endpoint: Endpoint,
+    affinity: Option<i32>,
+) {
+    let endpoint_suffix = format!("{suffix}__{}/{}", endpoint.ip, endpoint.port);
+    let endpoint_chain = object_name("endpoint", &endpoint_suffix);
+    let mut endpoint_rules = vec![format!("ip saddr {} jump mark-for-masquerade", endpoint.ip)];
+    if let Some(timeout) = affinity {
+        let set = object_name("affinity", &endpoint_suffix);
+        endpoint_rules.push(format!("update @{set} {{ ip saddr }}"));
+        rules.collections.insert(
+            set,
+            Collection::dynamic_set(&format!(
+                "type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"
+            )),
+        );
+    }
+    endpoint_rules.push(format!(
+        "meta l4proto {proto} dnat to {}:{}",
+        endpoint.ip, endpoint.port
+    ));
+    rules.chain(&endpoint_chain).rules = endpoint_rules;
+}
+
 fn add_service_port(
     config: &RuleConfig,
     rules: &mut Ruleset,
@@ -326,6 +541,7 @@ fn add_service_port(
     let Ok(service_port) = u16::try_from(port.port) else {
         return;
     };
+    let spec = service.spec.as_ref();
     let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
     let name = service.metadata.name.as_deref().unwrap_or("");
     let port_name = port.name.as_deref().unwrap_or("");
@@ -335,20 +551,47 @@ fn add_service_port(
         port_name.to_string()
     };
     let suffix = format!("{namespace}/{name}/{proto}/{label}");
-    let endpoints = endpoints_for(namespace, name, port_name, proto, slices);
+    let candidates = candidates(namespace, name, port_name, proto, slices);
+    let endpoints = cluster_endpoints(config, service, &candidates);
     let externals = external_ips(service);
     let node_port = port
         .node_port
         .filter(|_| {
             matches!(
-                service.spec.as_ref().and_then(|s| s.type_.as_deref()),
+                spec.and_then(|s| s.type_.as_deref()),
                 Some("NodePort") | Some("LoadBalancer")
             )
         })
         .and_then(|p| u16::try_from(p).ok());
+    let has_external = !externals.is_empty() || node_port.is_some();
+    let internal_local = spec.and_then(|s| s.internal_traffic_policy.as_deref()) == Some("Local");
+    let external_local =
+        has_external && spec.and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
+    let local = if (internal_local || external_local) && !endpoints.is_empty() {
+        local_endpoints(config, &candidates)
+    } else {
+        Vec::new()
+    };
+
+    if external_local {
+        if let Some(hc_port) = spec
+            .and_then(|s| s.health_check_node_port)
+            .and_then(|p| u16::try_from(p).ok())
+        {
+            let ready_local: BTreeSet<Ipv4Addr> = candidates
+                .iter()
+                .filter(|c| c.ready && c.node_name.is_some() && c.node_name == config.node_name)
+                .map(|c| c.endpoint.ip)
+                .collect();
+            let entry = rules.health_checks.entry(hc_port).or_default();
+            entry.namespace = namespace.to_string();
+            entry.name = name.to_string();
+            entry.local_endpoints = entry.local_endpoints.max(ready_local.len());
+        }
+    }
 
     if proto == "udp" {
-        let backends: BTreeSet<Ipv4Addr> = endpoints.iter().map(|e| e.ip).collect();
+        let backends: BTreeSet<Ipv4Addr> = endpoints.iter().chain(&local).map(|e| e.ip).collect();
         for ip in std::iter::once(vip).chain(externals.iter().copied()) {
             rules
                 .udp_destinations
@@ -368,75 +611,98 @@ fn add_service_port(
         }
         return;
     }
+    // The service has endpoints, but maybe none for a `Local` policy: such traffic is dropped
+    // (upstream), not rejected.
+    let drop = "drop".to_string();
 
     let service_chain = object_name("service", &suffix);
+    let local_chain = object_name("local", &suffix);
     let affinity = affinity_timeout(service);
-    let mut service_rules = Vec::new();
-    if let Some(cidr) = &config.cluster_cidr {
-        service_rules.push(format!(
+    let mut chained: BTreeSet<Endpoint> = endpoints.iter().copied().collect();
+    chained.extend(local.iter().copied());
+    for endpoint in chained {
+        add_endpoint_chain(rules, &suffix, proto, endpoint, affinity);
+    }
+    let masquerade = config.cluster_cidr.as_ref().map(|cidr| {
+        format!(
             "ip daddr {vip} {proto} dport {service_port} ip saddr != {cidr} jump mark-for-masquerade"
-        ));
+        )
+    });
+    rules.chain(&service_chain).rules =
+        balancing_rules(masquerade.clone(), &endpoints, &suffix, affinity.is_some());
+    if !local.is_empty() {
+        let masquerade = masquerade.filter(|_| internal_local);
+        rules.chain(&local_chain).rules =
+            balancing_rules(masquerade, &local, &suffix, affinity.is_some());
     }
-    let mut vmap = Vec::new();
-    for (index, endpoint) in endpoints.iter().enumerate() {
-        let endpoint_suffix = format!("{suffix}__{}/{}", endpoint.ip, endpoint.port);
-        let endpoint_chain = object_name("endpoint", &endpoint_suffix);
-        let mut endpoint_rules = vec![format!("ip saddr {} jump mark-for-masquerade", endpoint.ip)];
-        if let Some(timeout) = affinity {
-            let set = object_name("affinity", &endpoint_suffix);
-            service_rules.push(format!("ip saddr @{set} goto {endpoint_chain}"));
-            endpoint_rules.push(format!("update @{set} {{ ip saddr }}"));
-            rules.collections.insert(
-                set,
-                Collection::dynamic_set(&format!(
-                    "type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"
-                )),
-            );
-        }
-        endpoint_rules.push(format!(
-            "meta l4proto {proto} dnat to {}:{}",
-            endpoint.ip, endpoint.port
-        ));
-        rules.chain(&endpoint_chain).rules = endpoint_rules;
-        vmap.push(format!("{index} : goto {endpoint_chain}"));
-    }
-    service_rules.push(format!(
-        "numgen random mod {} vmap {{ {} }}",
-        endpoints.len(),
-        vmap.join(", ")
-    ));
-    rules.chain(&service_chain).rules = service_rules;
-    insert_element(
-        rules,
-        "service-ips",
-        format!("{vip} . {proto} . {service_port}"),
-        format!("goto {service_chain}"),
-    );
 
-    if externals.is_empty() && node_port.is_none() {
-        return;
-    }
-    // Traffic from outside the cluster is always masqueraded (externalTrafficPolicy: Cluster).
-    let external_chain = object_name("external", &suffix);
-    rules.chain(&external_chain).rules = vec![
-        "jump mark-for-masquerade".to_string(),
-        format!("goto {service_chain}"),
-    ];
-    for ip in externals {
+    let vip_key = format!("{vip} . {proto} . {service_port}");
+    if !internal_local {
         insert_element(
             rules,
             "service-ips",
-            format!("{ip} . {proto} . {service_port}"),
+            vip_key,
+            format!("goto {service_chain}"),
+        );
+    } else if !local.is_empty() {
+        insert_element(rules, "service-ips", vip_key, format!("goto {local_chain}"));
+    } else {
+        rules.no_local_internal += 1;
+        insert_element(rules, "no-endpoint-services", vip_key, drop.clone());
+    }
+
+    if !has_external {
+        return;
+    }
+    let external_chain = object_name("external", &suffix);
+    rules.chain(&external_chain).rules = if external_local {
+        // Pods and the node itself still reach every endpoint (the node's traffic
+        // masqueraded); outside traffic keeps its source and goes to local endpoints only.
+        let mut chain_rules: Vec<String> = config
+            .cluster_cidr
+            .iter()
+            .map(|cidr| format!("ip saddr {cidr} goto {service_chain}"))
+            .collect();
+        chain_rules.push("fib saddr type local jump mark-for-masquerade".to_string());
+        chain_rules.push(format!("fib saddr type local goto {service_chain}"));
+        if !local.is_empty() {
+            chain_rules.push(format!("goto {local_chain}"));
+        }
+        chain_rules
+    } else {
+        // externalTrafficPolicy: Cluster: traffic from outside is always masqueraded.
+        vec![
+            "jump mark-for-masquerade".to_string(),
+            format!("goto {service_chain}"),
+        ]
+    };
+    let no_local = external_local && local.is_empty();
+    if no_local {
+        rules.no_local_external += 1;
+    }
+    for ip in externals {
+        let key = format!("{ip} . {proto} . {service_port}");
+        insert_element(
+            rules,
+            "service-ips",
+            key.clone(),
             format!("goto {external_chain}"),
         );
+        if no_local {
+            insert_element(rules, "no-endpoint-services", key, drop.clone());
+        }
     }
     if let Some(node_port) = node_port {
+        let key = format!("{proto} . {node_port}");
         insert_element(
             rules,
             "service-nodeports",
-            format!("{proto} . {node_port}"),
+            key.clone(),
             format!("goto {external_chain}"),
         );
+        if no_local {
+            insert_element(rules, "no-endpoint-nodeports", key, drop);
+        }
     }
 }
 
@@ -448,7 +714,7 @@ pub fn build_ruleset<'a>(
 ) -> Ruleset {
     let slices: Vec<&EndpointSlice> = slices.into_iter().collect();
     let mut rules = Ruleset::new(&config.table);
-    add_static(&mut rules);
+    add_static(config, &mut rules);
     for service in services {
         let Some(vip) = cluster_ip(service) else {
             continue;

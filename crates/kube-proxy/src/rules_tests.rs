@@ -19,6 +19,7 @@ fn config() -> RuleConfig {
     RuleConfig {
         table: "kube-proxy".into(),
         cluster_cidr: Some("10.244.0.0/16".into()),
+        ..RuleConfig::default()
     }
 }
 
@@ -373,4 +374,264 @@ fn object_names_are_stable_legal_identifiers() {
         .chars()
         .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
     assert!(name.ends_with("-default/web/tcp/http"));
+}
+
+fn local_config() -> RuleConfig {
+    RuleConfig {
+        node_name: Some("node-a".into()),
+        ..config()
+    }
+}
+
+/// `web` with `policy` for external traffic, a NodePort, an external IP and a health check port.
+fn local_service(external: &str, internal: &str) -> Service {
+    let mut svc = service("web", "10.96.0.20", &[("http", 80, "8080")]);
+    if let Some(spec) = svc.spec.as_mut() {
+        spec.type_ = Some("LoadBalancer".into());
+        spec.external_ips = Some(vec!["192.0.2.50".into()]);
+        spec.external_traffic_policy = Some(external.into());
+        spec.internal_traffic_policy = Some(internal.into());
+        spec.health_check_node_port = Some(32000);
+        if let Some(port) = spec.ports.as_mut().and_then(|p| p.first_mut()) {
+            port.node_port = Some(30080);
+        }
+    }
+    svc
+}
+
+/// Endpoints `(ip, node)`, all ready.
+fn slice_on_nodes(endpoints: &[(&str, &str)]) -> EndpointSlice {
+    let ips: Vec<_> = endpoints.iter().map(|(ip, _)| ready(ip)).collect();
+    let mut eps = slice("web", &[("http", 8080)], &ips);
+    for (endpoint, (_, node)) in eps.endpoints.iter_mut().zip(endpoints) {
+        endpoint.node_name = Some(node.to_string());
+    }
+    eps
+}
+
+#[test]
+fn node_ports_answer_on_the_node_addresses_and_localhost_once_the_node_is_known() {
+    let rules = build_ruleset(&config(), [], []);
+    assert_eq!(
+        rules.chains["services"].rules[1],
+        "fib daddr type local meta l4proto . th dport vmap @service-nodeports"
+    );
+    assert!(rules.collections["nodeport-ips"].elements.is_empty());
+
+    let with_node = RuleConfig {
+        node_ips: vec!["192.0.2.2".parse().expect("ip")],
+        ..config()
+    };
+    let rules = build_ruleset(&with_node, [], []);
+    assert_eq!(
+        rules.chains["services"].rules[1],
+        "ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports"
+    );
+    assert_eq!(
+        rules.chains["nodeport-endpoints-check"].rules,
+        vec!["ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports"]
+    );
+    let text = full_transaction(&rules, None, true);
+    assert!(
+        text.contains("add element ip kube-proxy nodeport-ips { 127.0.0.1, 192.0.2.2 }")
+            || (text.contains("nodeport-ips { 127.0.0.1 }")
+                && text.contains("nodeport-ips { 192.0.2.2 }")),
+        "{text}"
+    );
+    // Loopback DNAT needs route_localnet; martians to 127/8 from outside are dropped.
+    assert_eq!(
+        rules.chains["filter-input"].rules[0],
+        "iifname != \"lo\" ip saddr != 127.0.0.0/8 ip daddr 127.0.0.0/8 ct state new drop"
+    );
+}
+
+#[test]
+fn unallocated_service_ips_are_dropped() {
+    let rules = build_ruleset(&config(), [], []);
+    assert_eq!(
+        rules.chains["cluster-ips-check"].rules,
+        vec!["ip daddr @cluster-ips reject"]
+    );
+    let with_range = RuleConfig {
+        service_cidr: Some("10.96.0.0/12".into()),
+        ..config()
+    };
+    let rules = build_ruleset(&with_range, [], []);
+    assert_eq!(
+        rules.chains["cluster-ips-check"].rules,
+        vec!["ip daddr @cluster-ips reject", "ip daddr 10.96.0.0/12 drop"]
+    );
+    let text = full_transaction(&rules, None, true);
+    assert!(text.contains("add rule ip kube-proxy cluster-ips-check ip daddr 10.96.0.0/12 drop\n"));
+}
+
+#[test]
+fn external_traffic_policy_local_sends_outside_traffic_to_local_endpoints_unmasqueraded() {
+    let svc = local_service("Local", "Cluster");
+    let eps = slice_on_nodes(&[("10.244.0.5", "node-a"), ("10.244.1.5", "node-b")]);
+    let rules = build_ruleset(&local_config(), [&svc], [&eps]);
+    let suffix = "default/web/tcp/http";
+    let (service_chain, local_chain, external_chain) = (
+        object_name("service", suffix),
+        object_name("local", suffix),
+        object_name("external", suffix),
+    );
+    let local_ep = object_name("endpoint", &format!("{suffix}__10.244.0.5/8080"));
+    let remote_ep = object_name("endpoint", &format!("{suffix}__10.244.1.5/8080"));
+    assert_eq!(
+        rules.chains[&external_chain].rules,
+        vec![
+            format!("ip saddr 10.244.0.0/16 goto {service_chain}"),
+            "fib saddr type local jump mark-for-masquerade".to_string(),
+            format!("fib saddr type local goto {service_chain}"),
+            format!("goto {local_chain}"),
+        ]
+    );
+    assert_eq!(
+        rules.chains[&local_chain].rules,
+        vec![format!(
+            "numgen random mod 1 vmap {{ 0 : goto {local_ep} }}"
+        )]
+    );
+    assert!(rules.chains[&service_chain].rules[1].contains(&format!("1 : goto {remote_ep}")));
+    let ips = &rules.collections["service-ips"].elements;
+    assert_eq!(
+        ips["10.96.0.20 . tcp . 80"],
+        Some(format!("goto {service_chain}"))
+    );
+    assert_eq!(
+        ips["192.0.2.50 . tcp . 80"],
+        Some(format!("goto {external_chain}"))
+    );
+    assert_eq!(
+        rules.collections["service-nodeports"].elements["tcp . 30080"],
+        Some(format!("goto {external_chain}"))
+    );
+    assert_eq!(
+        rules.health_checks[&32000],
+        crate::model::HealthCheck {
+            namespace: "default".into(),
+            name: "web".into(),
+            local_endpoints: 1
+        }
+    );
+    assert_eq!((rules.no_local_internal, rules.no_local_external), (0, 0));
+    let text = full_transaction(&rules, None, true);
+    assert!(text.contains(&format!(
+        "add rule ip kube-proxy {external_chain} goto {local_chain}\n"
+    )));
+
+    // With externalTrafficPolicy Cluster outside traffic is masqueraded to every endpoint.
+    let cluster = local_service("Cluster", "Cluster");
+    let rules = build_ruleset(&local_config(), [&cluster], [&eps]);
+    assert_eq!(
+        rules.chains[&external_chain].rules,
+        vec![
+            "jump mark-for-masquerade".to_string(),
+            format!("goto {service_chain}")
+        ]
+    );
+    assert!(!rules.chains.contains_key(&local_chain));
+    assert!(rules.health_checks.is_empty());
+}
+
+#[test]
+fn external_traffic_policy_local_without_local_endpoints_drops_outside_traffic() {
+    let svc = local_service("Local", "Cluster");
+    let eps = slice_on_nodes(&[("10.244.1.5", "node-b")]);
+    let rules = build_ruleset(&local_config(), [&svc], [&eps]);
+    let suffix = "default/web/tcp/http";
+    let external_chain = object_name("external", suffix);
+    let service_chain = object_name("service", suffix);
+    // Pods and the node still reach the remote endpoint; anything else falls through.
+    assert_eq!(
+        rules.chains[&external_chain].rules.last(),
+        Some(&format!("fib saddr type local goto {service_chain}"))
+    );
+    let drop = Some("drop".to_string());
+    assert_eq!(
+        rules.collections["no-endpoint-nodeports"].elements["tcp . 30080"],
+        drop
+    );
+    assert_eq!(
+        rules.collections["no-endpoint-services"].elements["192.0.2.50 . tcp . 80"],
+        drop
+    );
+    assert!(!rules.collections["no-endpoint-services"]
+        .elements
+        .contains_key("10.96.0.20 . tcp . 80"));
+    assert_eq!(rules.health_checks[&32000].local_endpoints, 0);
+    assert_eq!(rules.no_local_external, 1);
+}
+
+#[test]
+fn internal_traffic_policy_local_keeps_cluster_ip_traffic_on_the_node() {
+    let mut svc = service("web", "10.96.0.20", &[("http", 80, "8080")]);
+    if let Some(spec) = svc.spec.as_mut() {
+        spec.internal_traffic_policy = Some("Local".into());
+    }
+    let eps = slice_on_nodes(&[("10.244.0.5", "node-a"), ("10.244.1.5", "node-b")]);
+    let rules = build_ruleset(&local_config(), [&svc], [&eps]);
+    let suffix = "default/web/tcp/http";
+    let local_chain = object_name("local", suffix);
+    let local_ep = object_name("endpoint", &format!("{suffix}__10.244.0.5/8080"));
+    assert_eq!(
+        rules.collections["service-ips"].elements["10.96.0.20 . tcp . 80"],
+        Some(format!("goto {local_chain}"))
+    );
+    assert_eq!(
+        rules.chains[&local_chain].rules,
+        vec![
+            "ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade"
+                .to_string(),
+            format!("numgen random mod 1 vmap {{ 0 : goto {local_ep} }}"),
+        ]
+    );
+
+    // No endpoint on this node: ClusterIP traffic is dropped, not sent elsewhere.
+    let remote = slice_on_nodes(&[("10.244.1.5", "node-b")]);
+    let rules = build_ruleset(&local_config(), [&svc], [&remote]);
+    assert!(rules.collections["service-ips"].elements.is_empty());
+    assert_eq!(
+        rules.collections["no-endpoint-services"].elements["10.96.0.20 . tcp . 80"],
+        Some("drop".to_string())
+    );
+    assert_eq!(rules.no_local_internal, 1);
+    let text = full_transaction(&rules, None, true);
+    assert!(text.contains(
+        "add element ip kube-proxy no-endpoint-services { 10.96.0.20 . tcp . 80 : drop }"
+    ));
+}
+
+#[test]
+fn topology_hints_pick_the_endpoints_of_the_node_zone() {
+    use k8s_openapi::api::discovery::v1::{EndpointHints, ForZone};
+    let mut svc = service("web", "10.96.0.20", &[("http", 80, "8080")]);
+    svc.metadata.annotations = Some(BTreeMap::from([(
+        "service.kubernetes.io/topology-mode".to_string(),
+        "Auto".to_string(),
+    )]));
+    let mut eps = slice_on_nodes(&[("10.244.0.5", "node-a"), ("10.244.1.5", "node-b")]);
+    for (endpoint, zone) in eps.endpoints.iter_mut().zip(["zone-a", "zone-b"]) {
+        endpoint.hints = Some(EndpointHints {
+            for_zones: Some(vec![ForZone { name: zone.into() }]),
+            ..Default::default()
+        });
+    }
+    let mut zoned = local_config();
+    zoned
+        .node_labels
+        .insert(ZONE_LABEL.to_string(), "zone-b".to_string());
+    let rules = build_ruleset(&zoned, [&svc], [&eps]);
+    let (_, service_rules) = service_chain_rules(&rules, "default/web/tcp/http");
+    assert!(service_rules[1].starts_with("numgen random mod 1 vmap"));
+    assert!(service_rules[1].contains(&object_name(
+        "endpoint",
+        "default/web/tcp/http__10.244.1.5/8080"
+    )));
+    // Without the annotation every endpoint is used.
+    svc.metadata.annotations = None;
+    let rules = build_ruleset(&zoned, [&svc], [&eps]);
+    let (_, service_rules) = service_chain_rules(&rules, "default/web/tcp/http");
+    assert!(service_rules[1].starts_with("numgen random mod 2 vmap"));
 }

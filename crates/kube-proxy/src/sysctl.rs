@@ -1,6 +1,7 @@
 //! Kernel settings the Service data path needs: bridged pod traffic must traverse netfilter
 //! (`net.bridge.bridge-nf-call-iptables=1`, which needs the `br_netfilter` module) and the host
-//! must forward (`net.ipv4.ip_forward=1`).
+//! must forward (`net.ipv4.ip_forward=1`), and NodePorts on localhost need
+//! `net.ipv4.conf.all.route_localnet=1`.
 
 use std::path::Path;
 use std::process::Command;
@@ -45,6 +46,8 @@ pub fn ensure_forwarding() {
     for (key, value) in [
         ("net.bridge.bridge-nf-call-iptables", "1"),
         ("net.ipv4.ip_forward", "1"),
+        // NodePorts on 127.0.0.1: DNAT of loopback traffic to pods (as upstream's iptables mode).
+        ("net.ipv4.conf.all.route_localnet", "1"),
     ] {
         match set(key, value) {
             Ok(()) => tracing::info!(key, value, "sysctl set"),

@@ -91,6 +91,7 @@ fn ruleset_applies_replaces_atomically_and_cleans_up() -> anyhow::Result<()> {
     let config = RuleConfig {
         table: table.clone(),
         cluster_cidr: Some("10.244.0.0/16".into()),
+        ..RuleConfig::default()
     };
     let services = [web_service("10.96.0.30"), sticky_service(), empty_service()];
     let slices = [
@@ -301,6 +302,7 @@ fn vip_reaches_a_pod_from_the_host_and_from_another_pod() -> anyhow::Result<()> 
         let config = RuleConfig {
             table: TABLE.to_string(),
             cluster_cidr: Some("10.250.77.0/24".into()),
+            ..RuleConfig::default()
         };
         let services = [service(serde_json::json!({
             "metadata": {"name": "echo", "namespace": "default"},

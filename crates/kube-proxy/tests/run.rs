@@ -1,6 +1,6 @@
 //! kube-proxy's watch-and-sync loop against a fake apiserver, with the recording nft fake: a
 //! Service without endpoints is rejected, and an EndpointSlice arriving over the watch leads to
-//! an incremental transaction with the DNAT.
+//! an incremental transaction with the DNAT; the Node watch brings the node's addresses.
 
 mod fake_apiserver;
 
@@ -40,6 +40,19 @@ async fn watch_events_drive_syncs() -> anyhow::Result<()> {
         "EndpointSliceList",
         vec![],
     );
+    api.collection(
+        "/api/v1/nodes",
+        "NodeList",
+        vec![serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "node-a", "resourceVersion": "1",
+                         "labels": {"topology.kubernetes.io/zone": "z1"}},
+            "status": {"addresses": [
+                {"type": "InternalIP", "address": "192.0.2.77"},
+                {"type": "Hostname", "address": "node-a"}
+            ]}
+        })],
+    );
     let kubeconfig = api.start(dir.path()).await?;
 
     let options = kube_proxy::Options::try_parse_from([
@@ -48,6 +61,8 @@ async fn watch_events_drive_syncs() -> anyhow::Result<()> {
         kubeconfig.to_str().unwrap_or_default(),
         "--cluster-cidr",
         "10.244.0.0/16",
+        "--hostname-override",
+        "node-a",
         "--healthz-bind-address",
         "127.0.0.1:0",
         "--metrics-bind-address",
@@ -104,6 +119,13 @@ async fn watch_events_drive_syncs() -> anyhow::Result<()> {
         }],
         "UDP service that got its first endpoint has its stale flows cleared"
     );
+    // The Node watch: NodePorts answer on the node's InternalIP (and localhost); unallocated
+    // IPs of the default service range are dropped.
+    let scripts = wait_for(&nft, "192.0.2.77").await?;
+    let all = scripts.join("");
+    assert!(all.contains("127.0.0.1"), "{all}");
+    assert!(all.contains("ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports"));
+    assert!(all.contains("cluster-ips-check ip daddr 10.96.0.0/12 drop"));
     proxy.abort();
     Ok(())
 }
