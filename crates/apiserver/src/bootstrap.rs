@@ -1,7 +1,7 @@
 //! What the apiserver creates at start: the namespaces `default`, `kube-system`, `kube-public`
 //! and `kube-node-lease`, and the `kubernetes` Service in `default` (first IP of the service
 //! range, port 443 -> the secure port) with its Endpoints and EndpointSlice pointing at the
-//! advertise address.
+//! advertise address; with RBAC enabled, the bootstrap policy ([`crate::authz::policy`]).
 
 use std::sync::Arc;
 
@@ -140,6 +140,30 @@ pub async fn bootstrap(state: &Arc<ApiState>) -> Result<(), ApiError> {
         true,
     )
     .await?;
+    if state.authorizer.rbac().is_some() {
+        for role in crate::authz::policy::cluster_roles() {
+            ensure(
+                state,
+                "rbac.authorization.k8s.io",
+                "clusterroles",
+                None,
+                role,
+                false,
+            )
+            .await?;
+        }
+        for binding in crate::authz::policy::cluster_role_bindings() {
+            ensure(
+                state,
+                "rbac.authorization.k8s.io",
+                "clusterrolebindings",
+                None,
+                binding,
+                false,
+            )
+            .await?;
+        }
+    }
     tracing::info!(service_ip = %ip, %address, "bootstrap objects ensured");
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod authz;
 pub mod bootstrap;
 pub mod conversion;
 pub mod discovery;
@@ -67,6 +68,9 @@ pub enum Error {
     /// Creating the bootstrap objects failed.
     #[error("creating bootstrap objects: {0}")]
     Bootstrap(#[source] ApiError),
+    /// `--authorization-mode` is unusable.
+    #[error("invalid --authorization-mode: {0}")]
+    Authorization(#[from] authz::ConfigError),
     /// Only one of the kubelet client certificate and key was given.
     #[error("--kubelet-client-certificate and --kubelet-client-key must be given together")]
     KubeletClientPair,
@@ -87,6 +91,7 @@ pub fn advertise_address(options: &Options) -> IpAddr {
 pub async fn prepare(
     options: &Options,
 ) -> Result<(Arc<ApiState>, Arc<rustls::ServerConfig>), Error> {
+    let modes = authz::parse_modes(&options.authorization_mode)?;
     let tls = tls::server_config(
         &options.tls_cert_file,
         &options.tls_private_key_file,
@@ -125,8 +130,10 @@ pub async fn prepare(
         }
     };
     let storage = storage::open(&config).await?;
+    let authorizer = Arc::new(authz::Authorizer::new(modes, storage.clone()));
     let state = Arc::new(ApiState {
         storage,
+        authorizer,
         services,
         kubelet_tls,
         advertise_address: advertise_address(options),
@@ -151,6 +158,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
     bootstrap::bootstrap(&state)
         .await
         .map_err(Error::Bootstrap)?;
+    let rbac_watch = authz::start(&state).await.map_err(Error::Storage)?;
     let compactor =
         storage::spawn_compactor(state.storage.clone(), storage::DEFAULT_COMPACTION_INTERVAL);
     let event_sweeper = event_ttl::spawn(state.storage.clone(), event_ttl::DEFAULT_EVENT_TTL);
@@ -161,6 +169,9 @@ pub async fn run(options: Options) -> Result<(), Error> {
     );
     server::serve(listener, tls, state, component_base::signals::shutdown()).await;
     compactor.abort();
+    if let Some(task) = rbac_watch {
+        task.abort();
+    }
     event_sweeper.abort();
     tracing::info!("kube-apiserver stopped");
     Ok(())

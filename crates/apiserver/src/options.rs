@@ -73,6 +73,14 @@ pub struct Options {
     /// Path to the file that contains the current private key of the service account token issuer.
     #[arg(long = "service-account-signing-key-file")]
     pub service_account_signing_key_file: Option<PathBuf>,
+    /// Ordered list of plug-ins to do authorization on the secure port: AlwaysAllow, AlwaysDeny,
+    /// RBAC (Node is accepted but not implemented yet, and refused at start).
+    #[arg(
+        long = "authorization-mode",
+        value_delimiter = ',',
+        default_value = "AlwaysAllow"
+    )]
+    pub authorization_mode: Vec<String>,
     /// Identifier of the service account token issuer (accepted, used later).
     #[arg(long = "service-account-issuer")]
     pub service_account_issuer: Option<String>,

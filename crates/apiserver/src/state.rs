@@ -19,6 +19,8 @@ pub struct ApiState {
     pub advertise_address: IpAddr,
     /// The secure port.
     pub secure_port: u16,
+    /// The authorizer chain (`--authorization-mode`).
+    pub authorizer: Arc<crate::authz::Authorizer>,
     /// Request counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
 }

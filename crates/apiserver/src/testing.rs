@@ -127,6 +127,12 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on a random loopback port with SQLite in a temp dir.
     pub async fn start() -> Result<Self, TestServerError> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with `modify` applied to the options first (for example
+    /// `options.authorization_mode = vec!["RBAC".into()]`).
+    pub async fn start_with(modify: impl FnOnce(&mut Options)) -> Result<Self, TestServerError> {
         component_base::logging::init();
         let dir = tempfile::tempdir()?;
         let pki = TestPki::new()?;
@@ -160,7 +166,9 @@ impl TestServer {
             service_account_key_file: None,
             service_account_signing_key_file: None,
             service_account_issuer: None,
+            authorization_mode: vec!["AlwaysAllow".into()],
         };
+        modify(&mut options);
         let listener = crate::bind(&options).await?;
         let addr = listener.local_addr()?;
         options.secure_port = addr.port();
@@ -168,6 +176,9 @@ impl TestServer {
         crate::bootstrap::bootstrap(&state)
             .await
             .map_err(crate::Error::Bootstrap)?;
+        let rbac_watch = crate::authz::start(&state)
+            .await
+            .map_err(crate::Error::Storage)?;
         let url = format!("https://127.0.0.1:{}", addr.port());
         let kubeconfig = p("admin.kubeconfig");
         write_kubeconfig(&kubeconfig, &url, &pki.ca_pem, &admin_cert, &admin_key)?;
@@ -178,6 +189,9 @@ impl TestServer {
                 rx.await.ok();
             })
             .await;
+            if let Some(t) = rbac_watch {
+                t.abort();
+            }
         });
         Ok(TestServer {
             addr,

@@ -168,6 +168,13 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
     admission::default_on_create(resource, &mut object);
     admission::default_object(resource, &mut object);
     admission::validate_create(resource, &object)?;
+    crate::authz::escalation::check(
+        &ctx.state.authorizer,
+        &ctx.user,
+        resource.group,
+        resource.plural,
+        &object,
+    )?;
     let key = objects::key(resource, namespace.as_deref(), &name);
     if ctx.dry_run() {
         return Ok(object_response(ctx, StatusCode::CREATED, object));

@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::auth::User;
+use crate::authz::Attributes;
 use crate::request::{route, Query, ResourcePath, Route};
 use crate::selectors::{FieldSelector, LabelSelector, Selectors};
 use crate::state::ApiState;
@@ -265,6 +266,22 @@ async fn dispatch(
     }
     if user.is_anonymous() {
         return Err(ApiError::unauthorized());
+    }
+    let query = Query::parse(req.uri().query());
+    let attrs =
+        Attributes::from_request(user.clone(), req.method(), req.uri().path(), &route, &query);
+    state.authorizer.check(&attrs)?;
+    // WebSocket exec/attach/portforward arrive as GET; upstream also requires `create`.
+    if attrs.verb == "get"
+        && matches!(
+            attrs.subresource.as_str(),
+            "exec" | "attach" | "portforward"
+        )
+    {
+        state.authorizer.check(&Attributes {
+            verb: "create".into(),
+            ..attrs
+        })?;
     }
     match route {
         Route::Health | Route::Version => Ok(plain(StatusCode::OK, "ok")),

@@ -1,13 +1,130 @@
 //! Review resources that are answered, not stored: `SelfSubjectReview` (`kubectl auth
-//! whoami`), the access reviews (`kubectl auth can-i`; everything is allowed until RBAC lands)
-//! and `TokenReview` (no token authenticator yet: never authenticated).
+//! whoami`), the access reviews answered by the configured authorizers (`SubjectAccessReview`,
+//! `LocalSubjectAccessReview`, `SelfSubjectAccessReview`: `kubectl auth can-i`;
+//! `SelfSubjectRulesReview`: `kubectl auth can-i --list`) and `TokenReview` (no token
+//! authenticator yet: never authenticated).
 
 use axum::body::Body;
 use http::{Response, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{json_response, parse_object, Ctx};
-use crate::status::ApiError;
+use crate::auth::User;
+use crate::authz::Attributes;
+use crate::status::{ApiError, Cause};
+
+fn invalid(kind: &str, field: &str, message: &str) -> ApiError {
+    ApiError::invalid(
+        kind,
+        "authorization.k8s.io",
+        "",
+        vec![Cause {
+            reason: "FieldValueInvalid",
+            message: message.to_string(),
+            field: field.to_string(),
+        }],
+    )
+}
+
+fn string(v: &Value, pointer: &str) -> String {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The attributes an access review asks about.
+fn access_attributes(ctx: &Ctx, review: &Value) -> Result<Attributes, ApiError> {
+    let kind = ctx.resource().kind;
+    let user = match ctx.resource().plural {
+        "subjectaccessreviews" | "localsubjectaccessreviews" => {
+            let name = string(review, "/spec/user");
+            let groups: Vec<String> = review
+                .pointer("/spec/groups")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if name.is_empty() && groups.is_empty() {
+                return Err(invalid(
+                    kind,
+                    "spec.user",
+                    "at least one of user or group must be specified",
+                ));
+            }
+            User { name, groups }
+        }
+        _ => ctx.user.clone(),
+    };
+    let resource = review
+        .pointer("/spec/resourceAttributes")
+        .filter(|v| v.is_object());
+    let non_resource = review
+        .pointer("/spec/nonResourceAttributes")
+        .filter(|v| v.is_object());
+    match (resource, non_resource) {
+        (Some(r), None) => {
+            let mut namespace = string(r, "/namespace");
+            if ctx.resource().plural == "localsubjectaccessreviews" {
+                let path_ns = ctx.path.namespace.clone().unwrap_or_default();
+                if namespace.is_empty() {
+                    namespace = path_ns;
+                } else if namespace != path_ns {
+                    return Err(invalid(
+                        kind,
+                        "spec.resourceAttributes.namespace",
+                        &format!("must match namespace: {path_ns}"),
+                    ));
+                }
+            }
+            Ok(Attributes::resource(
+                user,
+                &string(r, "/verb"),
+                &string(r, "/group"),
+                &string(r, "/resource"),
+                &string(r, "/subresource"),
+                &namespace,
+                &string(r, "/name"),
+            ))
+        }
+        (None, Some(n)) => Ok(Attributes::non_resource(
+            user,
+            &string(n, "/verb"),
+            &string(n, "/path"),
+        )),
+        _ => Err(invalid(
+            kind,
+            "spec.resourceAttributes",
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        )),
+    }
+}
+
+fn rules_status(ctx: &Ctx, review: &Value) -> Value {
+    let namespace = string(review, "/spec/namespace");
+    let (rules, incomplete) = ctx.state.authorizer.rules_for(&ctx.user, &namespace);
+    let mut resource_rules = Vec::new();
+    let mut non_resource_rules = Vec::new();
+    for r in rules {
+        if r.is_non_resource() {
+            non_resource_rules
+                .push(json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}));
+        } else {
+            let mut rule = json!({"verbs": r.verbs, "apiGroups": r.api_groups,
+                "resources": r.resources});
+            if !r.resource_names.is_empty() {
+                rule["resourceNames"] = json!(r.resource_names);
+            }
+            resource_rules.push(rule);
+        }
+    }
+    json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules,
+        "incomplete": incomplete})
+}
 
 /// POST of a review resource.
 pub fn review(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
@@ -20,13 +137,18 @@ pub fn review(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
         }}),
         "tokenreviews" => json!({"authenticated": false,
             "error": "token authentication is not enabled"}),
-        "selfsubjectrulesreviews" => json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-        }),
+        "selfsubjectrulesreviews" => rules_status(ctx, &review),
         _ => {
-            json!({"allowed": true, "reason": "all authenticated users are allowed (no RBAC yet)"})
+            let attrs = access_attributes(ctx, &review)?;
+            let decision = ctx.state.authorizer.authorize(&attrs);
+            let mut status = json!({"allowed": decision.allowed()});
+            if matches!(decision, crate::authz::Decision::Deny(_)) {
+                status["denied"] = json!(true);
+            }
+            if !decision.reason().is_empty() {
+                status["reason"] = json!(decision.reason());
+            }
+            status
         }
     };
     if let Some(o) = review.as_object_mut() {

@@ -174,6 +174,13 @@ where
         let mut new = prepare_update(resource, sub, &current, new);
         admission::default_object(resource, &mut new);
         admission::validate_update(resource, &current, &new)?;
+        crate::authz::escalation::check(
+            &ctx.state.authorizer,
+            &ctx.user,
+            resource.group,
+            resource.plural,
+            &new,
+        )?;
         if same_ignoring_version(&current, &new) {
             return Ok(Updated {
                 object: current,
