@@ -318,10 +318,15 @@ pub fn start(ctx: Arc<Context>) {
             },
         );
         let worker = controller.clone();
-        runner::spawn_workers("endpoint", queue, 2, move |key| {
-            let worker = worker.clone();
-            async move { worker.reconcile(key).await }
-        });
+        runner::spawn_workers(
+            "endpoint",
+            queue,
+            controller.ctx.settings.workers.endpoint,
+            move |key| {
+                let worker = worker.clone();
+                async move { worker.reconcile(key).await }
+            },
+        );
     });
 }
 

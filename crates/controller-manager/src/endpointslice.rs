@@ -214,10 +214,15 @@ pub fn start(ctx: Arc<Context>) {
             }
         });
         let worker = controller.clone();
-        runner::spawn_workers("endpointslice", queue, 2, move |key| {
-            let worker = worker.clone();
-            async move { worker.reconcile(key).await }
-        });
+        runner::spawn_workers(
+            "endpointslice",
+            queue,
+            controller.ctx.settings.workers.endpointslice,
+            move |key| {
+                let worker = worker.clone();
+                async move { worker.reconcile(key).await }
+            },
+        );
     });
 }
 

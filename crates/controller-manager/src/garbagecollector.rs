@@ -213,10 +213,15 @@ pub fn start(ctx: Arc<Context>) {
             move || all.all_candidates(),
         );
         let worker = collector.clone();
-        runner::spawn_workers("garbagecollector", collector.queue.clone(), 2, move |key| {
-            let worker = worker.clone();
-            async move { worker.reconcile(key).await }
-        });
+        runner::spawn_workers(
+            "garbagecollector",
+            collector.queue.clone(),
+            collector.ctx.settings.workers.garbagecollector,
+            move |key| {
+                let worker = worker.clone();
+                async move { worker.reconcile(key).await }
+            },
+        );
     });
 }
 

@@ -11,6 +11,7 @@ pub mod context;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
@@ -23,12 +24,15 @@ pub mod key;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod podutil;
 pub mod queue;
 pub mod replicaset;
+pub mod rootcacertpublisher;
 pub mod runner;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod tainteviction;
 pub mod testing;
 pub mod ttlafterfinished;
 
@@ -40,7 +44,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use crate::cidr::{CidrError, Ipv4Cidr};
-use crate::context::{Context, Settings};
+use crate::context::{Context, Settings, Workers};
 use crate::events::Recorder;
 use crate::informer::Informers;
 
@@ -48,6 +52,7 @@ use crate::informer::Informers;
 pub const KNOWN_CONTROLLERS: &[&str] = &[
     "deployment",
     "replicaset",
+    "replicationcontroller",
     "endpoint",
     "endpointslice",
     "garbagecollector",
@@ -60,6 +65,10 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "job",
     "cronjob",
     "ttl-after-finished",
+    "podgc",
+    "root-ca-cert-publisher",
+    "disruption",
+    "taint-eviction-controller",
 ];
 
 /// Command-line options (upstream flag names).
@@ -100,6 +109,49 @@ pub struct Options {
     /// How often node health is checked.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub node_monitor_period: Duration,
+    /// Path to the cluster CA bundle published as the `kube-root-ca.crt` ConfigMap in every
+    /// namespace.
+    #[arg(long)]
+    pub root_ca_file: Option<PathBuf>,
+    /// Number of terminated pods that can exist before PodGC starts deleting them (0 = never).
+    #[arg(long, default_value_t = 12500)]
+    pub terminated_pod_gc_threshold: i32,
+    /// Deployments synced concurrently.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_deployment_syncs: usize,
+    /// ReplicaSets synced concurrently.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_replicaset_syncs: usize,
+    /// ReplicationControllers synced concurrently.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_rc_syncs: usize,
+    /// StatefulSets synced concurrently.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_statefulset_syncs: usize,
+    /// DaemonSets synced concurrently.
+    #[arg(long, default_value_t = 2)]
+    pub concurrent_daemonset_syncs: usize,
+    /// Jobs synced concurrently.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_job_syncs: usize,
+    /// CronJobs synced concurrently.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_cron_job_syncs: usize,
+    /// Endpoints synced concurrently.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_endpoint_syncs: usize,
+    /// Services whose EndpointSlices are synced concurrently.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_service_endpoint_syncs: usize,
+    /// Garbage collector workers.
+    #[arg(long, default_value_t = 20)]
+    pub concurrent_gc_syncs: usize,
+    /// Namespaces synced concurrently.
+    #[arg(long, default_value_t = 10)]
+    pub concurrent_namespace_syncs: usize,
+    /// TTL-after-finished workers.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_ttl_after_finished_syncs: usize,
     /// Leader election (accepted; a single instance runs for now).
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub leader_elect: bool,
@@ -120,6 +172,15 @@ pub enum RunError {
     /// `--allocate-node-cidrs` without `--cluster-cidr`.
     #[error("--allocate-node-cidrs requires --cluster-cidr")]
     MissingClusterCidr,
+    /// `--root-ca-file` could not be read.
+    #[error("reading --root-ca-file {path}: {source}")]
+    RootCaFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// `--controllers` names a controller this binary does not have.
     #[error("--controllers: unknown controller {0:?}")]
     UnknownController(String),
@@ -189,6 +250,20 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     if options.allocate_node_cidrs && cluster_cidr.is_none() {
         return Err(RunError::MissingClusterCidr);
     }
+    let root_ca = match &options.root_ca_file {
+        Some(path) => {
+            Some(
+                std::fs::read_to_string(path).map_err(|source| RunError::RootCaFile {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+        }
+        None => options
+            .kubeconfig
+            .as_deref()
+            .and_then(rootcacertpublisher::kubeconfig_ca),
+    };
     let client = component_base::client::from_kubeconfig(options.kubeconfig.as_deref()).await?;
     let health = component_base::health::Health::default();
     let address = component_base::health::serve(
@@ -207,6 +282,23 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             node_cidr_mask_size: options.node_cidr_mask_size,
             node_monitor_grace_period: options.node_monitor_grace_period,
             node_monitor_period: options.node_monitor_period,
+            workers: Workers {
+                deployment: options.concurrent_deployment_syncs,
+                replicaset: options.concurrent_replicaset_syncs,
+                replicationcontroller: options.concurrent_rc_syncs,
+                statefulset: options.concurrent_statefulset_syncs,
+                daemonset: options.concurrent_daemonset_syncs,
+                job: options.concurrent_job_syncs,
+                cronjob: options.concurrent_cron_job_syncs,
+                endpoint: options.concurrent_endpoint_syncs,
+                endpointslice: options.concurrent_service_endpoint_syncs,
+                garbagecollector: options.concurrent_gc_syncs,
+                namespace: options.concurrent_namespace_syncs,
+                ttl_after_finished: options.concurrent_ttl_after_finished_syncs,
+            },
+            root_ca,
+            terminated_pod_gc_threshold: usize::try_from(options.terminated_pod_gc_threshold)
+                .unwrap_or(0),
         },
     });
     start_controllers(ctx, &controllers);
@@ -222,6 +314,15 @@ pub fn start_controllers(ctx: Arc<Context>, controllers: &[&str]) {
         match *name {
             "deployment" => deployment::start(ctx.clone()),
             "replicaset" => replicaset::start(ctx.clone()),
+            "replicationcontroller" => replicaset::start_replication_controllers(ctx.clone()),
+            "podgc" => podgc::start(ctx.clone()),
+            "root-ca-cert-publisher" => {
+                if ctx.settings.root_ca.is_some() {
+                    rootcacertpublisher::start(ctx.clone());
+                }
+            }
+            "disruption" => disruption::start(ctx.clone()),
+            "taint-eviction-controller" => tainteviction::start(ctx.clone()),
             "endpoint" => endpoints::start(ctx.clone()),
             "endpointslice" => endpointslice::start(ctx.clone()),
             "garbagecollector" => garbagecollector::start(ctx.clone()),
@@ -285,7 +386,21 @@ mod tests {
             "10257",
             "--controllers",
             "*",
+            "--root-ca-file",
+            "/tmp/ca.crt",
+            "--terminated-pod-gc-threshold",
+            "100",
+            "--concurrent-deployment-syncs",
+            "7",
+            "--concurrent-rc-syncs",
+            "3",
         ]);
-        assert!(options.is_ok_and(|o| o.allocate_node_cidrs && o.node_cidr_mask_size == 24));
+        assert!(options.is_ok_and(|o| o.allocate_node_cidrs
+            && o.node_cidr_mask_size == 24
+            && o.terminated_pod_gc_threshold == 100
+            && o.concurrent_deployment_syncs == 7
+            && o.concurrent_rc_syncs == 3
+            && o.concurrent_gc_syncs == 20
+            && o.root_ca_file.is_some()));
     }
 }

@@ -109,10 +109,15 @@ pub fn start(ctx: Arc<Context>) {
             },
         );
         let worker = controller.clone();
-        runner::spawn_workers("namespace", queue, 2, move |key| {
-            let worker = worker.clone();
-            async move { worker.reconcile(key).await }
-        });
+        runner::spawn_workers(
+            "namespace",
+            queue,
+            controller.ctx.settings.workers.namespace,
+            move |key| {
+                let worker = worker.clone();
+                async move { worker.reconcile(key).await }
+            },
+        );
     });
 }
 

@@ -1,7 +1,8 @@
 //! The node lifecycle controller (small): a Node whose kubelet stops renewing its Lease (and
 //! posting status) for `--node-monitor-grace-period` gets its conditions set to `Unknown` and the
-//! `node.kubernetes.io/unreachable:NoSchedule` taint; a NotReady node gets
-//! `node.kubernetes.io/not-ready:NoSchedule`; a Ready node loses both.
+//! `node.kubernetes.io/unreachable` taint; a NotReady node gets `node.kubernetes.io/not-ready`;
+//! a Ready node loses both. Each is applied with effect NoSchedule (condition-based tainting) and
+//! NoExecute (taint-based eviction, carried out by [`crate::tainteviction`]).
 //!
 //! Staleness is measured with this process's own clock from when it last saw the heartbeat
 //! change (as upstream does), so clock skew between hosts does not matter.
@@ -59,7 +60,7 @@ fn ready_condition(node: &Node) -> Option<&k8s_openapi::api::core::v1::NodeCondi
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
 }
 
-/// The NoSchedule taints the node should carry given its Ready status (`None` = no condition).
+/// The lifecycle taint keys the node should carry given its Ready status (`None` = no condition).
 pub fn desired_taints(ready: Option<&str>) -> Vec<&'static str> {
     match ready {
         Some("True") => Vec::new(),
@@ -68,26 +69,30 @@ pub fn desired_taints(ready: Option<&str>) -> Vec<&'static str> {
     }
 }
 
-/// The node's taints with the lifecycle ones replaced by `wanted` (others untouched).
+/// The effects every lifecycle taint key is applied with.
+pub const EFFECTS: [&str; 2] = ["NoSchedule", "NoExecute"];
+
+/// The node's taints with the lifecycle ones replaced by `wanted`, each with both [`EFFECTS`]
+/// (others untouched; a taint already present keeps its `timeAdded`).
 pub fn reconcile_taints(existing: &[Taint], wanted: &[&str], now: jiff::Timestamp) -> Vec<Taint> {
-    let managed =
-        |t: &Taint| (t.key == UNREACHABLE || t.key == NOT_READY) && t.effect == "NoSchedule";
+    let managed = |t: &Taint| {
+        (t.key == UNREACHABLE || t.key == NOT_READY) && EFFECTS.contains(&t.effect.as_str())
+    };
     let mut taints: Vec<Taint> = existing
         .iter()
         .filter(|t| !managed(t) || wanted.contains(&t.key.as_str()))
         .cloned()
         .collect();
     for key in wanted {
-        if !taints
-            .iter()
-            .any(|t| t.key == *key && t.effect == "NoSchedule")
-        {
-            taints.push(Taint {
-                key: (*key).to_string(),
-                effect: "NoSchedule".into(),
-                time_added: Some(Time(now)),
-                value: None,
-            });
+        for effect in EFFECTS {
+            if !taints.iter().any(|t| t.key == *key && t.effect == effect) {
+                taints.push(Taint {
+                    key: (*key).to_string(),
+                    effect: effect.into(),
+                    time_added: Some(Time(now)),
+                    value: None,
+                });
+            }
         }
     }
     taints
@@ -264,8 +269,18 @@ mod tests {
             },
         ];
         let taints = reconcile_taints(&existing, &[UNREACHABLE], now);
-        let keys: Vec<_> = taints.iter().map(|t| t.key.as_str()).collect();
-        assert_eq!(keys, ["dedicated", UNREACHABLE]);
+        let keys: Vec<_> = taints
+            .iter()
+            .map(|t| (t.key.as_str(), t.effect.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("dedicated", "NoSchedule"),
+                (UNREACHABLE, "NoSchedule"),
+                (UNREACHABLE, "NoExecute")
+            ]
+        );
         assert_eq!(reconcile_taints(&existing, &[], now).len(), 1);
     }
 

@@ -1,4 +1,6 @@
 //! The ReplicaSet controller: keeps `spec.replicas` pods matching the template running.
+//! The ReplicationController controller is the same loop ([`start_replication_controllers`]):
+//! like upstream, it views each ReplicationController as a ReplicaSet ([`Replicated`]).
 //!
 //! `reconcile` claims pods (adopts matching orphans, releases owned pods that stopped matching),
 //! creates missing pods in slow-start batches or deletes surplus ones (worst-ranked first), and
@@ -11,11 +13,11 @@ use std::time::Duration;
 
 use api_types::selector::Selector;
 use futures::future::join_all;
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController, ReplicationControllerStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
 use crate::context::Context;
 use crate::events::{EventType, Recorder};
@@ -70,11 +72,132 @@ pub enum Error {
     },
 }
 
+/// An object the replica controller manages: a ReplicaSet, or a ReplicationController seen as one.
+pub trait Replicated:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// Whether a controller reference names an object of this kind.
+    fn is_owner_ref(reference: &OwnerReference) -> bool;
+    /// This object as a ReplicaSet (same metadata, spec and status).
+    fn as_replicaset(&self) -> ReplicaSet;
+    /// A copy of this object carrying `status`.
+    fn with_status(&self, status: ReplicaSetStatus) -> Self;
+}
+
+impl Replicated for ReplicaSet {
+    fn is_owner_ref(reference: &OwnerReference) -> bool {
+        reference.kind == "ReplicaSet" && reference.api_version.starts_with("apps/")
+    }
+
+    fn as_replicaset(&self) -> ReplicaSet {
+        self.clone()
+    }
+
+    fn with_status(&self, status: ReplicaSetStatus) -> Self {
+        let mut updated = self.clone();
+        updated.status = Some(status);
+        updated
+    }
+}
+
+impl Replicated for ReplicationController {
+    fn is_owner_ref(reference: &OwnerReference) -> bool {
+        reference.kind == "ReplicationController" && reference.api_version == "v1"
+    }
+
+    fn as_replicaset(&self) -> ReplicaSet {
+        rc_as_replicaset(self)
+    }
+
+    fn with_status(&self, status: ReplicaSetStatus) -> Self {
+        let mut updated = self.clone();
+        updated.status = Some(rs_status_as_rc(&status));
+        updated
+    }
+}
+
+/// A ReplicationController as the equivalent ReplicaSet: its map selector becomes `matchLabels`
+/// (defaulting to the template's labels, as the apiserver defaults it upstream).
+pub fn rc_as_replicaset(rc: &ReplicationController) -> ReplicaSet {
+    let spec = rc.spec.clone().unwrap_or_default();
+    let template_labels = spec
+        .template
+        .as_ref()
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone());
+    let selector = spec.selector.filter(|s| !s.is_empty()).or(template_labels);
+    let status = rc.status.as_ref().map(|status| ReplicaSetStatus {
+        replicas: status.replicas,
+        fully_labeled_replicas: status.fully_labeled_replicas,
+        ready_replicas: status.ready_replicas,
+        available_replicas: status.available_replicas,
+        observed_generation: status.observed_generation,
+        conditions: status.conditions.as_ref().map(|conditions| {
+            conditions
+                .iter()
+                .map(|c| k8s_openapi::api::apps::v1::ReplicaSetCondition {
+                    last_transition_time: c.last_transition_time.clone(),
+                    message: c.message.clone(),
+                    reason: c.reason.clone(),
+                    status: c.status.clone(),
+                    type_: c.type_.clone(),
+                })
+                .collect()
+        }),
+        terminating_replicas: None,
+    });
+    ReplicaSet {
+        metadata: rc.metadata.clone(),
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(spec.replicas.unwrap_or(1)),
+            min_ready_seconds: spec.min_ready_seconds,
+            selector: LabelSelector {
+                match_labels: selector,
+                match_expressions: None,
+            },
+            template: spec.template,
+        }),
+        status,
+    }
+}
+
+/// A ReplicaSet status in ReplicationController form.
+pub fn rs_status_as_rc(status: &ReplicaSetStatus) -> ReplicationControllerStatus {
+    ReplicationControllerStatus {
+        replicas: status.replicas,
+        fully_labeled_replicas: status.fully_labeled_replicas,
+        ready_replicas: status.ready_replicas,
+        available_replicas: status.available_replicas,
+        observed_generation: status.observed_generation,
+        conditions: status.conditions.as_ref().map(|conditions| {
+            conditions
+                .iter()
+                .map(
+                    |c| k8s_openapi::api::core::v1::ReplicationControllerCondition {
+                        last_transition_time: c.last_transition_time.clone(),
+                        message: c.message.clone(),
+                        reason: c.reason.clone(),
+                        status: c.status.clone(),
+                        type_: c.type_.clone(),
+                    },
+                )
+                .collect()
+        }),
+    }
+}
+
 /// The running controller's state.
 #[derive(Clone)]
-struct Controller {
+struct Controller<K: Replicated> {
     ctx: Arc<Context>,
-    replicasets: Informer<ReplicaSet>,
+    replicasets: Informer<K>,
     pods: Informer<Pod>,
     expectations: Expectations,
     recorder: Recorder,
@@ -82,11 +205,32 @@ struct Controller {
 
 /// Starts the ReplicaSet controller.
 pub fn start(ctx: Arc<Context>) {
-    let controller = Controller {
-        replicasets: ctx.informers.get::<ReplicaSet>(),
+    let workers = ctx.settings.workers.replicaset;
+    start_for::<ReplicaSet>(ctx, "replicaset", "replicaset-controller", workers);
+}
+
+/// Starts the ReplicationController controller (upstream's replication manager).
+pub fn start_replication_controllers(ctx: Arc<Context>) {
+    let workers = ctx.settings.workers.replicationcontroller;
+    start_for::<ReplicationController>(
+        ctx,
+        "replicationcontroller",
+        "replication-controller",
+        workers,
+    );
+}
+
+fn start_for<K: Replicated>(
+    ctx: Arc<Context>,
+    name: &'static str,
+    component: &str,
+    workers: usize,
+) {
+    let controller = Controller::<K> {
+        replicasets: ctx.informers.get::<K>(),
         pods: ctx.informers.get::<Pod>(),
         expectations: Expectations::default(),
-        recorder: ctx.recorder.for_component("replicaset-controller"),
+        recorder: ctx.recorder.for_component(component),
         ctx,
     };
     let queue: WorkQueue<ObjectKey> = WorkQueue::new();
@@ -107,30 +251,23 @@ pub fn start(ctx: Arc<Context>) {
             handler.pod_changed(change)
         });
         let worker = controller.clone();
-        runner::spawn_workers("replicaset", queue, 2, move |key| {
+        runner::spawn_workers(name, queue, workers, move |key| {
             let worker = worker.clone();
             async move { worker.reconcile(key).await }
         });
     });
 }
 
-/// Whether `owner` is the ReplicaSet a pod's controller reference names.
-fn is_replicaset_ref(
-    reference: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-) -> bool {
-    reference.kind == "ReplicaSet" && reference.api_version.starts_with("apps/")
-}
-
-impl Controller {
+impl<K: Replicated> Controller<K> {
     /// The ReplicaSet a pod's controller reference resolves to (only if the uid matches).
     fn resolve_owner(&self, pod: &Pod) -> Option<ObjectKey> {
         let reference = podutil::controller_of(&pod.metadata)?;
-        if !is_replicaset_ref(reference) {
+        if !K::is_owner_ref(reference) {
             return None;
         }
         let namespace = pod.namespace().unwrap_or_default();
         let rs = self.replicasets.get(Some(&namespace), &reference.name)?;
-        (rs.metadata.uid.as_deref() == Some(reference.uid.as_str()))
+        (rs.meta().uid.as_deref() == Some(reference.uid.as_str()))
             .then(|| ObjectKey::new(&namespace, &reference.name))
     }
 
@@ -142,7 +279,8 @@ impl Controller {
             .list_in(&namespace)
             .iter()
             .filter(|rs| {
-                rs.spec
+                rs.as_replicaset()
+                    .spec
                     .as_ref()
                     .and_then(|s| Selector::from_label_selector(&s.selector).ok())
                     .is_some_and(|s| !s.is_empty() && s.matches(labels))
@@ -204,10 +342,11 @@ impl Controller {
     }
 
     async fn reconcile(&self, key: ObjectKey) -> Result<Option<Duration>, Error> {
-        let Some(rs) = self.replicasets.get(key.namespace(), &key.name) else {
+        let Some(original) = self.replicasets.get(key.namespace(), &key.name) else {
             self.expectations.forget(&key);
             return Ok(None);
         };
+        let rs = Arc::new(original.as_replicaset());
         let spec = rs.spec.clone().unwrap_or_default();
         let selector = match Selector::from_label_selector(&spec.selector) {
             Ok(selector) if !selector.is_empty() => selector,
@@ -228,7 +367,7 @@ impl Controller {
         let mut owned = claim.owned;
         for pod in claim.adopt {
             // Re-check the owner is live and not being deleted (upstream's canAdopt).
-            let fresh = Api::<ReplicaSet>::namespaced(self.ctx.client.clone(), &key.namespace)
+            let fresh = Api::<K>::namespaced(self.ctx.client.clone(), &key.namespace)
                 .get_opt(&key.name)
                 .await
                 .map_err(|source| Error::ClaimPod {
@@ -236,13 +375,13 @@ impl Controller {
                     source,
                 })?;
             let still_ours = fresh.is_some_and(|f| {
-                f.metadata.uid == rs.metadata.uid && f.metadata.deletion_timestamp.is_none()
+                f.meta().uid == rs.metadata.uid && f.meta().deletion_timestamp.is_none()
             });
             if !still_ours {
                 break;
             }
             let mut references = pod.metadata.owner_references.clone().unwrap_or_default();
-            references.push(podutil::controller_ref(rs.as_ref()));
+            references.push(podutil::controller_ref(original.as_ref()));
             patch_owner_references(&pods_api, &pod, references).await?;
             owned.push(pod);
         }
@@ -260,15 +399,17 @@ impl Controller {
 
         let mut result = Ok(());
         if needs_sync && rs.metadata.deletion_timestamp.is_none() {
-            result = self.manage_replicas(&rs, &owned, &pods_api).await;
+            result = self
+                .manage_replicas(original.as_ref(), &rs, &owned, &pods_api)
+                .await;
         }
 
         let now = jiff::Timestamp::now();
-        let status = calculate_status(&rs, &owned, now);
+        let mut status = calculate_status(&rs, &owned, now);
+        set_replica_failure(&mut status, result.as_ref().err(), now);
         if !status_equal(rs.status.as_ref(), &status) {
-            let mut updated = (*rs).clone();
-            updated.status = Some(status.clone());
-            Api::<ReplicaSet>::namespaced(self.ctx.client.clone(), &key.namespace)
+            let updated = original.with_status(status.clone());
+            Api::<K>::namespaced(self.ctx.client.clone(), &key.namespace)
                 .replace_status(&key.name, &PostParams::default(), &updated)
                 .await
                 .map_err(|source| Error::UpdateStatus {
@@ -288,6 +429,7 @@ impl Controller {
 
     async fn manage_replicas(
         &self,
+        original: &K,
         rs: &ReplicaSet,
         owned: &[Arc<Pod>],
         pods_api: &Api<Pod>,
@@ -298,7 +440,8 @@ impl Controller {
         if owned.len() < desired {
             let missing = (desired - owned.len()).min(BURST_REPLICAS);
             self.expectations.expect_creations(&key, missing);
-            let template = pod_from_template(rs);
+            let mut template = pod_from_template(rs);
+            template.metadata.owner_references = Some(vec![podutil::controller_ref(original)]);
             let post = PostParams::default();
             let mut attempted = 0;
             let mut failure = None;
@@ -310,7 +453,7 @@ impl Controller {
                         Ok(pod) => {
                             self.recorder
                                 .record(
-                                    rs,
+                                    original,
                                     EventType::Normal,
                                     "SuccessfulCreate",
                                     &format!("Created pod: {}", pod.name_any()),
@@ -321,7 +464,7 @@ impl Controller {
                             self.expectations.creation_observed(&key);
                             self.recorder
                                 .record(
-                                    rs,
+                                    original,
                                     EventType::Warning,
                                     "FailedCreate",
                                     &format!("Error creating: {source}"),
@@ -369,7 +512,7 @@ impl Controller {
                     Ok(_) => {
                         self.recorder
                             .record(
-                                rs,
+                                original,
                                 EventType::Normal,
                                 "SuccessfulDelete",
                                 &format!("Deleted pod: {name}"),
@@ -596,6 +739,54 @@ pub fn calculate_status(
     }
 }
 
+/// Sets or clears the `ReplicaFailure` condition after a sync (upstream: set to True with reason
+/// FailedCreate/FailedDelete and the API error when managing replicas failed and none is set yet,
+/// removed once a sync succeeds).
+pub fn set_replica_failure(
+    status: &mut ReplicaSetStatus,
+    failure: Option<&Error>,
+    now: jiff::Timestamp,
+) {
+    let present = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "ReplicaFailure");
+    match failure {
+        Some(error) if !present => {
+            let (reason, source) = match error {
+                Error::CreatePod { source, .. } => ("FailedCreate", source),
+                Error::DeletePod { source, .. } => ("FailedDelete", source),
+                _ => return,
+            };
+            let message = match source {
+                kube::Error::Api(status) => status.message.clone(),
+                other => other.to_string(),
+            };
+            status.conditions.get_or_insert_with(Vec::new).push(
+                k8s_openapi::api::apps::v1::ReplicaSetCondition {
+                    type_: "ReplicaFailure".into(),
+                    status: "True".into(),
+                    reason: Some(reason.into()),
+                    message: Some(message),
+                    last_transition_time: Some(
+                        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+                    ),
+                },
+            );
+        }
+        None if present => {
+            if let Some(conditions) = status.conditions.as_mut() {
+                conditions.retain(|c| c.type_ != "ReplicaFailure");
+            }
+            if status.conditions.as_ref().is_some_and(Vec::is_empty) {
+                status.conditions = None;
+            }
+        }
+        _ => {}
+    }
+}
+
 fn status_equal(old: Option<&ReplicaSetStatus>, new: &ReplicaSetStatus) -> bool {
     old.is_some_and(|old| old == new)
 }
@@ -700,6 +891,58 @@ mod tests {
         assert_eq!(names(&claim.owned), ["owned"]);
         assert_eq!(names(&claim.adopt), ["orphan"]);
         assert_eq!(names(&claim.release), ["stray"]);
+        Ok(())
+    }
+
+    #[test]
+    fn failed_creations_set_replica_failure_until_a_sync_succeeds() {
+        let mut status = ReplicaSetStatus::default();
+        let error = Error::CreatePod {
+            rs: "default/web".into(),
+            source: kube::Error::Api(Box::new(
+                kube::core::Status::failure("exceeded quota", "Forbidden").with_code(403),
+            )),
+        };
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        set_replica_failure(&mut status, Some(&error), now);
+        let conditions = status.conditions.clone().unwrap_or_default();
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].type_, "ReplicaFailure");
+        assert_eq!(conditions[0].reason.as_deref(), Some("FailedCreate"));
+        assert_eq!(conditions[0].message.as_deref(), Some("exceeded quota"));
+        set_replica_failure(&mut status, None, now);
+        assert!(status.conditions.is_none());
+    }
+
+    #[test]
+    fn replication_controllers_are_viewed_as_replica_sets() -> anyhow::Result<()> {
+        let rc: ReplicationController = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "legacy", "namespace": "default", "uid": "u"},
+            "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "legacy"}}}},
+            "status": {"replicas": 1, "readyReplicas": 1,
+                "conditions": [{"type": "ReplicaFailure", "status": "True"}]}
+        }))?;
+        let rs = rc_as_replicaset(&rc);
+        let spec = rs.spec.clone().unwrap_or_default();
+        assert_eq!(spec.replicas, Some(2));
+        assert_eq!(
+            spec.selector.match_labels,
+            Some(labels(&[("app", "legacy")]))
+        );
+        let status = rs.status.clone().unwrap_or_default();
+        assert_eq!((status.replicas, status.ready_replicas), (1, Some(1)));
+        let back = rc.with_status(status);
+        assert_eq!(back.status.as_ref().map(|s| s.replicas), Some(1));
+        assert_eq!(
+            back.status
+                .and_then(|s| s.conditions)
+                .map(|c| c[0].type_.clone())
+                .as_deref(),
+            Some("ReplicaFailure")
+        );
+        let reference = podutil::controller_ref(&rc);
+        assert!(ReplicationController::is_owner_ref(&reference));
+        assert!(!ReplicaSet::is_owner_ref(&reference));
         Ok(())
     }
 

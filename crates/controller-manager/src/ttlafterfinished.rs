@@ -77,10 +77,15 @@ pub fn start(ctx: Arc<Context>) {
             _ => Vec::new(),
         });
         let worker = controller.clone();
-        runner::spawn_workers("ttl-after-finished", queue, 2, move |key| {
-            let worker = worker.clone();
-            async move { worker.reconcile(key).await }
-        });
+        runner::spawn_workers(
+            "ttl-after-finished",
+            queue,
+            controller.ctx.settings.workers.ttl_after_finished,
+            move |key| {
+                let worker = worker.clone();
+                async move { worker.reconcile(key).await }
+            },
+        );
     });
 }
 

@@ -438,3 +438,101 @@ async fn recreate_replaces_all_pods_and_paused_deployments_do_not_roll_out() -> 
     .await?;
     Ok(())
 }
+
+/// The command of the Deployment's first container.
+fn template_command(d: &Deployment) -> Vec<String> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.command.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubectl_rollout_undo_restores_the_previous_template() -> anyhow::Result<()> {
+    let kubectl = std::path::Path::new("/usr/bin/kubectl");
+    if !kubectl.exists() {
+        return Ok(());
+    }
+    let (server, client) = start_cluster().await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deployments
+        .create(&PostParams::default(), &deployment(2, "httpd -f -p 8080")?)
+        .await?;
+    wait_for("revision 1", || rollout_complete(&deployments, 2)).await?;
+    let first = template_command(&deployments.get("web").await?);
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{
+        "name": "httpd", "image": "busybox:1.35", "command": ["sh", "-c", "httpd -f -p 8080 -v"],
+        "ports": [{"name": "http", "containerPort": 8080}]
+    }]}}}});
+    deployments
+        .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    wait_for("revision 2", || async {
+        let d = deployments.get("web").await?;
+        Ok(d.annotations()
+            .get("deployment.kubernetes.io/revision")
+            .map(String::as_str)
+            == Some("2")
+            && rollout_complete(&deployments, 2).await?)
+    })
+    .await?;
+    assert_ne!(template_command(&deployments.get("web").await?), first);
+
+    let output = tokio::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .args(["rollout", "undo", "deployment/web"])
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "kubectl rollout undo failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("rolled back"), "{stdout}");
+
+    // The first ReplicaSet becomes revision 3 and remembers it was revision 1.
+    wait_for("revision 3", || async {
+        let d = deployments.get("web").await?;
+        Ok(d.annotations()
+            .get("deployment.kubernetes.io/revision")
+            .map(String::as_str)
+            == Some("3")
+            && rollout_complete(&deployments, 2).await?)
+    })
+    .await?;
+    assert_eq!(template_command(&deployments.get("web").await?), first);
+    let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let all = replicasets.list(&ListParams::default()).await?.items;
+    assert_eq!(all.len(), 2, "rollback reuses the old replica set");
+    let current = all
+        .iter()
+        .find(|rs| rs.spec.as_ref().and_then(|s| s.replicas) == Some(2))
+        .context("scaled-up replica set")?;
+    let annotations = current.annotations();
+    assert_eq!(
+        annotations
+            .get("deployment.kubernetes.io/revision")
+            .map(String::as_str),
+        Some("3")
+    );
+    assert_eq!(
+        annotations
+            .get("deployment.kubernetes.io/revision-history")
+            .map(String::as_str),
+        Some("1")
+    );
+    for pod in running_pods(&client).await? {
+        let command = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.command.clone())
+            .unwrap_or_default();
+        assert_eq!(command, first);
+    }
+    Ok(())
+}

@@ -248,10 +248,15 @@ pub fn start_with(ctx: Arc<Context>, settings: CronJobSettings) {
             });
         }
         let worker = controller.clone();
-        runner::spawn_workers("cronjob", queue, 5, move |key| {
-            let worker = worker.clone();
-            async move { worker.reconcile(key).await }
-        });
+        runner::spawn_workers(
+            "cronjob",
+            queue,
+            controller.ctx.settings.workers.cronjob,
+            move |key| {
+                let worker = worker.clone();
+                async move { worker.reconcile(key).await }
+            },
+        );
     });
 }
 

@@ -483,10 +483,15 @@ pub fn start(ctx: Arc<Context>) {
             },
         );
         let worker = controller.clone();
-        runner::spawn_workers("daemonset", queue, 2, move |key| {
-            let worker = worker.clone();
-            async move { worker.reconcile(key).await }
-        });
+        runner::spawn_workers(
+            "daemonset",
+            queue,
+            controller.ctx.settings.workers.daemonset,
+            move |key| {
+                let worker = worker.clone();
+                async move { worker.reconcile(key).await }
+            },
+        );
     });
 }
 

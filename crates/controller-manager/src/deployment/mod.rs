@@ -143,10 +143,15 @@ pub fn start(ctx: Arc<Context>) {
             },
         );
         let worker = controller.clone();
-        runner::spawn_workers("deployment", queue.clone(), 2, move |key| {
-            let worker = worker.clone();
-            async move { worker.reconcile(key).await }
-        });
+        runner::spawn_workers(
+            "deployment",
+            queue.clone(),
+            controller.ctx.settings.workers.deployment,
+            move |key| {
+                let worker = worker.clone();
+                async move { worker.reconcile(key).await }
+            },
+        );
         // Progress deadlines are checked by a periodic resync as well.
         let deployments = controller.deployments.clone();
         runner::resync_every(queue, Duration::from_secs(30), move || {

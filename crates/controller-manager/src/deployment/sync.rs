@@ -216,9 +216,7 @@ impl Sync<'_> {
             let mut annotations = rs.metadata.annotations.clone().unwrap_or_default();
             let before = annotations.clone();
             annotations.extend(util::copyable_annotations(&self.d));
-            if util::revision(Some(&annotations)) < max_old_revision + 1 {
-                annotations.insert(util::REVISION.into(), new_revision.clone());
-            }
+            util::bump_revision(&mut annotations, max_old_revision + 1);
             let min_ready = self.d.spec.as_ref().and_then(|s| s.min_ready_seconds);
             let rs_min_ready = rs.spec.as_ref().and_then(|s| s.min_ready_seconds);
             if annotations != before || min_ready.unwrap_or(0) != rs_min_ready.unwrap_or(0) {
@@ -652,6 +650,11 @@ impl Sync<'_> {
                         u64::try_from(remaining.max(1)).unwrap_or(1) + 1,
                     ));
                 }
+            }
+            // Surface a ReplicaSet's ReplicaFailure (the new one first), as upstream does.
+            match util::replica_failure(all, new) {
+                Some(condition) => util::set_condition(&mut status, condition),
+                None => util::remove_condition(&mut status, "ReplicaFailure"),
             }
         }
         self.d.status = Some(status);

@@ -240,6 +240,48 @@ pub fn revision(annotations: Option<&BTreeMap<String, String>>) -> i64 {
         .unwrap_or(0)
 }
 
+/// Longest `deployment.kubernetes.io/revision-history` value kept (upstream's 2000 characters).
+const MAX_REVISION_HISTORY_CHARS: usize = 2000;
+
+/// Raises a ReplicaSet's revision annotation to `new_revision` (never lowers it). When it had
+/// a revision before, that one is appended to the revision-history annotation, dropping the oldest
+/// entries beyond [`MAX_REVISION_HISTORY_CHARS`] (upstream's SetNewReplicaSetAnnotations: a
+/// rolled-back-to ReplicaSet remembers the revisions it served). Returns whether anything changed.
+pub fn bump_revision(annotations: &mut BTreeMap<String, String>, new_revision: i64) -> bool {
+    let old = annotations.get(REVISION).cloned();
+    let old_number = old
+        .as_deref()
+        .and_then(|r| r.parse::<i64>().ok())
+        .unwrap_or(0);
+    if old_number >= new_revision {
+        return false;
+    }
+    annotations.insert(REVISION.into(), new_revision.to_string());
+    if let Some(old) = old.filter(|o| !o.is_empty()) {
+        let history = annotations
+            .get(REVISION_HISTORY)
+            .cloned()
+            .unwrap_or_default();
+        if history.is_empty() {
+            annotations.insert(REVISION_HISTORY.into(), old);
+        } else {
+            let mut entries: Vec<&str> = history.split(',').collect();
+            let mut total = history.len() + old.len() + 1;
+            let mut start = 0;
+            while total > MAX_REVISION_HISTORY_CHARS && start < entries.len() {
+                total -= entries[start].len() + 1;
+                start += 1;
+            }
+            if total <= MAX_REVISION_HISTORY_CHARS {
+                entries.drain(..start);
+                entries.push(&old);
+                annotations.insert(REVISION_HISTORY.into(), entries.join(","));
+            }
+        }
+    }
+    true
+}
+
 /// An integer annotation.
 pub fn int_annotation(annotations: Option<&BTreeMap<String, String>>, name: &str) -> Option<i32> {
     annotations
@@ -305,6 +347,26 @@ pub fn set_condition(status: &mut DeploymentStatus, mut condition: DeploymentCon
         .conditions
         .get_or_insert_with(Vec::new)
         .push(condition);
+}
+
+/// The first `ReplicaFailure=True` condition of the new ReplicaSet, else of any other, as a
+/// Deployment condition (upstream's getReplicaFailures).
+pub fn replica_failure(all: &[ReplicaSet], new: Option<usize>) -> Option<DeploymentCondition> {
+    let order = new
+        .into_iter()
+        .chain((0..all.len()).filter(|i| Some(*i) != new));
+    order
+        .filter_map(|i| all.get(i))
+        .flat_map(|rs| rs.status.iter().flat_map(|s| s.conditions.iter().flatten()))
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+        .map(|c| DeploymentCondition {
+            type_: c.type_.clone(),
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            last_update_time: c.last_transition_time.clone(),
+            last_transition_time: c.last_transition_time.clone(),
+        })
 }
 
 /// Removes the condition of `type_`.
@@ -384,6 +446,22 @@ mod tests {
         assert_ne!(a, compute_hash(&template, Some(1)));
         assert!(a.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
         assert!(!a.is_empty() && a.len() <= 10);
+    }
+
+    #[test]
+    fn bumping_a_revision_remembers_the_old_one_in_the_history() {
+        let mut annotations = BTreeMap::new();
+        assert!(bump_revision(&mut annotations, 1));
+        assert_eq!(annotations.get(REVISION).map(String::as_str), Some("1"));
+        assert!(!annotations.contains_key(REVISION_HISTORY));
+        assert!(bump_revision(&mut annotations, 3));
+        assert!(!bump_revision(&mut annotations, 2));
+        assert!(bump_revision(&mut annotations, 5));
+        assert_eq!(annotations.get(REVISION).map(String::as_str), Some("5"));
+        assert_eq!(
+            annotations.get(REVISION_HISTORY).map(String::as_str),
+            Some("1,3")
+        );
     }
 
     #[test]

@@ -118,7 +118,11 @@ struct Controller {
 
 /// Starts the Job controller with upstream's settings.
 pub fn start(ctx: Arc<Context>) {
-    start_with(ctx, JobSettings::default());
+    let settings = JobSettings {
+        workers: ctx.settings.workers.job,
+        ..JobSettings::default()
+    };
+    start_with(ctx, settings);
 }
 
 /// Starts the Job controller with `settings`.

@@ -255,10 +255,15 @@ pub fn start(ctx: Arc<Context>) {
             handler.pod_changed(change)
         });
         let worker = controller.clone();
-        runner::spawn_workers("statefulset", queue, 2, move |key| {
-            let worker = worker.clone();
-            async move { worker.reconcile(key).await }
-        });
+        runner::spawn_workers(
+            "statefulset",
+            queue,
+            controller.ctx.settings.workers.statefulset,
+            move |key| {
+                let worker = worker.clone();
+                async move { worker.reconcile(key).await }
+            },
+        );
     });
 }
 
