@@ -268,7 +268,8 @@ stop_here apiserver
 start kube-controller-manager "$KUBE_BIN_DIR/kube-controller-manager" \
     --kubeconfig "$DIR/controller-manager.kubeconfig" \
     --cluster-cidr 10.244.0.0/16 --allocate-node-cidrs --node-cidr-mask-size 24 \
-    --service-cluster-ip-range 10.96.0.0/12 --secure-port 10257 --controllers '*'
+    --service-cluster-ip-range 10.96.0.0/12 --secure-port 10257 --controllers '*' \
+    --root-ca-file "$CERTS/ca.crt"
 
 start kube-scheduler "$KUBE_BIN_DIR/kube-scheduler" \
     --kubeconfig "$DIR/scheduler.kubeconfig" --secure-port 10259
@@ -284,7 +285,7 @@ start kubelet "$KUBE_BIN_DIR/kubelet" \
 
 start kube-proxy "$KUBE_BIN_DIR/kube-proxy" \
     --kubeconfig "$DIR/kube-proxy.kubeconfig" --hostname-override "$NODE_NAME" \
-    --cluster-cidr 10.244.0.0/16 \
+    --cluster-cidr 10.244.0.0/16 --service-cluster-ip-range 10.96.0.0/12 \
     --healthz-bind-address 0.0.0.0:10256 --metrics-bind-address 127.0.0.1:10249
 
 start kube-dns "$KUBE_BIN_DIR/kube-dns" \
