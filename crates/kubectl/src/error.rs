@@ -53,6 +53,10 @@ pub enum Error {
     /// The remote command exited non-zero.
     #[error("command terminated with exit code {0}")]
     ExitCode(i32),
+    /// A command that already said everything it had to and only sets the exit status (`auth can-i`
+    /// answering "no").
+    #[error("")]
+    Silent(i32),
     /// Several independent failures (one line each), as upstream aggregates them.
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
     Many(Vec<Error>),
@@ -73,7 +77,7 @@ impl Error {
     /// The process exit status that goes with this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::ExitCode(code) => *code,
+            Error::ExitCode(code) | Error::Silent(code) => *code,
             _ => 1,
         }
     }
@@ -84,6 +88,7 @@ impl Error {
             Error::Api(status) | Error::ApiStep(status) if status.reason != "Unauthorized" => {
                 self.to_string()
             }
+            Error::Silent(_) => String::new(),
             Error::ExitCode(_) | Error::Configuration(_) | Error::ConnectionRefused(_) => {
                 self.to_string()
             }

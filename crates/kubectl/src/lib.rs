@@ -76,5 +76,13 @@ async fn dispatch(s: &mut Session, command: Command) -> Result<()> {
         Command::Annotate(a) => cmd::label::run(s, a, cmd::label::Field::Annotations).await,
         Command::Patch(a) => cmd::patch::run(s, a).await,
         Command::Config(a) => cmd::config::run(s, a).await,
+        Command::Cordon(a) => cmd::node::cordon(s, a, true).await,
+        Command::Uncordon(a) => cmd::node::cordon(s, a, false).await,
+        Command::Taint(a) => cmd::node::taint(s, a).await,
+        Command::Drain(a) => cmd::drain::run(s, a).await,
+        Command::Events(a) => cmd::events::run(s, a).await,
+        Command::Auth(a) => cmd::auth::run(s, a).await,
+        Command::ApiVersions(_) => cmd::auth::api_versions(s).await,
+        Command::Edit(a) => cmd::edit::run(s, a).await,
     }
 }

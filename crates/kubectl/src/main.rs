@@ -25,7 +25,10 @@ async fn main() {
     let code = match kubectl::run(options).await {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("{}", err.report());
+            let report = err.report();
+            if !report.is_empty() {
+                eprintln!("{report}");
+            }
             err.exit_code()
         }
     };

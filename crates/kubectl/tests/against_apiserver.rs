@@ -29,8 +29,11 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<Run> {
     let code = match result {
         Ok(()) => code,
         Err(e) => {
-            err_text.push_str(&e.report());
-            err_text.push('\n');
+            let report = e.report();
+            if !report.is_empty() {
+                err_text.push_str(&report);
+                err_text.push('\n');
+            }
             e.exit_code()
         }
     };
@@ -647,6 +650,626 @@ async fn a_refused_connection_is_reported_like_upstream() -> anyhow::Result<()> 
     assert_eq!(
         run.err,
         format!("The connection to the server 127.0.0.1:{port} was refused - did you specify the right host or port?\n")
+    );
+    Ok(())
+}
+
+/// Runs `args` with our kubectl on the object named `ours` and, when installed, with the upstream
+/// one on `theirs` (`{}` in the arguments is the name); their output, with the name swapped back,
+/// must equal ours (stdout lines compared sorted when `sorted`).
+async fn both(
+    kc: &Path,
+    args: &[&str],
+    ours: &str,
+    theirs: &str,
+    sorted: bool,
+) -> anyhow::Result<Run> {
+    let with = |name: &str| -> Vec<String> { args.iter().map(|a| a.replace("{}", name)).collect() };
+    let our_args = with(ours);
+    let our_refs: Vec<&str> = our_args.iter().map(String::as_str).collect();
+    let run = kubectl(kc, &our_refs).await?;
+    let their_args = with(theirs);
+    let their_refs: Vec<&str> = their_args.iter().map(String::as_str).collect();
+    if let Some(them) = upstream(kc, &their_refs).await? {
+        let fix = |s: &str| s.replace(theirs, ours);
+        let lines = |s: &str| {
+            let mut l: Vec<String> = s.lines().map(str::to_string).collect();
+            if sorted {
+                l.sort();
+            }
+            l
+        };
+        assert_eq!(
+            lines(&run.out),
+            lines(&fix(&them.out)),
+            "stdout of {args:?}; stderr ours {:?} theirs {:?}",
+            run.err,
+            them.err
+        );
+        // Upstream groups some messages in Go map order: compare those pieces sorted.
+        let pieces = |s: &str| {
+            let mut p: Vec<String> = if sorted {
+                s.split(['\n', ';']).map(|p| p.trim().to_string()).collect()
+            } else {
+                vec![s.to_string()]
+            };
+            p.sort();
+            p
+        };
+        assert_eq!(
+            pieces(&run.err),
+            pieces(&fix(&them.err)),
+            "stderr of {args:?}"
+        );
+        assert_eq!(run.code, them.code, "status of {args:?}");
+    }
+    Ok(run)
+}
+
+#[tokio::test]
+async fn create_generators_build_what_upstream_builds() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let kc = server.kubeconfig.clone();
+    let file = write(server.dir(), "app.conf", "port=80\n")?;
+    let env = write(server.dir(), "vars.env", "# c\nA=1\nB=two\n")?;
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "create".into(),
+                "configmap".into(),
+                "{}".into(),
+                "--from-literal=k=v".into(),
+                format!("--from-file={file}"),
+            ],
+            "{.data}",
+        ),
+        (
+            vec![
+                "create".into(),
+                "configmap".into(),
+                "{}-env".into(),
+                format!("--from-env-file={env}"),
+            ],
+            "{.data}",
+        ),
+        (
+            vec![
+                "create".into(),
+                "secret".into(),
+                "generic".into(),
+                "{}".into(),
+                "--from-literal=user=admin".into(),
+                format!("--from-file=conf={file}"),
+            ],
+            "{.data} {.type}",
+        ),
+        (
+            vec![
+                "create".into(),
+                "secret".into(),
+                "docker-registry".into(),
+                "{}-reg".into(),
+                "--docker-username=u".into(),
+                "--docker-password=p".into(),
+                "--docker-email=e@x".into(),
+            ],
+            "{.data} {.type}",
+        ),
+        (
+            vec![
+                "create".into(),
+                "job".into(),
+                "{}".into(),
+                "--image=busybox:1.35".into(),
+                "--".into(),
+                "date".into(),
+            ],
+            "{.spec.template.spec.containers} {.spec.template.spec.restartPolicy}",
+        ),
+        (
+            vec![
+                "create".into(),
+                "cronjob".into(),
+                "{}".into(),
+                "--image=busybox:1.35".into(),
+                "--schedule=*/5 * * * *".into(),
+            ],
+            "{.spec.schedule} {.spec.jobTemplate.spec.template.spec.containers[0].image}",
+        ),
+        (
+            vec!["create".into(), "serviceaccount".into(), "{}".into()],
+            "{.metadata.name}",
+        ),
+        (
+            vec![
+                "create".into(),
+                "role".into(),
+                "{}".into(),
+                "--verb=get,list".into(),
+                "--resource=pods,deployments.apps,pods/log".into(),
+            ],
+            "{.rules}",
+        ),
+        (
+            vec![
+                "create".into(),
+                "clusterrole".into(),
+                "{}".into(),
+                "--verb=get".into(),
+                "--resource=nodes".into(),
+                "--resource-name=n1".into(),
+            ],
+            "{.rules}",
+        ),
+        (
+            vec![
+                "create".into(),
+                "rolebinding".into(),
+                "{}".into(),
+                "--clusterrole=view".into(),
+                "--user=alice".into(),
+                "--group=devs".into(),
+                "--serviceaccount=default:robot".into(),
+            ],
+            "{.roleRef} {.subjects}",
+        ),
+        (
+            vec![
+                "create".into(),
+                "clusterrolebinding".into(),
+                "{}".into(),
+                "--clusterrole=view".into(),
+                "--user=alice".into(),
+            ],
+            "{.roleRef} {.subjects}",
+        ),
+    ];
+    for (args, fields) in cases {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = both(&kc, &refs, "gen-a", "gen-b", false).await?;
+        assert_eq!(run.code, 0, "{args:?}: {}", run.err);
+        assert!(run.out.ends_with(" created\n"), "{}", run.out);
+        let kind = if args[1] == "secret" {
+            "secret"
+        } else {
+            args[1].as_str()
+        };
+        let jsonpath = format!("jsonpath={fields}");
+        let get = [
+            "get",
+            kind,
+            &args[if kind == "secret" { 3 } else { 2 }],
+            "-o",
+            &jsonpath,
+        ];
+        let run = both(&kc, &get, "gen-a", "gen-b", false).await?;
+        assert_eq!(run.code, 0, "{get:?}: {}", run.err);
+    }
+    let run = kubectl(
+        &kc,
+        &["create", "role", "bad", "--verb=frob", "--resource=pods"],
+    )
+    .await?;
+    assert_eq!(
+        (run.err.as_str(), run.code),
+        ("error: invalid verb: 'frob'\n", 1)
+    );
+    let junk = write(server.dir(), "junk.pem", "not pem\n")?;
+    let tls = [
+        "create",
+        "secret",
+        "tls",
+        "{}",
+        "--cert",
+        junk.as_str(),
+        "--key",
+        junk.as_str(),
+    ];
+    let run = both(&kc, &tls, "tls-a", "tls-b", false).await?;
+    assert_eq!(run.code, 1);
+    let run = kubectl(
+        &kc,
+        &[
+            "create",
+            "cm",
+            "dry",
+            "--from-literal=a=b",
+            "--dry-run=client",
+            "-o",
+            "name",
+        ],
+    )
+    .await?;
+    assert_eq!(run.out, "configmap/dry\n");
+    let run = kubectl(&kc, &["get", "cm", "dry"]).await?;
+    assert_eq!(run.code, 1);
+    Ok(())
+}
+
+fn replicaset(deployment: &str, uid: &str, revision: u32, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: {deployment}-r{revision}
+  labels: {{app: web, pod-template-hash: h{revision}}}
+  annotations: {{deployment.kubernetes.io/revision: \"{revision}\"}}
+  ownerReferences:
+  - {{apiVersion: apps/v1, kind: Deployment, name: {deployment}, uid: {uid}, controller: true}}
+spec:
+  replicas: 0
+  selector:
+    matchLabels: {{app: web, pod-template-hash: h{revision}}}
+  template:
+    metadata:
+      labels: {{app: web, pod-template-hash: h{revision}}}
+    spec:
+      containers:
+      - name: httpd
+        image: {image}
+        command: [\"httpd\", \"-f\", \"-p\", \"80\"]
+"
+    )
+}
+
+#[tokio::test]
+async fn rollout_history_undo_pause_and_resume_work_client_side() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let kc = server.kubeconfig.clone();
+    for name in ["web-a", "web-b"] {
+        let file = write(
+            server.dir(),
+            "d.yaml",
+            &DEPLOYMENT.replace(
+                "name: web\n",
+                &format!(
+                    "name: {name}\n  annotations: {{deployment.kubernetes.io/revision: \"2\"}}\n"
+                ),
+            ),
+        )?;
+        let run = kubectl(&kc, &["create", "-f", &file]).await?;
+        assert_eq!(run.code, 0, "{}", run.err);
+        let uid = kubectl(
+            &kc,
+            &["get", "deploy", name, "-o", "jsonpath={.metadata.uid}"],
+        )
+        .await?;
+        for (revision, image) in [(1, "busybox:1.34"), (2, "busybox:1.35")] {
+            let file = write(
+                server.dir(),
+                "rs.yaml",
+                &replicaset(name, &uid.out, revision, image),
+            )?;
+            let run = kubectl(&kc, &["create", "-f", &file]).await?;
+            assert_eq!(run.code, 0, "{}", run.err);
+        }
+    }
+    let run = both(
+        &kc,
+        &["rollout", "history", "deployment/{}"],
+        "web-a",
+        "web-b",
+        false,
+    )
+    .await?;
+    assert_eq!(
+        run.out,
+        "deployment.apps/web-a \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
+    );
+    let run = both(
+        &kc,
+        &["rollout", "undo", "deployment/{}", "--to-revision=7"],
+        "web-a",
+        "web-b",
+        false,
+    )
+    .await?;
+    assert_eq!(run.code, 1);
+    let run = both(
+        &kc,
+        &["rollout", "undo", "deployment", "{}"],
+        "web-a",
+        "web-b",
+        false,
+    )
+    .await?;
+    assert_eq!(
+        run.out, "deployment.apps/web-a rolled back\n",
+        "{}",
+        run.err
+    );
+    let image = [
+        "get",
+        "deploy",
+        "{}",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.metadata.labels}",
+    ];
+    let run = both(&kc, &image, "web-a", "web-b", false).await?;
+    assert_eq!(run.out, "busybox:1.34 {\"app\":\"web\"}");
+    let run = both(
+        &kc,
+        &["rollout", "undo", "deployment/{}", "--to-revision=1"],
+        "web-a",
+        "web-b",
+        false,
+    )
+    .await?;
+    assert_eq!(
+        run.out,
+        "deployment.apps/web-a skipped rollback (current template already matches revision 1)\n"
+    );
+    for (args, want) in [
+        (&["rollout", "pause", "deployment/{}"][..], 0),
+        (&["rollout", "pause", "deployment/{}"][..], 1),
+        (&["rollout", "undo", "deployment/{}"][..], 1),
+        (&["rollout", "resume", "deployment/{}"][..], 0),
+        (&["rollout", "resume", "deployment/{}"][..], 1),
+    ] {
+        let run = both(&kc, args, "web-a", "web-b", false).await?;
+        assert_eq!(run.code, want, "{args:?}: {} {}", run.out, run.err);
+    }
+    Ok(())
+}
+
+const NODE: &str = "apiVersion: v1\nkind: Node\nmetadata:\n  name: NAME\n  labels: {pool: test}\n";
+
+fn pod_on(node: &str, name: &str, owner: Option<&str>) -> String {
+    let owner = owner
+        .map(|kind| format!("  ownerReferences:\n  - {{apiVersion: apps/v1, kind: {kind}, name: x, uid: 00000000-0000-0000-0000-000000000001, controller: true}}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n{owner}spec:\n  nodeName: {node}\n  containers:\n  - name: c\n    image: busybox:1.35\n"
+    )
+}
+
+#[tokio::test]
+async fn cordon_taint_and_drain_nodes() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let kc = server.kubeconfig.clone();
+    for name in ["node-a", "node-b"] {
+        let file = write(server.dir(), "n.yaml", &NODE.replace("NAME", name))?;
+        let run = kubectl(&kc, &["create", "-f", &file]).await?;
+        assert_eq!(run.code, 0, "{}", run.err);
+        for (pod, owner) in [
+            ("web", Some("ReplicaSet")),
+            ("ds", Some("DaemonSet")),
+            ("bare", None),
+        ] {
+            let file = write(
+                server.dir(),
+                "p.yaml",
+                &pod_on(name, &format!("{name}-{pod}"), owner),
+            )?;
+            let run = kubectl(&kc, &["create", "-f", &file]).await?;
+            assert_eq!(run.code, 0, "{}", run.err);
+        }
+    }
+    let steps: [(&[&str], &str, i32); 11] = [
+        (&["cordon", "{}"], "node/node-a cordoned\n", 0),
+        (&["cordon", "{}"], "node/node-a already cordoned\n", 0),
+        (&["uncordon", "{}"], "node/node-a uncordoned\n", 0),
+        (&["uncordon", "{}"], "node/node-a already uncordoned\n", 0),
+        (
+            &["taint", "nodes", "{}", "dedicated=x:NoSchedule"],
+            "node/node-a tainted\n",
+            0,
+        ),
+        (&["taint", "nodes", "{}", "dedicated=y:NoSchedule"], "", 1),
+        (
+            &[
+                "taint",
+                "nodes",
+                "{}",
+                "dedicated=y:NoSchedule",
+                "--overwrite",
+            ],
+            "node/node-a modified\n",
+            0,
+        ),
+        (
+            &["taint", "nodes", "{}", "dedicated-"],
+            "node/node-a untainted\n",
+            0,
+        ),
+        (&["taint", "nodes", "{}", "dedicated-"], "", 1),
+        (&["taint", "nodes", "{}", "a=b:Sometimes"], "", 1),
+        (&["taint", "node/{}", "a=b:NoSchedule"], "", 1),
+    ];
+    for (args, out, code) in steps {
+        let run = both(&kc, args, "node-a", "node-b", false).await?;
+        assert_eq!(
+            (run.out.as_str(), run.code),
+            (out, code),
+            "{args:?}: {}",
+            run.err
+        );
+    }
+    let file = write(server.dir(), "ds.yaml", DAEMONSET)?;
+    let run = kubectl(&kc, &["create", "-f", &file]).await?;
+    assert_eq!(run.code, 0, "{}", run.err);
+    let run = both(
+        &kc,
+        &["drain", "{}", "--grace-period=0"],
+        "node-a",
+        "node-b",
+        true,
+    )
+    .await?;
+    assert_eq!(run.code, 1);
+    assert!(
+        run.err.contains("cannot delete DaemonSet-managed Pods"),
+        "{}",
+        run.err
+    );
+    let run = both(
+        &kc,
+        &["drain", "{}", "--grace-period=0", "--ignore-daemonsets"],
+        "node-a",
+        "node-b",
+        false,
+    )
+    .await?;
+    assert_eq!(run.code, 1);
+    let run = both(
+        &kc,
+        &[
+            "drain",
+            "{}",
+            "--grace-period=0",
+            "--force",
+            "--ignore-daemonsets",
+        ],
+        "node-a",
+        "node-b",
+        true,
+    )
+    .await?;
+    assert_eq!(run.code, 0, "{}", run.err);
+    assert!(
+        run.out.contains("evicting pod default/node-a-web\n"),
+        "{}",
+        run.out
+    );
+    assert!(run.out.ends_with("node/node-a drained\n"), "{}", run.out);
+    let run = kubectl(&kc, &["get", "pods", "-o", "name"]).await?;
+    assert!(
+        !run.out.contains("node-a-web") && run.out.contains("node-a-ds"),
+        "{}",
+        run.out
+    );
+    Ok(())
+}
+
+const DAEMONSET: &str = "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: x}
+spec:
+  selector:
+    matchLabels: {app: x}
+  template:
+    metadata:
+      labels: {app: x}
+    spec:
+      containers:
+      - {name: c, image: busybox:1.35}
+";
+
+const EVENTS: &str = "apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Event
+  metadata: {name: web.1}
+  involvedObject: {apiVersion: v1, kind: Pod, name: web, namespace: default}
+  reason: Scheduled
+  message: Successfully assigned default/web to node-a
+  type: Normal
+  count: 1
+  firstTimestamp: \"2020-01-01T00:00:00Z\"
+  lastTimestamp: \"2020-01-01T00:00:00Z\"
+- apiVersion: v1
+  kind: Event
+  metadata: {name: web.2}
+  involvedObject: {apiVersion: v1, kind: Pod, name: web, namespace: default}
+  reason: BackOff
+  message: Back-off restarting failed container
+  type: Warning
+  count: 4
+  firstTimestamp: \"2020-01-01T00:00:00Z\"
+  lastTimestamp: \"2021-01-01T00:00:00Z\"
+- apiVersion: v1
+  kind: Event
+  metadata: {name: db.1}
+  involvedObject: {kind: Deployment, name: db, namespace: default}
+  reason: ScalingReplicaSet
+  message: Scaled up replica set db-1 to 1
+  type: Normal
+  firstTimestamp: \"2019-01-01T00:00:00Z\"
+  lastTimestamp: \"2019-01-01T00:00:00Z\"
+";
+
+#[tokio::test]
+async fn events_auth_and_api_versions_match_upstream() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let kc = server.kubeconfig.clone();
+    let file = write(server.dir(), "events.yaml", EVENTS)?;
+    let run = kubectl(&kc, &["create", "-f", &file]).await?;
+    assert_eq!(run.code, 0, "{}", run.err);
+    let run = kubectl(&kc, &["create", "namespace", "empty"]).await?;
+    assert_eq!(run.code, 0, "{}", run.err);
+    let commands: [&[&str]; 10] = [
+        &["events"],
+        &["events", "-A"],
+        &["events", "--for", "pod/web"],
+        &["events", "--types=Warning"],
+        &["events", "-n", "empty"],
+        &["auth", "whoami"],
+        &["auth", "can-i", "create", "pods"],
+        &["auth", "can-i", "get", "/logs"],
+        &["auth", "can-i", "list", "deployments.apps", "-A"],
+        &["api-versions"],
+    ];
+    for args in commands {
+        let run = both(&kc, args, "-", "-", false).await?;
+        assert_eq!(run.code, 0, "{args:?}: {}", run.err);
+    }
+    let run = kubectl(&kc, &["events"]).await?;
+    let lines: Vec<&str> = run.out.lines().collect();
+    assert!(lines[0].starts_with("LAST SEEN"), "{}", run.out);
+    assert!(lines[3].contains("(x4 over "), "{}", run.out);
+    let run = kubectl(&kc, &["auth", "whoami"]).await?;
+    assert!(
+        run.out.contains("Username    kubernetes-admin"),
+        "{}",
+        run.out
+    );
+    let run = kubectl(&kc, &["api-versions"]).await?;
+    assert!(
+        run.out.lines().any(|l| l == "v1") && run.out.contains("apps/v1\n"),
+        "{}",
+        run.out
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn edit_runs_the_editor_and_patches_what_changed() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let kc = server.kubeconfig.clone();
+    for name in ["ed-a", "ed-b"] {
+        let file = write(
+            server.dir(),
+            "d.yaml",
+            &DEPLOYMENT.replace("name: web\n", &format!("name: {name}\n")),
+        )?;
+        let run = kubectl(&kc, &["create", "-f", &file]).await?;
+        assert_eq!(run.code, 0, "{}", run.err);
+    }
+    let script = write(
+        server.dir(),
+        "editor.sh",
+        "#!/bin/sh\ngrep -q '^# Please edit the object below' \"$1\" || exit 3\nsed -i 's/replicas: 1/replicas: 4/' \"$1\"\n",
+    )?;
+    let noop = write(server.dir(), "noop.sh", "#!/bin/sh\nexit 0\n")?;
+    // Only this test runs `edit`, so the process-wide variable is ours to set.
+    std::env::set_var("KUBE_EDITOR", format!("sh {script}"));
+    let run = both(&kc, &["edit", "deployment/{}"], "ed-a", "ed-b", false).await?;
+    assert_eq!(run.out, "deployment.apps/ed-a edited\n", "{}", run.err);
+    let run = both(
+        &kc,
+        &["get", "deploy", "{}", "-o", "jsonpath={.spec.replicas}"],
+        "ed-a",
+        "ed-b",
+        false,
+    )
+    .await?;
+    assert_eq!(run.out, "4");
+    std::env::set_var("KUBE_EDITOR", format!("sh {noop}"));
+    let run = both(&kc, &["edit", "deploy", "{}"], "ed-a", "ed-b", false).await?;
+    assert_eq!(
+        (run.out.as_str(), run.err.as_str()),
+        ("", "Edit cancelled, no changes made.\n")
     );
     Ok(())
 }

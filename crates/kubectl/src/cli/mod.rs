@@ -1,7 +1,10 @@
 //! Command-line surface: global flags and one clap subcommand per kubectl verb, with upstream flag
 //! names. Parsing only; each command's behaviour lives in `crate::cmd`.
 
+mod extra;
 mod usage;
+
+pub use extra::*;
 
 pub use usage::upstream_usage_error;
 
@@ -85,6 +88,22 @@ pub enum Command {
     Patch(PatchArgs),
     /// Modify kubeconfig files.
     Config(ConfigArgs),
+    /// Mark node as unschedulable.
+    Cordon(CordonArgs),
+    /// Mark node as schedulable.
+    Uncordon(CordonArgs),
+    /// Update the taints on one or more nodes.
+    Taint(TaintArgs),
+    /// Drain node in preparation for maintenance.
+    Drain(DrainArgs),
+    /// List events.
+    Events(EventsArgs),
+    /// Inspect authorization.
+    Auth(AuthArgs),
+    /// Print the supported API versions on the server, in the form of "group/version".
+    ApiVersions(ApiVersionsArgs),
+    /// Edit a resource on the server.
+    Edit(EditArgs),
 }
 
 /// `kubectl get`.
@@ -154,6 +173,27 @@ pub enum CreateCommand {
     /// Create a namespace with the specified name.
     #[command(alias = "ns")]
     Namespace(CreateNamespaceArgs),
+    /// Create a config map from a local file, directory or literal value.
+    #[command(alias = "cm")]
+    Configmap(CreateConfigMapArgs),
+    /// Create a secret using a specified subcommand.
+    Secret(CreateSecretArgs),
+    /// Create a job with the specified name.
+    Job(CreateJobArgs),
+    /// Create a cron job with the specified name.
+    #[command(alias = "cj")]
+    Cronjob(CreateCronJobArgs),
+    /// Create a service account with the specified name.
+    #[command(alias = "sa")]
+    Serviceaccount(CreateNamedArgs),
+    /// Create a role with single rule.
+    Role(CreateRoleArgs),
+    /// Create a cluster role.
+    Clusterrole(CreateRoleArgs),
+    /// Create a role binding for a particular role or cluster role.
+    Rolebinding(CreateBindingArgs),
+    /// Create a cluster role binding for a particular cluster role.
+    Clusterrolebinding(CreateBindingArgs),
 }
 
 /// `kubectl create deployment NAME --image=I`.
@@ -319,6 +359,14 @@ pub enum RolloutCommand {
     Status(RolloutStatusArgs),
     /// Restart a resource.
     Restart(RolloutStatusArgs),
+    /// View rollout history.
+    History(RolloutTargetArgs),
+    /// Undo a previous rollout.
+    Undo(RolloutTargetArgs),
+    /// Mark the provided resource as paused.
+    Pause(RolloutTargetArgs),
+    /// Resume a paused resource.
+    Resume(RolloutTargetArgs),
 }
 
 /// `kubectl rollout status deployment/NAME`.

@@ -27,6 +27,7 @@ pub async fn run(s: &mut Session, args: CreateArgs) -> Result<()> {
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n.name}});
             create_value(s, object, &OutputFormat::Default).await
         }
+        Some(generator) => super::generators::run(s, generator).await,
         None => {
             if args.filenames.is_empty() {
                 return Err(Error::Usage("must specify one of -f and -k".into()));

@@ -3,16 +3,22 @@
 
 pub mod api_resources;
 pub mod apply;
+pub mod auth;
 pub mod cluster_info;
 pub mod config;
 pub mod create;
 pub mod delete;
 pub mod describe;
+pub mod drain;
+pub mod edit;
+pub mod events;
 pub mod exec;
 pub mod expose;
+pub mod generators;
 pub mod get;
 pub mod label;
 pub mod logs;
+pub mod node;
 pub mod patch;
 pub mod rollout;
 pub mod run;

@@ -1,16 +1,21 @@
-//! `kubectl rollout status|restart deployment/NAME`: status watches the Deployment and prints
-//! upstream's progress lines until it is rolled out (or `--timeout`); restart stamps the pod
-//! template with `kubectl.kubernetes.io/restartedAt`.
+//! `kubectl rollout status|restart|history|undo|pause|resume deployment/NAME`: status watches the
+//! Deployment and prints upstream's progress lines until it is rolled out (or `--timeout`); restart
+//! stamps the pod template with `kubectl.kubernetes.io/restartedAt`; history and undo read the
+//! owned ReplicaSets' `deployment.kubernetes.io/revision` annotations (undo is client-side, as
+//! upstream: it patches the Deployment's template back to the chosen ReplicaSet's); pause and
+//! resume toggle `spec.paused`.
 
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 
-use super::{dynamic_api, get_object, parse_targets, resolve_targets, scope};
-use crate::cli::{RolloutArgs, RolloutCommand, RolloutStatusArgs};
+use super::{dynamic_api, get_object, list_objects, parse_targets, resolve_targets, scope};
+use crate::cli::{RolloutArgs, RolloutCommand, RolloutStatusArgs, RolloutTargetArgs};
+use crate::discovery::ResourceInfo;
 use crate::duration::parse_duration;
 use crate::error::{Error, Result};
+use crate::printers::tabwriter;
 use crate::session::Session;
 
 /// Runs `kubectl rollout`.
@@ -18,6 +23,10 @@ pub async fn run(s: &mut Session, args: RolloutArgs) -> Result<()> {
     match args.command {
         RolloutCommand::Status(a) => status(s, a).await,
         RolloutCommand::Restart(a) => restart(s, a).await,
+        RolloutCommand::History(a) => history(s, a).await,
+        RolloutCommand::Undo(a) => undo(s, a).await,
+        RolloutCommand::Pause(a) => pause(s, a, true).await,
+        RolloutCommand::Resume(a) => pause(s, a, false).await,
     }
 }
 
@@ -145,6 +154,248 @@ async fn restart(s: &mut Session, args: RolloutStatusArgs) -> Result<()> {
     Ok(())
 }
 
+const REVISION: &str = "deployment.kubernetes.io/revision";
+const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
+/// Deployment annotations undo keeps from the Deployment rather than copying from the ReplicaSet.
+const SKIPPED_ANNOTATIONS: [&str; 6] = [
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "deployment.kubernetes.io/revision",
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+];
+
+/// The deployments named by `TYPE NAME` / `TYPE/NAME` arguments.
+async fn deployments(
+    s: &Session,
+    args: &[String],
+    verb: &str,
+) -> Result<Vec<(ResourceInfo, Value)>> {
+    let client = s.client().await?;
+    let catalog = s.catalog().await?.clone();
+    let namespace = s.namespace().await?;
+    let mut out = Vec::new();
+    for (info, names) in resolve_targets(&catalog, &parse_targets(args)?)? {
+        if info.kind != "Deployment" {
+            return Err(Error::Usage(format!(
+                "no {verb} has been implemented for {{{} {}}}",
+                info.group, info.kind
+            )));
+        }
+        if names.is_empty() {
+            return Err(Error::Usage(
+                "resource(s) were provided, but no name was specified".into(),
+            ));
+        }
+        for name in names {
+            let object = get_object(&client, &info, Some(&namespace), &name).await?;
+            out.push((info.clone(), object));
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Usage("required resource not specified".into()));
+    }
+    Ok(out)
+}
+
+/// The ReplicaSets a Deployment controls, with their revision numbers, oldest first.
+async fn owned_replicasets(s: &Session, deployment: &Value) -> Result<Vec<(i64, Value)>> {
+    let client = s.client().await?;
+    let catalog = s.catalog().await?.clone();
+    let info = catalog.resolve("replicasets.apps")?.clone();
+    let namespace = deployment["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default");
+    let all = list_objects(&client, &info, Some(namespace), &Default::default()).await?;
+    Ok(revisions(deployment, all))
+}
+
+/// Keeps the ReplicaSets controlled by `deployment` and pairs them with their revisions, sorted.
+pub fn revisions(deployment: &Value, replicasets: Vec<Value>) -> Vec<(i64, Value)> {
+    let uid = &deployment["metadata"]["uid"];
+    let mut out: Vec<(i64, Value)> = replicasets
+        .into_iter()
+        .filter(|rs| {
+            rs["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| {
+                    refs.iter()
+                        .any(|r| &r["uid"] == uid && r["controller"].as_bool().unwrap_or(false))
+                })
+        })
+        .filter_map(|rs| {
+            let revision = rs["metadata"]["annotations"][REVISION]
+                .as_str()
+                .and_then(|r| r.parse::<i64>().ok())?;
+            Some((revision, rs))
+        })
+        .collect();
+    out.sort_by_key(|(r, _)| *r);
+    out
+}
+
+/// The history table upstream prints after the object name.
+pub fn history_table(revisions: &[(i64, Value)]) -> String {
+    if revisions.is_empty() {
+        return "No rollout history found.".into();
+    }
+    let mut rows = vec![vec!["REVISION".to_string(), "CHANGE-CAUSE".to_string()]];
+    for (revision, rs) in revisions {
+        let cause = rs["metadata"]["annotations"][CHANGE_CAUSE]
+            .as_str()
+            .unwrap_or("<none>");
+        rows.push(vec![revision.to_string(), cause.to_string()]);
+    }
+    format!("\n{}", tabwriter::format(&rows, 0, 2))
+}
+
+async fn history(s: &mut Session, args: RolloutTargetArgs) -> Result<()> {
+    for (info, deployment) in deployments(s, &args.args, "history viewer").await? {
+        let revisions = owned_replicasets(s, &deployment).await?;
+        let name = super::name_of(&deployment).to_string();
+        if args.revision > 0 {
+            let Some((_, rs)) = revisions.iter().find(|(r, _)| *r == args.revision) else {
+                return Err(Error::Usage(
+                    "unable to find the specified revision".to_string(),
+                ));
+            };
+            let mut template = rs["spec"]["template"].clone();
+            strip_hash(&mut template);
+            let text = crate::printers::yaml::to_yaml(&template);
+            s.print(&format!(
+                "{}/{name} with revision #{}\nPod Template:\n{}",
+                info.group_kind(),
+                args.revision,
+                text.lines().map(|l| format!("  {l}\n")).collect::<String>()
+            ))?;
+            continue;
+        }
+        s.print(&format!(
+            "{}/{name} {}\n",
+            info.group_kind(),
+            history_table(&revisions)
+        ))?;
+    }
+    Ok(())
+}
+
+fn strip_hash(template: &mut Value) {
+    if let Some(labels) = template["metadata"]["labels"].as_object_mut() {
+        labels.remove("pod-template-hash");
+    }
+}
+
+/// What undo does to a Deployment: the JSON patch to send, or the "skipped" message.
+pub fn rollback_patch(
+    deployment: &Value,
+    revisions: &[(i64, Value)],
+    to_revision: i64,
+) -> Result<std::result::Result<Value, String>> {
+    let name = super::name_of(deployment);
+    if deployment["spec"]["paused"].as_bool().unwrap_or(false) {
+        return Err(Error::Usage("you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume' and try again".to_string()));
+    }
+    let target = if to_revision == 0 {
+        if revisions.len() <= 1 {
+            return Err(Error::Usage(format!(
+                "no rollout history found for deployment {name:?}"
+            )));
+        }
+        revisions.get(revisions.len() - 2)
+    } else {
+        revisions.iter().find(|(r, _)| *r == to_revision)
+    };
+    let Some((revision, rs)) = target else {
+        return Err(Error::Usage(format!(
+            "unable to find specified revision {to_revision} in history"
+        )));
+    };
+    let mut template = rs["spec"]["template"].clone();
+    strip_hash(&mut template);
+    if template == deployment["spec"]["template"] {
+        return Ok(Err(format!(
+            "skipped rollback (current template already matches revision {revision})"
+        )));
+    }
+    let mut annotations = serde_json::Map::new();
+    if let Some(current) = deployment["metadata"]["annotations"].as_object() {
+        for (k, v) in current {
+            if SKIPPED_ANNOTATIONS.contains(&k.as_str()) {
+                annotations.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(from_rs) = rs["metadata"]["annotations"].as_object() {
+        for (k, v) in from_rs {
+            if !SKIPPED_ANNOTATIONS.contains(&k.as_str()) {
+                annotations.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Ok(Ok(json!([
+        {"op": "replace", "path": "/spec/template", "value": template},
+        {"op": "replace", "path": "/metadata/annotations", "value": annotations}
+    ])))
+}
+
+async fn undo(s: &mut Session, args: RolloutTargetArgs) -> Result<()> {
+    let client = s.client().await?;
+    for (info, deployment) in deployments(s, &args.args, "rollbacker").await? {
+        let revisions = owned_replicasets(s, &deployment).await?;
+        let name = super::name_of(&deployment).to_string();
+        match rollback_patch(&deployment, &revisions, args.revision)? {
+            Err(skipped) => s.print(&format!("{}/{name} {skipped}\n", info.group_kind()))?,
+            Ok(patch) => {
+                let patch: json_patch::Patch = serde_json::from_value(patch)
+                    .map_err(|e| Error::Usage(format!("building rollback patch: {e}")))?;
+                let ns = deployment["metadata"]["namespace"].as_str();
+                dynamic_api(client.clone(), &info, ns)
+                    .patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+                    .await
+                    .map_err(|e| match e {
+                        kube::Error::Api(status) => Error::Usage(format!(
+                            "failed restoring revision {}: {}",
+                            args.revision, status.message
+                        )),
+                        other => other.into(),
+                    })?;
+                s.print(&format!("{}/{name} rolled back\n", info.group_kind()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn pause(s: &mut Session, args: RolloutTargetArgs, paused: bool) -> Result<()> {
+    let client = s.client().await?;
+    let mut errors = Vec::new();
+    for (info, deployment) in deployments(s, &args.args, "pauser").await? {
+        let name = super::name_of(&deployment).to_string();
+        let current = deployment["spec"]["paused"].as_bool().unwrap_or(false);
+        if current == paused {
+            let state = if paused {
+                "is already paused"
+            } else {
+                "is not paused"
+            };
+            errors.push(Error::Usage(format!(
+                "{} {name:?} {state}",
+                info.group_resource()
+            )));
+            continue;
+        }
+        let ns = deployment["metadata"]["namespace"].as_str();
+        let patch = json!({"spec": {"paused": if paused { json!(true) } else { Value::Null }}});
+        dynamic_api(client.clone(), &info, ns)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let word = if paused { "paused" } else { "resumed" };
+        s.print(&format!("{}/{name} {word}\n", info.group_kind()))?;
+    }
+    super::create::finish(errors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +438,74 @@ mod tests {
             deployment_status(&d).err().map(|e| e.report()).as_deref(),
             Some("error: deployment \"web\" exceeded its progress deadline")
         );
+    }
+
+    fn rs(name: &str, revision: i64, image: &str) -> Value {
+        json!({"metadata": {"name": name,
+                            "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
+                            "ownerReferences": [{"uid": "d1", "controller": true}]},
+               "spec": {"template": {"metadata": {"labels": {"app": "web", "pod-template-hash": "h"}},
+                                      "spec": {"containers": [{"name": "c", "image": image}]}}}})
+    }
+
+    fn current(image: &str) -> Value {
+        json!({"metadata": {"name": "web", "uid": "d1", "annotations": {"deployment.kubernetes.io/revision": "2"}},
+               "spec": {"template": {"metadata": {"labels": {"app": "web"}},
+                                      "spec": {"containers": [{"name": "c", "image": image}]}}}})
+    }
+
+    #[test]
+    fn history_lists_owned_revisions_in_order() {
+        let mut other = rs("x", 9, "a");
+        other["metadata"]["ownerReferences"][0]["uid"] = json!("zz");
+        let revs = revisions(
+            &current("b"),
+            vec![rs("r2", 2, "b"), other, rs("r1", 1, "a")],
+        );
+        assert_eq!(revs.iter().map(|(r, _)| *r).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            history_table(&revs),
+            "\nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n"
+        );
+    }
+
+    #[test]
+    fn undo_patches_back_to_the_previous_revision() -> anyhow::Result<()> {
+        let revs = revisions(&current("b"), vec![rs("r1", 1, "a"), rs("r2", 2, "b")]);
+        let patch = rollback_patch(&current("b"), &revs, 0)?;
+        let Ok(patch) = patch else {
+            anyhow::bail!("skipped")
+        };
+        assert_eq!(patch[0]["value"]["spec"]["containers"][0]["image"], "a");
+        assert_eq!(
+            patch[0]["value"]["metadata"]["labels"],
+            json!({"app": "web"})
+        );
+        assert_eq!(
+            patch[1]["value"],
+            json!({"deployment.kubernetes.io/revision": "2"})
+        );
+        assert_eq!(
+            rollback_patch(&current("b"), &revs, 2)?.err().as_deref(),
+            Some("skipped rollback (current template already matches revision 2)")
+        );
+        assert_eq!(
+            rollback_patch(&current("b"), &revs, 7)
+                .err()
+                .map(|e| e.report())
+                .as_deref(),
+            Some("error: unable to find specified revision 7 in history")
+        );
+        assert_eq!(
+            rollback_patch(&current("b"), &revs[..1], 0)
+                .err()
+                .map(|e| e.report())
+                .as_deref(),
+            Some("error: no rollout history found for deployment \"web\"")
+        );
+        let mut paused = current("b");
+        paused["spec"]["paused"] = json!(true);
+        assert!(rollback_patch(&paused, &revs, 0).is_err());
+        Ok(())
     }
 }
