@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: installs what is missing, builds the workspace in release mode (dependencies are
-# compiled once for binaries and tests), runs unit and integration tests with cargo-nextest, then the
+# Runs every test: installs what is missing, builds the workspace binaries in release mode, runs unit
+# and integration tests with cargo-nextest (dev profile), then the
 # end-to-end flow (package e2e, which brings a cluster up with hack/local-up-cluster.sh -d and down
 # again) once on embedded SQLite storage and once on etcd. Stops at the first failing stage.
 #
@@ -73,7 +73,9 @@ t0=$SECONDS
 cargo build --release --workspace --bins || die "cargo build failed (see above)"
 STAGES+=("build: ok ($((SECONDS - t0))s)")
 
-nextest "unit+integration" --release --workspace --no-tests=warn
+# Unit and integration tests build in the dev profile: compiling ~30 test binaries with optimisations
+# costs far more than the tests save by running faster. The e2e stage uses the release binaries.
+nextest "unit+integration" --workspace --no-tests=warn
 
 if [[ $SKIP_E2E == 1 ]]; then
     STAGES+=("e2e: skipped (KUBE_TEST_SKIP_E2E=1)")
