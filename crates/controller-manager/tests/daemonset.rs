@@ -5,113 +5,23 @@
 //! pod, never running two daemon pods on one node; a nodeSelector limits another DaemonSet.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use kube_apiserver::testing::TestServer;
 use kube_controller_manager::context::Settings;
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(error) => tracing::debug!(%error, what, "check failed"),
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+mod support;
 
-async fn create_node(
-    client: &Client,
-    name: &str,
-    labels: serde_json::Value,
-    taints: serde_json::Value,
-) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let mut all_labels = labels;
-    all_labels["kubernetes.io/hostname"] = serde_json::json!(name);
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": all_labels},
-        "spec": {"taints": taints},
-        "status": {
-            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}]
-        }
-    }))?;
-    let created = nodes.create(&PostParams::default(), &node).await?;
-    let mut with_status = created.clone();
-    with_status.status = node.status;
-    nodes
-        .replace_status(name, &PostParams::default(), &with_status)
-        .await?;
-    Ok(())
-}
+use support::{create_node, wait_for, NodeOptions};
 
-/// Plays the kubelet: bound pods become Running and Ready with an IP; deleted pods go away.
-fn spawn_fake_kubelet(client: Client) {
-    let counter = Arc::new(AtomicU32::new(2));
-    tokio::spawn(async move {
-        let pods: Api<Pod> = Api::all(client.clone());
-        loop {
-            if let Ok(list) = pods.list(&ListParams::default()).await {
-                for pod in list.items {
-                    let namespace = pod.namespace().unwrap_or_default();
-                    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-                    if pod.metadata.deletion_timestamp.is_some() {
-                        let _ = api
-                            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
-                            .await;
-                        continue;
-                    }
-                    let bound = pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.node_name.clone())
-                        .is_some();
-                    let has_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).is_some();
-                    if bound && !has_ip {
-                        let n = counter.fetch_add(1, Ordering::SeqCst);
-                        let ip = format!("10.244.{}.{}", n / 250, n % 250 + 2);
-                        let now = jiff::Timestamp::now().to_string();
-                        let patch = serde_json::json!({"status": {
-                            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                            "conditions": [
-                                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                                {"type": "Ready", "status": "True", "lastTransitionTime": now}
-                            ]
-                        }});
-                        let _ = api
-                            .patch_status(
-                                &pod.name_any(),
-                                &PatchParams::default(),
-                                &Patch::Merge(&patch),
-                            )
-                            .await;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    });
-}
+/// How long `wait_for` polls.
+const WAIT: Duration = Duration::from_secs(90);
 
 fn daemon_set(name: &str, node_selector: serde_json::Value) -> anyhow::Result<DaemonSet> {
     Ok(serde_json::from_value(serde_json::json!({
@@ -215,27 +125,37 @@ async fn a_daemon_set_runs_one_pod_per_eligible_node_and_rolls_out() -> anyhow::
     create_node(
         &client,
         "node-0",
-        serde_json::json!({"disk": "ssd"}),
-        serde_json::json!([]),
+        NodeOptions {
+            labels: Some(serde_json::json!({"disk": "ssd"})),
+            taints: Some(serde_json::json!([])),
+            ..NodeOptions::default()
+        },
     )
     .await?;
     create_node(
         &client,
         "node-1",
-        serde_json::json!({"disk": "ssd"}),
-        serde_json::json!([{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]),
+        NodeOptions {
+            labels: Some(serde_json::json!({"disk": "ssd"})),
+            taints: Some(
+                serde_json::json!([{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]),
+            ),
+            ..NodeOptions::default()
+        },
     )
     .await?;
     create_node(
         &client,
         "node-2",
-        serde_json::json!({"disk": "hdd"}),
-        serde_json::json!([]),
+        NodeOptions {
+            labels: Some(serde_json::json!({"disk": "hdd"})),
+            taints: Some(serde_json::json!([])),
+            ..NodeOptions::default()
+        },
     )
     .await?;
     kube_controller_manager::testing::start(client.clone(), Settings::default(), &["daemonset"]);
-    let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
-    spawn_fake_kubelet(client.clone());
+    let _scheduler = support::start_scheduler_and_kubelet(&client, support::spread_pod_ip).await;
     let violations = spawn_surge_observer(client.clone());
 
     // No toleration: node-1's taint keeps it out.
@@ -245,7 +165,7 @@ async fn a_daemon_set_runs_one_pod_per_eligible_node_and_rolls_out() -> anyhow::
         &daemon_set("agent", serde_json::json!({}))?,
     )
     .await?;
-    wait_for("agent on 2 nodes", || settled(&sets, "agent", 2)).await?;
+    wait_for(WAIT, "agent on 2 nodes", || settled(&sets, "agent", 2)).await?;
     let by_node = pods_by_node(&client, "agent").await?;
     assert_eq!(
         by_node.keys().cloned().collect::<Vec<_>>(),
@@ -281,7 +201,10 @@ async fn a_daemon_set_runs_one_pod_per_eligible_node_and_rolls_out() -> anyhow::
         ),
     )
     .await?;
-    wait_for("agent updated on 3 nodes", || settled(&sets, "agent", 3)).await?;
+    wait_for(WAIT, "agent updated on 3 nodes", || {
+        settled(&sets, "agent", 3)
+    })
+    .await?;
     let by_node = pods_by_node(&client, "agent").await?;
     assert_eq!(
         by_node.keys().cloned().collect::<Vec<_>>(),
@@ -313,7 +236,7 @@ async fn a_daemon_set_runs_one_pod_per_eligible_node_and_rolls_out() -> anyhow::
         &daemon_set("ssd", serde_json::json!({"disk": "ssd"}))?,
     )
     .await?;
-    wait_for("ssd on node-0", || settled(&sets, "ssd", 1)).await?;
+    wait_for(WAIT, "ssd on node-0", || settled(&sets, "ssd", 1)).await?;
     let by_node = pods_by_node(&client, "ssd").await?;
     assert_eq!(by_node.keys().cloned().collect::<Vec<_>>(), ["node-0"]);
 

@@ -2,12 +2,9 @@
 //! eviction against an in-process apiserver, with a fake kubelet that marks bound pods Running and
 //! Ready and finishes deletions.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -15,92 +12,12 @@ use kube::{Api, Client, ResourceExt};
 use kube_apiserver::testing::TestServer;
 use kube_controller_manager::context::Settings;
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(error) => tracing::debug!(%error, what, "check failed"),
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+mod support;
 
-async fn create_node(client: &Client, name: &str) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "status": {
-            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok",
-                            "lastHeartbeatTime": jiff::Timestamp::now().to_string()}]
-        }
-    }))?;
-    let created = nodes.create(&PostParams::default(), &node).await?;
-    let mut with_status = created.clone();
-    with_status.status = node.status;
-    nodes
-        .replace_status(name, &PostParams::default(), &with_status)
-        .await?;
-    Ok(())
-}
+use support::{create_node, is_ready, wait_for, NodeOptions};
 
-/// Plays the kubelet: bound pods become Running and Ready with an IP; deleted pods go away.
-fn spawn_fake_kubelet(client: Client) {
-    let counter = Arc::new(AtomicU32::new(2));
-    tokio::spawn(async move {
-        let pods: Api<Pod> = Api::all(client.clone());
-        loop {
-            if let Ok(list) = pods.list(&ListParams::default()).await {
-                for pod in list.items {
-                    let namespace = pod.namespace().unwrap_or_default();
-                    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-                    if pod.metadata.deletion_timestamp.is_some() {
-                        let _ = api
-                            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
-                            .await;
-                        continue;
-                    }
-                    let bound = pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.node_name.clone())
-                        .is_some();
-                    let has_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).is_some();
-                    if bound && !has_ip {
-                        let ip = format!("10.244.0.{}", counter.fetch_add(1, Ordering::SeqCst));
-                        let now = jiff::Timestamp::now().to_string();
-                        let patch = serde_json::json!({"status": {
-                            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                            "conditions": [
-                                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                                {"type": "Ready", "status": "True", "lastTransitionTime": now}
-                            ]
-                        }});
-                        let _ = api
-                            .patch_status(
-                                &pod.name_any(),
-                                &PatchParams::default(),
-                                &Patch::Merge(&patch),
-                            )
-                            .await;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    });
-}
+/// How long `wait_for` polls.
+const WAIT: Duration = Duration::from_secs(60);
 
 /// An apiserver with node-0, the named controllers, the scheduler and the fake kubelet.
 async fn start_cluster(
@@ -109,18 +26,18 @@ async fn start_cluster(
 ) -> anyhow::Result<(TestServer, Client)> {
     let server = TestServer::start().await.context("starting apiserver")?;
     let client = server.client().await?;
-    create_node(&client, "node-0").await?;
+    create_node(
+        &client,
+        "node-0",
+        NodeOptions {
+            heartbeat: true,
+            ..NodeOptions::default()
+        },
+    )
+    .await?;
     kube_controller_manager::testing::start(client.clone(), settings, controllers);
-    let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
-    spawn_fake_kubelet(client.clone());
+    let _scheduler = support::start_scheduler_and_kubelet(&client, support::flat_pod_ip).await;
     Ok((server, client))
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 async fn live_pods(client: &Client, selector: &str) -> anyhow::Result<Vec<Pod>> {
@@ -155,7 +72,7 @@ async fn a_replication_controller_keeps_its_replicas_and_reports_status() -> any
         }
     }))?;
     rcs.create(&PostParams::default(), &rc).await?;
-    wait_for("3 ready replicas", || async {
+    wait_for(WAIT, "3 ready replicas", || async {
         let rc = rcs.get("legacy").await?;
         let status = rc.status.unwrap_or_default();
         Ok(status.replicas == 3
@@ -184,7 +101,7 @@ async fn a_replication_controller_keeps_its_replicas_and_reports_status() -> any
     pods_api
         .delete(&pods[0].name_any(), &DeleteParams::default())
         .await?;
-    wait_for("replacement", || async {
+    wait_for(WAIT, "replacement", || async {
         let live = live_pods(&client, "app=legacy").await?;
         Ok(live.len() == 3 && live.iter().all(|p| p.name_any() != pods[0].name_any()))
     })
@@ -192,7 +109,7 @@ async fn a_replication_controller_keeps_its_replicas_and_reports_status() -> any
     let scale = serde_json::json!({"spec": {"replicas": 1}});
     rcs.patch("legacy", &PatchParams::default(), &Patch::Merge(&scale))
         .await?;
-    wait_for("1 replica", || async {
+    wait_for(WAIT, "1 replica", || async {
         let status = rcs.get("legacy").await?.status.unwrap_or_default();
         Ok(live_pods(&client, "app=legacy").await?.len() == 1 && status.replicas == 1)
     })
@@ -213,7 +130,15 @@ async fn pod_gc_removes_excess_terminated_and_orphaned_pods() -> anyhow::Result<
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox:1.35"}]}
         }))?)
     };
-    create_node(&client, "node-0").await?;
+    create_node(
+        &client,
+        "node-0",
+        NodeOptions {
+            heartbeat: true,
+            ..NodeOptions::default()
+        },
+    )
+    .await?;
     for name in ["done-a", "done-b", "done-c", "done-d"] {
         pods.create(&PostParams::default(), &pod(name, "node-0")?)
             .await?;
@@ -233,7 +158,7 @@ async fn pod_gc_removes_excess_terminated_and_orphaned_pods() -> anyhow::Result<
             terminated_threshold: 2,
         },
     );
-    wait_for("PodGC", || async {
+    wait_for(WAIT, "PodGC", || async {
         let mut names: Vec<String> = pods
             .list(&ListParams::default().labels("gc=yes"))
             .await?
@@ -273,13 +198,13 @@ async fn every_namespace_gets_the_root_ca_config_map() -> anyhow::Result<()> {
                 == Some(pem))
         }
     };
-    wait_for("default namespace", || published("default")).await?;
+    wait_for(WAIT, "default namespace", || published("default")).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}
     }))?;
     namespaces.create(&PostParams::default(), &ns).await?;
-    wait_for("new namespace", || published("team-a")).await?;
+    wait_for(WAIT, "new namespace", || published("team-a")).await?;
 
     // Edits are reverted and deletions undone.
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "team-a");
@@ -290,10 +215,10 @@ async fn every_namespace_gets_the_root_ca_config_map() -> anyhow::Result<()> {
         &Patch::Merge(&edit),
     )
     .await?;
-    wait_for("edit reverted", || published("team-a")).await?;
+    wait_for(WAIT, "edit reverted", || published("team-a")).await?;
     api.delete("kube-root-ca.crt", &DeleteParams::default())
         .await?;
-    wait_for("recreated", || published("team-a")).await?;
+    wait_for(WAIT, "recreated", || published("team-a")).await?;
     Ok(())
 }
 
@@ -354,12 +279,12 @@ async fn disruption_budgets_report_healthy_and_allowed_disruptions() -> anyhow::
             ))
         }
     };
-    wait_for("min budget", || async {
+    wait_for(WAIT, "min budget", || async {
         Ok(status_of("min").await? == (3, 3, 2, 1, Some(("True".into(), "SufficientPods".into()))))
     })
     .await?;
     // 50% of 3 rounds up to 2 unavailable: 1 must stay healthy.
-    wait_for("max budget", || async {
+    wait_for(WAIT, "max budget", || async {
         Ok(status_of("max").await? == (3, 3, 1, 2, Some(("True".into(), "SufficientPods".into()))))
     })
     .await?;
@@ -369,7 +294,7 @@ async fn disruption_budgets_report_healthy_and_allowed_disruptions() -> anyhow::
     let strict = serde_json::json!({"spec": {"minAvailable": 5}});
     pdbs.patch("min", &PatchParams::default(), &Patch::Merge(&strict))
         .await?;
-    wait_for("strict budget", || async {
+    wait_for(WAIT, "strict budget", || async {
         Ok(status_of("min").await?
             == (
                 3,
@@ -428,7 +353,7 @@ async fn not_ready_nodes_are_tainted_and_their_pods_evicted_after_toleration_sec
         )?,
     )
     .await?;
-    wait_for("pods running", || async {
+    wait_for(WAIT, "pods running", || async {
         Ok(live_pods(&client, "taint=test")
             .await?
             .iter()
@@ -458,7 +383,7 @@ async fn not_ready_nodes_are_tainted_and_their_pods_evicted_after_toleration_sec
     nodes
         .replace_status("node-0", &PostParams::default(), &node)
         .await?;
-    wait_for("not-ready taints", || async {
+    wait_for(WAIT, "not-ready taints", || async {
         let taints = nodes
             .get("node-0")
             .await?
@@ -482,7 +407,7 @@ async fn not_ready_nodes_are_tainted_and_their_pods_evicted_after_toleration_sec
         names.sort();
         anyhow::Ok(names)
     };
-    wait_for("patient pod evicted after its toleration", || async {
+    wait_for(WAIT, "patient pod evicted after its toleration", || async {
         Ok(names().await? == ["forever", "intolerant"])
     })
     .await?;
@@ -490,7 +415,7 @@ async fn not_ready_nodes_are_tainted_and_their_pods_evicted_after_toleration_sec
     assert!(evicted.is_none_or(|p| p.metadata.deletion_timestamp.is_some()));
     // "intolerant" got the default 300s toleration (DefaultTolerationSeconds), but a NoExecute
     // taint it does not tolerate at all evicts it at once; "forever" tolerates that one too.
-    wait_for("maintenance taint added", || async {
+    wait_for(WAIT, "maintenance taint added", || async {
         let mut node = nodes.get("node-0").await?;
         let mut taints = node
             .spec
@@ -508,7 +433,7 @@ async fn not_ready_nodes_are_tainted_and_their_pods_evicted_after_toleration_sec
             .is_ok())
     })
     .await?;
-    wait_for("intolerant pod evicted", || async {
+    wait_for(WAIT, "intolerant pod evicted", || async {
         Ok(names().await? == ["forever"])
     })
     .await?;
@@ -547,7 +472,7 @@ async fn failed_pod_creations_surface_as_replica_failure() -> anyhow::Result<()>
         .await?;
     let replicasets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
         Api::namespaced(client.clone(), "doomed");
-    wait_for("replica set", || async {
+    wait_for(WAIT, "replica set", || async {
         Ok(!replicasets
             .list(&ListParams::default())
             .await?
@@ -562,7 +487,7 @@ async fn failed_pod_creations_surface_as_replica_failure() -> anyhow::Result<()>
     deployments
         .patch("web", &PatchParams::default(), &Patch::Merge(&scale))
         .await?;
-    wait_for("ReplicaFailure on the deployment", || async {
+    wait_for(WAIT, "ReplicaFailure on the deployment", || async {
         let d = deployments.get("web").await?;
         Ok(d.status
             .and_then(|s| s.conditions)

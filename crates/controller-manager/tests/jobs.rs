@@ -2,12 +2,11 @@
 //! fake kubelet that runs pods to the outcome their `test/outcome` label asks for: `succeed`,
 //! `fail` (exit code 1) or `run` (stays Running until the label changes).
 
-use std::future::Future;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -17,24 +16,12 @@ use kube_controller_manager::context::Settings;
 use kube_controller_manager::cronjob::{CronJobSettings, TestClock};
 use kube_controller_manager::job::JobSettings;
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(error) => tracing::debug!(%error, what, "check failed"),
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+mod support;
+
+use support::wait_for;
+
+/// How long `wait_for` polls.
+const WAIT: Duration = Duration::from_secs(90);
 
 /// Plays the kubelet: pending pods start Running, then finish as their label says; pods being
 /// deleted go away (once their finalizers are gone).
@@ -174,7 +161,7 @@ async fn a_job_with_three_completions_two_at_a_time_completes() -> anyhow::Resul
     )
     .await?;
     let most_active = Arc::new(AtomicI32::new(0));
-    wait_for("job complete", || {
+    wait_for(WAIT, "job complete", || {
         let jobs = jobs.clone();
         let most_active = most_active.clone();
         async move {
@@ -227,7 +214,7 @@ async fn a_failing_job_backs_off_and_stops_at_the_backoff_limit() -> anyhow::Res
         &new_job("flaky", serde_json::json!({"backoffLimit": 2}), "fail")?,
     )
     .await?;
-    wait_for("job failed", || async {
+    wait_for(WAIT, "job failed", || async {
         Ok(condition(&jobs.get("flaky").await?, "Failed").is_some())
     })
     .await?;
@@ -262,7 +249,7 @@ async fn an_indexed_job_completes_every_index_and_expires_after_its_ttl() -> any
         )?,
     )
     .await?;
-    wait_for("indexed job complete", || async {
+    wait_for(WAIT, "indexed job complete", || async {
         Ok(condition(&jobs.get("indexed").await?, "Complete").is_some())
     })
     .await?;
@@ -297,7 +284,7 @@ async fn an_indexed_job_completes_every_index_and_expires_after_its_ttl() -> any
         )?,
     )
     .await?;
-    wait_for("short-lived job deleted", || async {
+    wait_for(WAIT, "short-lived job deleted", || async {
         Ok(jobs.get_opt("short-lived").await?.is_none())
     })
     .await?;
@@ -347,7 +334,7 @@ async fn a_cronjob_fires_on_schedule_and_respects_forbid() -> anyhow::Result<()>
         .context("next time")?;
     clock.set(first + jiff::SignedDuration::from_secs(5));
     let first_name = kube_controller_manager::cronjob::job_name("tick", first);
-    wait_for("first job", || async {
+    wait_for(WAIT, "first job", || async {
         Ok(list_jobs()
             .await?
             .iter()
@@ -362,7 +349,7 @@ async fn a_cronjob_fires_on_schedule_and_respects_forbid() -> anyhow::Result<()>
             .cloned(),
         Some(first.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string())
     );
-    wait_for("cronjob status", || async {
+    wait_for(WAIT, "cronjob status", || async {
         let cj = cronjobs.get("tick").await?;
         let status = cj.status.unwrap_or_default();
         Ok(status.active.is_some_and(|a| a.len() == 1)
@@ -378,7 +365,7 @@ async fn a_cronjob_fires_on_schedule_and_respects_forbid() -> anyhow::Result<()>
 
     // Let the first job's pod succeed; the job completes.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    wait_for("first job's pod finishes", || async {
+    wait_for(WAIT, "first job's pod finishes", || async {
         for pod in pods
             .list(&ListParams::default().labels("app=tick"))
             .await?
@@ -395,7 +382,7 @@ async fn a_cronjob_fires_on_schedule_and_respects_forbid() -> anyhow::Result<()>
         Ok(condition(&jobs.get(&first_name).await?, "Complete").is_some())
     })
     .await?;
-    wait_for("lastSuccessfulTime", || async {
+    wait_for(WAIT, "lastSuccessfulTime", || async {
         let status = cronjobs.get("tick").await?.status.unwrap_or_default();
         Ok(status.last_successful_time.is_some() && status.active.is_none_or(|a| a.is_empty()))
     })
@@ -404,7 +391,7 @@ async fn a_cronjob_fires_on_schedule_and_respects_forbid() -> anyhow::Result<()>
     // The run Forbid held back starts once the prior one finished (no startingDeadlineSeconds),
     // and only that one.
     let second_name = kube_controller_manager::cronjob::job_name("tick", second);
-    wait_for("second job", || async {
+    wait_for(WAIT, "second job", || async {
         Ok(list_jobs()
             .await?
             .iter()
@@ -446,7 +433,7 @@ async fn failure_policy_deadline_and_suspend_behave_as_upstream() -> anyhow::Res
     )
     .await?;
 
-    wait_for("fatal job failed by policy", || async {
+    wait_for(WAIT, "fatal job failed by policy", || async {
         Ok(condition(&jobs.get("fatal").await?, "Failed").as_deref() == Some("PodFailurePolicy"))
     })
     .await?;
@@ -455,16 +442,16 @@ async fn failure_policy_deadline_and_suspend_behave_as_upstream() -> anyhow::Res
         Some(1)
     );
 
-    wait_for("slow job past its deadline", || async {
+    wait_for(WAIT, "slow job past its deadline", || async {
         Ok(condition(&jobs.get("slow").await?, "Failed").as_deref() == Some("DeadlineExceeded"))
     })
     .await?;
-    wait_for("slow job's pod removed", || async {
+    wait_for(WAIT, "slow job's pod removed", || async {
         Ok(job_pods(&client, "slow").await?.is_empty())
     })
     .await?;
 
-    wait_for("paused job suspended", || async {
+    wait_for(WAIT, "paused job suspended", || async {
         Ok(condition(&jobs.get("paused").await?, "Suspended").as_deref() == Some("JobSuspended"))
     })
     .await?;
@@ -472,7 +459,7 @@ async fn failure_policy_deadline_and_suspend_behave_as_upstream() -> anyhow::Res
     let resume = serde_json::json!({"spec": {"suspend": false}});
     jobs.patch("paused", &PatchParams::default(), &Patch::Merge(&resume))
         .await?;
-    wait_for("paused job resumed with a pod", || async {
+    wait_for(WAIT, "paused job resumed with a pod", || async {
         let job = jobs.get("paused").await?;
         let resumed = job
             .status
@@ -489,7 +476,7 @@ async fn failure_policy_deadline_and_suspend_behave_as_upstream() -> anyhow::Res
     })
     .await?;
     // A running Job's status settles: no write loop.
-    wait_for("paused job's pod ready", || async {
+    wait_for(WAIT, "paused job's pod ready", || async {
         Ok(jobs.get("paused").await?.status.and_then(|s| s.ready) == Some(1))
     })
     .await?;
@@ -512,12 +499,12 @@ async fn deleting_a_running_job_releases_and_removes_its_pods() -> anyhow::Resul
         )?,
     )
     .await?;
-    wait_for("two running pods", || async {
+    wait_for(WAIT, "two running pods", || async {
         Ok(jobs.get("doomed").await?.status.and_then(|s| s.ready) == Some(2))
     })
     .await?;
     jobs.delete("doomed", &DeleteParams::background()).await?;
-    wait_for("pods gone", || async {
+    wait_for(WAIT, "pods gone", || async {
         Ok(job_pods(&client, "doomed").await?.is_empty())
     })
     .await?;
@@ -563,14 +550,14 @@ async fn a_cronjob_with_replace_swaps_the_running_job() -> anyhow::Result<()> {
         .context("next time")?;
     clock.set(first + jiff::SignedDuration::from_secs(1));
     let first_name = kube_controller_manager::cronjob::job_name("swap", first);
-    wait_for("first job", || async {
+    wait_for(WAIT, "first job", || async {
         Ok(names().await? == [first_name.clone()])
     })
     .await?;
     let second = first + jiff::SignedDuration::from_secs(3600);
     clock.set(second + jiff::SignedDuration::from_secs(1));
     let second_name = kube_controller_manager::cronjob::job_name("swap", second);
-    wait_for("second job replaces the first", || async {
+    wait_for(WAIT, "second job replaces the first", || async {
         Ok(names().await? == [second_name.clone()])
     })
     .await?;

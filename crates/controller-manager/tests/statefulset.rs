@@ -5,120 +5,24 @@
 //! Ready (OrderedReady).
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use kube_apiserver::testing::TestServer;
 use kube_controller_manager::context::Settings;
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(error) => tracing::debug!(%error, what, "check failed"),
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+mod support;
 
-async fn create_node(
-    client: &Client,
-    name: &str,
-    labels: serde_json::Value,
-    taints: serde_json::Value,
-) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let mut all_labels = labels;
-    all_labels["kubernetes.io/hostname"] = serde_json::json!(name);
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": all_labels},
-        "spec": {"taints": taints},
-        "status": {
-            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}]
-        }
-    }))?;
-    let created = nodes.create(&PostParams::default(), &node).await?;
-    let mut with_status = created.clone();
-    with_status.status = node.status;
-    nodes
-        .replace_status(name, &PostParams::default(), &with_status)
-        .await?;
-    Ok(())
-}
+use support::{create_node, is_ready, wait_for, NodeOptions};
 
-/// Plays the kubelet: bound pods become Running and Ready with an IP; deleted pods go away.
-fn spawn_fake_kubelet(client: Client) {
-    let counter = Arc::new(AtomicU32::new(2));
-    tokio::spawn(async move {
-        let pods: Api<Pod> = Api::all(client.clone());
-        loop {
-            if let Ok(list) = pods.list(&ListParams::default()).await {
-                for pod in list.items {
-                    let namespace = pod.namespace().unwrap_or_default();
-                    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-                    if pod.metadata.deletion_timestamp.is_some() {
-                        let _ = api
-                            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
-                            .await;
-                        continue;
-                    }
-                    let bound = pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.node_name.clone())
-                        .is_some();
-                    let has_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).is_some();
-                    if bound && !has_ip {
-                        let n = counter.fetch_add(1, Ordering::SeqCst);
-                        let ip = format!("10.244.{}.{}", n / 250, n % 250 + 2);
-                        let now = jiff::Timestamp::now().to_string();
-                        let patch = serde_json::json!({"status": {
-                            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                            "conditions": [
-                                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                                {"type": "Ready", "status": "True", "lastTransitionTime": now}
-                            ]
-                        }});
-                        let _ = api
-                            .patch_status(
-                                &pod.name_any(),
-                                &PatchParams::default(),
-                                &Patch::Merge(&patch),
-                            )
-                            .await;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    });
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
+/// How long `wait_for` polls.
+const WAIT: Duration = Duration::from_secs(90);
 
 fn stateful_set() -> anyhow::Result<StatefulSet> {
     Ok(serde_json::from_value(serde_json::json!({
@@ -230,20 +134,22 @@ async fn a_stateful_set_scales_in_order_and_rolls_out_by_partition() -> anyhow::
     create_node(
         &client,
         "node-0",
-        serde_json::json!({}),
-        serde_json::json!([]),
+        NodeOptions {
+            labels: Some(serde_json::json!({})),
+            taints: Some(serde_json::json!([])),
+            ..NodeOptions::default()
+        },
     )
     .await?;
     kube_controller_manager::testing::start(client.clone(), Settings::default(), &["statefulset"]);
-    let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
-    spawn_fake_kubelet(client.clone());
+    let _scheduler = support::start_scheduler_and_kubelet(&client, support::spread_pod_ip).await;
     let checking = Arc::new(AtomicBool::new(true));
     let violations = spawn_order_observer(client.clone(), checking.clone());
 
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
     sets.create(&PostParams::default(), &stateful_set()?)
         .await?;
-    wait_for("3 ready replicas", || status_is(&sets, 3, 3, 3)).await?;
+    wait_for(WAIT, "3 ready replicas", || status_is(&sets, 3, 3, 3)).await?;
 
     // Stable identity.
     let pods = pods_by_ordinal(&client).await?;
@@ -288,7 +194,7 @@ async fn a_stateful_set_scales_in_order_and_rolls_out_by_partition() -> anyhow::
         &Patch::Merge(serde_json::json!({"spec": {"replicas": 1}})),
     )
     .await?;
-    wait_for("1 replica", || async {
+    wait_for(WAIT, "1 replica", || async {
         Ok(status_is(&sets, 1, 1, 1).await?
             && pods_by_ordinal(&client)
                 .await?
@@ -312,7 +218,7 @@ async fn a_stateful_set_scales_in_order_and_rolls_out_by_partition() -> anyhow::
         &Patch::Merge(serde_json::json!({"spec": {"replicas": 3}})),
     )
     .await?;
-    wait_for("3 ready replicas again", || status_is(&sets, 3, 3, 3)).await?;
+    wait_for(WAIT, "3 ready replicas again", || status_is(&sets, 3, 3, 3)).await?;
     checking.store(false, Ordering::SeqCst);
     sets.patch(
         "web",
@@ -323,7 +229,7 @@ async fn a_stateful_set_scales_in_order_and_rolls_out_by_partition() -> anyhow::
         }})),
     )
     .await?;
-    wait_for("ordinals 1 and 2 updated", || async {
+    wait_for(WAIT, "ordinals 1 and 2 updated", || async {
         let status = sets.get("web").await?.status.unwrap_or_default();
         Ok(status.update_revision.as_ref() != Some(&first_revision)
             && status.current_revision.as_ref() == Some(&first_revision)
@@ -354,7 +260,7 @@ async fn a_stateful_set_scales_in_order_and_rolls_out_by_partition() -> anyhow::
         }})),
     )
     .await?;
-    wait_for("rollout complete", || async {
+    wait_for(WAIT, "rollout complete", || async {
         let status = sets.get("web").await?.status.unwrap_or_default();
         Ok(status.current_revision.as_ref() == Some(&update_revision)
             && status.updated_replicas == Some(3)
@@ -386,13 +292,15 @@ async fn a_parallel_on_delete_set_waits_for_deletions_and_drops_claims_on_scale_
     create_node(
         &client,
         "node-0",
-        serde_json::json!({}),
-        serde_json::json!([]),
+        NodeOptions {
+            labels: Some(serde_json::json!({})),
+            taints: Some(serde_json::json!([])),
+            ..NodeOptions::default()
+        },
     )
     .await?;
     kube_controller_manager::testing::start(client.clone(), Settings::default(), &["statefulset"]);
-    let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
-    spawn_fake_kubelet(client.clone());
+    let _scheduler = support::start_scheduler_and_kubelet(&client, support::spread_pod_ip).await;
 
     let mut set = stateful_set()?;
     if let Some(spec) = set.spec.as_mut() {
@@ -406,7 +314,7 @@ async fn a_parallel_on_delete_set_waits_for_deletions_and_drops_claims_on_scale_
     }
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
     sets.create(&PostParams::default(), &set).await?;
-    wait_for("3 ready replicas", || status_is(&sets, 3, 3, 3)).await?;
+    wait_for(WAIT, "3 ready replicas", || status_is(&sets, 3, 3, 3)).await?;
     let first_revision = sets
         .get("web")
         .await?
@@ -423,7 +331,7 @@ async fn a_parallel_on_delete_set_waits_for_deletions_and_drops_claims_on_scale_
         }})),
     )
     .await?;
-    wait_for("new update revision", || async {
+    wait_for(WAIT, "new update revision", || async {
         let status = sets.get("web").await?.status.unwrap_or_default();
         Ok(status.update_revision.as_ref() != Some(&first_revision)
             && status.updated_replicas == Some(0))
@@ -436,7 +344,7 @@ async fn a_parallel_on_delete_set_waits_for_deletions_and_drops_claims_on_scale_
     );
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     pods.delete("web-1", &DeleteParams::default()).await?;
-    wait_for("web-1 recreated from the update revision", || {
+    wait_for(WAIT, "web-1 recreated from the update revision", || {
         status_is(&sets, 3, 3, 1)
     })
     .await?;
@@ -460,7 +368,7 @@ async fn a_parallel_on_delete_set_waits_for_deletions_and_drops_claims_on_scale_
     )
     .await?;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
-    wait_for("scaled to 1 without its claims", || async {
+    wait_for(WAIT, "scaled to 1 without its claims", || async {
         Ok(pods_by_ordinal(&client)
             .await?
             .keys()
@@ -483,6 +391,7 @@ async fn a_parallel_on_delete_set_waits_for_deletions_and_drops_claims_on_scale_
     )
     .await?;
     wait_for(
+        WAIT,
         "the first revision is the update revision again",
         || async {
             let status = sets.get("web").await?.status.unwrap_or_default();

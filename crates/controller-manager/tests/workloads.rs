@@ -3,12 +3,11 @@
 //! Service -> Endpoints + EndpointSlice, scale, rolling update, delete with garbage collection,
 //! node IPAM and the default ServiceAccount.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -17,91 +16,12 @@ use kube::{Api, Client, ResourceExt};
 use kube_apiserver::testing::TestServer;
 use kube_controller_manager::context::Settings;
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(error) => tracing::debug!(%error, what, "check failed"),
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+mod support;
 
-async fn create_node(client: &Client) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": "node-0", "labels": {"kubernetes.io/hostname": "node-0"}},
-        "status": {
-            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}]
-        }
-    }))?;
-    let created = nodes.create(&PostParams::default(), &node).await?;
-    let mut with_status = created.clone();
-    with_status.status = node.status;
-    nodes
-        .replace_status("node-0", &PostParams::default(), &with_status)
-        .await?;
-    Ok(())
-}
+use support::{create_node, wait_for, NodeOptions};
 
-/// Plays the kubelet: bound pods become Running and Ready with an IP; deleted pods go away.
-fn spawn_fake_kubelet(client: Client) {
-    let counter = Arc::new(AtomicU32::new(2));
-    tokio::spawn(async move {
-        let pods: Api<Pod> = Api::all(client.clone());
-        loop {
-            if let Ok(list) = pods.list(&ListParams::default()).await {
-                for pod in list.items {
-                    let namespace = pod.namespace().unwrap_or_default();
-                    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-                    if pod.metadata.deletion_timestamp.is_some() {
-                        let _ = api
-                            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
-                            .await;
-                        continue;
-                    }
-                    let bound = pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.node_name.clone())
-                        .is_some();
-                    let has_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).is_some();
-                    if bound && !has_ip {
-                        let ip = format!("10.244.0.{}", counter.fetch_add(1, Ordering::SeqCst));
-                        let now = jiff::Timestamp::now().to_string();
-                        let patch = serde_json::json!({"status": {
-                            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                            "conditions": [
-                                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                                {"type": "Ready", "status": "True", "lastTransitionTime": now}
-                            ]
-                        }});
-                        let _ = api
-                            .patch_status(
-                                &pod.name_any(),
-                                &PatchParams::default(),
-                                &Patch::Merge(&patch),
-                            )
-                            .await;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-    });
-}
+/// How long `wait_for` polls.
+const WAIT: Duration = Duration::from_secs(60);
 
 fn deployment(replicas: i32, command: &str) -> anyhow::Result<Deployment> {
     Ok(serde_json::from_value(serde_json::json!({
@@ -154,7 +74,7 @@ async fn rollout_complete(deployments: &Api<Deployment>, replicas: i32) -> anyho
 async fn start_cluster() -> anyhow::Result<(TestServer, Client)> {
     let server = TestServer::start().await.context("starting apiserver")?;
     let client = server.client().await?;
-    create_node(&client).await?;
+    create_node(&client, "node-0", NodeOptions::default()).await?;
     kube_controller_manager::testing::start(
         client.clone(),
         Settings {
@@ -164,8 +84,7 @@ async fn start_cluster() -> anyhow::Result<(TestServer, Client)> {
         },
         kube_controller_manager::KNOWN_CONTROLLERS,
     );
-    let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
-    spawn_fake_kubelet(client.clone());
+    let _scheduler = support::start_scheduler_and_kubelet(&client, support::flat_pod_ip).await;
     Ok((server, client))
 }
 
@@ -175,7 +94,7 @@ async fn a_deployment_runs_scales_rolls_out_and_is_collected() -> anyhow::Result
 
     // Node IPAM gives the first node the first /24.
     let nodes: Api<Node> = Api::all(client.clone());
-    wait_for("podCIDR", || async {
+    wait_for(WAIT, "podCIDR", || async {
         let node = nodes.get("node-0").await?;
         Ok(node.spec.and_then(|s| s.pod_cidr).as_deref() == Some("10.244.0.0/24"))
     })
@@ -183,7 +102,7 @@ async fn a_deployment_runs_scales_rolls_out_and_is_collected() -> anyhow::Result
 
     // The default ServiceAccount appears.
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    wait_for("default service account", || async {
+    wait_for(WAIT, "default service account", || async {
         Ok(accounts.get_opt("default").await?.is_some())
     })
     .await?;
@@ -200,7 +119,10 @@ async fn a_deployment_runs_scales_rolls_out_and_is_collected() -> anyhow::Result
     }))?;
     services.create(&PostParams::default(), &service).await?;
 
-    wait_for("3 replicas available", || rollout_complete(&deployments, 3)).await?;
+    wait_for(WAIT, "3 replicas available", || {
+        rollout_complete(&deployments, 3)
+    })
+    .await?;
     let pods = running_pods(&client).await?;
     assert_eq!(pods.len(), 3);
     for pod in &pods {
@@ -230,7 +152,7 @@ async fn a_deployment_runs_scales_rolls_out_and_is_collected() -> anyhow::Result
 
     // Endpoints and EndpointSlices list the three ready pods on the named port.
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
-    wait_for("endpoints", || async {
+    wait_for(WAIT, "endpoints", || async {
         let ep = endpoints.get_opt("web").await?;
         let subsets = ep.and_then(|e| e.subsets).unwrap_or_default();
         Ok(subsets.len() == 1
@@ -244,7 +166,7 @@ async fn a_deployment_runs_scales_rolls_out_and_is_collected() -> anyhow::Result
     })
     .await?;
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    wait_for("endpoint slice", || async {
+    wait_for(WAIT, "endpoint slice", || async {
         let list = slices
             .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
             .await?;
@@ -262,18 +184,18 @@ async fn a_deployment_runs_scales_rolls_out_and_is_collected() -> anyhow::Result
     deployments
         .patch("web", &PatchParams::default(), &Patch::Merge(&scale(5)))
         .await?;
-    wait_for("5 replicas", || rollout_complete(&deployments, 5)).await?;
+    wait_for(WAIT, "5 replicas", || rollout_complete(&deployments, 5)).await?;
     deployments
         .patch("web", &PatchParams::default(), &Patch::Merge(&scale(1)))
         .await?;
-    wait_for("1 replica", || async {
+    wait_for(WAIT, "1 replica", || async {
         Ok(rollout_complete(&deployments, 1).await? && running_pods(&client).await?.len() == 1)
     })
     .await?;
     deployments
         .patch("web", &PatchParams::default(), &Patch::Merge(&scale(3)))
         .await?;
-    wait_for("back to 3", || rollout_complete(&deployments, 3)).await?;
+    wait_for(WAIT, "back to 3", || rollout_complete(&deployments, 3)).await?;
 
     // Rolling update: a new ReplicaSet takes over; ready pods never drop below 3 (maxUnavailable 0).
     let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{
@@ -296,7 +218,7 @@ async fn a_deployment_runs_scales_rolls_out_and_is_collected() -> anyhow::Result
         tokio::spawn(async move { command.output().await })
     });
     let min_ready = Arc::new(std::sync::atomic::AtomicI32::new(i32::MAX));
-    wait_for("rolling update", || {
+    wait_for(WAIT, "rolling update", || {
         let deployments = deployments.clone();
         let client = client.clone();
         let min = min_ready.clone();
@@ -348,7 +270,7 @@ async fn a_deployment_runs_scales_rolls_out_and_is_collected() -> anyhow::Result
 
     // Deleting the Deployment lets the garbage collector remove ReplicaSets and pods.
     deployments.delete("web", &DeleteParams::default()).await?;
-    wait_for("replica sets collected", || async {
+    wait_for(WAIT, "replica sets collected", || async {
         Ok(replicasets
             .list(&ListParams::default())
             .await?
@@ -356,11 +278,11 @@ async fn a_deployment_runs_scales_rolls_out_and_is_collected() -> anyhow::Result
             .is_empty())
     })
     .await?;
-    wait_for("pods collected", || async {
+    wait_for(WAIT, "pods collected", || async {
         Ok(running_pods(&client).await?.is_empty())
     })
     .await?;
-    wait_for("endpoints emptied", || async {
+    wait_for(WAIT, "endpoints emptied", || async {
         Ok(endpoints
             .get("web")
             .await?
@@ -370,7 +292,7 @@ async fn a_deployment_runs_scales_rolls_out_and_is_collected() -> anyhow::Result
     })
     .await?;
     services.delete("web", &DeleteParams::default()).await?;
-    wait_for("slices collected", || async {
+    wait_for(WAIT, "slices collected", || async {
         Ok(slices
             .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
             .await?
@@ -392,7 +314,7 @@ async fn recreate_replaces_all_pods_and_paused_deployments_do_not_roll_out() -> 
         )?);
     }
     deployments.create(&PostParams::default(), &d).await?;
-    wait_for("2 replicas", || rollout_complete(&deployments, 2)).await?;
+    wait_for(WAIT, "2 replicas", || rollout_complete(&deployments, 2)).await?;
     let first: Vec<String> = running_pods(&client)
         .await?
         .iter()
@@ -409,7 +331,7 @@ async fn recreate_replaces_all_pods_and_paused_deployments_do_not_roll_out() -> 
     deployments
         .patch("web", &PatchParams::default(), &Patch::Merge(&change))
         .await?;
-    wait_for("paused condition", || async {
+    wait_for(WAIT, "paused condition", || async {
         let d = deployments.get("web").await?;
         Ok(d.status
             .and_then(|s| s.conditions)
@@ -429,7 +351,7 @@ async fn recreate_replaces_all_pods_and_paused_deployments_do_not_roll_out() -> 
     deployments
         .patch("web", &PatchParams::default(), &Patch::Merge(&resume))
         .await?;
-    wait_for("recreated", || async {
+    wait_for(WAIT, "recreated", || async {
         let pods = running_pods(&client).await?;
         Ok(rollout_complete(&deployments, 2).await?
             && pods.len() == 2
@@ -460,7 +382,7 @@ async fn kubectl_rollout_undo_restores_the_previous_template() -> anyhow::Result
     deployments
         .create(&PostParams::default(), &deployment(2, "httpd -f -p 8080")?)
         .await?;
-    wait_for("revision 1", || rollout_complete(&deployments, 2)).await?;
+    wait_for(WAIT, "revision 1", || rollout_complete(&deployments, 2)).await?;
     let first = template_command(&deployments.get("web").await?);
     let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{
         "name": "httpd", "image": "busybox:1.35", "command": ["sh", "-c", "httpd -f -p 8080 -v"],
@@ -469,7 +391,7 @@ async fn kubectl_rollout_undo_restores_the_previous_template() -> anyhow::Result
     deployments
         .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    wait_for("revision 2", || async {
+    wait_for(WAIT, "revision 2", || async {
         let d = deployments.get("web").await?;
         Ok(d.annotations()
             .get("deployment.kubernetes.io/revision")
@@ -495,7 +417,7 @@ async fn kubectl_rollout_undo_restores_the_previous_template() -> anyhow::Result
     assert!(stdout.contains("rolled back"), "{stdout}");
 
     // The first ReplicaSet becomes revision 3 and remembers it was revision 1.
-    wait_for("revision 3", || async {
+    wait_for(WAIT, "revision 3", || async {
         let d = deployments.get("web").await?;
         Ok(d.annotations()
             .get("deployment.kubernetes.io/revision")

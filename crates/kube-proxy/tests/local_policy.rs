@@ -4,8 +4,6 @@
 //! on 127.0.0.1 (masqueraded, any endpoint), and without a local endpoint outside traffic is
 //! dropped. Skipped with a note when not root.
 
-use std::process::Command;
-
 use anyhow::Context as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +15,10 @@ use kube_proxy::nft::{NftCommand, Nftables};
 use kube_proxy::rules::{build_ruleset, RuleConfig};
 use kube_proxy::sync::Syncer;
 
+mod support;
+
+use support::{add_bridge, add_netns, in_netns, is_root, quiet, read_reply};
+
 const BRIDGE: &str = "kpetbr0";
 const NS_LOCAL: &str = "kpet-local";
 const NS_REMOTE: &str = "kpet-remote";
@@ -27,29 +29,6 @@ const REMOTE_IP: &str = "10.250.78.3";
 const CLIENT_IP: &str = "10.250.78.100";
 const VIP: &str = "10.97.251.1";
 const NODE_PORT: u16 = 31781;
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-        && std::path::Path::new("/usr/sbin/nft").exists()
-}
-
-fn sh(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(args[0]).args(&args[1..]).status()?;
-    anyhow::ensure!(status.success(), "{args:?} failed: {status}");
-    Ok(())
-}
-
-fn quiet(args: &[&str]) {
-    // Cleanup of what may not exist: failures are expected and ignored on purpose.
-    let _ = Command::new(args[0])
-        .args(&args[1..])
-        .stderr(std::process::Stdio::null())
-        .status();
-}
 
 /// Tears the test network and table down when dropped, also when an assertion panics.
 struct Cleanup(String);
@@ -71,42 +50,18 @@ fn teardown() {
 }
 
 fn setup() -> anyhow::Result<()> {
-    sh(&["ip", "link", "add", BRIDGE, "type", "bridge"])?;
-    sh(&["ip", "addr", "add", &format!("{GATEWAY}/24"), "dev", BRIDGE])?;
-    sh(&["ip", "link", "set", BRIDGE, "up"])?;
+    add_bridge(BRIDGE, GATEWAY)?;
     for (ns, ip, veth) in [
         (NS_LOCAL, LOCAL_IP, "kpev-l"),
         (NS_REMOTE, REMOTE_IP, "kpev-r"),
         (NS_CLIENT, CLIENT_IP, "kpev-c"),
     ] {
-        sh(&["ip", "netns", "add", ns])?;
-        sh(&[
-            "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
-        ])?;
-        sh(&["ip", "link", "set", veth, "master", BRIDGE, "up"])?;
-        let cidr = format!("{ip}/24");
-        sh(&["ip", "-n", ns, "addr", "add", &cidr, "dev", "eth0"])?;
-        sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
-        sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
-        sh(&["ip", "-n", ns, "route", "add", "default", "via", GATEWAY])?;
+        add_netns(ns, ip, veth, BRIDGE, GATEWAY, false)?;
     }
     kube_proxy::sysctl::set("net.ipv4.ip_forward", "1")?;
     kube_proxy::sysctl::set("net.bridge.bridge-nf-call-iptables", "1")?;
     kube_proxy::sysctl::set("net.ipv4.conf.all.route_localnet", "1")?;
     Ok(())
-}
-
-/// Runs `f` on a thread that has entered network namespace `ns`.
-fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> std::thread::JoinHandle<anyhow::Result<T>> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path)?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
-        f()
-    })
 }
 
 fn join<T>(handle: std::thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
@@ -116,12 +71,7 @@ fn join<T>(handle: std::thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result
 }
 
 fn fetch(addr: &str, timeout: Duration) -> anyhow::Result<String> {
-    use std::io::Read as _;
-    let mut stream = std::net::TcpStream::connect_timeout(&addr.parse()?, timeout)?;
-    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    Ok(reply.trim().to_string())
+    Ok(read_reply(addr, timeout)?.trim().to_string())
 }
 
 /// A "pod" answering every connection with its name and the peer address it sees.

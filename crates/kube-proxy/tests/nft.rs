@@ -2,7 +2,6 @@
 //! atomically, removed by cleanup, and (with network namespaces behind a test bridge) really
 //! carries connections to a fake Service VIP. Skipped with a note when not root.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,14 +12,9 @@ use kube_proxy::nft::{NftCommand, Nftables};
 use kube_proxy::rules::{build_ruleset, RuleConfig};
 use kube_proxy::sync::{SyncKind, Syncer};
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-        && std::path::Path::new("/usr/sbin/nft").exists()
-}
+mod support;
+
+use support::{add_bridge, add_netns, in_netns, is_root, quiet, read_reply};
 
 fn service(json: serde_json::Value) -> Service {
     serde_json::from_value(json).expect("valid Service")
@@ -177,20 +171,6 @@ const CLIENT_IP: &str = "10.250.77.3";
 const VIP: &str = "10.97.250.1";
 const TABLE: &str = "kp-test-netns";
 
-fn sh(args: &[&str]) -> anyhow::Result<()> {
-    let status = Command::new(args[0]).args(&args[1..]).status()?;
-    anyhow::ensure!(status.success(), "{args:?} failed: {status}");
-    Ok(())
-}
-
-fn quiet(args: &[&str]) {
-    // Cleanup of what may not exist: failures are expected and ignored on purpose.
-    let _ = Command::new(args[0])
-        .args(&args[1..])
-        .stderr(std::process::Stdio::null())
-        .status();
-}
-
 /// Tears the test network down when dropped, also when an assertion panics.
 struct Cleanup;
 
@@ -210,68 +190,20 @@ fn teardown() {
 }
 
 fn setup() -> anyhow::Result<()> {
-    sh(&["ip", "link", "add", BRIDGE, "type", "bridge"])?;
-    sh(&["ip", "addr", "add", &format!("{GATEWAY}/24"), "dev", BRIDGE])?;
-    sh(&["ip", "link", "set", BRIDGE, "up"])?;
+    add_bridge(BRIDGE, GATEWAY)?;
     for (ns, ip, veth) in [
         (NS_SERVER, SERVER_IP, "kptv-s"),
         (NS_CLIENT, CLIENT_IP, "kptv-c"),
     ] {
-        sh(&["ip", "netns", "add", ns])?;
-        sh(&[
-            "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
-        ])?;
-        sh(&["ip", "link", "set", veth, "master", BRIDGE, "up"])?;
-        // Like the CNI bridge plugin's hairpinMode: a pod reaching itself through a VIP.
-        sh(&[
-            "ip",
-            "link",
-            "set",
-            veth,
-            "type",
-            "bridge_slave",
-            "hairpin",
-            "on",
-        ])?;
-        sh(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "dev",
-            "eth0",
-        ])?;
-        sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
-        sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
-        sh(&["ip", "-n", ns, "route", "add", "default", "via", GATEWAY])?;
+        add_netns(ns, ip, veth, BRIDGE, GATEWAY, true)?;
     }
     kube_proxy::sysctl::set("net.ipv4.ip_forward", "1")?;
     kube_proxy::sysctl::set("net.bridge.bridge-nf-call-iptables", "1")?;
     Ok(())
 }
 
-/// Runs `f` on a thread that has entered network namespace `ns`.
-fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> std::thread::JoinHandle<anyhow::Result<T>> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path)?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
-        f()
-    })
-}
-
 fn fetch(addr: &str) -> anyhow::Result<String> {
-    use std::io::Read as _;
-    let mut stream = std::net::TcpStream::connect_timeout(&addr.parse()?, Duration::from_secs(3))?;
-    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    Ok(reply)
+    read_reply(addr, Duration::from_secs(3))
 }
 
 #[test]
