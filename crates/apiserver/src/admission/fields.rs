@@ -237,4 +237,28 @@ mod tests {
             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}});
         assert!(unknown_fields(r, &s).is_empty());
     }
+
+    #[test]
+    fn fields_of_inline_embedded_structs_are_known() {
+        let r = api_types::registry::find("", "v1", "pods").expect("pods");
+        let p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "x",
+                "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
+                "livenessProbe": {"exec": {"command": ["true"]}},
+                "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}],
+                "envFrom": [{"secretRef": {"name": "s"}}]}],
+              "volumes": [{"name": "v", "emptyDir": {}},
+                          {"name": "w", "configMap": {"name": "cm"}}]}});
+        assert!(
+            unknown_fields(r, &p).is_empty(),
+            "{:?}",
+            unknown_fields(r, &p)
+        );
+        let typo = json!({"spec": {"containers": [{"name": "c",
+            "readinessProbe": {"httpGett": {"port": 1}}}]}});
+        assert_eq!(
+            unknown_fields(r, &typo),
+            vec!["spec.containers[0].readinessProbe.httpGett"]
+        );
+    }
 }

@@ -267,6 +267,11 @@ pub(super) fn decode_message(name: &str, bytes: &[u8]) -> Result<Value, ProtoErr
                 }
                 _ => list.push(scalar(&field.kind, &wire, name)?),
             }
+        } else if field.inline {
+            // An embedded struct: JSON carries its fields in this object.
+            if let Value::Object(inner) = scalar(&field.kind, &wire, name)? {
+                obj.extend(inner);
+            }
         } else {
             obj.insert(field.name.clone(), scalar(&field.kind, &wire, name)?);
         }

@@ -59,25 +59,27 @@ pub(crate) enum FieldShape {
     MapOf(String),
 }
 
-/// The fields (JSON name, shape, repeated) of the message `name`, if it is in the schema.
+/// The fields (JSON name, shape, repeated) of the message `name`, if it is in the schema. Fields of
+/// structs embedded inline (Go's `json:",inline"`) are listed as the parent's own, as JSON has them.
 pub(crate) fn message_fields(name: &str) -> Option<Vec<(String, FieldShape, bool)>> {
     let fields = SCHEMA.messages.get(name)?;
-    Some(
-        fields
-            .values()
-            .map(|f| {
-                let shape = match (&f.map_value, &f.kind) {
-                    (Some(Kind::Message(m)), _) => FieldShape::MapOf(m.clone()),
-                    (Some(_), _) => FieldShape::Opaque,
-                    (None, Kind::Message(m)) => FieldShape::Message(m.clone()),
-                    (None, Kind::String | Kind::Bytes) => FieldShape::Text,
-                    (None, Kind::Int) => FieldShape::Integer,
-                    (None, Kind::Bool) => FieldShape::Boolean,
-                };
-                (f.name.clone(), shape, f.repeated)
-            })
-            .collect(),
-    )
+    let mut out = Vec::with_capacity(fields.len());
+    for f in fields.values() {
+        if let (true, Kind::Message(inner)) = (f.inline, &f.kind) {
+            out.extend(message_fields(inner).unwrap_or_default());
+            continue;
+        }
+        let shape = match (&f.map_value, &f.kind) {
+            (Some(Kind::Message(m)), _) => FieldShape::MapOf(m.clone()),
+            (Some(_), _) => FieldShape::Opaque,
+            (None, Kind::Message(m)) => FieldShape::Message(m.clone()),
+            (None, Kind::String | Kind::Bytes) => FieldShape::Text,
+            (None, Kind::Int) => FieldShape::Integer,
+            (None, Kind::Bool) => FieldShape::Boolean,
+        };
+        out.push((f.name.clone(), shape, f.repeated));
+    }
+    Some(out)
 }
 
 /// Whether a message has a special JSON form (times, quantities, int-or-string, raw JSON).

@@ -27,7 +27,50 @@ pub(super) struct Field {
     pub(super) kind: Kind,
     /// For map fields: the value kind (keys are strings in the Kubernetes schema).
     pub(super) map_value: Option<Kind>,
+    /// An embedded struct whose fields JSON carries in the parent object (Go's
+    /// `json:",inline"`), while protobuf nests it as one field.
+    pub(super) inline: bool,
 }
+
+/// The fields that are embedded inline in JSON: (message, JSON name of the nesting field).
+const INLINE: &[(&str, &str)] = &[
+    ("k8s.io.api.core.v1.Probe", "handler"),
+    ("k8s.io.api.core.v1.Volume", "volumeSource"),
+    (
+        "k8s.io.api.core.v1.PersistentVolumeSpec",
+        "persistentVolumeSource",
+    ),
+    (
+        "k8s.io.api.core.v1.EphemeralContainer",
+        "ephemeralContainerCommon",
+    ),
+    (
+        "k8s.io.api.core.v1.ConfigMapEnvSource",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.ConfigMapKeySelector",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.ConfigMapProjection",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.ConfigMapVolumeSource",
+        "localObjectReference",
+    ),
+    ("k8s.io.api.core.v1.SecretEnvSource", "localObjectReference"),
+    (
+        "k8s.io.api.core.v1.SecretKeySelector",
+        "localObjectReference",
+    ),
+    (
+        "k8s.io.api.core.v1.SecretProjection",
+        "localObjectReference",
+    ),
+    ("k8s.io.api.networking.v1.IngressRule", "ingressRuleValue"),
+];
 
 /// All known messages by full name (`k8s.io.api.core.v1.Pod`), each a map of field numbers.
 #[derive(Debug, Default)]
@@ -56,6 +99,7 @@ fn field_of(name: &str, type_name: &str) -> Field {
             repeated: false,
             kind: Kind::String,
             map_value: Some(kind_of(value)),
+            inline: false,
         }
     } else if let Some(element) = type_name.strip_prefix("[]") {
         Field {
@@ -63,6 +107,7 @@ fn field_of(name: &str, type_name: &str) -> Field {
             repeated: true,
             kind: kind_of(element),
             map_value: None,
+            inline: false,
         }
     } else {
         Field {
@@ -70,6 +115,7 @@ fn field_of(name: &str, type_name: &str) -> Field {
             repeated: false,
             kind: kind_of(type_name),
             map_value: None,
+            inline: false,
         }
     }
 }
@@ -91,11 +137,11 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
     let columns: Vec<&str> = line.split('\t').collect();
     match columns[..] {
         [message] => Some(Line::Message(message)),
-        [message, number, name, type_name] => Some(Line::Field(
-            message,
-            number.parse().ok()?,
-            field_of(name, type_name),
-        )),
+        [message, number, name, type_name] => {
+            let mut field = field_of(name, type_name);
+            field.inline = INLINE.contains(&(message, name));
+            Some(Line::Field(message, number.parse().ok()?, field))
+        }
         _ => None,
     }
 }
@@ -160,6 +206,7 @@ mod tests {
                 repeated: true,
                 kind: Kind::String,
                 map_value: None,
+                inline: false,
             }
         );
         assert_eq!(
@@ -174,6 +221,7 @@ mod tests {
                 map_value: Some(Kind::Message(
                     "k8s.io.apimachinery.pkg.api.resource.Quantity".into()
                 )),
+                inline: false,
             }
         );
         assert_eq!(field_of("replicas", "int32").kind, Kind::Int);
