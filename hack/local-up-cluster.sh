@@ -257,7 +257,8 @@ start kube-apiserver "$KUBE_BIN_DIR/kube-apiserver" \
     --kubelet-client-certificate "$CERTS/apiserver-kubelet-client.crt" \
     --kubelet-client-key "$CERTS/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority "$CERTS/ca.crt" \
-    --service-account-key-file "$CERTS/sa.pub" --service-account-signing-key-file "$CERTS/sa.key"
+    --service-account-key-file "$CERTS/sa.pub" --service-account-signing-key-file "$CERTS/sa.key" \
+    --authorization-mode RBAC
 apiserver_ready() {
     [[ $(curl -sS --max-time 2 --cacert "$CERTS/ca.crt" --cert "$CERTS/admin.crt" --key "$CERTS/admin.key" \
         https://127.0.0.1:6443/readyz) == ok ]]

@@ -86,5 +86,5 @@ fi
 export KUBE_SKIP_BUILD=1 KUBE_E2E=1
 for storage in $STORAGES; do
     export KUBE_STORAGE=$storage
-    nextest "e2e ($storage)" --release -p e2e --run-ignored only --test-threads 1 --no-tests=fail
+    nextest "e2e ($storage)" --release -p e2e --run-ignored only --no-capture --no-tests=fail
 done
