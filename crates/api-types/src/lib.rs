@@ -4,10 +4,12 @@
 //! - [`registry`]: every served resource (group, version, kind, plural, scope, verbs, subresources).
 //! - [`selector`]: label and field selectors (parse and match).
 //! - [`quantity`]: `resource.Quantity` parsing and arithmetic.
+//! - [`duration`]: ages as `kubectl get` prints them.
 //! - [`meta`]: small helpers over object metadata (owner references, conditions).
 
 pub use k8s_openapi;
 
+pub mod duration;
 pub mod meta;
 pub mod quantity;
 pub mod registry;
