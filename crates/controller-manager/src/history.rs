@@ -135,8 +135,6 @@ pub struct Owner<'a> {
     pub name: &'a str,
     /// A controller reference to the owner.
     pub reference: OwnerReference,
-    /// Labels for new revisions (the owner's pod template labels, as upstream).
-    pub labels: std::collections::BTreeMap<String, String>,
     /// The owner's pod template.
     pub template: &'a PodTemplateSpec,
     /// `status.collisionCount`.
@@ -173,7 +171,13 @@ pub async fn sync_revisions(
     } else {
         let hash = hash(&data, owner.collision_count);
         let name = format!("{}-{}", owner.name, hash);
-        let mut labels = owner.labels.clone();
+        // New revisions carry the pod template's labels, as upstream.
+        let mut labels = owner
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
         labels.insert(REVISION_LABEL.into(), hash);
         let revision = ControllerRevision {
             metadata: ObjectMeta {

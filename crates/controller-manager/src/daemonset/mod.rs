@@ -559,12 +559,6 @@ impl Controller {
             namespace: &key.namespace,
             name: &key.name,
             reference: podutil::controller_ref(ds.as_ref()),
-            labels: spec
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default(),
             template: &spec.template,
             collision_count: status.collision_count,
             current_revision: None,

@@ -377,12 +377,6 @@ impl Controller {
             namespace: &key.namespace,
             name: &key.name,
             reference: podutil::controller_ref(set.as_ref()),
-            labels: spec
-                .template
-                .metadata
-                .as_ref()
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default(),
             template: &spec.template,
             collision_count: status.collision_count,
             current_revision: status.current_revision.as_deref(),
