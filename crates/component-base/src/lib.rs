@@ -6,5 +6,7 @@
 
 pub mod client;
 pub mod health;
+pub mod leaderelection;
 pub mod logging;
+pub mod metrics;
 pub mod signals;

@@ -21,6 +21,7 @@ pub mod history;
 pub mod informer;
 pub mod job;
 pub mod key;
+pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -28,6 +29,7 @@ pub mod podgc;
 pub mod podutil;
 pub mod queue;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod runner;
 pub mod serviceaccount;
@@ -69,6 +71,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "root-ca-cert-publisher",
     "disruption",
     "taint-eviction-controller",
+    "resourcequota",
 ];
 
 /// Command-line options (upstream flag names).
@@ -94,7 +97,7 @@ pub struct Options {
     /// CIDR range for Services (accepted for compatibility; used by later controllers).
     #[arg(long)]
     pub service_cluster_ip_range: Option<String>,
-    /// Port for the health endpoint (served as plain HTTP for now).
+    /// Port for `/healthz` and `/metrics` (served as plain HTTP for now).
     #[arg(long, default_value_t = 10257)]
     pub secure_port: u16,
     /// Address the health endpoint listens on.
@@ -152,10 +155,14 @@ pub struct Options {
     /// TTL-after-finished workers.
     #[arg(long, default_value_t = 5)]
     pub concurrent_ttl_after_finished_syncs: usize,
-    /// Leader election (accepted; a single instance runs for now).
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
-    pub leader_elect: bool,
+    /// Leader election (`--leader-elect*`): only the holder of the `kube-controller-manager`
+    /// Lease runs controllers.
+    #[command(flatten)]
+    pub leader_election: component_base::leaderelection::LeaderElectionFlags,
 }
+
+/// The component name: the default Lease name and the event source.
+pub const COMPONENT: &str = "kube-controller-manager";
 
 /// Why the controller-manager could not start.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +191,12 @@ pub enum RunError {
     /// `--controllers` names a controller this binary does not have.
     #[error("--controllers: unknown controller {0:?}")]
     UnknownController(String),
+    /// The `--leader-elect*` flags are inconsistent.
+    #[error("leader election: {0}")]
+    LeaderElection(#[from] component_base::leaderelection::ConfigError),
+    /// This instance led and could not renew its Lease in time; another may lead now.
+    #[error("leaderelection lost")]
+    LeaderElectionLost,
 }
 
 /// Parses a Go-style duration: `40s`, `5m`, `500ms`, `1h`, `1m30s`.
@@ -241,6 +254,25 @@ pub fn enabled_controllers(flags: &[String]) -> Result<Vec<&'static str>, RunErr
 
 /// Runs the controller-manager until SIGINT/SIGTERM.
 pub async fn run(options: Options) -> Result<(), RunError> {
+    run_until(options, None, component_base::signals::shutdown()).await
+}
+
+/// Runs the controller-manager until `shutdown` resolves (used by [`run`] and in-process
+/// tests); `identity` overrides the leader-election identity (`<hostname>_<uuid>` by default).
+pub async fn run_until(
+    options: Options,
+    identity: Option<String>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RunError> {
+    let election = if options.leader_election.leader_elect {
+        let mut election = options.leader_election.config(COMPONENT)?;
+        if let Some(identity) = identity {
+            election.identity = identity;
+        }
+        Some(election)
+    } else {
+        None
+    };
     let controllers = enabled_controllers(&options.controllers)?;
     let cluster_cidr = options
         .cluster_cidr
@@ -266,12 +298,20 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     };
     let client = component_base::client::from_kubeconfig(options.kubeconfig.as_deref()).await?;
     let health = component_base::health::Health::default();
-    let address = component_base::health::serve(
+    let registry = component_base::metrics::SharedRegistry::default();
+    let address = component_base::metrics::serve(
         SocketAddr::new(options.bind_address, options.secure_port),
         health.clone(),
+        registry.clone(),
     )
     .await?;
-    tracing::info!(%address, "serving /healthz (plain HTTP)");
+    tracing::info!(%address, "serving /healthz and /metrics (plain HTTP)");
+    health.set_ready(true);
+    let elector = election.map(|election| {
+        let elector = component_base::leaderelection::LeaderElector::new(client.clone(), election);
+        component_base::metrics::register_leader_status(&registry, COMPONENT, elector.status());
+        elector
+    });
     let ctx = Arc::new(Context {
         informers: Informers::new(client.clone()),
         recorder: Recorder::new(client.clone(), "controller-manager"),
@@ -301,10 +341,22 @@ pub async fn run(options: Options) -> Result<(), RunError> {
                 .unwrap_or(0),
         },
     });
-    start_controllers(ctx, &controllers);
-    health.set_ready(true);
-    component_base::signals::shutdown().await;
-    Ok(())
+    let lead = async {
+        metrics::register(&registry);
+        start_controllers(ctx, &controllers);
+        std::future::pending::<()>().await;
+    };
+    let Some(mut elector) = elector else {
+        tokio::select! {
+            () = lead => {}
+            () = shutdown => {}
+        }
+        return Ok(());
+    };
+    match elector.run(shutdown, lead).await {
+        component_base::leaderelection::Outcome::Cancelled => Ok(()),
+        component_base::leaderelection::Outcome::Lost => Err(RunError::LeaderElectionLost),
+    }
 }
 
 /// Starts the named controllers on `ctx` (used by [`run`] and by in-process tests).
@@ -339,6 +391,7 @@ pub fn start_controllers(ctx: Arc<Context>, controllers: &[&str]) {
             "ttl-after-finished" => ttlafterfinished::start(ctx.clone()),
             "statefulset" => statefulset::start(ctx.clone()),
             "daemonset" => daemonset::start(ctx.clone()),
+            "resourcequota" => resourcequota::start(ctx.clone()),
             other => tracing::warn!(controller = other, "unknown controller"),
         }
     }

@@ -1,6 +1,8 @@
 //! A de-duplicating work queue of keys, as client-go's: a key is queued at most once, a key being
 //! processed is not handed to a second worker (it is re-queued when done if it changed meanwhile),
-//! failed keys come back after an exponential back-off.
+//! failed keys come back after an exponential back-off. Every queue keeps upstream's workqueue
+//! statistics ([`crate::metrics::QueueStats`]), exported under the controller's name once
+//! [`WorkQueue::set_name`] is called (by [`crate::runner::spawn_workers`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
@@ -8,6 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::metrics::QueueStats;
 
 /// First retry delay after a failure.
 const BASE_DELAY: Duration = Duration::from_millis(5);
@@ -20,12 +25,15 @@ struct State<T> {
     processing: HashSet<T>,
     dirty: HashSet<T>,
     failures: HashMap<T, u32>,
+    /// When each queued key was added (for `workqueue_queue_duration_seconds`).
+    added_at: HashMap<T, Instant>,
 }
 
 /// A shared work queue; cloning shares it.
 pub struct WorkQueue<T> {
     state: Arc<Mutex<State<T>>>,
     notify: Arc<Notify>,
+    stats: Arc<QueueStats>,
 }
 
 impl<T> Clone for WorkQueue<T> {
@@ -33,6 +41,7 @@ impl<T> Clone for WorkQueue<T> {
         WorkQueue {
             state: self.state.clone(),
             notify: self.notify.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -53,9 +62,21 @@ impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
                 processing: HashSet::new(),
                 dirty: HashSet::new(),
                 failures: HashMap::new(),
+                added_at: HashMap::new(),
             })),
             notify: Arc::new(Notify::new()),
+            stats: Arc::default(),
         }
+    }
+
+    /// Names the queue (the controller's name) and exports its statistics under that name.
+    pub fn set_name(&self, name: &'static str) {
+        crate::metrics::register_queue(name, &self.stats);
+    }
+
+    /// This queue's statistics.
+    pub fn stats(&self) -> &QueueStats {
+        &self.stats
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -69,11 +90,16 @@ impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
     pub fn add(&self, key: T) {
         let mut state = self.lock();
         if state.processing.contains(&key) {
-            state.dirty.insert(key);
+            if state.dirty.insert(key) {
+                self.stats.added();
+            }
             return;
         }
         if state.queued.insert(key.clone()) {
+            self.stats.added();
+            state.added_at.insert(key.clone(), Instant::now());
             state.queue.push_back(key);
+            self.stats.set_depth(state.queue.len());
             drop(state);
             self.notify.notify_one();
         }
@@ -94,6 +120,7 @@ impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
 
     /// Queues `key` after its next back-off delay (doubling with each failure).
     pub fn add_rate_limited(&self, key: T) {
+        self.stats.retried();
         let delay = {
             let mut state = self.lock();
             let failures = state.failures.entry(key.clone()).or_insert(0);
@@ -117,6 +144,10 @@ impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
                 let mut state = self.lock();
                 if let Some(key) = state.queue.pop_front() {
                     state.queued.remove(&key);
+                    if let Some(added) = state.added_at.remove(&key) {
+                        self.stats.waited(added.elapsed());
+                    }
+                    self.stats.set_depth(state.queue.len());
                     state.processing.insert(key.clone());
                     let more = !state.queue.is_empty();
                     drop(state);
@@ -135,7 +166,9 @@ impl<T: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<T> {
         let mut state = self.lock();
         state.processing.remove(key);
         if state.dirty.remove(key) && state.queued.insert(key.clone()) {
+            state.added_at.insert(key.clone(), Instant::now());
             state.queue.push_back(key.clone());
+            self.stats.set_depth(state.queue.len());
             drop(state);
             self.notify.notify_one();
         }
@@ -176,6 +209,24 @@ mod tests {
         assert!(queue.is_empty());
         queue.done(&key);
         assert_eq!(queue.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn statistics_count_adds_retries_depth_and_time_in_queue() {
+        let queue = WorkQueue::new();
+        queue.add("a");
+        queue.add("a");
+        queue.add("b");
+        assert_eq!(queue.stats().adds(), 2);
+        assert_eq!(queue.stats().depth(), 2);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let key = queue.next().await;
+        assert_eq!(queue.stats().depth(), 1);
+        let (count, seconds) = queue.stats().waits();
+        assert_eq!(count, 1);
+        assert!(seconds >= 0.25, "{seconds}");
+        queue.add_rate_limited(key);
+        assert_eq!(queue.stats().retries(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -29,6 +29,7 @@ pub fn spawn_workers<T, F, Fut, E>(
     Fut: Future<Output = Result<Option<Duration>, E>> + Send,
     E: std::error::Error + 'static,
 {
+    queue.set_name(controller);
     for _ in 0..workers.max(1) {
         let queue = queue.clone();
         let reconcile = reconcile.clone();

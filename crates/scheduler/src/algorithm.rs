@@ -10,6 +10,9 @@ use rand::Rng;
 
 use crate::framework::{CycleState, NodeInfo, PodInfo, Registry};
 
+/// Upstream's whole message when the cluster has no node at all (`ErrNoNodesAvailable`).
+pub const NO_NODES_AVAILABLE: &str = "no nodes available to schedule pods";
+
 /// Below this many nodes every node is scored (upstream `minFeasibleNodesToFind`).
 pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
 /// The adaptive percentage never goes below this (upstream `minFeasibleNodesPercentageToFind`).
@@ -44,8 +47,12 @@ fn histogram(nodes: usize, reasons: &BTreeMap<String, usize>) -> String {
 }
 
 impl FitError {
-    /// The message without the PostFilter part.
+    /// The message without the PostFilter part (upstream's `ErrNoNodesAvailable` text when the
+    /// cluster has no node).
     pub fn filter_message(&self) -> String {
+        if self.nodes == 0 {
+            return NO_NODES_AVAILABLE.to_string();
+        }
         histogram(self.nodes, &self.reasons)
     }
 }
@@ -272,7 +279,7 @@ mod tests {
         );
         assert_eq!(
             result.err().map(|e| e.to_string()).as_deref(),
-            Some("0/0 nodes are available.")
+            Some("no nodes available to schedule pods")
         );
     }
 }

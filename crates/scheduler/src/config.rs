@@ -1,7 +1,8 @@
 //! The `--config` file: a `KubeSchedulerConfiguration` (`kubescheduler.config.k8s.io/v1`) with
 //! profiles (one [`Registry`] per `schedulerName`), plugin enable/disable per extension point
 //! (`multiPoint`, `preFilter`, `filter`, `preScore`, `score`; `*` disables every default), score
-//! weights and `percentageOfNodesToScore`. Fields we do not use are accepted and ignored.
+//! weights, `percentageOfNodesToScore` and `pluginConfig` (NodeResourcesFit's `scoringStrategy`).
+//! Fields we do not use are accepted and ignored.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,9 @@ use serde::Deserialize;
 
 use crate::framework::{FilterPlugin, Registry, ScorePlugin};
 use crate::plugins;
+use crate::plugins::node_resources_fit::{
+    NodeResourcesFit, ScoringStrategy, ShapePoint, StrategyKind, MAX_CUSTOM_PRIORITY_SCORE,
+};
 use crate::scheduler::SCHEDULER_NAME;
 
 /// Why the configuration could not be used.
@@ -36,6 +40,14 @@ pub enum ConfigError {
     /// Two profiles with one scheduler name.
     #[error("duplicate profile with scheduler name {0:?}")]
     DuplicateProfile(String),
+    /// A plugin's `args` are invalid (upstream's validation message).
+    #[error("pluginConfig[{plugin}].args: {message}")]
+    InvalidArgs {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// The configuration file's top level.
@@ -75,6 +87,146 @@ pub struct Profile {
     /// Plugin changes relative to the defaults.
     #[serde(default)]
     pub plugins: Option<Plugins>,
+    /// Per-plugin arguments.
+    #[serde(default)]
+    pub plugin_config: Vec<PluginConfig>,
+}
+
+/// One `pluginConfig` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PluginConfig {
+    /// The plugin.
+    pub name: String,
+    /// Its arguments (`NodeResourcesFitArgs` for NodeResourcesFit; others are ignored).
+    #[serde(default)]
+    pub args: serde_json::Value,
+}
+
+/// `NodeResourcesFitArgs` (the parts we use).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeResourcesFitArgs {
+    #[serde(default)]
+    scoring_strategy: Option<ScoringStrategyArgs>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScoringStrategyArgs {
+    #[serde(default, rename = "type")]
+    type_: Option<String>,
+    #[serde(default)]
+    resources: Option<Vec<ResourceSpec>>,
+    #[serde(default)]
+    requested_to_capacity_ratio: Option<RequestedToCapacityRatioArgs>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct ResourceSpec {
+    name: String,
+    #[serde(default)]
+    weight: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RequestedToCapacityRatioArgs {
+    #[serde(default)]
+    shape: Vec<ShapeArgs>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+struct ShapeArgs {
+    #[serde(default)]
+    utilization: i64,
+    #[serde(default)]
+    score: i64,
+}
+
+/// NodeResourcesFit's scoring strategy from its `pluginConfig` args, defaulted and validated
+/// as upstream (weights 1-100, 0 meaning 1; shape utilisation 0-100 strictly increasing,
+/// scores 0-10).
+fn scoring_strategy(args: &serde_json::Value) -> Result<ScoringStrategy, ConfigError> {
+    let invalid = |message: String| ConfigError::InvalidArgs {
+        plugin: "NodeResourcesFit".into(),
+        message,
+    };
+    let args: NodeResourcesFitArgs = if args.is_null() {
+        NodeResourcesFitArgs::default()
+    } else {
+        serde_json::from_value(args.clone()).map_err(|e| invalid(e.to_string()))?
+    };
+    let Some(strategy) = args.scoring_strategy else {
+        return Ok(ScoringStrategy::default());
+    };
+    let mut resources = Vec::new();
+    for (i, resource) in strategy
+        .resources
+        .unwrap_or_else(|| {
+            vec![
+                ResourceSpec {
+                    name: "cpu".into(),
+                    weight: 1,
+                },
+                ResourceSpec {
+                    name: "memory".into(),
+                    weight: 1,
+                },
+            ]
+        })
+        .into_iter()
+        .enumerate()
+    {
+        let weight = if resource.weight == 0 {
+            1
+        } else {
+            resource.weight
+        };
+        if !(1..=100).contains(&weight) {
+            return Err(invalid(format!(
+                "scoringStrategy.resources[{i}].weight: Invalid value: {weight}: resource weight of {} should be in range [1, 100]",
+                resource.name
+            )));
+        }
+        resources.push((resource.name, weight));
+    }
+    let kind = match strategy.type_.as_deref().unwrap_or("LeastAllocated") {
+        "LeastAllocated" => StrategyKind::LeastAllocated,
+        "MostAllocated" => StrategyKind::MostAllocated,
+        "RequestedToCapacityRatio" => {
+            let shape = strategy
+                .requested_to_capacity_ratio
+                .map(|r| r.shape)
+                .unwrap_or_default();
+            if shape.is_empty() {
+                return Err(invalid(
+                    "scoringStrategy.requestedToCapacityRatio.shape: Required value: at least one point must be specified".into(),
+                ));
+            }
+            let mut points: Vec<ShapePoint> = Vec::new();
+            for (i, point) in shape.iter().enumerate() {
+                if !(0..=100).contains(&point.utilization) {
+                    return Err(invalid(format!("scoringStrategy.requestedToCapacityRatio.shape[{i}].utilization: Invalid value: {}: not in valid range [0, 100]", point.utilization)));
+                }
+                if !(0..=MAX_CUSTOM_PRIORITY_SCORE).contains(&point.score) {
+                    return Err(invalid(format!("scoringStrategy.requestedToCapacityRatio.shape[{i}].score: Invalid value: {}: not in valid range [0, 10]", point.score)));
+                }
+                if points.last().is_some_and(|p| p.utilization >= point.utilization) {
+                    return Err(invalid(format!("scoringStrategy.requestedToCapacityRatio.shape[{i}].utilization: Invalid value: {}: utilization values must be sorted in increasing order", point.utilization)));
+                }
+                points.push(ShapePoint {
+                    utilization: point.utilization,
+                    score: point.score,
+                });
+            }
+            StrategyKind::RequestedToCapacityRatio(points)
+        }
+        other => {
+            return Err(invalid(format!(
+                "scoringStrategy.type: Unsupported value: {other:?}: supported values: \"LeastAllocated\", \"MostAllocated\", \"RequestedToCapacityRatio\""
+            )))
+        }
+    };
+    Ok(ScoringStrategy { kind, resources })
 }
 
 /// Plugin sets per extension point (others are accepted and ignored).
@@ -124,7 +276,6 @@ pub struct Plugin {
 const ACCEPTED_ELSEWHERE: &[&str] = &[
     "PrioritySort",
     "SchedulingGates",
-    "NodeName",
     "DefaultPreemption",
     "DefaultBinder",
     "VolumeBinding",
@@ -141,10 +292,11 @@ const ACCEPTED_ELSEWHERE: &[&str] = &[
 fn filter_plugin(name: &str) -> Option<Box<dyn FilterPlugin>> {
     Some(match name {
         "NodeUnschedulable" => Box::new(plugins::node_unschedulable::NodeUnschedulable),
+        "NodeName" => Box::new(plugins::node_name::NodeName),
         "TaintToleration" => Box::new(plugins::taint_toleration::TaintToleration),
         "NodeAffinity" => Box::new(plugins::node_affinity::NodeAffinity),
         "NodePorts" => Box::new(plugins::node_ports::NodePorts),
-        "NodeResourcesFit" => Box::new(plugins::node_resources_fit::NodeResourcesFit),
+        "NodeResourcesFit" => Box::new(plugins::node_resources_fit::NodeResourcesFit::default()),
         "PodTopologySpread" => Box::new(plugins::pod_topology_spread::PodTopologySpread),
         "InterPodAffinity" => Box::new(plugins::inter_pod_affinity::InterPodAffinity),
         _ => return None,
@@ -155,7 +307,7 @@ fn score_plugin(name: &str) -> Option<Box<dyn ScorePlugin>> {
     Some(match name {
         "TaintToleration" => Box::new(plugins::taint_toleration::TaintToleration),
         "NodeAffinity" => Box::new(plugins::node_affinity::NodeAffinity),
-        "NodeResourcesFit" => Box::new(plugins::node_resources_fit::NodeResourcesFit),
+        "NodeResourcesFit" => Box::new(plugins::node_resources_fit::NodeResourcesFit::default()),
         "NodeResourcesBalancedAllocation" => {
             Box::new(plugins::balanced_allocation::BalancedAllocation)
         }
@@ -225,6 +377,12 @@ impl KubeSchedulerConfiguration {
             if out.iter().any(|(n, _)| *n == name) {
                 return Err(ConfigError::DuplicateProfile(name));
             }
+            let mut fit = NodeResourcesFit::default();
+            for config in &profile.plugin_config {
+                if config.name == "NodeResourcesFit" {
+                    fit.strategy = scoring_strategy(&config.args)?;
+                }
+            }
             let defaults = Registry::default();
             let mut filters: Vec<(String, i64)> = defaults
                 .filters
@@ -263,7 +421,13 @@ impl KubeSchedulerConfiguration {
                 filters: registry_filters,
                 scores: scores
                     .iter()
-                    .filter_map(|(n, w)| Some((score_plugin(n)?, *w)))
+                    .filter_map(|(n, w)| {
+                        if n == "NodeResourcesFit" {
+                            let plugin: Box<dyn ScorePlugin> = Box::new(fit.clone());
+                            return Some((plugin, *w));
+                        }
+                        Some((score_plugin(n)?, *w))
+                    })
                     .collect(),
                 percentage_of_nodes_to_score: profile
                     .percentage_of_nodes_to_score
@@ -354,5 +518,77 @@ profiles:
                 .ok(),
             Some(1)
         );
+    }
+
+    #[test]
+    fn node_resources_fit_takes_its_scoring_strategy_from_plugin_config() {
+        use crate::framework::test_util::{node, pod};
+        use crate::framework::CycleState;
+        let config = parse(
+            r#"
+profiles:
+- schedulerName: bin-packing
+  pluginConfig:
+  - name: NodeResourcesFit
+    args:
+      scoringStrategy:
+        type: MostAllocated
+        resources:
+        - name: cpu
+          weight: 3
+        - name: memory
+- schedulerName: ratio
+  pluginConfig:
+  - name: NodeResourcesFit
+    args:
+      scoringStrategy:
+        type: RequestedToCapacityRatio
+        requestedToCapacityRatio:
+          shape:
+          - utilization: 0
+            score: 10
+          - utilization: 100
+            score: 0
+"#,
+        );
+        let registries = config.registries().unwrap_or_else(|e| panic!("{e}"));
+        let fit_score = |registry: &Registry, candidate, on| {
+            registry
+                .scores
+                .iter()
+                .find(|(p, _)| p.name() == "NodeResourcesFit")
+                .map(|(p, _)| p.score(&CycleState::default(), candidate, on))
+        };
+        let node_info = node("n", "4", "10000", "110");
+        let candidate = pod("p", Some("3"), Some("5000"));
+        // MostAllocated, cpu weight 3 (75) and memory weight 1 (50).
+        assert_eq!(
+            fit_score(&registries[0].1, &candidate, &node_info),
+            Some((75 * 3 + 50) / 4)
+        );
+        // The reversed shape scores free capacity: cpu 25, memory 50.
+        assert_eq!(
+            fit_score(&registries[1].1, &candidate, &node_info),
+            Some(38)
+        );
+    }
+
+    #[test]
+    fn invalid_scoring_strategies_are_rejected() {
+        for args in [
+            "{scoringStrategy: {type: Bogus}}",
+            "{scoringStrategy: {type: LeastAllocated, resources: [{name: cpu, weight: 101}]}}",
+            "{scoringStrategy: {type: RequestedToCapacityRatio}}",
+            "{scoringStrategy: {type: RequestedToCapacityRatio, requestedToCapacityRatio: {shape: [{utilization: 50, score: 1}, {utilization: 40, score: 2}]}}}",
+            "{scoringStrategy: {type: RequestedToCapacityRatio, requestedToCapacityRatio: {shape: [{utilization: 50, score: 11}]}}}",
+        ] {
+            let config = parse(&format!(
+                "profiles:\n- pluginConfig:\n  - name: NodeResourcesFit\n    args: {args}\n"
+            ));
+            assert!(
+                matches!(config.registries(), Err(ConfigError::InvalidArgs { .. })),
+                "{args}"
+            );
+        }
     }
 }

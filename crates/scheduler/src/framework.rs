@@ -10,7 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use api_types::quantity::Quantity;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
 
 use crate::plugins;
 
@@ -63,6 +63,30 @@ fn to_i64(value: i128) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// Upstream's `computePodResourceRequest` for (milli-cpu, bytes) without overhead, with
+/// `per_container` giving one container's pair. Sidecars (init containers with
+/// `restartPolicy: Always`) keep running, so they add to the regular containers and to every
+/// init container started after them; a plain init container runs alone beside the sidecars
+/// before it; the pod needs the larger of the two phases.
+fn pod_requests(spec: &PodSpec, per_container: impl Fn(&Container) -> (i64, i64)) -> (i64, i64) {
+    let add = |a: (i64, i64), b: (i64, i64)| (a.0 + b.0, a.1 + b.1);
+    let max = |a: (i64, i64), b: (i64, i64)| (a.0.max(b.0), a.1.max(b.1));
+    let mut running = spec.containers.iter().map(&per_container).fold((0, 0), add);
+    let mut sidecars = (0, 0);
+    let mut init_peak = (0, 0);
+    for container in spec.init_containers.iter().flatten() {
+        let own = per_container(container);
+        if container.restart_policy.as_deref() == Some("Always") {
+            running = add(running, own);
+            sidecars = add(sidecars, own);
+            init_peak = max(init_peak, sidecars);
+        } else {
+            init_peak = max(init_peak, add(sidecars, own));
+        }
+    }
+    max(running, init_peak)
+}
+
 /// A host port a pod uses: (host IP, protocol, port).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HostPort {
@@ -95,8 +119,8 @@ pub struct PodInfo {
     pub cluster: Arc<ClusterInfo>,
     /// Its pod (anti-)affinity terms, resolved once (`None` without pod affinity).
     pub affinity_terms: Option<Arc<plugins::inter_pod_affinity::PodTerms>>,
-    /// Its requests (upstream's `computePodResourceRequest`): sum of containers, at least the
-    /// largest init container, plus overhead.
+    /// Its requests (upstream's `computePodResourceRequest`): containers and sidecars, at least
+    /// the largest init-container phase, plus overhead.
     pub requests: Resources,
     /// The same with defaults for unset cpu/memory requests (used by scores).
     pub non_zero_requests: Resources,
@@ -117,18 +141,26 @@ impl PodInfo {
         };
         let mut host_ports = Vec::new();
         if let Some(spec) = pod.spec.as_ref() {
-            let container_requests = |c: &k8s_openapi::api::core::v1::Container| {
+            let container_requests = |c: &Container| {
                 let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
                 let cpu = quantity(r, "cpu").map(|q| to_i64(q.milli_value()));
                 let memory = quantity(r, "memory").map(|q| to_i64(q.value()));
                 (cpu, memory)
             };
+            let raw = |c: &Container| {
+                let (cpu, memory) = container_requests(c);
+                (cpu.unwrap_or(0), memory.unwrap_or(0))
+            };
+            let with_defaults = |c: &Container| {
+                let (cpu, memory) = container_requests(c);
+                (
+                    cpu.filter(|c| *c != 0).unwrap_or(DEFAULT_MILLI_CPU_REQUEST),
+                    memory.filter(|m| *m != 0).unwrap_or(DEFAULT_MEMORY_REQUEST),
+                )
+            };
+            (requests.milli_cpu, requests.memory) = pod_requests(spec, raw);
+            (non_zero.milli_cpu, non_zero.memory) = pod_requests(spec, with_defaults);
             for container in &spec.containers {
-                let (cpu, memory) = container_requests(container);
-                requests.milli_cpu += cpu.unwrap_or(0);
-                requests.memory += memory.unwrap_or(0);
-                non_zero.milli_cpu += cpu.filter(|c| *c != 0).unwrap_or(DEFAULT_MILLI_CPU_REQUEST);
-                non_zero.memory += memory.filter(|m| *m != 0).unwrap_or(DEFAULT_MEMORY_REQUEST);
                 for port in container.ports.iter().flatten() {
                     if let Some(host_port) = port.host_port.filter(|p| *p > 0) {
                         host_ports.push(HostPort {
@@ -142,11 +174,6 @@ impl PodInfo {
                         });
                     }
                 }
-            }
-            for container in spec.init_containers.iter().flatten() {
-                let (cpu, memory) = container_requests(container);
-                requests.milli_cpu = requests.milli_cpu.max(cpu.unwrap_or(0));
-                requests.memory = requests.memory.max(memory.unwrap_or(0));
             }
             let overhead = spec.overhead.as_ref();
             if let Some(cpu) = quantity(overhead, "cpu") {
@@ -375,17 +402,21 @@ impl Default for Registry {
             filters: vec![
                 Box::new(plugins::node_unschedulable::NodeUnschedulable),
                 Box::new(plugins::node_unschedulable::NodeReady),
+                Box::new(plugins::node_name::NodeName),
                 Box::new(plugins::taint_toleration::TaintToleration),
                 Box::new(plugins::node_affinity::NodeAffinity),
                 Box::new(plugins::node_ports::NodePorts),
-                Box::new(plugins::node_resources_fit::NodeResourcesFit),
+                Box::new(plugins::node_resources_fit::NodeResourcesFit::default()),
                 Box::new(plugins::pod_topology_spread::PodTopologySpread),
                 Box::new(plugins::inter_pod_affinity::InterPodAffinity),
             ],
             scores: vec![
                 (Box::new(plugins::taint_toleration::TaintToleration), 3),
                 (Box::new(plugins::node_affinity::NodeAffinity), 2),
-                (Box::new(plugins::node_resources_fit::NodeResourcesFit), 1),
+                (
+                    Box::new(plugins::node_resources_fit::NodeResourcesFit::default()),
+                    1,
+                ),
                 (
                     Box::new(plugins::balanced_allocation::BalancedAllocation),
                     1,
@@ -527,6 +558,45 @@ mod tests {
         assert_eq!(empty.requests.milli_cpu, 0);
         assert_eq!(empty.non_zero_requests.milli_cpu, DEFAULT_MILLI_CPU_REQUEST);
         assert_eq!(empty.non_zero_requests.memory, DEFAULT_MEMORY_REQUEST);
+    }
+
+    #[test]
+    fn sidecars_add_to_containers_and_plain_init_containers_only_set_a_floor() {
+        let container = |name: &str, cpu: &str, restart: Option<&str>| Container {
+            name: name.into(),
+            restart_policy: restart.map(str::to_string),
+            resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                requests: Some(
+                    [(
+                        "cpu".to_string(),
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity(cpu.into()),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            }),
+            ..Container::default()
+        };
+        // Init 1 (plain) 2 cpu; sidecar 1 cpu; init 2 (plain) 3 cpu;
+        // regular 1 cpu. Phases: 2, 1+3 = 4, 1+1 = 2; the pod needs 4.
+        let info = with_spec(pod("p", Some("1"), None), |spec| {
+            spec.init_containers = Some(vec![
+                container("init-1", "2", None),
+                container("sidecar", "1", Some("Always")),
+                container("init-2", "3", None),
+            ]);
+        });
+        assert_eq!(info.requests.milli_cpu, 4000);
+        // With a small plain init container the running phase wins: regular 1 + sidecar 1.
+        let info = with_spec(pod("q", Some("1"), None), |spec| {
+            spec.init_containers = Some(vec![
+                container("sidecar", "1", Some("Always")),
+                container("init", "500m", None),
+            ]);
+        });
+        assert_eq!(info.requests.milli_cpu, 2000);
+        // Scores count the sidecar's default memory too.
+        assert_eq!(info.non_zero_requests.memory, 2 * DEFAULT_MEMORY_REQUEST);
     }
 
     #[test]

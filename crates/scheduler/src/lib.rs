@@ -11,6 +11,7 @@ pub mod config;
 pub mod events;
 pub mod framework;
 pub mod listers;
+pub mod metrics;
 pub mod plugins;
 pub mod preemption;
 pub mod queue;
@@ -19,7 +20,11 @@ pub mod scheduler;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use std::future::Future;
+
+use clap::Parser;
+use component_base::leaderelection::{self, LeaderElectionFlags, LeaderElector, Outcome};
+use component_base::metrics::SharedRegistry;
 
 /// Command-line options (upstream flag names).
 #[derive(Debug, Clone, Parser)]
@@ -32,16 +37,20 @@ pub struct Options {
     /// Path to a `KubeSchedulerConfiguration` file (profiles, plugins, weights).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Port for the health endpoint (served as plain HTTP for now).
+    /// Port for `/healthz` and `/metrics` (served as plain HTTP for now).
     #[arg(long, default_value_t = 10259)]
     pub secure_port: u16,
     /// Address the health endpoint listens on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
-    /// Leader election (accepted; a single instance runs for now).
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
-    pub leader_elect: bool,
+    /// Leader election (`--leader-elect*`): only the holder of the `kube-scheduler` Lease
+    /// schedules.
+    #[command(flatten)]
+    pub leader_election: LeaderElectionFlags,
 }
+
+/// The component name: the default Lease name and the event source.
+pub const COMPONENT: &str = "kube-scheduler";
 
 /// Why the scheduler could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,15 +64,40 @@ pub enum RunError {
     /// The health server could not start.
     #[error("starting the health server: {0}")]
     Health(#[from] component_base::health::HealthError),
+    /// The `--leader-elect*` flags are inconsistent.
+    #[error("leader election: {0}")]
+    LeaderElection(#[from] leaderelection::ConfigError),
+    /// This instance led and could not renew its Lease in time; another may lead now.
+    #[error("leaderelection lost")]
+    LeaderElectionLost,
 }
 
 /// Runs the scheduler until SIGINT/SIGTERM.
 pub async fn run(options: Options) -> Result<(), RunError> {
+    run_until(options, None, component_base::signals::shutdown()).await
+}
+
+/// Runs the scheduler until `shutdown` resolves (used by [`run`] and in-process tests);
+/// `identity` overrides the leader-election identity (`<hostname>_<uuid>` by default).
+pub async fn run_until(
+    options: Options,
+    identity: Option<String>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let configuration = match &options.config {
         Some(path) => config::KubeSchedulerConfiguration::load(path)?,
         None => config::KubeSchedulerConfiguration::default(),
     };
     let profiles = configuration.registries()?;
+    let election = if options.leader_election.leader_elect {
+        let mut election = options.leader_election.config(COMPONENT)?;
+        if let Some(identity) = identity {
+            election.identity = identity;
+        }
+        Some(election)
+    } else {
+        None
+    };
     let kubeconfig = options.kubeconfig.clone().or_else(|| {
         configuration
             .client_connection
@@ -72,17 +106,34 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     });
     let client = component_base::client::from_kubeconfig(kubeconfig.as_deref()).await?;
     let health = component_base::health::Health::default();
-    let address = component_base::health::serve(
+    let registry = SharedRegistry::default();
+    let address = component_base::metrics::serve(
         SocketAddr::new(options.bind_address, options.secure_port),
         health.clone(),
+        registry.clone(),
     )
     .await?;
-    tracing::info!(%address, "serving /healthz (plain HTTP)");
-    let _scheduler = scheduler::Scheduler::start_with_profiles(client, profiles).await;
+    tracing::info!(%address, "serving /healthz and /metrics (plain HTTP)");
     health.set_ready(true);
-    tracing::info!("scheduler running");
-    component_base::signals::shutdown().await;
-    Ok(())
+    let schedule = async {
+        let scheduler = scheduler::Scheduler::start_with_profiles(client.clone(), profiles).await;
+        scheduler.register_metrics(&registry);
+        tracing::info!("scheduler running");
+        std::future::pending::<()>().await;
+    };
+    let Some(election) = election else {
+        tokio::select! {
+            () = schedule => {}
+            () = shutdown => {}
+        }
+        return Ok(());
+    };
+    let mut elector = LeaderElector::new(client.clone(), election);
+    component_base::metrics::register_leader_status(&registry, COMPONENT, elector.status());
+    match elector.run(shutdown, schedule).await {
+        Outcome::Cancelled => Ok(()),
+        Outcome::Lost => Err(RunError::LeaderElectionLost),
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +152,6 @@ mod tests {
             "--config",
             "/etc/kubernetes/scheduler.yaml",
         ]);
-        assert!(options.is_ok_and(|o| o.secure_port == 10259 && !o.leader_elect));
+        assert!(options.is_ok_and(|o| o.secure_port == 10259 && !o.leader_election.leader_elect));
     }
 }

@@ -1,7 +1,7 @@
 //! The scheduling queue: pods waiting for a decision (active, ordered by PrioritySort: higher
 //! `spec.priority` first, then the earlier enqueued), and pods that did not fit (unschedulable)
 //! which come back with exponential back-off when the cluster changes, or after a while in any
-//! case.
+//! case. Pods held back by `spec.schedulingGates` wait in a gated set until ungated.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -33,6 +33,21 @@ struct State {
     /// Failed pods: attempts and when they failed last.
     unschedulable: HashMap<PodKey, (u32, Instant)>,
     attempts: HashMap<PodKey, u32>,
+    /// Pods with scheduling gates: never popped until added again without them.
+    gated: HashSet<PodKey>,
+}
+
+/// How many pods wait in each sub-queue (upstream `scheduler_pending_pods{queue}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingCounts {
+    /// Waiting for a decision now.
+    pub active: usize,
+    /// Failed and still inside their back-off.
+    pub backoff: usize,
+    /// Failed, back-off over, waiting for a cluster change.
+    pub unschedulable: usize,
+    /// Held back by `spec.schedulingGates`.
+    pub gated: usize,
 }
 
 /// The shared queue.
@@ -60,6 +75,7 @@ impl SchedulingQueue {
     pub fn add(&self, key: PodKey) {
         let mut state = self.lock();
         state.unschedulable.remove(&key);
+        state.gated.remove(&key);
         if state.queued.insert(key.clone()) {
             let priority = state.priorities.get(&key).copied().unwrap_or(0);
             state.sequence += 1;
@@ -104,9 +120,20 @@ impl SchedulingQueue {
         }
     }
 
+    /// Holds a pod back while it has scheduling gates (out of the active and parked sets).
+    pub fn gate(&self, key: PodKey) {
+        let mut state = self.lock();
+        state.unschedulable.remove(&key);
+        if state.queued.remove(&key) {
+            state.active.retain(|(_, _, queued)| *queued != key);
+        }
+        state.gated.insert(key);
+    }
+
     /// Forgets a pod (bound or deleted).
     pub fn forget(&self, key: &str) {
         let mut state = self.lock();
+        state.gated.remove(key);
         state.unschedulable.remove(key);
         state.attempts.remove(key);
         state.priorities.remove(key);
@@ -157,6 +184,24 @@ impl SchedulingQueue {
     pub fn unschedulable_len(&self) -> usize {
         self.lock().unschedulable.len()
     }
+
+    /// The pending pods per sub-queue; parked pods still inside their back-off count as
+    /// `backoff`.
+    pub fn pending(&self) -> PendingCounts {
+        let now = Instant::now();
+        let state = self.lock();
+        let backoff = state
+            .unschedulable
+            .values()
+            .filter(|(attempts, since)| *since + backoff(*attempts) > now)
+            .count();
+        PendingCounts {
+            active: state.active.len(),
+            backoff,
+            unschedulable: state.unschedulable.len() - backoff,
+            gated: state.gated.len(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +238,29 @@ mod tests {
                 "default/unknown"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn gated_pods_wait_outside_the_active_queue_until_added_again() {
+        let queue = SchedulingQueue::default();
+        queue.add("default/gated".into());
+        queue.add("default/open".into());
+        queue.gate("default/gated".into());
+        assert_eq!(
+            queue.pending(),
+            PendingCounts {
+                active: 1,
+                gated: 1,
+                ..PendingCounts::default()
+            }
+        );
+        assert_eq!(queue.pop().await, "default/open");
+        queue.add("default/gated".into());
+        assert_eq!(queue.pending().gated, 0);
+        assert_eq!(queue.pop().await, "default/gated");
+        queue.gate("default/other".into());
+        queue.forget("default/other");
+        assert_eq!(queue.pending(), PendingCounts::default());
     }
 
     #[tokio::test]

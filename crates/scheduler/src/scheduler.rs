@@ -26,6 +26,8 @@ use crate::cache::Cache;
 use crate::events;
 use crate::framework::{ClusterInfo, NodeInfo, PodInfo, Registry};
 use crate::listers::Listers;
+use crate::metrics::{AttemptResult, Metrics};
+use crate::plugins::scheduling_gates;
 use crate::preemption::{self, Candidate};
 use crate::queue::SchedulingQueue;
 
@@ -47,6 +49,7 @@ pub struct Scheduler {
     nominated: Arc<Mutex<HashMap<String, (String, PodInfo)>>>,
     /// Where the next cycle starts filtering (upstream `nextStartNodeIndex`).
     next_start: Arc<AtomicUsize>,
+    metrics: Metrics,
 }
 
 fn pod_key(pod: &Pod) -> String {
@@ -164,6 +167,7 @@ impl Scheduler {
             ),
             nominated: Arc::default(),
             next_start: Arc::default(),
+            metrics: Metrics::default(),
         };
         let handler = scheduler.clone();
         spawn_watch(
@@ -189,6 +193,16 @@ impl Scheduler {
             }
         });
         scheduler
+    }
+
+    /// This scheduler's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Adds this scheduler's metrics (including its queue sizes) to `registry`.
+    pub fn register_metrics(&self, registry: &component_base::metrics::SharedRegistry) {
+        self.metrics.register(registry, self.queue.clone());
     }
 
     fn responsible(&self, pod: &Pod) -> bool {
@@ -284,6 +298,13 @@ impl Scheduler {
                     if matches!(phase, Some("Succeeded") | Some("Failed")) {
                         self.retry_unschedulable();
                     }
+                } else if self.responsible(pod) && scheduling_gates::gated(pod) {
+                    self.queue.gate(pod_key(pod));
+                    if scheduling_gates::needs_condition(pod) {
+                        let marker = self.clone();
+                        let pod = pod.clone();
+                        tokio::spawn(async move { marker.mark_gated(&pod).await });
+                    }
                 } else if self.responsible(pod) {
                     if !self.cache().contains_pod(&uid) {
                         let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
@@ -316,6 +337,10 @@ impl Scheduler {
             if !self.responsible(&pod) {
                 continue;
             }
+            if scheduling_gates::gated(&pod) {
+                self.queue.gate(key);
+                continue;
+            }
             let Some(registry) = self.profiles.get(scheduler_name(&pod)).cloned() else {
                 continue;
             };
@@ -331,8 +356,18 @@ impl Scheduler {
             let mut nodes = self.cache().snapshot();
             self.add_nominated_pods(&info, &mut nodes);
             let start = self.next_start.load(Ordering::Relaxed);
+            let started = tokio::time::Instant::now();
             let decision =
                 algorithm::schedule_from(&registry, &info, &nodes, start, &mut rand::rng());
+            // A decided pod's attempt is counted when its binding ends (upstream: the attempt
+            // latency covers the algorithm and the binding).
+            if decision.is_err() {
+                self.metrics.observe_attempt(
+                    AttemptResult::Unschedulable,
+                    scheduler_name(&pod),
+                    started.elapsed(),
+                );
+            }
             match decision {
                 Ok((node, processed)) => {
                     self.next_start
@@ -340,7 +375,7 @@ impl Scheduler {
                     tracing::debug!(pod = %key, %node, "scheduled");
                     self.cache().assume(&pod, &node);
                     let binder = self.clone();
-                    tokio::spawn(async move { binder.bind(pod, node).await });
+                    tokio::spawn(async move { binder.bind(pod, node, started).await });
                 }
                 Err(mut fit) => {
                     let pdbs = self.listers.pdbs();
@@ -432,7 +467,7 @@ impl Scheduler {
         }
     }
 
-    async fn bind(&self, pod: Arc<Pod>, node: String) {
+    async fn bind(&self, pod: Arc<Pod>, node: String, started: tokio::time::Instant) {
         let namespace = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
         let binding = Binding {
@@ -453,6 +488,12 @@ impl Scheduler {
         let result: Result<serde_json::Value, kube::Error> = api
             .create_subresource("binding", &name, &PostParams::default(), &binding)
             .await;
+        let outcome = match &result {
+            Ok(_) => AttemptResult::Scheduled,
+            Err(_) => AttemptResult::Error,
+        };
+        self.metrics
+            .observe_attempt(outcome, scheduler_name(&pod), started.elapsed());
         match result {
             Ok(_) => {
                 self.queue.forget(&pod_key(&pod));
@@ -483,6 +524,39 @@ impl Scheduler {
                     self.retry_unschedulable();
                 }
             }
+        }
+    }
+
+    /// Sets `PodScheduled=False` with reason `SchedulingGated` on a pod with scheduling gates.
+    async fn mark_gated(&self, pod: &Pod) {
+        let mut conditions: Vec<PodCondition> = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.type_ != "PodScheduled")
+            .collect();
+        conditions.push(PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some(scheduling_gates::REASON.into()),
+            message: Some(scheduling_gates::MESSAGE.into()),
+            last_transition_time: Some(Time(jiff::Timestamp::now())),
+            ..PodCondition::default()
+        });
+        let patch = serde_json::json!({"status": {"conditions": conditions}});
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        if let Err(error) = api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            tracing::debug!(pod = %pod.name_any(), %error, "could not set the SchedulingGated condition");
         }
     }
 

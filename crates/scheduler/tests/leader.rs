@@ -1,0 +1,401 @@
+//! Leader election against an in-process apiserver with RBAC on, as `system:kube-scheduler`.
+//!
+//! First the elector itself ([`component_base::leaderelection`]) on tokio's paused clock: the
+//! Lease record it writes, a second candidate waiting for expiry, release on shutdown, and giving
+//! up when renewing fails past the deadline. Then two whole schedulers ([`kube_scheduler::run_until`],
+//! each on its own runtime so that one can be killed): only the leader schedules, and when it
+//! dies the other takes over and schedules the next pod.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use component_base::leaderelection::{LeaderElectionConfig, LeaderElector, Outcome};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use kube_apiserver::testing::TestServer;
+use tokio::sync::oneshot;
+
+async fn rbac_server() -> anyhow::Result<TestServer> {
+    Ok(
+        TestServer::start_with(|o| o.authorization_mode = vec!["Node".into(), "RBAC".into()])
+            .await?,
+    )
+}
+
+async fn scheduler_client(server: &TestServer) -> anyhow::Result<Client> {
+    let path = server.kubeconfig_for("system:kube-scheduler", &[])?;
+    Ok(component_base::client::from_kubeconfig(Some(&path)).await?)
+}
+
+fn config(identity: &str) -> LeaderElectionConfig {
+    LeaderElectionConfig {
+        namespace: "kube-system".into(),
+        name: "kube-scheduler".into(),
+        identity: identity.into(),
+        component: "kube-scheduler".into(),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
+        release_on_cancel: true,
+    }
+}
+
+async fn lease(client: &Client) -> anyhow::Result<Option<Lease>> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    Ok(leases.get_opt("kube-scheduler").await?)
+}
+
+async fn holder(client: &Client) -> anyhow::Result<String> {
+    Ok(lease(client)
+        .await?
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default())
+}
+
+async fn transitions(client: &Client) -> anyhow::Result<i32> {
+    Ok(lease(client)
+        .await?
+        .and_then(|l| l.spec)
+        .and_then(|s| s.lease_transitions)
+        .unwrap_or(-1))
+}
+
+async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    for _ in 0..600 {
+        if let Ok(true) = check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("timed out waiting for {what}")
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_candidate_writes_an_upstream_lease_record_and_an_event() -> anyhow::Result<()> {
+    let server = rbac_server().await?;
+    let client = scheduler_client(&server).await?;
+    let mut a = LeaderElector::new(client.clone(), config("host_a"));
+    let status = a.status();
+    assert!(!status.is_leader());
+    a.acquire().await;
+    assert!(status.is_leader());
+    let spec = lease(&client)
+        .await?
+        .and_then(|l| l.spec)
+        .context("lease has a spec")?;
+    assert_eq!(spec.holder_identity.as_deref(), Some("host_a"));
+    assert_eq!(spec.lease_duration_seconds, Some(15));
+    assert_eq!(spec.lease_transitions, Some(0));
+    assert!(spec.acquire_time.is_some() && spec.renew_time.is_some());
+    let events: Api<Event> = Api::namespaced(server.client().await?, "kube-system");
+    let events = events.list(&ListParams::default()).await?;
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("LeaderElection")
+                && e.message.as_deref() == Some("host_a became leader")
+                && e.involved_object.kind.as_deref() == Some("Lease")),
+        "{:?}",
+        events.items
+    );
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_candidate_takes_over_only_after_the_lease_expires() -> anyhow::Result<()> {
+    let server = rbac_server().await?;
+    let client = scheduler_client(&server).await?;
+    let mut a = LeaderElector::new(client.clone(), config("host_a"));
+    a.acquire().await;
+    let a_task = tokio::spawn(async move {
+        a.renew().await;
+    });
+    let mut b = LeaderElector::new(client.clone(), config("host_b"));
+    let b_status = b.status();
+    let b_task = tokio::spawn(async move {
+        b.acquire().await;
+        b
+    });
+    // A renews every 2s, so B keeps seeing a fresh record and waits.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!b_status.is_leader());
+    assert_eq!(holder(&client).await?, "host_a");
+    // A dies without releasing: B takes over once the record is 15s old.
+    a_task.abort();
+    let b = b_task.await?;
+    assert!(b.status().is_leader());
+    assert_eq!(holder(&client).await?, "host_b");
+    assert_eq!(transitions(&client).await?, 1);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_leader_releases_the_lease_for_its_successor() -> anyhow::Result<()> {
+    let server = rbac_server().await?;
+    let client = scheduler_client(&server).await?;
+    let mut a = LeaderElector::new(client.clone(), config("host_a"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (led, leading) = oneshot::channel::<()>();
+    let a_task = tokio::spawn(async move {
+        a.run(
+            async {
+                stopped.await.ok();
+            },
+            async {
+                led.send(()).ok();
+                std::future::pending::<()>().await;
+            },
+        )
+        .await
+    });
+    leading.await?;
+    stop.send(()).ok();
+    assert_eq!(a_task.await?, Outcome::Cancelled);
+    let spec = lease(&client)
+        .await?
+        .and_then(|l| l.spec)
+        .context("lease has a spec")?;
+    assert_eq!(spec.holder_identity.as_deref(), Some(""));
+    assert_eq!(spec.lease_duration_seconds, Some(1));
+    // The successor does not wait for the 15s expiry: an empty holder is free at once.
+    let mut b = LeaderElector::new(client.clone(), config("host_b"));
+    tokio::time::timeout(Duration::from_secs(5), b.acquire()).await?;
+    assert_eq!(holder(&client).await?, "host_b");
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_cannot_renew_gives_up_after_the_renew_deadline() -> anyhow::Result<()> {
+    let server = rbac_server().await?;
+    let client = scheduler_client(&server).await?;
+    let mut a = LeaderElector::new(client.clone(), config("host_a"));
+    let (led, leading) = oneshot::channel::<()>();
+    let a_task = tokio::spawn(async move {
+        a.run(std::future::pending(), async {
+            led.send(()).ok();
+            std::future::pending::<()>().await;
+        })
+        .await
+    });
+    leading.await?;
+    // Someone else writes the record (as a partitioned leader would see): A's renewals fail.
+    let admin = server.client().await?;
+    let leases: Api<Lease> = Api::namespaced(admin, "kube-system");
+    let mut current = leases.get("kube-scheduler").await?;
+    if let Some(spec) = current.spec.as_mut() {
+        spec.holder_identity = Some("intruder".into());
+    }
+    leases
+        .replace("kube-scheduler", &PostParams::default(), &current)
+        .await?;
+    let outcome = tokio::time::timeout(Duration::from_secs(60), a_task).await??;
+    assert_eq!(outcome, Outcome::Lost);
+    Ok(())
+}
+
+/// One scheduler process stand-in: its own runtime on its own thread.
+struct Instance {
+    stop: Option<oneshot::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    port: u16,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Instance {
+    fn start(kubeconfig: &Path, identity: &str) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let options = kube_scheduler::Options::try_parse_from([
+            "kube-scheduler",
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            &port.to_string(),
+            "--leader-elect-lease-duration",
+            "3s",
+            "--leader-elect-renew-deadline",
+            "2s",
+            "--leader-elect-retry-period",
+            "500ms",
+        ])?;
+        let identity = identity.to_string();
+        let (stop, stopped) = oneshot::channel::<bool>();
+        let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            let result = runtime.block_on(async move {
+                let (graceful, shutdown) = oneshot::channel::<()>();
+                let run = kube_scheduler::run_until(options, Some(identity), async {
+                    shutdown.await.ok();
+                });
+                tokio::pin!(run);
+                tokio::select! {
+                    result = &mut run => Ok(result?),
+                    // true: SIGTERM-like shutdown; false (or dropped): the process is killed.
+                    message = stopped => match message {
+                        Ok(true) => {
+                            graceful.send(()).ok();
+                            Ok(run.await?)
+                        }
+                        _ => Ok(()),
+                    },
+                }
+            });
+            runtime.shutdown_background();
+            result
+        });
+        Ok(Instance {
+            stop: Some(stop),
+            thread: Some(thread),
+            port,
+        })
+    }
+
+    fn stop(&mut self, graceful: bool) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            stop.send(graceful).ok();
+        }
+        match self.thread.take() {
+            Some(thread) => match thread.join() {
+                Ok(result) => result,
+                Err(_) => bail!("scheduler thread panicked"),
+            },
+            None => Ok(()),
+        }
+    }
+
+    async fn metrics(&self) -> anyhow::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await?;
+        Ok(body)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Err(error) = self.stop(false) {
+            tracing::warn!(%error, "stopping a scheduler instance");
+        }
+    }
+}
+
+async fn create_node(client: &Client, name: &str) -> anyhow::Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name},
+        "status": {
+            "allocatable": {"cpu": "4", "memory": "4Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True"}]
+        }
+    }))?;
+    let mut created = nodes.create(&PostParams::default(), &node).await?;
+    created.status = node.status;
+    nodes
+        .replace_status(name, &PostParams::default(), &created)
+        .await?;
+    Ok(())
+}
+
+async fn create_pod(pods: &Api<Pod>, name: &str) -> anyhow::Result<()> {
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}
+    }))?;
+    pods.create(&PostParams::default(), &pod).await?;
+    Ok(())
+}
+
+async fn bound(pods: &Api<Pod>, name: &str) -> anyhow::Result<bool> {
+    Ok(pods
+        .get(name)
+        .await?
+        .spec
+        .and_then(|s| s.node_name)
+        .is_some())
+}
+
+fn scheduled_attempts(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("scheduler_schedule_attempts_total{result=\"scheduled\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_schedules_and_a_follower_takes_over_when_it_dies() -> anyhow::Result<()> {
+    let server = rbac_server().await?;
+    let admin = server.client().await?;
+    let kubeconfig = server.kubeconfig_for("system:kube-scheduler", &[])?;
+    create_node(&admin, "node-0").await?;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
+
+    let mut a = Instance::start(&kubeconfig, "host_a")?;
+    wait_for("a leads", || async {
+        Ok(holder(&admin).await? == "host_a")
+    })
+    .await?;
+    let mut b = Instance::start(&kubeconfig, "host_b")?;
+    wait_for("b serves metrics", || async {
+        Ok(b.metrics().await?.contains("leader_election_master_status"))
+    })
+    .await?;
+    create_pod(&pods, "first").await?;
+    wait_for("first bound", || bound(&pods, "first")).await?;
+
+    // Attempts are counted once the binding call returns, just after the pod shows bound.
+    wait_for("a counts its attempt", || async {
+        Ok(scheduled_attempts(&a.metrics().await?) >= 1)
+    })
+    .await?;
+    let a_metrics = a.metrics().await?;
+    let b_metrics = b.metrics().await?;
+    assert!(a_metrics.contains("leader_election_master_status{name=\"kube-scheduler\"} 1"));
+    assert_eq!(scheduled_attempts(&b_metrics), 0, "{b_metrics}");
+    assert!(b_metrics.contains("leader_election_master_status{name=\"kube-scheduler\"} 0"));
+    assert_eq!(holder(&admin).await?, "host_a");
+
+    // Kill the leader (no release): b takes over once the lease expires.
+    a.stop(false)?;
+    create_pod(&pods, "second").await?;
+    wait_for("b leads", || async {
+        Ok(holder(&admin).await? == "host_b")
+    })
+    .await?;
+    wait_for("second bound", || bound(&pods, "second")).await?;
+    assert_eq!(transitions(&admin).await?, 1);
+    wait_for("b counts its attempt", || async {
+        Ok(scheduled_attempts(&b.metrics().await?) >= 1)
+    })
+    .await?;
+
+    // A graceful stop releases the lease.
+    b.stop(true)?;
+    assert_eq!(holder(&admin).await?, "");
+    Ok(())
+}
