@@ -122,8 +122,17 @@ impl Drop for RunningKubelet {
 /// Binds the kubelet API, registers the node (retrying until the apiserver answers) and starts
 /// the status, lease, pod CIDR and pod manager loops.
 pub async fn start(deps: Dependencies) -> Result<RunningKubelet, RunError> {
+    start_with_auth(deps, None).await
+}
+
+/// Like [`start`], with kubelet API callers checked by `auth` (token webhook, Webhook
+/// authorization).
+pub async fn start_with_auth(
+    deps: Dependencies,
+    auth: Option<Arc<crate::server::auth::KubeletAuth>>,
+) -> Result<RunningKubelet, RunError> {
     let store = PodStore::new();
-    let api_addr = crate::server::serve(
+    let api_addr = crate::server::serve_with_auth(
         deps.api_addr,
         &deps.tls,
         ServerState {
@@ -131,6 +140,7 @@ pub async fn start(deps: Dependencies) -> Result<RunningKubelet, RunError> {
             runtime: deps.runtime.clone(),
             pod_logs_dir: deps.pods.pod_logs_dir.clone(),
         },
+        auth,
     )
     .await
     .map_err(RunError::Server)?;
@@ -288,36 +298,49 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         &options.root_dir.join("cni"),
     ));
     let host_resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let kubelet = start(Dependencies {
-        client,
-        runtime,
-        network,
-        node: NodeConfig {
-            name: node_name.clone(),
-            node_ip,
-            port: options.port,
-            max_pods: options.max_pods,
-        },
-        pods: PodSettings {
-            node_name: node_name.clone(),
-            node_ip,
-            root_dir: options.root_dir.clone(),
-            pod_logs_dir: options.pod_logs_dir.clone(),
-            dns: DnsSettings {
-                cluster_dns: options.cluster_dns.clone(),
-                cluster_domain: options.cluster_domain.clone(),
-                host_resolv_conf,
+    let auth = (options.authentication_token_webhook
+        || options.authorization_mode == crate::server::auth::AuthorizationMode::Webhook)
+        .then(|| {
+            Arc::new(crate::server::auth::KubeletAuth::new(
+                client.clone(),
+                &node_name,
+                options.authentication_token_webhook,
+                options.authorization_mode,
+            ))
+        });
+    let kubelet = start_with_auth(
+        Dependencies {
+            client,
+            runtime,
+            network,
+            node: NodeConfig {
+                name: node_name.clone(),
+                node_ip,
+                port: options.port,
+                max_pods: options.max_pods,
             },
+            pods: PodSettings {
+                node_name: node_name.clone(),
+                node_ip,
+                root_dir: options.root_dir.clone(),
+                pod_logs_dir: options.pod_logs_dir.clone(),
+                dns: DnsSettings {
+                    cluster_dns: options.cluster_dns.clone(),
+                    cluster_domain: options.cluster_domain.clone(),
+                    host_resolv_conf,
+                },
+            },
+            api_addr: SocketAddr::new(options.address, options.port),
+            tls: TlsFiles {
+                cert: options.tls_cert_file.clone(),
+                key: options.tls_private_key_file.clone(),
+                client_ca: options.client_ca_file.clone(),
+                self_signed_names: vec![node_name.clone(), node_ip.to_string(), "127.0.0.1".into()],
+            },
+            status_period: Duration::from_secs(options.node_status_update_frequency.max(1)),
         },
-        api_addr: SocketAddr::new(options.address, options.port),
-        tls: TlsFiles {
-            cert: options.tls_cert_file.clone(),
-            key: options.tls_private_key_file.clone(),
-            client_ca: options.client_ca_file.clone(),
-            self_signed_names: vec![node_name.clone(), node_ip.to_string(), "127.0.0.1".into()],
-        },
-        status_period: Duration::from_secs(options.node_status_update_frequency.max(1)),
-    })
+        auth,
+    )
     .await?;
     component_base::signals::shutdown().await;
     kubelet.stop();

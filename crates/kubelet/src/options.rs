@@ -64,10 +64,42 @@ pub struct Options {
     /// Address of the plain `/healthz` endpoint.
     #[arg(long = "healthz-bind-address", default_value = "127.0.0.1")]
     pub healthz_bind_address: IpAddr,
+    /// Use the TokenReview API to determine authentication for bearer tokens on the kubelet API.
+    #[arg(long = "authentication-token-webhook", action = clap::ArgAction::Set, num_args = 0..=1,
+        default_value_t = false, default_missing_value = "true")]
+    pub authentication_token_webhook: bool,
+    /// Authorization mode for the kubelet API: AlwaysAllow or Webhook (SubjectAccessReview).
+    #[arg(long = "authorization-mode", value_enum, default_value = "AlwaysAllow")]
+    pub authorization_mode: crate::server::auth::AuthorizationMode,
     /// Maximum number of pods on this node.
     #[arg(long = "max-pods", default_value_t = 110)]
     pub max_pods: u32,
     /// How often the node status is posted (seconds).
     #[arg(long = "node-status-update-frequency", default_value_t = 10)]
     pub node_status_update_frequency: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Options;
+    use crate::server::auth::AuthorizationMode;
+
+    #[test]
+    fn authorization_mode_takes_the_upstream_names() {
+        let options = Options::try_parse_from(["kubelet"]).expect("defaults parse");
+        assert_eq!(options.authorization_mode, AuthorizationMode::AlwaysAllow);
+        assert!(!options.authentication_token_webhook);
+        let options = Options::try_parse_from([
+            "kubelet",
+            "--authentication-token-webhook",
+            "--authorization-mode",
+            "Webhook",
+        ])
+        .expect("upstream spelling parses");
+        assert_eq!(options.authorization_mode, AuthorizationMode::Webhook);
+        assert!(options.authentication_token_webhook);
+        assert!(Options::try_parse_from(["kubelet", "--authorization-mode", "Nope"]).is_err());
+    }
 }

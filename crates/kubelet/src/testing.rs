@@ -1,5 +1,9 @@
 //! Starts a kubelet inside a test (or a hollow node): the real node agent, pod manager and
 //! kubelet API against a real apiserver, over the fake runtime and the fake network.
+//!
+//! [`start_fake`] is a whole kubelet (with its API listener); [`start_hollow`] is the lighter
+//! variant kube-perf starts by the thousand: the same node agent (registration, status, Lease)
+//! and pod manager code paths, but no kubelet API listener or TLS, and machine facts read once.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -8,12 +12,19 @@ use std::time::Duration;
 
 use kube::Client;
 
+use tokio::task::JoinHandle;
+
 use crate::app::{start, Dependencies, RunError, RunningKubelet};
 use crate::network::fake::FakeNetwork;
+use crate::network::Network;
+use crate::node::agent::{NodeAgent, NodeError};
+use crate::node::info::MachineInfo;
 use crate::node::status::NodeConfig;
 use crate::pod::files::DnsSettings;
-use crate::pod::PodSettings;
+use crate::pod::manager::PodManager;
+use crate::pod::{KubePodApi, PodApi, PodContext, PodSettings, PodStore};
 use crate::runtime::fake::FakeRuntime;
+use crate::runtime::ContainerRuntime;
 use crate::server::TlsFiles;
 
 /// A kubelet running in-process on fakes.
@@ -71,4 +82,201 @@ pub async fn start_fake(
         runtime,
         network,
     })
+}
+
+/// How a hollow node is set up (shared by every hollow node of a run).
+#[derive(Debug, Clone)]
+pub struct HollowConfig {
+    /// Machine facts reported in the node status (read once with
+    /// [`crate::node::info::machine_info`], not per node).
+    pub machine: MachineInfo,
+    /// How often the node status is posted (upstream kubemark keeps the kubelet's 10 s; larger
+    /// values lighten the apiserver when thousands of nodes run).
+    pub status_period: Duration,
+    /// `status.capacity.pods`.
+    pub max_pods: u32,
+    /// Kubelet port reported in `status.daemonEndpoints` (nothing listens there).
+    pub port: u16,
+}
+
+/// A hollow node: the kubelet's node agent and pod manager over fakes, without a kubelet API.
+pub struct HollowNode {
+    /// The node name.
+    pub name: String,
+    /// The kubelet's pods.
+    pub store: PodStore,
+    /// The fake runtime.
+    pub runtime: Arc<FakeRuntime>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for HollowNode {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts hollow node `node_name`: registers the Node (one attempt; the caller retries), posts
+/// its first status, then runs the status, Lease, pod CIDR and pod manager loops. Pod files go
+/// under `dir`.
+pub async fn start_hollow(
+    client: Client,
+    node_name: &str,
+    dir: &Path,
+    config: &HollowConfig,
+) -> Result<HollowNode, NodeError> {
+    let runtime = Arc::new(FakeRuntime::with_auto_pull());
+    runtime.add_image("busybox:1.35");
+    let network = Arc::new(FakeNetwork::ready_network());
+    let node_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let dyn_runtime: Arc<dyn ContainerRuntime> = runtime.clone();
+    let dyn_network: Arc<dyn Network> = network;
+    let agent = Arc::new(NodeAgent::new(
+        client.clone(),
+        NodeConfig {
+            name: node_name.to_string(),
+            node_ip,
+            port: config.port,
+            max_pods: config.max_pods,
+        },
+        config.machine.clone(),
+        dyn_runtime.clone(),
+        dyn_network.clone(),
+    ));
+    agent.register().await?;
+    if let Err(error) = agent.post_status().await {
+        tracing::warn!(node = node_name, %error, "first node status update failed");
+    }
+    let store = PodStore::new();
+    let api: Arc<dyn PodApi> = Arc::new(KubePodApi::new(client.clone(), node_name));
+    let ctx = Arc::new(PodContext {
+        runtime: dyn_runtime,
+        network: dyn_network,
+        api,
+        settings: PodSettings {
+            node_name: node_name.to_string(),
+            node_ip,
+            root_dir: dir.join("root"),
+            pod_logs_dir: dir.join("logs"),
+            dns: DnsSettings {
+                cluster_dns: vec![IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10))],
+                cluster_domain: "cluster.local".into(),
+                host_resolv_conf: String::new(),
+            },
+        },
+        store: store.clone(),
+    });
+    let manager = PodManager::new(ctx).await;
+    let tasks = vec![
+        tokio::spawn(agent.clone().status_loop(config.status_period)),
+        tokio::spawn(agent.clone().lease_loop()),
+        tokio::spawn(agent.clone().pod_cidr_loop()),
+        tokio::spawn(manager.run(client, node_name.to_string())),
+    ];
+    Ok(HollowNode {
+        name: node_name.to_string(),
+        store,
+        runtime,
+        tasks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
+    use kube::api::{ObjectMeta, PostParams};
+    use kube::Api;
+    use kube_apiserver::testing::TestServer;
+
+    async fn eventually<T, Fut: std::future::Future<Output = Option<T>>>(
+        what: &str,
+        mut check: impl FnMut() -> Fut,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn hollow_nodes_register_heartbeat_and_run_their_pods() {
+        let server = TestServer::start().await.expect("apiserver");
+        let client = server.client().await.expect("client");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = HollowConfig {
+            machine: MachineInfo::default(),
+            status_period: Duration::from_secs(60),
+            max_pods: 110,
+            port: 10250,
+        };
+        let mut nodes = Vec::new();
+        for name in ["hollow-0", "hollow-1"] {
+            let node = start_hollow(client.clone(), name, &dir.path().join(name), &config)
+                .await
+                .expect("hollow node");
+            nodes.push(node);
+        }
+        let node_api: Api<Node> = Api::all(client.clone());
+        let node = node_api.get("hollow-1").await.expect("node registered");
+        let endpoint = node
+            .status
+            .and_then(|s| s.daemon_endpoints)
+            .and_then(|d| d.kubelet_endpoint)
+            .map(|e| e.port);
+        assert_eq!(endpoint, Some(10250));
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+        eventually("lease", || {
+            let leases = leases.clone();
+            async move { leases.get_opt("hollow-0").await.ok()? }
+        })
+        .await;
+
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some("hollow-1".into()),
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some("busybox:1.35".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("pod");
+        eventually("pod Running", || {
+            let pods = pods.clone();
+            async move {
+                let pod = pods.get("p").await.ok()?;
+                (pod.status?.phase.as_deref() == Some("Running")).then_some(())
+            }
+        })
+        .await;
+        assert!(
+            nodes[1].store.find("default", "p").is_some(),
+            "the pod runs on hollow-1"
+        );
+        assert!(
+            nodes[0].store.find("default", "p").is_none(),
+            "and not on hollow-0"
+        );
+    }
 }

@@ -11,6 +11,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use serde_json::json;
 
+use super::tokens::{IssuedToken, TokenAsk};
+
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -48,6 +50,18 @@ pub enum ApiError {
     /// A failure injected by the fake.
     #[error("injected failure: {0}")]
     Injected(String),
+    /// A TokenRequest failed.
+    #[error("requesting a token for serviceaccount {what}: {source}")]
+    Token {
+        /// `namespace/name` of the service account.
+        what: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// A TokenRequest answered no token.
+    #[error("the TokenRequest for serviceaccount {0} returned no token")]
+    NoToken(String),
 }
 
 /// The apiserver as pod workers see it.
@@ -66,6 +80,13 @@ pub trait PodApi: Send + Sync + 'static {
     /// Records an event about the pod (or one of its containers); best effort, never blocks
     /// the caller for long.
     fn event(&self, event: PodEvent);
+    /// Requests a token for the pod's service account, bound to the pod (TokenRequest).
+    async fn service_account_token(&self, ask: &TokenAsk) -> Result<IssuedToken, ApiError> {
+        Err(ApiError::NoToken(format!(
+            "{}/{}",
+            ask.namespace, ask.service_account
+        )))
+    }
 }
 
 /// An event the kubelet reports about a pod, as `kubectl describe pod` shows it.
@@ -227,6 +248,47 @@ impl PodApi for KubePodApi {
         Ok(services)
     }
 
+    async fn service_account_token(&self, ask: &TokenAsk) -> Result<IssuedToken, ApiError> {
+        use k8s_openapi::api::authentication::v1::{
+            BoundObjectReference, TokenRequest, TokenRequestSpec,
+        };
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let what = format!("{}/{}", ask.namespace, ask.service_account);
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &ask.namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: ask.audience.iter().cloned().collect(),
+                expiration_seconds: Some(ask.expiration_seconds),
+                bound_object_ref: Some(BoundObjectReference {
+                    kind: Some("Pod".into()),
+                    api_version: Some("v1".into()),
+                    name: Some(ask.pod_name.clone()),
+                    uid: Some(ask.pod_uid.clone()),
+                }),
+            },
+            ..Default::default()
+        };
+        let issued = api
+            .create_token_request(
+                &ask.service_account,
+                &kube::api::PostParams::default(),
+                &request,
+            )
+            .await
+            .map_err(|source| ApiError::Token {
+                what: what.clone(),
+                source,
+            })?;
+        let status = issued
+            .status
+            .filter(|s| !s.token.is_empty())
+            .ok_or(ApiError::NoToken(what))?;
+        Ok(IssuedToken {
+            token: status.token,
+            expiration: status.expiration_timestamp.0.as_second(),
+        })
+    }
+
     fn event(&self, event: PodEvent) {
         let recorder = self.recorder.clone();
         tokio::spawn(async move {
@@ -262,6 +324,8 @@ pub enum ApiCall {
     Delete(String, String, String),
     /// An event: reason and message.
     Event(String, String),
+    /// A TokenRequest: `namespace/serviceaccount`, pod name and the token issued.
+    Token(String, String, String),
 }
 
 /// A recording [`PodApi`] holding its own ConfigMaps, Secrets and Services.
@@ -358,5 +422,23 @@ impl PodApi for FakePodApi {
 
     fn event(&self, event: PodEvent) {
         self.record(ApiCall::Event(event.reason, event.message));
+    }
+
+    async fn service_account_token(&self, ask: &TokenAsk) -> Result<IssuedToken, ApiError> {
+        let n = self
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, ApiCall::Token(..)))
+            .count();
+        let token = format!("token-{}-{}", ask.service_account, n + 1);
+        self.record(ApiCall::Token(
+            format!("{}/{}", ask.namespace, ask.service_account),
+            ask.pod_name.clone(),
+            token.clone(),
+        ));
+        Ok(IssuedToken {
+            token,
+            expiration: jiff::Timestamp::now().as_second() + ask.expiration_seconds,
+        })
     }
 }

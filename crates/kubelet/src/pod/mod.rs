@@ -13,6 +13,7 @@ pub mod probe;
 pub mod resources;
 pub mod status;
 pub mod store;
+pub mod tokens;
 pub mod volumes;
 pub mod worker;
 

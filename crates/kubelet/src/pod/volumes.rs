@@ -1,6 +1,7 @@
-//! Pod volumes on the host: emptyDir, configMap, secret, downwardAPI, projected (those sources)
-//! and hostPath, under `<root-dir>/pods/<uid>/volumes/<plugin>/<name>`, and the bind mounts they
-//! become in each container.
+//! Pod volumes on the host: emptyDir, configMap, secret, downwardAPI, projected (those sources;
+//! `serviceAccountToken` sources are kept current by the pod worker) and hostPath, under
+//! `<root-dir>/pods/<uid>/volumes/<plugin>/<name>` (files written atomically), and the bind
+//! mounts they become in each container.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -237,9 +238,8 @@ pub fn volume_files(
                     downward.items.as_deref().unwrap_or_default(),
                 ));
             }
-            if source.service_account_token.is_some() {
-                tracing::debug!("serviceAccountToken projections are not supported yet; skipped");
-            }
+            // serviceAccountToken sources: written by the pod worker (see
+            // `crate::pod::tokens`), which asks the API for them.
         }
         return Ok(Some(files));
     }
@@ -301,7 +301,7 @@ pub fn prepare_volumes(
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(io(parent))?;
                 }
-                std::fs::write(&path, content).map_err(io(&path))?;
+                super::tokens::write_atomic(&path, &content).map_err(io(&path))?;
             }
         }
         dirs.insert(volume.name.clone(), dir);

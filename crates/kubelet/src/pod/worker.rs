@@ -95,6 +95,8 @@ pub struct PodWorker {
     pod_message: Option<String>,
     terminal: bool,
     torn_down: bool,
+    /// Service-account tokens of projected volumes.
+    tokens: super::tokens::PodTokens,
 }
 
 fn running_state(state: &ContainerState) -> bool {
@@ -186,6 +188,7 @@ impl PodWorker {
             pod_message: None,
             terminal: false,
             torn_down: false,
+            tokens: Default::default(),
         };
         worker.adopt(recovered);
         worker
@@ -484,6 +487,9 @@ impl PodWorker {
             }
             self.pod_message = None;
         }
+        if let Some(retry) = self.sync_service_account_tokens().await {
+            return Some(retry);
+        }
         let mut next: Option<Duration> = None;
         let mut merge = |d: Option<Duration>| {
             if let Some(d) = d {
@@ -734,6 +740,7 @@ impl PodWorker {
     }
 }
 
+mod projected;
 mod report;
 mod start;
 mod teardown;

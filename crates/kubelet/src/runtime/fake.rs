@@ -3,9 +3,11 @@
 //! Containers "run" instantly: `start_container` makes them `Running`, `stop_container` makes
 //! them `Exited`. Tests can preload images, make containers exit on start with a given code,
 //! set states directly, script exec results and inject a failure into the next call of any
-//! method. Every call is recorded ([`FakeRuntime::calls`]).
+//! method. Every call is recorded ([`FakeRuntime::calls`]). Port-forward connects to a target
+//! set with [`FakeRuntime::set_port_target`], or else to an in-memory echo.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -16,7 +18,7 @@ use tokio::sync::watch;
 
 use super::{
     normalize_image, AttachRequest, ContainerConfig, ContainerRuntime, ContainerState,
-    ContainerSummary, ExecRequest, ExecSession, ImageInfo, PullPolicy, RuntimeError,
+    ContainerSummary, ExecRequest, ExecSession, ImageInfo, PortStream, PullPolicy, RuntimeError,
     RuntimeVersion,
 };
 
@@ -51,6 +53,8 @@ pub enum Method {
     Exec,
     /// [`ContainerRuntime::attach`]
     Attach,
+    /// [`ContainerRuntime::port_forward`]
+    PortForward,
 }
 
 /// One recorded call with its arguments.
@@ -84,6 +88,8 @@ pub enum Call {
     Exec(String, ExecRequest),
     /// `attach(id, request)`
     Attach(String, AttachRequest),
+    /// `port_forward(netns, port)`
+    PortForward(Option<PathBuf>, u16),
 }
 
 /// What a scripted exec produces.
@@ -126,6 +132,7 @@ struct State {
     stop_exit_code: i32,
     auto_pull: bool,
     exec_handler: Option<ExecHandler>,
+    port_targets: HashMap<u16, SocketAddr>,
 }
 
 /// The fake runtime. Cheap to share behind an `Arc`.
@@ -255,6 +262,11 @@ impl FakeRuntime {
     /// A snapshot of one container.
     pub fn container(&self, id: &str) -> Option<FakeContainer> {
         self.lock().containers.get(id).cloned()
+    }
+
+    /// Makes port-forwards to `port` connect to `target` (instead of the in-memory echo).
+    pub fn set_port_target(&self, port: u16, target: SocketAddr) {
+        self.lock().port_targets.insert(port, target);
     }
 
     /// Records the call and pops an injected failure for the method, if any.
@@ -508,6 +520,38 @@ impl ContainerRuntime for FakeRuntime {
             exit: exit.boxed(),
             resize: None,
         })
+    }
+
+    async fn port_forward(
+        &self,
+        netns: Option<&Path>,
+        port: u16,
+    ) -> Result<Box<dyn PortStream>, RuntimeError> {
+        let target = {
+            let guard = self.enter(
+                Method::PortForward,
+                Call::PortForward(netns.map(Path::to_path_buf), port),
+            )?;
+            guard.port_targets.get(&port).copied()
+        };
+        if let Some(target) = target {
+            let stream = tokio::net::TcpStream::connect(target)
+                .await
+                .map_err(|source| RuntimeError::Io {
+                    step: "connecting the port-forward target",
+                    path: PathBuf::from(target.to_string()),
+                    source,
+                })?;
+            return Ok(Box::new(stream));
+        }
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let (mut reader, mut writer) = tokio::io::split(theirs);
+            if let Err(error) = tokio::io::copy(&mut reader, &mut writer).await {
+                tracing::debug!(%error, "fake port-forward echo ended");
+            }
+        });
+        Ok(Box::new(ours))
     }
 }
 

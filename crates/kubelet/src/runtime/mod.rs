@@ -2,7 +2,8 @@
 //!
 //! Everything the kubelet asks of a container runtime goes through the [`ContainerRuntime`] trait:
 //! images (import from archives, presence checks), container lifecycle (create, start, stop,
-//! remove, status, list) and processes inside containers (exec, attach). There are two
+//! remove, status, list), processes inside containers (exec, attach) and TCP connections into a
+//! pod's network namespace (port-forward). There are two
 //! implementations:
 //!
 //! - [`containerd::ContainerdRuntime`]: the real one, speaking containerd's native gRPC API
@@ -23,6 +24,8 @@ pub mod types;
 use std::path::Path;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
+
 pub use error::RuntimeError;
 pub use image_name::normalize_image;
 pub use types::{
@@ -30,6 +33,11 @@ pub use types::{
     ImageInfo, Mount, PullPolicy, Resources, RuntimeVersion, TerminalSize, LABEL_CONTAINER_NAME,
     LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID, LABEL_RESTART_COUNT,
 };
+
+/// A byte stream to a port inside a pod (see [`ContainerRuntime::port_forward`]).
+pub trait PortStream: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> PortStream for T {}
 
 /// A container runtime as the kubelet sees it.
 ///
@@ -90,6 +98,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// stdin if the container was created with `stdin: true`. `exit` resolves with the
     /// container's exit code.
     async fn attach(&self, id: &str, request: AttachRequest) -> Result<ExecSession, RuntimeError>;
+
+    /// Opens a TCP connection to `127.0.0.1:port` inside the network namespace at `netns`
+    /// (`None`: the host's, for `hostNetwork` pods). Used by port-forward.
+    async fn port_forward(
+        &self,
+        netns: Option<&Path>,
+        port: u16,
+    ) -> Result<Box<dyn PortStream>, RuntimeError>;
 }
 
 #[async_trait::async_trait]
@@ -135,5 +151,12 @@ impl<T: ContainerRuntime + ?Sized> ContainerRuntime for std::sync::Arc<T> {
     }
     async fn attach(&self, id: &str, request: AttachRequest) -> Result<ExecSession, RuntimeError> {
         (**self).attach(id, request).await
+    }
+    async fn port_forward(
+        &self,
+        netns: Option<&Path>,
+        port: u16,
+    ) -> Result<Box<dyn PortStream>, RuntimeError> {
+        (**self).port_forward(netns, port).await
     }
 }

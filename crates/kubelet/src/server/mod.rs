@@ -1,11 +1,16 @@
 //! The kubelet API: HTTPS on `--port` with client certificates verified against
 //! `--client-ca-file`. Routes (see [`routes`]): `/healthz`, `/pods`,
 //! `/containerLogs/{ns}/{pod}/{container}`, `/exec/...` and `/attach/...` (WebSocket,
-//! [`stream`]). Callers without a verified client certificate only get `/healthz`.
+//! [`stream`]). Callers without a verified client certificate only get `/healthz`; with
+//! [`auth::KubeletAuth`] ([`serve_with_auth`]) bearer tokens are accepted too and every request
+//! is authorized with a SubjectAccessReview.
 
+pub mod auth;
 pub mod logs;
+pub mod portforward;
 pub mod query;
 pub mod routes;
+pub mod spdy;
 pub mod stream;
 
 use std::net::SocketAddr;
@@ -132,6 +137,18 @@ pub async fn serve(
     files: &TlsFiles,
     state: ServerState,
 ) -> Result<SocketAddr, ServerError> {
+    serve_with_auth(addr, files, state, None).await
+}
+
+/// Like [`serve`], with callers authenticated and authorized by `auth`
+/// (`--authentication-token-webhook`, `--authorization-mode Webhook`); `None` keeps client
+/// certificates as the only check.
+pub async fn serve_with_auth(
+    addr: SocketAddr,
+    files: &TlsFiles,
+    state: ServerState,
+    auth: Option<Arc<auth::KubeletAuth>>,
+) -> Result<SocketAddr, ServerError> {
     let config = tls_config(files)?;
     let require_certs = files.client_ca.is_some();
     let listener = TcpListener::bind(addr)
@@ -153,6 +170,7 @@ pub async fn serve(
             };
             let acceptor = acceptor.clone();
             let app = app.clone();
+            let auth = auth.clone();
             tokio::spawn(async move {
                 let tls = match acceptor.accept(tcp).await {
                     Ok(tls) => tls,
@@ -166,8 +184,16 @@ pub async fn serve(
                     .1
                     .peer_certificates()
                     .is_some_and(|certs| !certs.is_empty());
+                let certificate = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|certs| certs.first())
+                    .and_then(|cert| auth::identity_from_cert(cert.as_ref()));
                 let peer = Peer {
                     authenticated: has_cert || !require_certs,
+                    certificate,
+                    auth,
                 };
                 let service = TowerToHyperService::new(app.layer(axum::Extension(peer)));
                 if let Err(error) = auto::Builder::new(TokioExecutor::new())

@@ -20,10 +20,14 @@ use crate::pod::{pod_log_dir, PodEntry, PodStore};
 use crate::runtime::{AttachRequest, ContainerRuntime, ContainerState, ExecRequest};
 
 /// Who is calling, as the TLS layer established it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Peer {
     /// The caller presented a certificate signed by the client CA (or no CA is configured).
     pub authenticated: bool,
+    /// The subject of the caller's verified client certificate.
+    pub certificate: Option<super::auth::Identity>,
+    /// Token authentication and SubjectAccessReview authorization, when configured.
+    pub auth: Option<Arc<super::auth::KubeletAuth>>,
 }
 
 /// What the handlers need.
@@ -61,12 +65,41 @@ pub fn router(state: ServerState) -> Router {
             "/attach/{namespace}/{pod}/{uid}/{container}",
             get(attach_uid).post(attach_uid),
         )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(super::portforward::route).post(super::portforward::route),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}/{uid}",
+            get(super::portforward::route_uid).post(super::portforward::route_uid),
+        )
         .layer(axum::middleware::from_fn(authenticate))
         .with_state(state)
 }
 
 async fn authenticate(request: Request, next: axum::middleware::Next) -> Response {
-    let peer = request.extensions().get::<Peer>().copied();
+    let peer = request.extensions().get::<Peer>().cloned();
+    if let Some(Peer {
+        auth: Some(auth),
+        certificate,
+        ..
+    }) = &peer
+    {
+        if request.uri().path() != "/healthz" {
+            if let Err(refusal) = auth
+                .check(
+                    certificate.as_ref(),
+                    request.method(),
+                    request.uri().path(),
+                    request.headers(),
+                )
+                .await
+            {
+                return refusal;
+            }
+            return next.run(request).await;
+        }
+    }
     let allowed = peer.is_none_or(|p| p.authenticated) || request.uri().path() == "/healthz";
     if allowed {
         next.run(request).await

@@ -15,6 +15,7 @@ pub mod exec;
 pub mod image;
 pub mod import;
 pub mod io;
+pub mod portforward;
 pub mod spec;
 pub mod tasks;
 pub mod testing;
@@ -242,5 +243,13 @@ impl ContainerRuntime for ContainerdRuntime {
 
     async fn attach(&self, id: &str, request: AttachRequest) -> Result<ExecSession, RuntimeError> {
         exec::attach(self, id, request).await
+    }
+
+    async fn port_forward(
+        &self,
+        netns: Option<&Path>,
+        port: u16,
+    ) -> Result<Box<dyn super::PortStream>, RuntimeError> {
+        Ok(Box::new(portforward::dial(netns, port).await?))
     }
 }
