@@ -84,5 +84,9 @@ async fn dispatch(s: &mut Session, command: Command) -> Result<()> {
         Command::Auth(a) => cmd::auth::run(s, a).await,
         Command::ApiVersions(_) => cmd::auth::api_versions(s).await,
         Command::Edit(a) => cmd::edit::run(s, a).await,
+        Command::PortForward(a) => cmd::port_forward::run(s, a).await,
+        Command::Attach(a) => cmd::attach::run(s, a).await,
+        Command::Cp(a) => cmd::cp::run(s, a).await,
+        Command::Diff(a) => cmd::diff::run(s, a).await,
     }
 }

@@ -181,6 +181,16 @@ pub async fn load_config(flags: &GlobalFlags) -> Result<Config> {
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    // --as, --as-group, --as-uid: impersonation headers on every request.
+    if flags.as_user.is_some() {
+        config.auth_info.impersonate = flags.as_user.clone();
+    }
+    if !flags.as_group.is_empty() {
+        config.auth_info.impersonate_groups = Some(flags.as_group.clone());
+    }
+    if flags.as_uid.is_some() {
+        config.auth_info.impersonate_uid = flags.as_uid.clone();
+    }
     // Streams (logs -f, get -w, exec) must not be cut by a read timeout unless the user asks.
     config.read_timeout = None;
     // A one-shot CLI reports a 503 (e.g. "log proxy not available") instead of retrying for minutes.

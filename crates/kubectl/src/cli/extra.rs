@@ -173,6 +173,31 @@ pub struct CreateNamedArgs {
     pub dry_run: Option<String>,
 }
 
+/// `kubectl create token SERVICE_ACCOUNT_NAME`.
+#[derive(Debug, Args)]
+pub struct CreateTokenArgs {
+    /// The service account name.
+    pub name: String,
+    /// Audience of the requested token (repeatable; default: the API server's audiences).
+    #[arg(long = "audience")]
+    pub audiences: Vec<String>,
+    /// Kind of an object to bind the token to: Pod, Secret or Node.
+    #[arg(long = "bound-object-kind")]
+    pub bound_object_kind: Option<String>,
+    /// Name of an object to bind the token to.
+    #[arg(long = "bound-object-name")]
+    pub bound_object_name: Option<String>,
+    /// UID of an object to bind the token to.
+    #[arg(long = "bound-object-uid")]
+    pub bound_object_uid: Option<String>,
+    /// Requested lifetime of the issued token (`10m`, `1h`; 0 = the server default).
+    #[arg(long = "duration", default_value = "0s")]
+    pub duration: String,
+    /// Output format: json|yaml|name (default: the token alone).
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+}
+
 /// `kubectl create role|clusterrole NAME --verb=V --resource=R`.
 #[derive(Debug, Args)]
 pub struct CreateRoleArgs {

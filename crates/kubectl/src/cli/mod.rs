@@ -2,9 +2,11 @@
 //! names. Parsing only; each command's behaviour lives in `crate::cmd`.
 
 mod extra;
+mod pod_tools;
 mod usage;
 
 pub use extra::*;
+pub use pod_tools::*;
 
 pub use usage::upstream_usage_error;
 
@@ -43,6 +45,17 @@ pub struct GlobalFlags {
     /// Number for the log level verbosity.
     #[arg(short = 'v', long = "v", global = true)]
     pub verbosity: Option<u32>,
+    /// Username to impersonate for the operation. User could be a regular user or a service
+    /// account in a namespace.
+    #[arg(long = "as", global = true)]
+    pub as_user: Option<String>,
+    /// Group to impersonate for the operation, this flag can be repeated to specify multiple
+    /// groups.
+    #[arg(long = "as-group", global = true)]
+    pub as_group: Vec<String>,
+    /// UID to impersonate for the operation.
+    #[arg(long = "as-uid", global = true)]
+    pub as_uid: Option<String>,
 }
 
 /// The kubectl verbs we implement.
@@ -104,6 +117,14 @@ pub enum Command {
     ApiVersions(ApiVersionsArgs),
     /// Edit a resource on the server.
     Edit(EditArgs),
+    /// Forward one or more local ports to a pod.
+    PortForward(PortForwardArgs),
+    /// Attach to a running container.
+    Attach(AttachArgs),
+    /// Copy files and directories to and from containers.
+    Cp(CpArgs),
+    /// Diff the live version against a would-be applied version.
+    Diff(DiffArgs),
 }
 
 /// `kubectl get`.
@@ -153,6 +174,9 @@ pub struct CreateArgs {
     /// Files that contain the configuration to create ("-" for stdin).
     #[arg(short = 'f', long = "filename")]
     pub filenames: Vec<String>,
+    /// none|client|server.
+    #[arg(long, num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: Option<String>,
     /// Schema validation mode (accepted for compatibility; the server validates).
     #[arg(long, num_args = 0..=1, default_missing_value = "strict", value_name = "MODE")]
     pub validate: Option<String>,
@@ -194,6 +218,8 @@ pub enum CreateCommand {
     Rolebinding(CreateBindingArgs),
     /// Create a cluster role binding for a particular cluster role.
     Clusterrolebinding(CreateBindingArgs),
+    /// Request a service account token.
+    Token(CreateTokenArgs),
 }
 
 /// `kubectl create deployment NAME --image=I`.
@@ -231,6 +257,18 @@ pub struct ApplyArgs {
     /// Files that contain the configuration to apply ("-" for stdin).
     #[arg(short = 'f', long = "filename", required = true)]
     pub filenames: Vec<String>,
+    /// Apply on the server (server-side apply) instead of computing a patch.
+    #[arg(long)]
+    pub server_side: bool,
+    /// With --server-side: take over fields other managers own.
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// The field manager (default kubectl-client-side-apply, or kubectl with --server-side).
+    #[arg(long)]
+    pub field_manager: Option<String>,
+    /// none|client|server.
+    #[arg(long, num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: Option<String>,
     /// Schema validation mode (accepted for compatibility; the server validates).
     #[arg(long, num_args = 0..=1, default_missing_value = "strict", value_name = "MODE")]
     pub validate: Option<String>,
@@ -274,6 +312,9 @@ pub struct DeleteArgs {
     /// Treat "resource not found" as a successful delete.
     #[arg(long)]
     pub ignore_not_found: bool,
+    /// none|client|server.
+    #[arg(long, num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: Option<String>,
     /// The length of time to wait before giving up on a delete (0 = forever).
     #[arg(long, default_value = "0s")]
     pub timeout: String,
@@ -563,6 +604,9 @@ pub struct PatchArgs {
     /// The subresource to patch (status, scale).
     #[arg(long)]
     pub subresource: Option<String>,
+    /// none|client|server.
+    #[arg(long, num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: Option<String>,
 }
 
 /// `kubectl config`.

@@ -33,6 +33,11 @@ pub async fn run(s: &mut Session, args: CreateArgs) -> Result<()> {
                 return Err(Error::Usage("must specify one of -f and -k".into()));
             }
             let format = OutputFormat::parse(args.output.as_deref())?;
+            let dry_run = super::apply::DryRun::parse(args.dry_run.as_deref())?;
+            let params = PostParams {
+                field_manager: Some("kubectl-create".into()),
+                dry_run: dry_run == super::apply::DryRun::Server,
+            };
             let manifests = read_manifests(&args.filenames)?;
             let client = s.client().await?;
             let catalog = s.catalog().await?.clone();
@@ -40,11 +45,18 @@ pub async fn run(s: &mut Session, args: CreateArgs) -> Result<()> {
             for manifest in manifests {
                 let result = async {
                     let (info, ns) = placement(s, &catalog, &manifest).await?;
-                    create_object(&client, &info, ns.as_deref(), &manifest.object).await
+                    if dry_run == super::apply::DryRun::Client {
+                        return Ok(manifest.object.clone());
+                    }
+                    create_object_with(&client, &info, ns.as_deref(), &manifest.object, &params)
+                        .await
                 }
                 .await;
                 match result {
-                    Ok(created) => s.print(&print_result(&format, &created, "created")?)?,
+                    Ok(created) => {
+                        let operation = format!("created{}", dry_run.suffix());
+                        s.print(&print_result(&format, &created, &operation)?)?
+                    }
                     Err(Error::Api(mut status)) => {
                         status.message = format!(
                             "error when creating \"{}\": {}",
@@ -98,17 +110,32 @@ pub async fn placement(
     Ok((info, Some(ns)))
 }
 
-/// POSTs an object and returns what the server stored.
+/// POSTs an object (field manager `kubectl-create`) and returns what the server stored.
 pub async fn create_object(
     client: &Client,
     info: &ResourceInfo,
     ns: Option<&str>,
     object: &Value,
 ) -> Result<Value> {
+    let params = PostParams {
+        field_manager: Some("kubectl-create".into()),
+        ..PostParams::default()
+    };
+    create_object_with(client, info, ns, object, &params).await
+}
+
+/// POSTs an object with `params` (field manager, dry run) and returns the server's answer.
+pub async fn create_object_with(
+    client: &Client,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    object: &Value,
+    params: &PostParams,
+) -> Result<Value> {
     let api = dynamic_api(client.clone(), info, ns);
     let dynamic: DynamicObject = serde_json::from_value(object.clone())
         .map_err(|e| Error::Usage(format!("invalid object: {e}")))?;
-    let created = api.create(&PostParams::default(), &dynamic).await?;
+    let created = api.create(params, &dynamic).await?;
     Ok(super::to_value(created, info))
 }
 

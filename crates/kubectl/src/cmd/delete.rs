@@ -7,6 +7,7 @@ use kube::api::{DeleteParams, PropagationPolicy};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::Client;
 
+use super::apply::DryRun;
 use super::create::{finish, placement};
 use super::{
     dynamic_api, list_objects, list_params, name_of, parse_targets, resolve_targets, scope,
@@ -55,6 +56,7 @@ fn propagation(cascade: &str) -> Result<PropagationPolicy> {
 /// Runs `kubectl delete`.
 pub async fn run(s: &mut Session, args: DeleteArgs) -> Result<()> {
     let grace = effective_grace_period(&args)?;
+    let dry_run = DryRun::parse(args.dry_run.as_deref())?;
     let policy = propagation(&args.cascade)?;
     let client = s.client().await?;
     let catalog = s.catalog().await?.clone();
@@ -111,10 +113,18 @@ pub async fn run(s: &mut Session, args: DeleteArgs) -> Result<()> {
     let params = DeleteParams {
         grace_period_seconds: u32::try_from(grace).ok(),
         propagation_policy: Some(policy),
+        dry_run: dry_run == DryRun::Server,
         ..DeleteParams::default()
     };
     let mut waits = Vec::new();
     for (info, ns, name) in victims {
+        if dry_run == DryRun::Client {
+            s.print(&format!(
+                "{} \"{name}\" deleted (dry run)\n",
+                info.group_kind()
+            ))?;
+            continue;
+        }
         let api = dynamic_api(client.clone(), &info, ns.as_deref());
         match api.delete(&name, &params).await {
             Ok(outcome) => {
@@ -123,7 +133,14 @@ pub async fn run(s: &mut Session, args: DeleteArgs) -> Result<()> {
                 } else {
                     "deleted"
                 };
-                s.print(&format!("{} \"{name}\" {operation}\n", info.group_kind()))?;
+                s.print(&format!(
+                    "{} \"{name}\" {operation}{}\n",
+                    info.group_kind(),
+                    dry_run.suffix()
+                ))?;
+                if dry_run == DryRun::Server {
+                    continue;
+                }
                 if let Some(object) = outcome.left() {
                     if let Some(uid) = object.metadata.uid.clone() {
                         waits.push((info, ns, name, uid));

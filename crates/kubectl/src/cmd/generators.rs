@@ -14,6 +14,7 @@ use super::get_object;
 use crate::cli::{
     CreateBindingArgs, CreateCommand, CreateConfigMapArgs, CreateCronJobArgs, CreateJobArgs,
     CreateRoleArgs, CreateSecretCommand, CreateSecretDockerArgs, CreateSecretGenericArgs,
+    CreateTokenArgs,
 };
 use crate::discovery::Catalog;
 use crate::error::{Error, Result};
@@ -97,6 +98,7 @@ pub async fn run(s: &mut Session, command: CreateCommand) -> Result<()> {
         }
         CreateCommand::Rolebinding(a) => (binding(&a, false)?, a.output, a.dry_run),
         CreateCommand::Clusterrolebinding(a) => (binding(&a, true)?, a.output, a.dry_run),
+        CreateCommand::Token(a) => return token(s, &a).await,
         CreateCommand::Deployment(_) | CreateCommand::Namespace(_) => {
             return Err(Error::Usage("handled by create".into()))
         }
@@ -124,6 +126,89 @@ pub async fn run(s: &mut Session, command: CreateCommand) -> Result<()> {
             "Invalid dry-run value ({other}). Must be \"none\", \"server\", or \"client\"."
         ))),
     }
+}
+
+/// The TokenRequest `kubectl create token` sends (flag checks as upstream).
+pub fn token_request(a: &CreateTokenArgs) -> Result<Value> {
+    let duration = crate::duration::parse_duration(&a.duration, false)?;
+    if duration.subsec_nanos() != 0 {
+        return Err(Error::Usage(
+            "--duration cannot be expressed in units less than seconds".into(),
+        ));
+    }
+    let mut spec = json!({"audiences": a.audiences});
+    if !duration.is_zero() {
+        spec["expirationSeconds"] = json!(duration.as_secs());
+    }
+    match &a.bound_object_kind {
+        None => {
+            if a.bound_object_name.is_some() {
+                return Err(Error::Usage(
+                    "--bound-object-name can only be set if --bound-object-kind is provided".into(),
+                ));
+            }
+            if a.bound_object_uid.is_some() {
+                return Err(Error::Usage(
+                    "--bound-object-uid can only be set if --bound-object-kind is provided".into(),
+                ));
+            }
+        }
+        Some(kind) => {
+            if !matches!(kind.as_str(), "Pod" | "Secret" | "Node") {
+                return Err(Error::Usage(
+                    "supported --bound-object-kind values are Node, Pod, Secret".into(),
+                ));
+            }
+            let Some(name) = &a.bound_object_name else {
+                return Err(Error::Usage(
+                    "--bound-object-name is required if --bound-object-kind is provided".into(),
+                ));
+            };
+            let mut bound = json!({"kind": kind, "apiVersion": "v1", "name": name});
+            if let Some(uid) = &a.bound_object_uid {
+                bound["uid"] = json!(uid);
+            }
+            spec["boundObjectRef"] = bound;
+        }
+    }
+    Ok(
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "metadata": {"name": a.name}, "spec": spec}),
+    )
+}
+
+/// `kubectl create token`: prints the token (or the TokenRequest with `-o`).
+async fn token(s: &mut Session, a: &CreateTokenArgs) -> Result<()> {
+    let format = OutputFormat::parse(a.output.as_deref())?;
+    let body = token_request(a)?;
+    let namespace = s.namespace().await?;
+    let client = s.client().await?;
+    let url = format!(
+        "/api/v1/namespaces/{namespace}/serviceaccounts/{}/token",
+        a.name
+    );
+    let bytes = serde_json::to_vec(&body).map_err(|e| Error::Usage(format!("encoding: {e}")))?;
+    let request = http::Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(bytes)
+        .map_err(|e| Error::Usage(format!("building request: {e}")))?;
+    let created = match super::request_json(&client, request, "application/json").await {
+        Err(Error::Api(status)) => {
+            return Err(Error::Usage(format!(
+                "failed to create token: {}",
+                status.message
+            )))
+        }
+        other => other?,
+    };
+    if a.output.is_some() {
+        return s.print(&print_result(&format, &created, "created")?);
+    }
+    let token = created
+        .pointer("/status/token")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    s.print(&format!("{token}\n"))
 }
 
 /// Rejects TLS input without PEM data, as Go's `tls.X509KeyPair` does first.
@@ -766,5 +851,44 @@ mod tests {
             Ok(vec![("A".into(), "1".into()), ("B".into(), "2".into())])
         );
         assert_eq!(parse_env_file("A B=1\n"), Err(1));
+    }
+
+    fn token_args(name: &str) -> CreateTokenArgs {
+        CreateTokenArgs {
+            name: name.into(),
+            audiences: vec![],
+            bound_object_kind: None,
+            bound_object_name: None,
+            bound_object_uid: None,
+            duration: "0s".into(),
+            output: None,
+        }
+    }
+
+    #[test]
+    fn token_requests_carry_audiences_duration_and_bound_objects() -> anyhow::Result<()> {
+        let plain = token_request(&token_args("robot"))?;
+        assert_eq!(plain["kind"], "TokenRequest");
+        assert_eq!(plain["spec"], json!({"audiences": []}));
+        let mut a = token_args("robot");
+        a.audiences = strings(&["vault"]);
+        a.duration = "1h".into();
+        a.bound_object_kind = Some("Pod".into());
+        a.bound_object_name = Some("p".into());
+        let r = token_request(&a)?;
+        assert_eq!(
+            r["spec"],
+            json!({"audiences": ["vault"], "expirationSeconds": 3600,
+                "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p"}})
+        );
+        a.bound_object_name = None;
+        assert!(token_request(&a).is_err());
+        let mut b = token_args("robot");
+        b.bound_object_name = Some("p".into());
+        assert!(token_request(&b).is_err());
+        b.bound_object_name = None;
+        b.duration = "1500ms".into();
+        assert!(token_request(&b).is_err());
+        Ok(())
     }
 }

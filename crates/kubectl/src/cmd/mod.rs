@@ -3,12 +3,15 @@
 
 pub mod api_resources;
 pub mod apply;
+pub mod attach;
 pub mod auth;
 pub mod cluster_info;
 pub mod config;
+pub mod cp;
 pub mod create;
 pub mod delete;
 pub mod describe;
+pub mod diff;
 pub mod drain;
 pub mod edit;
 pub mod events;
@@ -20,6 +23,7 @@ pub mod label;
 pub mod logs;
 pub mod node;
 pub mod patch;
+pub mod port_forward;
 pub mod rollout;
 pub mod run;
 pub mod scale;

@@ -1,4 +1,5 @@
-//! `kubectl patch TYPE NAME -p PATCH [--type strategic|merge|json] [--subresource S]`.
+//! `kubectl patch TYPE NAME -p PATCH [--type strategic|merge|json] [--subresource S]
+//! [--dry-run=none|client|server]`.
 
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
@@ -29,6 +30,7 @@ pub fn parse_patch(text: &str, patch_type: &str) -> Result<Patch<Value>> {
 /// Runs `kubectl patch`.
 pub async fn run(s: &mut Session, args: PatchArgs) -> Result<()> {
     let patch = parse_patch(&args.patch, &args.patch_type)?;
+    let dry_run = super::apply::DryRun::parse(args.dry_run.as_deref())?;
     let client = s.client().await?;
     let catalog = s.catalog().await?.clone();
     let namespace = s.namespace().await?;
@@ -38,7 +40,15 @@ pub async fn run(s: &mut Session, args: PatchArgs) -> Result<()> {
         let api = dynamic_api(client.clone(), &info, ns.as_deref());
         for name in names {
             let before = get_object(&client, &info, ns.as_deref(), &name).await?;
-            let params = PatchParams::default();
+            if dry_run == super::apply::DryRun::Client {
+                s.print(&format!("{}/{name} patched (dry run)\n", info.group_kind()))?;
+                continue;
+            }
+            let params = PatchParams {
+                field_manager: Some("kubectl-patch".into()),
+                dry_run: dry_run == super::apply::DryRun::Server,
+                ..PatchParams::default()
+            };
             let after = match args.subresource.as_deref() {
                 Some(sub) => api.patch_subresource(sub, &name, &params, &patch).await?,
                 None => api.patch(&name, &params, &patch).await?,
@@ -46,7 +56,11 @@ pub async fn run(s: &mut Session, args: PatchArgs) -> Result<()> {
             let unchanged = before["metadata"]["resourceVersion"].as_str()
                 == after.metadata.resource_version.as_deref();
             let suffix = if unchanged { " (no change)" } else { "" };
-            s.print(&format!("{}/{name} patched{suffix}\n", info.group_kind()))?;
+            s.print(&format!(
+                "{}/{name} patched{suffix}{}\n",
+                info.group_kind(),
+                dry_run.suffix()
+            ))?;
         }
     }
     Ok(())

@@ -55,6 +55,13 @@ pub fn print_objects(
     single: bool,
     no_headers: bool,
 ) -> Result<String> {
+    // Like upstream without --show-managed-fields: managedFields are not printed.
+    let mut objects = objects;
+    for object in objects.iter_mut() {
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+    }
     let subject = |objects: Vec<Value>| -> Value {
         if single && objects.len() == 1 {
             objects.into_iter().next().unwrap_or(Value::Null)
