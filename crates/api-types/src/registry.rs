@@ -316,6 +316,13 @@ pub static RESOURCES: &[Resource] = &[
     res("", "v1", "Secret", "secrets", "secret", true),
     Resource {
         short_names: &["sa"],
+        subresources: &[Subresource {
+            name: "token",
+            group: "authentication.k8s.io",
+            version: "v1",
+            kind: "TokenRequest",
+            verbs: &["create"],
+        }],
         ..res(
             "",
             "v1",

@@ -27,6 +27,7 @@ fn ctx(
         user: User {
             name: "system:apiserver".into(),
             groups: vec!["system:masters".into()],
+            ..Default::default()
         },
         path: ResourcePath {
             resource,

@@ -71,6 +71,12 @@ pub enum Error {
     /// `--authorization-mode` is unusable.
     #[error("invalid --authorization-mode: {0}")]
     Authorization(#[from] authz::ConfigError),
+    /// The token file or service-account keys are unusable.
+    #[error("{0}")]
+    Authentication(#[from] auth::AuthnError),
+    /// `--enable-admission-plugins` / `--disable-admission-plugins` are unusable.
+    #[error("invalid admission plugin flags: {0}")]
+    Admission(#[from] admission::plugins::ConfigError),
     /// Only one of the kubelet client certificate and key was given.
     #[error("--kubelet-client-certificate and --kubelet-client-key must be given together")]
     KubeletClientPair,
@@ -92,6 +98,10 @@ pub async fn prepare(
     options: &Options,
 ) -> Result<(Arc<ApiState>, Arc<rustls::ServerConfig>), Error> {
     let modes = authz::parse_modes(&options.authorization_mode)?;
+    let admission = admission::plugins::Plugins::new(
+        &options.enable_admission_plugins,
+        &options.disable_admission_plugins,
+    )?;
     let tls = tls::server_config(
         &options.tls_cert_file,
         &options.tls_private_key_file,
@@ -129,17 +139,30 @@ pub async fn prepare(
             }
         }
     };
+    let authn = Arc::new(auth::Authenticator::from_options(options)?);
     let storage = storage::open(&config).await?;
     let authorizer = Arc::new(authz::Authorizer::new(modes, storage.clone()));
+    let watch_cache = options.watch_cache.then(|| {
+        Arc::new(storage::cache::WatchCache::start(
+            storage.clone(),
+            Default::default(),
+        ))
+    });
     let state = Arc::new(ApiState {
         storage,
         authorizer,
+        admission,
         services,
         kubelet_tls,
         advertise_address: advertise_address(options),
         secure_port: options.secure_port,
         metrics: Default::default(),
+        authn,
+        watch_cache,
     });
+    if let Some(cache) = &state.watch_cache {
+        state.metrics.set_watch_cache(cache.metrics_handle());
+    }
     Ok((state, Arc::new(tls)))
 }
 

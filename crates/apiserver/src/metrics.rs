@@ -7,6 +7,7 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
+    watch_cache: std::sync::OnceLock<std::sync::Arc<crate::storage::cache::CacheMetrics>>,
 }
 
 impl Metrics {
@@ -14,6 +15,13 @@ impl Metrics {
     pub fn observe(&self, method: &str, code: u16) {
         if let Ok(mut map) = self.requests.lock() {
             *map.entry((method.to_string(), code)).or_default() += 1;
+        }
+    }
+
+    /// Adds the watch cache's counters to the exposition.
+    pub fn set_watch_cache(&self, metrics: std::sync::Arc<crate::storage::cache::CacheMetrics>) {
+        if self.watch_cache.set(metrics).is_err() {
+            tracing::debug!("watch cache metrics were already set");
         }
     }
 
@@ -28,6 +36,9 @@ impl Metrics {
                     "apiserver_request_total{{verb=\"{method}\",code=\"{code}\"}} {n}\n"
                 ));
             }
+        }
+        if let Some(cache) = self.watch_cache.get() {
+            out.push_str(&cache.render());
         }
         out
     }

@@ -1,15 +1,155 @@
-//! A minimal OpenAPI v3 surface: just enough for kubectl's field-validation check.
+//! OpenAPI v2 (`/openapi/v2`) and v3 (`/openapi/v3`, `/openapi/v3/<api/v1 | apis/g/v>`)
+//! documents with schemas for every served kind, so that `kubectl explain` works and kubectl's
+//! apply finds the patch metadata of list fields.
 //!
-//! `kubectl create/apply -f` ask `/openapi/v3` whether the server supports the
-//! `fieldValidation` query parameter (by looking for it on the PATCH operation of the object's
-//! group-version-kind). We list every group version and, per resource, a PATCH operation that
-//! carries `x-kubernetes-group-version-kind` and the `fieldValidation` parameter, so kubectl
-//! leaves validation to the server instead of downloading schemas. The operations carry no
-//! request body, so `kubectl apply` builds strategic merge patches from its compiled-in types
-//! rather than from OpenAPI. `/openapi/v2` stays 404 (`kubectl explain` is not supported).
+//! Schemas are generated from the protobuf schema the server already carries
+//! (`protobuf/schema.tsv`: field names, types, repeated and map fields) and named as upstream
+//! (`io.k8s.api.core.v1.Pod`). Top-level kinds carry `x-kubernetes-group-version-kind`; list
+//! fields carry `x-kubernetes-list-type` (`atomic`, `set`, `map` with
+//! `x-kubernetes-list-map-keys`) and, for merging lists, `x-kubernetes-patch-merge-key` and
+//! `x-kubernetes-patch-strategy`, from the same merge keys the strategic merge patch uses. The
+//! schema file has no descriptions, so the schemas have none. Every PATCH operation declares
+//! the `fieldValidation` parameter, so kubectl leaves validation to the server. Documents are
+//! built once, served as JSON with an `ETag` (304 on `If-None-Match`), and the v3 index links
+//! them with `?hash=`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::LazyLock;
 
 use api_types::registry::{self, Resource};
+use axum::body::Body;
+use http::{header, HeaderMap, Response, StatusCode};
 use serde_json::{json, Map, Value};
+
+use crate::patch::{apply::map_keys, strategic};
+use crate::protobuf::{is_special, message_fields, message_for, FieldShape};
+use crate::status::ApiError;
+
+/// Which OpenAPI version a schema is written for (they differ in where references point).
+#[derive(Clone, Copy, PartialEq)]
+enum Flavor {
+    V2,
+    V3,
+}
+
+/// The upstream definition name of a protobuf message (`k8s.io.api.core.v1.Pod` ->
+/// `io.k8s.api.core.v1.Pod`).
+fn def_name(message: &str) -> String {
+    match message.strip_prefix("k8s.io.") {
+        Some(rest) => format!("io.k8s.{rest}"),
+        None => message.to_string(),
+    }
+}
+
+fn reference(flavor: Flavor, message: &str) -> Value {
+    match flavor {
+        Flavor::V2 => json!({"$ref": format!("#/definitions/{}", def_name(message))}),
+        Flavor::V3 => json!({"$ref": format!("#/components/schemas/{}", def_name(message))}),
+    }
+}
+
+/// A property that refers to a message (v3 wraps references in `allOf`, as upstream).
+fn property_reference(flavor: Flavor, message: &str) -> Value {
+    match flavor {
+        Flavor::V2 => reference(flavor, message),
+        Flavor::V3 => json!({"allOf": [reference(flavor, message)]}),
+    }
+}
+
+fn special_schema(message: &str) -> Value {
+    let short = message.rsplit('.').next().unwrap_or(message);
+    match short {
+        "Time" | "MicroTime" => json!({"type": "string", "format": "date-time"}),
+        "Duration" => json!({"type": "string"}),
+        "IntOrString" | "Quantity" => json!({
+            "type": "string", "format": "int-or-string", "x-kubernetes-int-or-string": true,
+        }),
+        _ => json!({"type": "object"}),
+    }
+}
+
+/// The list extensions of the repeated field `field` whose items are `element` (a message).
+fn list_extensions(field: &str, element: Option<&str>, schema: &mut Map<String, Value>) {
+    if strategic::is_set_list(field) {
+        schema.insert("x-kubernetes-list-type".into(), json!("set"));
+        schema.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+        return;
+    }
+    let merge_key = element.and_then(|m| {
+        let fields = message_fields(m)?;
+        let sample: Map<String, Value> = fields
+            .iter()
+            .map(|(name, _, _)| (name.clone(), Value::Null))
+            .collect();
+        strategic::list_merge_key(field, &[Value::Object(sample)])
+    });
+    match merge_key {
+        Some(key) => {
+            schema.insert("x-kubernetes-list-type".into(), json!("map"));
+            schema.insert(
+                "x-kubernetes-list-map-keys".into(),
+                json!(map_keys(field, key)),
+            );
+            schema.insert("x-kubernetes-patch-merge-key".into(), json!(key));
+            schema.insert("x-kubernetes-patch-strategy".into(), json!("merge"));
+        }
+        None => {
+            schema.insert("x-kubernetes-list-type".into(), json!("atomic"));
+        }
+    }
+}
+
+/// Adds the schema of `message` and of every message it refers to.
+fn collect(message: &str, flavor: Flavor, out: &mut BTreeMap<String, Value>) {
+    let name = def_name(message);
+    if out.contains_key(&name) {
+        return;
+    }
+    if is_special(message) {
+        out.insert(name, special_schema(message));
+        return;
+    }
+    out.insert(name.clone(), json!({"type": "object"}));
+    let mut properties = Map::new();
+    let mut fields = message_fields(message).unwrap_or_default();
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    for (field, shape, repeated) in fields {
+        let mut element_message = None;
+        let item = match &shape {
+            FieldShape::Text => json!({"type": "string"}),
+            FieldShape::Integer => json!({"type": "integer"}),
+            FieldShape::Boolean => json!({"type": "boolean"}),
+            FieldShape::Opaque => {
+                json!({"type": "object", "additionalProperties": {"type": "string"}})
+            }
+            FieldShape::Message(m) => {
+                collect(m, flavor, out);
+                element_message = Some(m.clone());
+                if repeated {
+                    reference(flavor, m)
+                } else {
+                    property_reference(flavor, m)
+                }
+            }
+            FieldShape::MapOf(m) => {
+                collect(m, flavor, out);
+                json!({"type": "object", "additionalProperties": reference(flavor, m)})
+            }
+        };
+        let property = if repeated {
+            let mut list = Map::new();
+            list.insert("type".into(), json!("array"));
+            list.insert("items".into(), item);
+            list_extensions(&field, element_message.as_deref(), &mut list);
+            Value::Object(list)
+        } else {
+            item
+        };
+        properties.insert(field, property);
+    }
+    out.insert(name, json!({"type": "object", "properties": properties}));
+}
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -17,21 +157,6 @@ fn gv_path(group: &str, version: &str) -> String {
     } else {
         format!("apis/{group}/{version}")
     }
-}
-
-/// `/openapi/v3`: the index of group-version documents.
-pub fn index() -> Value {
-    let mut paths = Map::new();
-    for g in registry::groups() {
-        for v in &g.versions {
-            let p = gv_path(g.name, v);
-            paths.insert(
-                p.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{p}")}),
-            );
-        }
-    }
-    json!({"paths": paths})
 }
 
 fn object_path(r: &Resource) -> String {
@@ -43,7 +168,61 @@ fn object_path(r: &Resource) -> String {
     }
 }
 
-/// `/openapi/v3/<api/v1 | apis/group/version>`, or `None` when not served.
+/// The schemas (with group-version-kind extensions) of `resources`.
+fn schemas(resources: &[&Resource], flavor: Flavor) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for r in resources {
+        let api_version = r.api_version();
+        for kind in [r.kind.to_string(), format!("{}List", r.kind)] {
+            let Some(message) = message_for(&api_version, &kind) else {
+                continue;
+            };
+            collect(&message, flavor, &mut out);
+            if let Some(schema) = out.get_mut(&def_name(&message)) {
+                let gvk = json!({"group": r.group, "version": r.version, "kind": kind});
+                match schema
+                    .get_mut("x-kubernetes-group-version-kind")
+                    .and_then(Value::as_array_mut)
+                {
+                    Some(list) if !list.contains(&gvk) => list.push(gvk),
+                    Some(_) => {}
+                    None => schema["x-kubernetes-group-version-kind"] = json!([gvk]),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The PATCH operations of `resources` (declaring `fieldValidation`).
+fn paths(resources: &[&Resource], flavor: Flavor) -> Map<String, Value> {
+    let mut paths = Map::new();
+    for r in resources.iter().filter(|r| r.supports("patch")) {
+        let param = |name: &str| match flavor {
+            Flavor::V2 => {
+                json!({"name": name, "in": "query", "type": "string", "uniqueItems": true})
+            }
+            Flavor::V3 => json!({"name": name, "in": "query", "schema": {"type": "string"}}),
+        };
+        paths.insert(
+            object_path(r),
+            json!({
+                "patch": {
+                    "operationId": format!("patch{}", r.kind),
+                    "x-kubernetes-group-version-kind": {
+                        "group": r.group, "version": r.version, "kind": r.kind,
+                    },
+                    "parameters": [param("fieldValidation"), param("fieldManager"),
+                                   param("dryRun"), param("force")],
+                    "responses": {"200": {"description": "OK"}},
+                }
+            }),
+        );
+    }
+    paths
+}
+
+/// `/openapi/v3/<api/v1 | apis/group/version>` (path without query), or `None` when not served.
 pub fn group_version(path: &str) -> Option<Value> {
     let rest = path.trim_start_matches('/').strip_prefix("openapi/v3/")?;
     let parts: Vec<&str> = rest.split('/').collect();
@@ -56,35 +235,110 @@ pub fn group_version(path: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let mut paths = Map::new();
-    for r in resources {
-        if !r.supports("patch") {
-            continue;
-        }
-        paths.insert(
-            object_path(r),
-            json!({
-                "patch": {
-                    "operationId": format!("patch{}", r.kind),
-                    "x-kubernetes-group-version-kind": {
-                        "group": r.group, "version": r.version, "kind": r.kind,
-                    },
-                    "parameters": [
-                        {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
-                        {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
-                        {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {"200": {"description": "OK"}},
-                }
-            }),
-        );
-    }
+    let schemas: Map<String, Value> = schemas(&resources, Flavor::V3).into_iter().collect();
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": crate::discovery::GIT_VERSION},
-        "paths": paths,
-        "components": {"schemas": {}},
+        "paths": paths(&resources, Flavor::V3),
+        "components": {"schemas": schemas},
     }))
+}
+
+/// `/openapi/v2`: every served kind.
+pub fn v2() -> Value {
+    let resources: Vec<&Resource> = registry::RESOURCES.iter().collect();
+    let definitions: Map<String, Value> = schemas(&resources, Flavor::V2).into_iter().collect();
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": crate::discovery::GIT_VERSION},
+        "paths": paths(&resources, Flavor::V2),
+        "definitions": definitions,
+    })
+}
+
+/// A serialised document and its ETag.
+struct Document {
+    bytes: Vec<u8>,
+    etag: String,
+}
+
+impl Document {
+    fn new(value: &Value) -> Document {
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut hasher);
+        Document {
+            etag: format!("{:016X}", hasher.finish()),
+            bytes,
+        }
+    }
+}
+
+/// Every document, built on first use.
+struct Documents {
+    index: Document,
+    group_versions: HashMap<String, Document>,
+    v2: Document,
+}
+
+static DOCUMENTS: LazyLock<Documents> = LazyLock::new(|| {
+    let mut group_versions = HashMap::new();
+    let mut index = Map::new();
+    for g in registry::groups() {
+        for v in &g.versions {
+            let p = gv_path(g.name, v);
+            let path = format!("/openapi/v3/{p}");
+            if let Some(doc) = group_version(&path) {
+                let doc = Document::new(&doc);
+                index.insert(
+                    p.clone(),
+                    json!({"serverRelativeURL": format!("{path}?hash={}", doc.etag)}),
+                );
+                group_versions.insert(path, doc);
+            }
+        }
+    }
+    Documents {
+        index: Document::new(&json!({ "paths": index })),
+        group_versions,
+        v2: Document::new(&v2()),
+    }
+});
+
+/// `/openapi/v3`: the index of group-version documents.
+pub fn index() -> Value {
+    serde_json::from_slice(&DOCUMENTS.index.bytes).unwrap_or(Value::Null)
+}
+
+/// Serves `/openapi/v2`, `/openapi/v3` and the group-version documents (404 otherwise).
+pub fn response(path: &str, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    let path = path.trim_end_matches('/');
+    let docs = &*DOCUMENTS;
+    let doc = match path {
+        "/openapi/v2" => &docs.v2,
+        "/openapi/v3" => &docs.index,
+        other => docs
+            .group_versions
+            .get(other)
+            .ok_or_else(ApiError::path_not_found)?,
+    };
+    let etag = format!("\"{}\"", doc.etag);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::VARY, "Accept");
+    let response = if matches {
+        builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
+    } else {
+        builder
+            .status(StatusCode::OK)
+            .body(Body::from(doc.bytes.clone()))
+    };
+    response.map_err(ApiError::internal)
 }
 
 #[cfg(test)]
@@ -92,12 +346,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn index_lists_group_versions() {
+    fn index_lists_group_versions_with_hashes() {
         let i = index();
-        assert_eq!(
-            i["paths"]["api/v1"]["serverRelativeURL"],
-            "/openapi/v3/api/v1"
-        );
+        let url = i["paths"]["api/v1"]["serverRelativeURL"]
+            .as_str()
+            .expect("url");
+        assert!(url.starts_with("/openapi/v3/api/v1?hash="), "{url}");
         assert!(i["paths"]["apis/apps/v1"].is_object());
     }
 
@@ -108,5 +362,69 @@ mod tests {
         assert_eq!(op["x-kubernetes-group-version-kind"]["kind"], "Deployment");
         assert_eq!(op["parameters"][0]["name"], "fieldValidation");
         assert!(group_version("/openapi/v3/apis/nope/v1").is_none());
+    }
+
+    #[test]
+    fn schemas_carry_kinds_types_and_list_extensions() {
+        let doc = group_version("/openapi/v3/api/v1").expect("v1");
+        let schemas = &doc["components"]["schemas"];
+        let pod = &schemas["io.k8s.api.core.v1.Pod"];
+        assert_eq!(
+            pod["x-kubernetes-group-version-kind"],
+            json!([{"group": "", "version": "v1", "kind": "Pod"}])
+        );
+        assert_eq!(
+            pod["properties"]["spec"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.core.v1.PodSpec"
+        );
+        let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["type"], "array");
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-list-type"], "map");
+        let ports = &schemas["io.k8s.api.core.v1.Container"]["properties"]["ports"];
+        assert_eq!(
+            ports["x-kubernetes-list-map-keys"],
+            json!(["containerPort", "protocol"])
+        );
+        let command = &schemas["io.k8s.api.core.v1.Container"]["properties"]["command"];
+        assert_eq!(command["x-kubernetes-list-type"], "atomic");
+        assert_eq!(command["items"]["type"], "string");
+        let meta = &schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"];
+        assert_eq!(
+            meta["properties"]["finalizers"]["x-kubernetes-list-type"],
+            "set"
+        );
+        assert_eq!(
+            meta["properties"]["labels"]["additionalProperties"]["type"],
+            "string"
+        );
+        assert_eq!(
+            schemas["io.k8s.apimachinery.pkg.apis.meta.v1.Time"]["format"],
+            "date-time"
+        );
+    }
+
+    #[test]
+    fn v2_has_definitions_for_every_group() {
+        let doc = v2();
+        let defs = &doc["definitions"];
+        assert!(defs["io.k8s.api.apps.v1.Deployment"].is_object());
+        assert!(defs["io.k8s.api.batch.v1.Job"].is_object());
+        assert_eq!(
+            defs["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"]["$ref"],
+            "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+        );
+    }
+
+    #[test]
+    fn responses_carry_an_etag_and_answer_304() {
+        let ok = response("/openapi/v2", &HeaderMap::new()).expect("v2");
+        assert_eq!(ok.status(), StatusCode::OK);
+        let etag = ok.headers()[header::ETAG].clone();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_NONE_MATCH, etag);
+        let cached = response("/openapi/v2", &headers).expect("cached");
+        assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+        assert!(response("/openapi/v3/apis/nope/v1", &HeaderMap::new()).is_err());
     }
 }

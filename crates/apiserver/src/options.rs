@@ -67,21 +67,44 @@ pub struct Options {
     /// Path to a cert file for the certificate authority of kubelet serving certificates.
     #[arg(long = "kubelet-certificate-authority")]
     pub kubelet_certificate_authority: Option<PathBuf>,
-    /// File containing PEM-encoded x509 RSA or ECDSA keys used to verify service account tokens.
+    /// File containing PEM-encoded x509 RSA or ECDSA keys used to verify service account tokens
+    /// (may be given several times).
     #[arg(long = "service-account-key-file")]
-    pub service_account_key_file: Option<PathBuf>,
+    pub service_account_key_file: Vec<PathBuf>,
     /// Path to the file that contains the current private key of the service account token issuer.
     #[arg(long = "service-account-signing-key-file")]
     pub service_account_signing_key_file: Option<PathBuf>,
     /// Ordered list of plug-ins to do authorization on the secure port: AlwaysAllow, AlwaysDeny,
-    /// RBAC (Node is accepted but not implemented yet, and refused at start).
+    /// Node, RBAC.
     #[arg(
         long = "authorization-mode",
         value_delimiter = ',',
         default_value = "AlwaysAllow"
     )]
     pub authorization_mode: Vec<String>,
-    /// Identifier of the service account token issuer (accepted, used later).
+    /// admission plugins that should be enabled in addition to default enabled ones
+    /// (NamespaceLifecycle, LimitRanger, ServiceAccount, PodSecurity, Priority,
+    /// DefaultTolerationSeconds, ResourceQuota, ...). NodeRestriction is off by default.
+    #[arg(long = "enable-admission-plugins", value_delimiter = ',')]
+    pub enable_admission_plugins: Vec<String>,
+    /// admission plugins that should be disabled although they are in the default enabled
+    /// plugins list.
+    #[arg(long = "disable-admission-plugins", value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
+    /// Identifier of the service account token issuer.
     #[arg(long = "service-account-issuer")]
     pub service_account_issuer: Option<String>,
+    /// Token authentication flags.
+    #[command(flatten)]
+    pub authn: crate::auth::AuthnOptions,
+    /// Enable watch caching in the apiserver (`--watch-cache=false` serves lists and watches
+    /// from storage).
+    #[arg(
+        long = "watch-cache",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub watch_cache: bool,
 }

@@ -233,7 +233,24 @@ fn copy_upgrade_headers(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
-/// `pods/<name>/exec|attach|portforward`: forwards the upgrade to the kubelet.
+/// The kubelet's `port` parameters for a `pods/portforward` query: `ports=80,8080` (what
+/// `PodPortForwardOptions` calls them) becomes `port=80&port=8080`, as upstream sends them.
+fn kubelet_ports(pairs: &[(String, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == "ports" || k == "port")
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| ("port".to_string(), p.to_string()))
+        .collect()
+}
+
+/// `pods/<name>/exec|attach|portforward`: forwards the upgrade to the kubelet. Port-forward
+/// passes every transport through unchanged: plain SPDY (`Upgrade: SPDY/3.1`), SPDY tunnelled
+/// over WebSocket (`SPDY/3.1+portforward.k8s.io`, kubectl 1.32's default; our kubelet accepts
+/// it directly, where upstream's apiserver would translate it to SPDY) and the WebSocket
+/// channel protocol (`v4.channel.k8s.io`, kube-rs).
 pub async fn upgrade(
     ctx: &Ctx,
     sub: &str,
@@ -248,7 +265,7 @@ pub async fn upgrade(
             "/portForward/{}/{}?{}",
             encode(&namespace),
             encode(&name),
-            query_string(&ctx.query.pairs())
+            query_string(&kubelet_ports(&ctx.query.pairs()))
         )
     } else {
         let container = container_of(&pod, &name, ctx.query.get("container"))?;
@@ -333,6 +350,21 @@ mod tests {
     fn the_only_container_is_the_default() {
         let pod = json!({"spec": {"containers": [{"name": "web"}]}});
         assert_eq!(container_of(&pod, "p", None).expect("default"), "web");
+    }
+
+    #[test]
+    fn portforward_ports_become_kubelet_port_parameters() {
+        let pairs = vec![
+            ("ports".to_string(), "80,8080".to_string()),
+            ("timeout".to_string(), "1s".to_string()),
+        ];
+        assert_eq!(
+            kubelet_ports(&pairs),
+            vec![
+                ("port".to_string(), "80".to_string()),
+                ("port".to_string(), "8080".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The HTTPS server: accepts TCP connections, completes TLS (client certificates optional),
-//! authenticates the connection once and serves HTTP/1.1 or HTTP/2 (with upgrades) through
+//! reads the certificate user once per connection and serves HTTP/1.1 or HTTP/2 (with upgrades)
+//! through [`crate::auth::serve`] (per-request bearer tokens and impersonation), which calls
 //! [`crate::handlers::handle`].
 
 use std::future::Future;
@@ -12,7 +13,6 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth;
-use crate::handlers;
 use crate::state::ApiState;
 
 /// Serves `listener` until `shutdown` completes.
@@ -53,9 +53,7 @@ pub async fn serve(
             let service = service_fn(move |req| {
                 let state = state.clone();
                 let user = user.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(handlers::handle(state, user, req).await)
-                }
+                async move { Ok::<_, std::convert::Infallible>(auth::serve(state, user, req).await) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
             if let Err(error) = builder

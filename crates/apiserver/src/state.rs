@@ -21,6 +21,12 @@ pub struct ApiState {
     pub secure_port: u16,
     /// The authorizer chain (`--authorization-mode`).
     pub authorizer: Arc<crate::authz::Authorizer>,
+    /// The enabled admission plugins (`--enable-admission-plugins`).
+    pub admission: crate::admission::plugins::Plugins,
     /// Request counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// The watch cache lists and watches are served from (None: `--watch-cache=false`).
+    pub watch_cache: Option<Arc<crate::storage::cache::WatchCache>>,
+    /// Bearer-token authenticators and the service-account token issuer.
+    pub authn: Arc<crate::auth::Authenticator>,
 }

@@ -163,10 +163,16 @@ impl TestServer {
             kubelet_client_certificate: Some(p("kubelet-client.crt")),
             kubelet_client_key: Some(p("kubelet-client.key")),
             kubelet_certificate_authority: Some(p("ca.crt")),
-            service_account_key_file: None,
+            service_account_key_file: vec![],
             service_account_signing_key_file: None,
             service_account_issuer: None,
+            authn: Default::default(),
+            watch_cache: true,
             authorization_mode: vec!["AlwaysAllow".into()],
+            enable_admission_plugins: vec![],
+            // As upstream's integration test servers: no ServiceAccount admission (pods need no
+            // service account); tests that want it clear this.
+            disable_admission_plugins: vec!["ServiceAccount".into()],
         };
         modify(&mut options);
         let listener = crate::bind(&options).await?;

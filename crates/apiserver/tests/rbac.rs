@@ -73,7 +73,10 @@ where
 }
 
 async fn rbac_server() -> anyhow::Result<TestServer> {
-    Ok(TestServer::start_with(|o| o.authorization_mode = vec!["RBAC".into()]).await?)
+    Ok(
+        TestServer::start_with(|o| o.authorization_mode = vec!["Node".into(), "RBAC".into()])
+            .await?,
+    )
 }
 
 fn pod(name: &str) -> Value {
@@ -389,9 +392,8 @@ async fn bindings_grant_exactly_their_verbs_and_escalation_is_refused() -> anyho
 }
 
 #[tokio::test]
-async fn node_mode_is_refused_until_implemented() {
-    let r =
-        TestServer::start_with(|o| o.authorization_mode = vec!["Node".into(), "RBAC".into()]).await;
+async fn unknown_modes_are_refused() {
+    let r = TestServer::start_with(|o| o.authorization_mode = vec!["Bogus".into()]).await;
     assert!(r.is_err());
 }
 

@@ -3,9 +3,17 @@
 //! allocation of Service ClusterIPs and NodePorts.
 
 pub mod fields;
+pub mod lifecycle;
+pub mod limitranger;
+pub mod noderestriction;
+pub mod plugins;
 mod pods;
+pub mod podsecurity;
 pub mod priority;
+pub mod quota;
+pub mod serviceaccount;
 pub mod services;
+pub mod tolerations;
 mod validation;
 mod workloads;
 
@@ -48,16 +56,40 @@ pub fn default_object(resource: &Resource, object: &mut Value) {
         ("batch", "jobs") => workloads::default_job(object),
         ("batch", "cronjobs") => workloads::default_cronjob(object),
         ("", "services") => services::default_service(object),
-        ("", "secrets")
-            if object
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .is_empty() =>
-        {
-            object["type"] = serde_json::json!("Opaque");
-        }
+        ("", "limitranges") => limitranger::default_limit_range(object),
+        ("", "secrets") => default_secret(object),
         _ => {}
+    }
+}
+
+/// Secret defaults: type `Opaque`, and the write-only `stringData` folded into `data` (its
+/// values, base64-encoded, win over `data` entries of the same key), as upstream's conversion
+/// does.
+fn default_secret(object: &mut Value) {
+    use base64::Engine;
+    if object
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
+        object["type"] = serde_json::json!("Opaque");
+    }
+    let Some(Value::Object(string_data)) =
+        object.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !object.get("data").is_some_and(Value::is_object) {
+        object["data"] = serde_json::json!({});
+    }
+    for (key, value) in string_data {
+        let text = match value {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        object["data"][key] =
+            Value::String(base64::engine::general_purpose::STANDARD.encode(text.as_bytes()));
     }
 }
 
@@ -116,15 +148,56 @@ pub async fn allocate(
     if resource.group.is_empty() && resource.plural == "services" {
         services::allocate(state, object, old).await?;
     }
-    if resource.group.is_empty() && resource.plural == "pods" && old.is_none() {
+    if resource.group.is_empty()
+        && resource.plural == "pods"
+        && old.is_none()
+        && state.admission.enabled("ServiceAccount")
+    {
+        let namespace = objects_namespace(object);
+        let name = crate::objects::name(object).unwrap_or("").to_string();
+        serviceaccount::admit(state, &namespace, &name, object).await?;
+    }
+    if resource.group.is_empty()
+        && resource.plural == "pods"
+        && old.is_none()
+        && state.admission.enabled("Priority")
+    {
         priority::admit(state, object).await?;
     }
     Ok(())
+}
+
+/// The namespace of `object`.
+fn objects_namespace(object: &Value) -> String {
+    crate::objects::meta_str(object, "namespace")
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Releases what `object` holds and `keep` (the object that stays, if any) does not.
 pub async fn release(state: &ApiState, resource: &Resource, object: &Value, keep: Option<&Value>) {
     if resource.group.is_empty() && resource.plural == "services" {
         services::release(state, object, keep).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn secret_string_data_is_folded_into_data() {
+        let mut secret = json!({
+            "metadata": {"name": "s"},
+            "data": {"a": "eA==", "b": "eQ=="},
+            "stringData": {"b": "hello", "c": "wörld"},
+        });
+        super::default_secret(&mut secret);
+        assert_eq!(secret["type"], "Opaque");
+        assert!(secret.get("stringData").is_none());
+        assert_eq!(
+            secret["data"],
+            json!({"a": "eA==", "b": "aGVsbG8=", "c": "d8O2cmxk"})
+        );
     }
 }

@@ -207,6 +207,7 @@ mod tests {
         let u = User {
             name: "u".into(),
             groups: vec![],
+            ..Default::default()
         };
         let held: Vec<Rule> = serde_json::from_value(json!([
             {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods", "pods/log"]}

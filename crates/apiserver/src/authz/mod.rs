@@ -1,12 +1,13 @@
 //! Authorization (`--authorization-mode`): request [`Attributes`] as upstream's RequestInfo
 //! derives them, the authorizer chain ([`Authorizer`]: `AlwaysAllow`, `AlwaysDeny`, `RBAC`;
-//! `Node` is accepted by the parser but refused at start), upstream-worded 403 messages, the RBAC
+//! `Node` ([`node`])), upstream-worded 403 messages, the RBAC
 //! authorizer with its storage-fed index ([`rbac`]), ClusterRole aggregation ([`aggregation`]),
 //! the bootstrap policy ([`policy`]) and escalation prevention ([`escalation`]).
 
 pub mod aggregation;
 pub mod attributes;
 pub mod escalation;
+pub mod node;
 pub mod policy;
 pub mod rbac;
 
@@ -30,7 +31,7 @@ pub enum Mode {
     AlwaysDeny,
     /// Role-based access control.
     Rbac,
-    /// The Node authorizer (not implemented yet: refused at start).
+    /// The Node authorizer ([`node`]).
     Node,
 }
 
@@ -43,9 +44,6 @@ pub enum ConfigError {
     /// A mode given twice.
     #[error("authorization-mode {0:?} has mode specified more than once")]
     Duplicate(String),
-    /// The Node authorizer is not implemented yet.
-    #[error("authorization mode Node is not implemented yet; use --authorization-mode=RBAC")]
-    NodeNotImplemented,
     /// No mode at all.
     #[error("at least one authorization-mode must be passed")]
     Empty,
@@ -69,9 +67,6 @@ pub fn parse_modes(values: &[String]) -> Result<Vec<Mode>, ConfigError> {
     }
     if modes.is_empty() {
         return Err(ConfigError::Empty);
-    }
-    if modes.contains(&Mode::Node) {
-        return Err(ConfigError::NodeNotImplemented);
     }
     Ok(modes)
 }
@@ -105,6 +100,7 @@ impl Decision {
 pub struct Authorizer {
     modes: Vec<Mode>,
     rbac: Option<Arc<rbac::Rbac>>,
+    node: Option<Arc<node::NodeAuthorizer>>,
 }
 
 impl Authorizer {
@@ -112,8 +108,11 @@ impl Authorizer {
     pub fn new(modes: Vec<Mode>, storage: Arc<dyn Storage>) -> Self {
         let rbac = modes
             .contains(&Mode::Rbac)
-            .then(|| Arc::new(rbac::Rbac::new(storage)));
-        Authorizer { modes, rbac }
+            .then(|| Arc::new(rbac::Rbac::new(storage.clone())));
+        let node = modes
+            .contains(&Mode::Node)
+            .then(|| Arc::new(node::NodeAuthorizer::new(storage)));
+        Authorizer { modes, rbac, node }
     }
 
     /// Allows everything (what tests and the default use).
@@ -145,7 +144,10 @@ impl Authorizer {
                     Some(r) => r.authorize(attrs),
                     None => Decision::NoOpinion(String::new()),
                 },
-                Mode::Node => Decision::NoOpinion(String::new()),
+                Mode::Node => match &self.node {
+                    Some(n) => n.authorize(attrs),
+                    None => Decision::NoOpinion(String::new()),
+                },
             };
             match decision {
                 Decision::NoOpinion(r) => {
@@ -203,13 +205,24 @@ impl Authorizer {
 pub async fn start(
     state: &crate::state::ApiState,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, crate::storage::StorageError> {
+    let node = state.authorizer.node.clone();
+    if let Some(n) = &node {
+        n.reload().await?;
+    }
     let Some(rbac) = state.authorizer.rbac().cloned() else {
-        return Ok(None);
+        return Ok(node.map(|n| tokio::spawn(n.run())));
     };
     rbac.reload().await?;
     aggregation::aggregate(state.storage.as_ref(), &rbac.snapshot()).await;
     rbac.reload().await?;
-    Ok(Some(tokio::spawn(rbac.run())))
+    Ok(Some(tokio::spawn(async move {
+        match node {
+            Some(n) => {
+                tokio::join!(rbac.run(), n.run());
+            }
+            None => rbac.run().await,
+        }
+    })))
 }
 
 /// The upstream 403 for `attrs` (`pods is forbidden: User "x" cannot list resource "pods" in API
@@ -275,17 +288,16 @@ mod tests {
         User {
             name: name.into(),
             groups: vec!["system:authenticated".into()],
+            ..Default::default()
         }
     }
 
     #[test]
-    fn modes_parse_and_node_is_refused() {
+    fn modes_parse() {
         let m = parse_modes(&["RBAC".into(), "AlwaysAllow".into()]).expect("modes");
         assert_eq!(m, vec![Mode::Rbac, Mode::AlwaysAllow]);
-        assert!(matches!(
-            parse_modes(&["Node".into(), "RBAC".into()]),
-            Err(ConfigError::NodeNotImplemented)
-        ));
+        let m = parse_modes(&["Node".into(), "RBAC".into()]).expect("modes");
+        assert_eq!(m, vec![Mode::Node, Mode::Rbac]);
         assert!(matches!(
             parse_modes(&["Bogus".into()]),
             Err(ConfigError::UnknownMode(_))

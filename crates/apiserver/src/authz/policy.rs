@@ -523,9 +523,9 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:monitoring",
             vec![group("system:monitoring")],
         ),
-        // Upstream binds no subject here and relies on the Node authorizer, which we do not
-        // have yet: kubelets (group system:nodes) get the node role through RBAC.
-        binding("system:node", "system:node", vec![group("system:nodes")]),
+        // As upstream: no subject; kubelets are authorized by the Node authorizer
+        // (`--authorization-mode Node,RBAC`).
+        binding("system:node", "system:node", vec![]),
         binding(
             "system:node-proxier",
             "system:node-proxier",

@@ -6,6 +6,7 @@ use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::{object_response, parse_object, Ctx};
+
 use crate::admission;
 use crate::objects;
 use crate::status::ApiError;
@@ -139,8 +140,21 @@ pub fn new_name(
 
 /// POST.
 pub async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let object = parse_object(body)?;
+    let warnings = super::update::field_warnings(ctx, &object);
+    let response = create_object(ctx, object, true).await?;
+    Ok(super::update::with_warnings(response, &warnings))
+}
+
+/// Creates `object`; `track` records the request's field manager as an `Update` (a create by
+/// server-side apply has its `Apply` entry already).
+pub async fn create_object(
+    ctx: &Ctx,
+    mut object: Value,
+    track: bool,
+) -> Result<Response<Body>, ApiError> {
     let resource = ctx.resource();
-    let mut object = parse_object(body)?;
+    super::update::validate_options(ctx, "CreateOptions", None)?;
     check_type(resource, &object)?;
     admission::fields::check(resource, &object, ctx.query.get("fieldValidation"))?;
     let namespace = if resource.namespaced {
@@ -167,6 +181,12 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
     objects::set_type_meta(&mut object, resource);
     admission::default_on_create(resource, &mut object);
     admission::default_object(resource, &mut object);
+    if track {
+        let manager = super::update::field_manager(ctx);
+        let (api_version, now) = (resource.api_version(), objects::now());
+        let writer = super::update::writer(ctx, &manager, &api_version, &now);
+        crate::patch::apply::track_update(None, &mut object, &writer);
+    }
     admission::validate_create(resource, &object)?;
     crate::authz::escalation::check(
         &ctx.state.authorizer,
@@ -175,9 +195,26 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
         resource.plural,
         &object,
     )?;
+    let warnings = admission::plugins::admit(
+        &admission::plugins::Request {
+            state: &ctx.state,
+            user: &ctx.user,
+            operation: admission::plugins::Operation::Create,
+            resource,
+            subresource: None,
+            namespace: namespace.as_deref(),
+            name: &name,
+            old: None,
+            dry_run: ctx.dry_run(),
+        },
+        Some(&mut object),
+    )
+    .await?;
     let key = objects::key(resource, namespace.as_deref(), &name);
     if ctx.dry_run() {
-        return Ok(object_response(ctx, StatusCode::CREATED, object));
+        let mut response = object_response(ctx, StatusCode::CREATED, object);
+        admission::plugins::add_warnings(&mut response, &warnings);
+        return Ok(response);
     }
     let exists = ctx
         .state
@@ -198,7 +235,9 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
         Ok(revision) => {
             objects::set_resource_version(&mut object, revision);
             tracing::debug!(resource = resource.plural, %key, revision, "created");
-            Ok(object_response(ctx, StatusCode::CREATED, object))
+            let mut response = object_response(ctx, StatusCode::CREATED, object);
+            admission::plugins::add_warnings(&mut response, &warnings);
+            Ok(response)
         }
         Err(e) => {
             admission::release(&ctx.state, resource, &object, None).await;

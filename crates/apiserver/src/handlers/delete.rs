@@ -22,10 +22,13 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub resource_version: Option<String>,
+    /// `dryRun: ["All"]` in the body (the query's `dryRun` is [`Ctx::dry_run`]).
+    pub dry_run: bool,
 }
 
 /// Parses DeleteOptions (the body wins over the query).
 pub fn delete_options(ctx: &Ctx, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    super::update::validate_options(ctx, "DeleteOptions", None)?;
     let mut opts = DeleteOptions {
         grace_period: ctx.query.int("gracePeriodSeconds"),
         propagation: ctx.query.get("propagationPolicy").map(str::to_string),
@@ -45,6 +48,23 @@ pub fn delete_options(ctx: &Ctx, body: &[u8]) -> Result<DeleteOptions, ApiError>
         }
         if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
             opts.propagation = Some("Orphan".into());
+        }
+        if let Some(list) = v.get("dryRun").and_then(Value::as_array) {
+            if let Some(bad) = list.iter().find(|d| d.as_str() != Some("All")) {
+                return Err(ApiError::invalid(
+                    "DeleteOptions",
+                    "meta.k8s.io",
+                    "",
+                    vec![crate::status::Cause {
+                        reason: "FieldValueNotSupported",
+                        message: format!(
+                            "Unsupported value: []string{{{bad}}}: supported values: \"All\""
+                        ),
+                        field: "dryRun".into(),
+                    }],
+                ));
+            }
+            opts.dry_run = !list.is_empty();
         }
         if let Some(uid) = v.pointer("/preconditions/uid").and_then(Value::as_str) {
             opts.uid = Some(uid.to_string());
@@ -117,6 +137,21 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> Result<D
                 ));
             }
         }
+        admission::plugins::admit(
+            &admission::plugins::Request {
+                state: &ctx.state,
+                user: &ctx.user,
+                operation: admission::plugins::Operation::Delete,
+                resource,
+                subresource: None,
+                namespace: ctx.path.namespace.as_deref(),
+                name,
+                old: Some(&current),
+                dry_run: ctx.dry_run(),
+            },
+            None,
+        )
+        .await?;
         let mut object = current.clone();
         let mut finalizers = objects::finalizers(&object);
         let already_deleting = objects::is_deleting(&object);
@@ -142,7 +177,7 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> Result<D
                 .is_some_and(|a| !a.is_empty());
         let keep = !finalizers.is_empty() || grace.is_some() || namespace_pending;
         if !keep {
-            if ctx.dry_run() {
+            if ctx.dry_run() || opts.dry_run {
                 return Ok(Deleted {
                     object: current,
                     gone: true,
@@ -200,7 +235,7 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> Result<D
                 gone: false,
             });
         }
-        if ctx.dry_run() {
+        if ctx.dry_run() || opts.dry_run {
             return Ok(Deleted {
                 object,
                 gone: false,

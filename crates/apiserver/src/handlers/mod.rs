@@ -290,16 +290,7 @@ async fn dispatch(
             .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
             .body(Body::from(state.metrics.render()))
             .unwrap_or_else(|_| Response::new(Body::empty()))),
-        Route::OpenApi => {
-            let path = req.uri().path().trim_end_matches('/');
-            if path == "/openapi/v3" {
-                Ok(json_response(StatusCode::OK, &crate::openapi::index()))
-            } else {
-                crate::openapi::group_version(path)
-                    .map(|doc| json_response(StatusCode::OK, &doc))
-                    .ok_or_else(ApiError::path_not_found)
-            }
-        }
+        Route::OpenApi => crate::openapi::response(req.uri().path(), req.headers()),
         Route::Api => Ok(json_response(
             StatusCode::OK,
             &discovery::api_versions(&state),
@@ -332,6 +323,7 @@ async fn resource(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let query = Query::parse(req.uri().query());
+    let query = update::with_user_agent(query, req.method(), req.uri().query(), req.headers());
     let accept = req
         .headers()
         .get(header::ACCEPT)
@@ -376,6 +368,14 @@ async fn resource(
         (Method::POST, false, None) if resource.plural == "bindings" => {
             let body = read_body(req).await?;
             subresources::binding(&ctx, &body).await
+        }
+        (Method::POST, false, None) if resource.group == "authentication.k8s.io" => {
+            let body = read_body(req).await?;
+            crate::auth::reviews::review(&ctx, &body).await
+        }
+        (Method::POST, true, Some("token")) if resource.plural == "serviceaccounts" => {
+            let body = read_body(req).await?;
+            crate::auth::tokenrequest::create(&ctx, &body).await
         }
         (Method::POST, false, None) if reviews::is_review(resource) => {
             let body = read_body(req).await?;

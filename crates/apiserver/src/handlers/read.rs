@@ -1,5 +1,15 @@
 //! GET of one object and LIST (selectors, pagination with continue tokens, resourceVersion).
+//!
+//! LIST is served from the watch cache ([`crate::storage::cache`]) when it can answer as
+//! upstream's cacher does: `resourceVersion=0` at once, `resourceVersion=N` (not older than)
+//! once the cache reaches N (504 "Too large resource version" otherwise), no resourceVersion
+//! (a consistent read) once the cache has reached the store's current revision, and continue
+//! tokens of the cache's current revision. `resourceVersionMatch=Exact`, a limited list at an
+//! exact revision and older continue tokens read storage, as does every GET.
 
+use std::sync::Arc;
+
+use api_types::registry::Resource;
 use axum::body::Body;
 use base64::Engine;
 use http::{Response, StatusCode};
@@ -9,6 +19,7 @@ use super::{json_response, object_response, Ctx};
 use crate::objects;
 use crate::selectors::Selectors;
 use crate::status::ApiError;
+use crate::storage::cache::{CacheError, CachedObject, ListRequest, PrefixCache};
 use crate::storage::{KeyValue, ListOptions, Revision};
 use crate::table;
 
@@ -154,6 +165,171 @@ pub fn exact_revision(ctx: &Ctx) -> Result<Option<Revision>, ApiError> {
     }
 }
 
+/// The watch cache of the request's resource, when the cache is on and filled.
+pub fn cache_of(ctx: &Ctx) -> Option<Arc<PrefixCache>> {
+    let prefix = format!("{}/", ctx.resource().storage_prefix());
+    ctx.state.watch_cache.as_ref()?.cache(&prefix).cloned()
+}
+
+/// Whether objects of `resource` are stored in another form than they are served in (the
+/// `events.k8s.io` Events of [`crate::conversion`]); selectors then apply to the served form.
+pub fn stored_form_differs(resource: &Resource) -> bool {
+    resource.group == "events.k8s.io"
+}
+
+/// Whether a cached object matches `selectors` in `resource`'s form.
+pub fn cached_matches(resource: &Resource, selectors: &Selectors, object: &CachedObject) -> bool {
+    if selectors.is_empty() {
+        return true;
+    }
+    if stored_form_differs(resource) {
+        selectors.matches(&crate::conversion::from_storage(
+            resource,
+            object.value.clone(),
+        ))
+    } else {
+        selectors.matches(&object.value)
+    }
+}
+
+/// A cached object in `resource`'s form, with type meta.
+pub fn cached_value(resource: &Resource, object: &CachedObject) -> Value {
+    let mut value = crate::conversion::from_storage(resource, object.value.clone());
+    objects::set_type_meta(&mut value, resource);
+    value
+}
+
+/// The API error for a cache that cannot answer.
+pub fn cache_error(e: CacheError) -> ApiError {
+    match e {
+        CacheError::TooOld { .. } => ApiError::gone(e.to_string()),
+        CacheError::TooLarge { .. } => {
+            // Upstream's ResourceVersionTooLarge: a 504 the client may retry after a second.
+            let mut error = ApiError::timeout(e.to_string());
+            error.details = Some(json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            }));
+            error
+        }
+        CacheError::Storage(e) => ApiError::internal(e),
+    }
+}
+
+/// One page of matching objects, from the watch cache.
+struct CachedPage {
+    objects: Vec<Arc<CachedObject>>,
+    revision: Revision,
+    continue_token: Option<String>,
+}
+
+/// The items of a cached page, serialized straight from the cache (no copy of objects that
+/// already carry their type meta).
+struct CachedItems<'a> {
+    resource: &'static Resource,
+    api_version: String,
+    objects: &'a [Arc<CachedObject>],
+}
+
+impl serde::Serialize for CachedItems<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let as_is = !stored_form_differs(self.resource);
+        let mut seq = serializer.serialize_seq(Some(self.objects.len()))?;
+        for object in self.objects {
+            if as_is && object.has_type_meta(&self.api_version, self.resource.kind) {
+                seq.serialize_element(&object.value)?;
+            } else {
+                seq.serialize_element(&cached_value(self.resource, object))?;
+            }
+        }
+        seq.end()
+    }
+}
+
+/// The body of a plain JSON list from the cache.
+#[derive(serde::Serialize)]
+struct CachedListBody<'a> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: CachedItems<'a>,
+}
+
+/// Serves a LIST from the watch cache, or None when it must read storage.
+async fn list_from_cache(
+    ctx: &Ctx,
+    prefix: &str,
+    selectors: &Selectors,
+    limit: Option<usize>,
+) -> Result<Option<CachedPage>, ApiError> {
+    let rv = ctx.query.get("resourceVersion").filter(|v| !v.is_empty());
+    let rv_match = ctx
+        .query
+        .get("resourceVersionMatch")
+        .filter(|v| !v.is_empty());
+    if rv_match.is_some() && rv.is_none() {
+        return Err(ApiError::bad_request(
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ));
+    }
+    let (Some(cache), Some(watch_cache)) = (cache_of(ctx), ctx.state.watch_cache.as_ref()) else {
+        return Ok(None);
+    };
+    let mut continued = None;
+    if let Some(token) = ctx.query.get("continue").filter(|t| !t.is_empty()) {
+        let c = decode_continue(token)?;
+        if c.rv != cache.revision() {
+            return Ok(None);
+        }
+        continued = Some(c);
+    } else {
+        match (rv, rv_match) {
+            (_, Some("Exact")) => return Ok(None),
+            (None, _) => {
+                if let Err(e) = watch_cache.wait_consistent().await {
+                    tracing::debug!(error = %e, "consistent list falls back to storage");
+                    return Ok(None);
+                }
+            }
+            (Some("0"), _) => {}
+            (Some(rv), rv_match) => {
+                let revision: Revision = rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
+                })?;
+                if limit.is_some() && rv_match.is_none() {
+                    // A limited list at a revision without a match reads exactly that revision.
+                    return Ok(None);
+                }
+                watch_cache.wait_for(revision).await.map_err(cache_error)?;
+            }
+        }
+    }
+    let resource = ctx.resource();
+    let request = ListRequest {
+        prefix,
+        indexed: cache
+            .index_field()
+            .and_then(|field| selectors.fields.required(field)),
+        start_after: continued.as_ref().map(|c| c.start.as_str()),
+        limit,
+    };
+    let list = cache.list(&request, &|o| cached_matches(resource, selectors, o));
+    if continued.as_ref().is_some_and(|c| c.rv != list.revision) {
+        // The cache moved on between the check and the read: the page must come from the
+        // token's revision.
+        return Ok(None);
+    }
+    Ok(Some(CachedPage {
+        objects: list.items,
+        revision: list.revision,
+        continue_token: list
+            .continue_after
+            .map(|key| encode_continue(list.revision, &key)),
+    }))
+}
+
 /// LIST.
 pub async fn list(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let resource = ctx.resource();
@@ -164,15 +340,51 @@ pub async fn list(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
         .filter(|l| *l > 0)
         .map(|l| l as usize);
     let prefix = list_prefix(ctx, &selectors);
-    let page = list_objects(
-        ctx,
-        &prefix,
-        &selectors,
-        limit,
-        ctx.query.get("continue"),
-        exact_revision(ctx)?,
-    )
-    .await?;
+    let exact = exact_revision(ctx)?;
+    let page = match list_from_cache(ctx, &prefix, &selectors, limit).await? {
+        Some(cached) if !ctx.output.table && !ctx.output.metadata_only => {
+            let mut metadata = json!({"resourceVersion": cached.revision.to_string()});
+            if let Some(c) = cached.continue_token {
+                metadata["continue"] = json!(c);
+            }
+            let body = CachedListBody {
+                kind: resource.list_kind(),
+                api_version: resource.api_version(),
+                metadata,
+                items: CachedItems {
+                    resource,
+                    api_version: resource.api_version(),
+                    objects: &cached.objects,
+                },
+            };
+            let body = serde_json::to_vec(&body).map_err(ApiError::internal)?;
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .map_err(ApiError::internal);
+        }
+        Some(cached) => Page {
+            items: cached
+                .objects
+                .iter()
+                .map(|o| cached_value(resource, o))
+                .collect(),
+            revision: cached.revision,
+            continue_token: cached.continue_token,
+        },
+        None => {
+            list_objects(
+                ctx,
+                &prefix,
+                &selectors,
+                limit,
+                ctx.query.get("continue"),
+                exact,
+            )
+            .await?
+        }
+    };
     if ctx.output.table {
         return Ok(json_response(
             StatusCode::OK,

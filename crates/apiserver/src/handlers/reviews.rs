@@ -1,8 +1,9 @@
 //! Review resources that are answered, not stored: `SelfSubjectReview` (`kubectl auth
 //! whoami`), the access reviews answered by the configured authorizers (`SubjectAccessReview`,
 //! `LocalSubjectAccessReview`, `SelfSubjectAccessReview`: `kubectl auth can-i`;
-//! `SelfSubjectRulesReview`: `kubectl auth can-i --list`) and `TokenReview` (no token
-//! authenticator yet: never authenticated).
+//! `SelfSubjectRulesReview`: `kubectl auth can-i --list`). The authentication.k8s.io reviews
+//! (`TokenReview`, `SelfSubjectReview`) are routed to [`crate::auth::reviews`] first; their arms
+//! here are not reached.
 
 use axum::body::Body;
 use http::{Response, StatusCode};
@@ -56,7 +57,18 @@ fn access_attributes(ctx: &Ctx, review: &Value) -> Result<Attributes, ApiError> 
                     "at least one of user or group must be specified",
                 ));
             }
-            User { name, groups }
+            User {
+                name,
+                groups,
+                uid: string(review, "/spec/uid"),
+                extra: serde_json::from_value(
+                    review
+                        .pointer("/spec/extra")
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                )
+                .unwrap_or_default(),
+            }
         }
         _ => ctx.user.clone(),
     };

@@ -1,5 +1,8 @@
-//! PUT and PATCH (JSON patch, merge patch, strategic merge patch, and apply patches treated as
-//! a create-or-strategic-merge), through one guaranteed-update loop with compare-and-swap.
+//! PUT and PATCH (JSON patch, merge patch, strategic merge patch, and server-side apply),
+//! through one guaranteed-update loop with compare-and-swap. Every write records its field
+//! manager in `managedFields` ([`crate::patch::apply`]); the request options (`dryRun`,
+//! `fieldManager`, `force`) are validated as upstream, and `fieldValidation=Warn` (the default)
+//! answers unknown fields with `Warning` headers.
 
 use axum::body::Body;
 use http::{Response, StatusCode};
@@ -8,8 +11,168 @@ use serde_json::{json, Value};
 use super::{object_response, parse_object, read, Ctx};
 use crate::admission;
 use crate::objects;
-use crate::patch::strategic;
-use crate::status::ApiError;
+use crate::patch::{apply, strategic};
+use crate::status::{ApiError, Cause};
+
+/// The query key the dispatcher stores the request's User-Agent under (never a real option).
+pub const USER_AGENT_KEY: &str = "\u{0}userAgent";
+
+/// Adds the User-Agent of a write request (`POST`, `PUT`, `PATCH`) to `query` under
+/// [`USER_AGENT_KEY`], for field managers.
+pub fn with_user_agent(
+    query: crate::request::Query,
+    method: &http::Method,
+    raw: Option<&str>,
+    headers: &http::HeaderMap,
+) -> crate::request::Query {
+    if !matches!(
+        *method,
+        http::Method::POST | http::Method::PUT | http::Method::PATCH
+    ) {
+        return query;
+    }
+    let Some(ua) = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return query;
+    };
+    let extra = format!(
+        "{}={}",
+        crate::request::encode(USER_AGENT_KEY),
+        crate::request::encode(ua)
+    );
+    match raw {
+        Some(r) if !r.is_empty() => crate::request::Query::parse(Some(&format!("{r}&{extra}"))),
+        _ => crate::request::Query::parse(Some(&extra)),
+    }
+}
+
+/// The field manager of a request: `fieldManager`, else the User-Agent up to its first `/`
+/// (upstream), else `kube-apiserver` for the server's own writes.
+pub fn field_manager(ctx: &Ctx) -> String {
+    if let Some(m) = ctx.query.get("fieldManager") {
+        return m.to_string();
+    }
+    match ctx.query.get(USER_AGENT_KEY) {
+        Some(ua) => ua
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(128)
+            .collect(),
+        None => "kube-apiserver".to_string(),
+    }
+}
+
+/// Validates the write options of a request as upstream (`CreateOptions`, `UpdateOptions`,
+/// `PatchOptions`, `DeleteOptions`): 422 Invalid naming the options kind.
+pub fn validate_options(ctx: &Ctx, kind: &str, apply_patch: Option<bool>) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    let dry_run = ctx.query.all("dryRun");
+    if dry_run.iter().any(|v| v != "All") {
+        let list: Vec<String> = dry_run.iter().map(|v| format!("{v:?}")).collect();
+        causes.push(Cause {
+            reason: "FieldValueNotSupported",
+            message: format!(
+                "Unsupported value: []string{{{}}}: supported values: \"All\"",
+                list.join(", ")
+            ),
+            field: "dryRun".into(),
+        });
+    }
+    if kind != "DeleteOptions" {
+        let manager = ctx.query.get("fieldManager");
+        if manager.is_some_and(|m| m.len() > 128) {
+            causes.push(Cause {
+                reason: "FieldValueTooLong",
+                message: "Too long: may not be more than 128 bytes".into(),
+                field: "fieldManager".into(),
+            });
+        }
+        match apply_patch {
+            Some(true) if manager.is_none_or(str::is_empty) => causes.push(Cause {
+                reason: "FieldValueRequired",
+                message: "Required value: is required for apply patch".into(),
+                field: "fieldManager".into(),
+            }),
+            Some(false) if ctx.query.get("force").is_some() => causes.push(Cause {
+                reason: "FieldValueForbidden",
+                message: "Forbidden: may not be specified for non-apply patch".into(),
+                field: "force".into(),
+            }),
+            _ => {}
+        }
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let mut e = ApiError::invalid(kind, "meta.k8s.io", "", causes);
+    e.message = e.message.replacen(
+        &format!("{kind} \"\""),
+        &format!("{kind}.meta.k8s.io \"\""),
+        1,
+    );
+    Err(e)
+}
+
+/// Who writes, for `managedFields`.
+pub fn writer<'a>(
+    ctx: &'a Ctx,
+    manager: &'a str,
+    api_version: &'a str,
+    now: &'a str,
+) -> apply::Writer<'a> {
+    apply::Writer {
+        manager,
+        api_version,
+        subresource: ctx.path.subresource.as_deref(),
+        has_status: ctx.resource().has_status(),
+        now,
+    }
+}
+
+/// The `Warning` headers for unknown fields under `fieldValidation=Warn` (the default).
+pub fn field_warnings(ctx: &Ctx, object: &Value) -> Vec<String> {
+    match ctx.query.get("fieldValidation") {
+        None | Some("Warn") if ctx.path.subresource.is_none() => {
+            crate::admission::fields::unknown_fields(ctx.resource(), object)
+                .into_iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Adds `Warning: 299 - "<text>"` headers to a response.
+pub fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(w.clone()));
+        if let Ok(v) = http::HeaderValue::from_str(&text) {
+            response.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    response
+}
+
+/// The 409 of an apply whose fields other managers own (upstream `FieldManagerConflict`).
+fn conflict_error(err: apply::ApplyError) -> ApiError {
+    match err {
+        apply::ApplyError::Conflicts(conflicts) => ApiError {
+            code: 409,
+            reason: "Conflict",
+            message: apply::conflict_message(&conflicts),
+            details: Some(json!({"causes": conflicts.iter().map(|c| json!({
+                "reason": "FieldManagerConflict",
+                "message": format!("conflict with {}", c.manager),
+                "field": c.path,
+            })).collect::<Vec<_>>()})),
+        },
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
 
 /// Result of a guaranteed update.
 pub struct Updated {
@@ -153,6 +316,22 @@ pub async fn guaranteed_update<F>(ctx: &Ctx, name: &str, mutate: F) -> Result<Up
 where
     F: Fn(&Value) -> Result<Value, ApiError>,
 {
+    guaranteed_update_tracked(ctx, name, true, mutate).await
+}
+
+/// [`guaranteed_update`]; `track` records the write as an `Update` of the request's field
+/// manager (applies record their own `Apply` entry while mutating).
+pub async fn guaranteed_update_tracked<F>(
+    ctx: &Ctx,
+    name: &str,
+    track: bool,
+    mutate: F,
+) -> Result<Updated, ApiError>
+where
+    F: Fn(&Value) -> Result<Value, ApiError>,
+{
+    let manager = field_manager(ctx);
+    let api_version = ctx.resource().api_version();
     let resource = ctx.resource();
     let key = objects::key(resource, ctx.path.namespace.as_deref(), name);
     let sub = ctx.path.subresource.as_deref();
@@ -173,6 +352,14 @@ where
         }
         let mut new = prepare_update(resource, sub, &current, new);
         admission::default_object(resource, &mut new);
+        if track {
+            let now = objects::now();
+            apply::track_update(
+                Some(&current),
+                &mut new,
+                &writer(ctx, &manager, &api_version, &now),
+            );
+        }
         admission::validate_update(resource, &current, &new)?;
         crate::authz::escalation::check(
             &ctx.state.authorizer,
@@ -181,6 +368,21 @@ where
             resource.plural,
             &new,
         )?;
+        admission::plugins::admit(
+            &admission::plugins::Request {
+                state: &ctx.state,
+                user: &ctx.user,
+                operation: admission::plugins::Operation::Update,
+                resource,
+                subresource: sub,
+                namespace: ctx.path.namespace.as_deref(),
+                name,
+                old: Some(&current),
+                dry_run: ctx.dry_run(),
+            },
+            Some(&mut new),
+        )
+        .await?;
         if same_ignoring_version(&current, &new) {
             return Ok(Updated {
                 object: current,
@@ -249,8 +451,10 @@ fn create_on_update(plural: &str) -> bool {
 pub async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let resource = ctx.resource();
     let name = ctx.name()?.to_string();
+    validate_options(ctx, "UpdateOptions", None)?;
     let new = parse_object(body)?;
     super::create::check_type(resource, &new)?;
+    let warnings = field_warnings(ctx, &new);
     let directive = if ctx.path.subresource.is_none() {
         ctx.query.get("fieldValidation")
     } else {
@@ -284,7 +488,10 @@ pub async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
     if updated.deleted {
         tracing::debug!(resource = resource.plural, %name, "finalized and removed");
     }
-    Ok(object_response(ctx, StatusCode::OK, updated.object))
+    Ok(with_warnings(
+        object_response(ctx, StatusCode::OK, updated.object),
+        &warnings,
+    ))
 }
 
 /// Applies a patch body of `content_type` to `current`; the result must be an object.
@@ -340,41 +547,95 @@ fn parse_patch_document(body: &[u8]) -> Result<Value, ApiError> {
 pub async fn patch(ctx: &Ctx, content_type: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let name = ctx.name()?.to_string();
     let is_apply = content_type.starts_with("application/apply-patch");
-    if is_apply && ctx.path.subresource.is_none() {
-        let key = objects::key(ctx.resource(), ctx.path.namespace.as_deref(), &name);
-        let exists = ctx
-            .state
-            .storage
-            .get(&key)
-            .await
-            .map_err(|e| ctx.storage_error(e, &name))?;
-        if exists.is_none() {
-            let mut obj = parse_patch_document(body)?;
-            objects::meta_mut(&mut obj).insert("name".into(), json!(name));
-            let body = serde_json::to_vec(&obj).map_err(ApiError::internal)?;
-            return super::create::create(ctx, &body).await;
-        }
+    validate_options(ctx, "PatchOptions", Some(is_apply))?;
+    if is_apply {
+        return server_side_apply(ctx, &name, body).await;
     }
     let updated = guaranteed_update(ctx, &name, |current| {
-        let mut patched = apply_patch(current, content_type, body)?;
+        let patched = apply_patch(current, content_type, body)?;
         let directive = if ctx.path.subresource.is_none() {
             ctx.query.get("fieldValidation")
         } else {
             None
         };
         admission::fields::check(ctx.resource(), &patched, directive)?;
-        if is_apply {
-            // Apply patches carry no precondition unless they name a resourceVersion.
-            if objects::meta_str(&patched, "resourceVersion")
-                == objects::meta_str(current, "resourceVersion")
-            {
-                objects::meta_mut(&mut patched).remove("resourceVersion");
-            }
-        }
         Ok(patched)
     })
     .await?;
-    Ok(object_response(ctx, StatusCode::OK, updated.object))
+    let warnings = field_warnings(ctx, &updated.object);
+    Ok(with_warnings(
+        object_response(ctx, StatusCode::OK, updated.object),
+        &warnings,
+    ))
+}
+
+/// Server-side apply: merges the applied configuration, records the `Apply` manager, answers
+/// field conflicts with 409 unless `force=true`, and creates a missing object.
+async fn server_side_apply(ctx: &Ctx, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let resource = ctx.resource();
+    let mut applied = parse_patch_document(body)?;
+    if !applied.is_object() {
+        return Err(ApiError::bad_request("the patch must result in an object"));
+    }
+    super::create::check_type(resource, &applied)?;
+    objects::set_type_meta(&mut applied, resource);
+    let manager = field_manager(ctx);
+    let api_version = resource.api_version();
+    let force = ctx.query.flag("force");
+    let directive = if ctx.path.subresource.is_none() {
+        ctx.query.get("fieldValidation")
+    } else {
+        None
+    };
+    admission::fields::check(resource, &applied, directive)?;
+    let warnings = field_warnings(ctx, &applied);
+    if ctx.path.subresource.is_none() {
+        let key = objects::key(resource, ctx.path.namespace.as_deref(), name);
+        let exists = ctx
+            .state
+            .storage
+            .get(&key)
+            .await
+            .map_err(|e| ctx.storage_error(e, name))?;
+        if exists.is_none() {
+            let now = objects::now();
+            let mut object = apply::apply(
+                None,
+                &applied,
+                &writer(ctx, &manager, &api_version, &now),
+                force,
+            )
+            .map_err(conflict_error)?;
+            objects::meta_mut(&mut object).insert("name".into(), json!(name));
+            let response = super::create::create_object(ctx, object, false).await?;
+            return Ok(with_warnings(response, &warnings));
+        }
+    }
+    let updated = guaranteed_update_tracked(ctx, name, false, |current| {
+        let now = objects::now();
+        let mut merged = apply::apply(
+            Some(current),
+            &applied,
+            &writer(ctx, &manager, &api_version, &now),
+            force,
+        )
+        .map_err(conflict_error)?;
+        // Apply patches carry no precondition unless they name a resourceVersion.
+        match objects::meta_str(&applied, "resourceVersion") {
+            Some(rv) => {
+                objects::meta_mut(&mut merged).insert("resourceVersion".into(), json!(rv));
+            }
+            None => {
+                objects::meta_mut(&mut merged).remove("resourceVersion");
+            }
+        }
+        Ok(merged)
+    })
+    .await?;
+    Ok(with_warnings(
+        object_response(ctx, StatusCode::OK, updated.object),
+        &warnings,
+    ))
 }
 
 #[cfg(test)]

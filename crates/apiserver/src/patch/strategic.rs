@@ -50,6 +50,17 @@ fn merge_key(field: &str, original: &[Value], patch: &[Value]) -> Option<&'stati
     }
 }
 
+/// The merge key of the list `field` holding `items` (one source of truth for server-side
+/// apply's associative lists).
+pub fn list_merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
+    merge_key(field, items, &[])
+}
+
+/// Whether the list of scalars `field` merges as a set.
+pub fn is_set_list(field: &str) -> bool {
+    primitive_merge(field)
+}
+
 /// Lists of strings that merge as sets.
 fn primitive_merge(field: &str) -> bool {
     matches!(field, "finalizers")

@@ -6,6 +6,7 @@
 //! [`etcd::EtcdStorage`] (etcd3). [`spawn_compactor`] keeps history bounded for either.
 //! Keys are logical paths such as `/registry/pods/default/web-1`; values are opaque bytes.
 
+pub mod cache;
 pub mod compactor;
 pub mod etcd;
 pub mod interface;
