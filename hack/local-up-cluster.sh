@@ -258,7 +258,8 @@ start kube-apiserver "$KUBE_BIN_DIR/kube-apiserver" \
     --kubelet-client-key "$CERTS/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority "$CERTS/ca.crt" \
     --service-account-key-file "$CERTS/sa.pub" --service-account-signing-key-file "$CERTS/sa.key" \
-    --authorization-mode RBAC
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction
 apiserver_ready() {
     [[ $(curl -sS --max-time 2 --cacert "$CERTS/ca.crt" --cert "$CERTS/admin.crt" --key "$CERTS/admin.key" \
         https://127.0.0.1:6443/readyz) == ok ]]
@@ -282,7 +283,8 @@ start kubelet "$KUBE_BIN_DIR/kubelet" \
     --root-dir "$DIR/kubelet" --pod-logs-dir "$LOGS/pods" --image-archive-dir "$DIR/images" \
     --cni-bin-dir /usr/lib/cni --cluster-dns 10.96.0.10 --cluster-domain cluster.local \
     --port 10250 --tls-cert-file "$CERTS/kubelet.crt" --tls-private-key-file "$CERTS/kubelet.key" \
-    --client-ca-file "$CERTS/ca.crt" --healthz-port 10248
+    --client-ca-file "$CERTS/ca.crt" --healthz-port 10248 \
+    --authentication-token-webhook --authorization-mode Webhook
 
 start kube-proxy "$KUBE_BIN_DIR/kube-proxy" \
     --kubeconfig "$DIR/kube-proxy.kubeconfig" --hostname-override "$NODE_NAME" \

@@ -2,11 +2,14 @@
 # Runs every test: installs what is missing, builds the workspace binaries in release mode, runs unit
 # and integration tests with cargo-nextest (dev profile), then the
 # end-to-end flow (package e2e, which brings a cluster up with hack/local-up-cluster.sh -d and down
-# again) once on embedded SQLite storage and once on etcd. Stops at the first failing stage.
+# again) once on embedded SQLite storage and once on etcd, and finally every kube-perf scenario at a
+# tiny size (hack/bench.sh --smoke; a check that the benchmarks run, not a measurement). Stops at the
+# first failing stage.
 #
 # Environment:
 #   KUBE_TEST_SKIP_E2E=1   skip the end-to-end stages (no root needed then, unless packages are missing)
 #   KUBE_TEST_STORAGES     storages for the e2e stages (default "sqlite etcd")
+#   KUBE_TEST_SKIP_BENCH=1 skip the benchmark smoke stage (it runs only with the e2e stages: it needs root)
 #   NEXTEST_ARGS           extra arguments for every cargo nextest run (e.g. "--no-fail-fast")
 set -euo pipefail
 
@@ -88,3 +91,14 @@ for storage in $STORAGES; do
     export KUBE_STORAGE=$storage
     nextest "e2e ($storage)" --release -p e2e --run-ignored only --no-capture --no-tests=fail
 done
+
+if [[ ${KUBE_TEST_SKIP_BENCH:-0} == 1 ]]; then
+    STAGES+=("bench smoke: skipped (KUBE_TEST_SKIP_BENCH=1)")
+    exit 0
+fi
+log "bench smoke: hack/bench.sh --smoke"
+t0=$SECONDS
+bench_out=$(mktemp)
+BENCH_SKIP_BUILD=1 BENCH_OUT=$bench_out hack/bench.sh --smoke || die "hack/bench.sh --smoke failed (see above)"
+rm -f "$bench_out"
+STAGES+=("bench smoke: ok ($((SECONDS - t0))s)")

@@ -1,6 +1,33 @@
-//! kube-perf entry point (not written yet; see the crate docs).
+//! kube-perf entry point: parses the options and runs the scenario (see the crate docs).
 
-fn main() -> std::process::ExitCode {
-    eprintln!("error: kube-perf is not written yet (the benchmarks are a later issue)");
-    std::process::ExitCode::FAILURE
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // The hollow kubelets log every pod at info: keep kube-perf's own output readable (and the
+    // client's connect errors while the apiserver starts are expected).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,kube_perf=info,kube_client::client::builder=off")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let options = kube_perf::Options::parse();
+    // On SIGINT/SIGTERM the scenario is dropped, which stops the processes it started.
+    let result = tokio::select! {
+        result = kube_perf::run(options) => result,
+        () = component_base::signals::shutdown() => {
+            eprintln!("interrupted: stopping the components kube-perf started");
+            return std::process::ExitCode::from(130);
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "kube-perf failed");
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

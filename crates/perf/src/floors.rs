@@ -1,0 +1,182 @@
+//! Physical floors measured in the same run: raw etcd put and range (etcd-client, the same
+//! payload size, 64 concurrent clients), a raw HTTP/1.1 round trip on loopback, raw `nft -f`
+//! and raw `ctr run` (the last two live with their scenarios).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::report::Latencies;
+
+/// Why a floor could not be measured.
+#[derive(Debug, thiserror::Error)]
+pub enum FloorError {
+    /// etcd failed.
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    /// Socket I/O failed.
+    #[error("loopback HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// etcd floor figures.
+#[derive(Debug, Clone)]
+pub struct EtcdFloor {
+    /// Puts per second with `clients` concurrent clients.
+    pub put_per_sec: f64,
+    /// Single-key ranges per second with `clients` concurrent clients.
+    pub range_per_sec: f64,
+    /// Latency of one put with no other load.
+    pub put_latency: Latencies,
+    /// Latency of one single-key range with no other load.
+    pub get_latency: Latencies,
+    /// Payload size (bytes).
+    pub payload: usize,
+}
+
+/// Concurrent clients of the etcd floor (as the issue asks).
+pub const ETCD_CLIENTS: usize = 64;
+
+/// Measures raw etcd put/range throughput and latency with `payload`-byte values: `ops` total
+/// operations over [`ETCD_CLIENTS`] clients (one connection each), then 200 sequential ones.
+pub async fn etcd(endpoint: &str, payload: usize, ops: usize) -> Result<EtcdFloor, FloorError> {
+    let value = vec![b'x'; payload];
+    let mut clients = Vec::new();
+    for _ in 0..ETCD_CLIENTS {
+        clients.push(etcd_client::Client::connect([endpoint], None).await?);
+    }
+    let per = ops.div_ceil(ETCD_CLIENTS).max(1);
+    let run = |put: bool| {
+        let clients = clients.clone();
+        let value = value.clone();
+        async move {
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for (c, mut client) in clients.into_iter().enumerate() {
+                let value = value.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..per {
+                        let key = format!("/kube-perf-floor/{c}/{i}");
+                        if put {
+                            client.put(key, value.clone(), None).await?;
+                        } else {
+                            client.get(key, None).await?;
+                        }
+                    }
+                    Ok::<_, etcd_client::Error>(())
+                }));
+            }
+            for t in tasks {
+                match t.await {
+                    Ok(r) => r?,
+                    Err(e) => tracing::warn!(error = %e, "etcd floor task failed"),
+                }
+            }
+            Ok::<_, etcd_client::Error>(
+                (per * ETCD_CLIENTS) as f64 / started.elapsed().as_secs_f64(),
+            )
+        }
+    };
+    let put_per_sec = run(true).await?;
+    let range_per_sec = run(false).await?;
+    let mut put_latency = Latencies::new();
+    let mut get_latency = Latencies::new();
+    if let Some(client) = clients.first_mut() {
+        for i in 0..200 {
+            let key = format!("/kube-perf-floor/seq/{i}");
+            let t = Instant::now();
+            client.put(key.clone(), value.clone(), None).await?;
+            put_latency.push(t.elapsed());
+            let t = Instant::now();
+            client.get(key, None).await?;
+            get_latency.push(t.elapsed());
+        }
+        let prefix = etcd_client::DeleteOptions::new().with_prefix();
+        client.delete("/kube-perf-floor/", Some(prefix)).await?;
+    }
+    Ok(EtcdFloor {
+        put_per_sec,
+        range_per_sec,
+        put_latency,
+        get_latency,
+        payload,
+    })
+}
+
+/// Round trips of a minimal HTTP/1.1 request over one keep-alive loopback connection to an
+/// in-process server answering a fixed `body_len`-byte body: the transport floor of any API call.
+pub async fn http_round_trip(count: usize, body_len: usize) -> Result<Latencies, FloorError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let body = Arc::new(vec![b'x'; body_len]);
+    let server = tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY");
+        }
+        let (read, mut write) = stream.into_split();
+        let mut read = BufReader::new(read);
+        let mut line = String::new();
+        loop {
+            // Read one request head (ends with an empty line).
+            loop {
+                line.clear();
+                match read.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if line == "\r\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            // One write per response, as a server with a response buffer does.
+            let mut response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            response.extend_from_slice(&body);
+            if write.write_all(&response).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let request = b"GET /api/v1/namespaces/default/pods/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n";
+    let expected = body_len
+        + format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\n\r\n"
+        )
+        .len();
+    let mut buf = vec![0u8; expected];
+    let mut latencies = Latencies::new();
+    for _ in 0..count {
+        let t = Instant::now();
+        stream.write_all(request).await?;
+        stream.read_exact(&mut buf).await?;
+        latencies.push(t.elapsed());
+    }
+    drop(stream);
+    if tokio::time::timeout(Duration::from_secs(1), server)
+        .await
+        .is_err()
+    {
+        tracing::debug!("loopback server did not stop");
+    }
+    Ok(latencies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn loopback_round_trip_is_measured() {
+        let l = http_round_trip(20, 512).await.expect("loopback");
+        assert_eq!(l.len(), 20);
+        assert!(l.ms(0.5) > 0.0);
+    }
+}

@@ -1,0 +1,138 @@
+//! `pod-startup`: pod startup on a real node (containerd, runc, CNI) of a running cluster
+//! (hack/local-up-cluster.sh), creation to Running seen by a watch, one pod at a time; the floor
+//! is raw `ctr run` of the same image on the same containerd.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, PostParams};
+use kube::Api;
+
+use super::{api_err, pause_pod, wait_count, watch_pods, ScenarioError};
+use crate::cluster::{ensure_namespace, Cluster, ClusterOptions};
+use crate::report::{Latencies, Report};
+
+/// Real-node pod startup settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PodStartupOptions {
+    /// Pods, started one after the other.
+    #[arg(long, default_value_t = 5)]
+    pub pods: usize,
+    /// The cluster's containerd socket (for the `ctr run` floor).
+    #[arg(long, default_value = "/tmp/kube-local/containerd/containerd.sock")]
+    pub containerd_socket: PathBuf,
+    /// Image (must be in containerd's k8s.io namespace already, as the kubelet imports it).
+    #[arg(long, default_value = "docker.io/library/busybox:1.35")]
+    pub image: String,
+}
+
+const NAMESPACE: &str = "kube-perf-startup";
+
+/// Runs the scenario against the cluster of `--kubeconfig` (default: the local cluster's).
+pub async fn run(
+    cluster_options: &ClusterOptions,
+    o: &PodStartupOptions,
+) -> Result<Report, ScenarioError> {
+    let mut options = cluster_options.clone();
+    if options.kubeconfig.is_none() {
+        let local = PathBuf::from(
+            std::env::var("KUBE_LOCAL_DIR").unwrap_or_else(|_| "/tmp/kube-local".into()),
+        )
+        .join("admin.kubeconfig");
+        if !local.exists() {
+            return Err(ScenarioError::Unsupported(format!(
+                "pod-startup needs a running cluster with a real node: start one with `sudo hack/local-up-cluster.sh -d` or pass --kubeconfig ({} not found)",
+                local.display()
+            )));
+        }
+        options.kubeconfig = Some(local);
+    }
+    let cluster = Cluster::start(&options).await?;
+    let client = cluster.client.clone();
+    let mut report = Report::new(format!(
+        "pod-startup: {} pods one at a time on a real node",
+        o.pods
+    ));
+    ensure_namespace(&client, NAMESPACE)
+        .await
+        .map_err(api_err("creating namespace"))?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let labels = BTreeMap::from([("kube-perf".to_string(), "startup".to_string())]);
+    let (timeline, watch) = watch_pods(&client, Some(NAMESPACE), "kube-perf=startup");
+    let mut latencies = Latencies::new();
+    for i in 0..o.pods {
+        let name = format!("startup-{i}-{}", std::process::id());
+        let t = Instant::now();
+        pods.create(&PostParams::default(), &pause_pod(&name, &labels))
+            .await
+            .map_err(api_err("creating a pod"))?;
+        let want = i + 1;
+        if wait_count(&timeline, want, Duration::from_secs(60), |t| {
+            t.running.is_some()
+        })
+        .await
+            < want
+        {
+            watch.abort();
+            return Err(ScenarioError::Timeout {
+                what: format!("pod {name} Running"),
+                seconds: 60,
+            });
+        }
+        if let Some(running) = timeline
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&name).and_then(|t| t.running))
+        {
+            latencies.push(running.saturating_duration_since(t));
+        }
+    }
+    watch.abort();
+    for i in 0..o.pods {
+        let name = format!("startup-{i}-{}", std::process::id());
+        if let Err(error) = pods.delete(&name, &DeleteParams::default()).await {
+            tracing::warn!(%error, pod = %name, "deleting the pod failed");
+        }
+    }
+    let mut floor = Latencies::new();
+    for i in 0..o.pods {
+        let id = format!("kube-perf-floor-{}-{i}", std::process::id());
+        let t = Instant::now();
+        let output = tokio::process::Command::new("ctr")
+            .arg("--address")
+            .arg(&o.containerd_socket)
+            .args([
+                "--namespace",
+                "k8s.io",
+                "run",
+                "--rm",
+                &o.image,
+                &id,
+                "true",
+            ])
+            .output()
+            .await
+            .map_err(|e| ScenarioError::Command {
+                what: "ctr run".into(),
+                detail: e.to_string(),
+            })?;
+        if !output.status.success() {
+            return Err(ScenarioError::Command {
+                what: "ctr run".into(),
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        floor.push(t.elapsed());
+    }
+    report.latency_rows(
+        "pod startup (create -> Running seen)",
+        &latencies,
+        Some(&floor),
+        "5000 ms (SLO)",
+    );
+    report.notes.push("floor: raw `ctr run --rm` of the same image running `true` (create, start, exit, delete; no pod network)".into());
+    report.processes = cluster.usage();
+    Ok(report)
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Runs the standard kube-perf benchmark set at a size a 2-core machine finishes in under 15 minutes,
+# writes the tables to bench/latest.md (or $BENCH_OUT) and prints them. Each scenario starts its own
+# etcd, kube-apiserver, kube-scheduler and kube-controller-manager from target/release on random
+# ports (it never touches a running local cluster) and stops them at the end.
+#
+#   hack/bench.sh            standard sizes (builds the release binaries first)
+#   hack/bench.sh --smoke    tiny sizes (seconds; proves every scenario runs)
+#
+# Environment (sizes; defaults are the standard set):
+#   BENCH_SKIP_BUILD=1         use the binaries already in $KUBE_BIN_DIR (default target/release)
+#   BENCH_STORAGE=etcd3        apiserver storage: etcd3 | sqlite
+#   BENCH_DENSITY_NODES=100    hollow nodes        BENCH_DENSITY_PODS=3000   pods
+#   BENCH_DENSITY_QPS=20       pod creations/s
+#   BENCH_LOAD_QPS=100         mixed API requests/s  BENCH_LOAD_DURATION=30 (s)  BENCH_LOAD_PODS=3000
+#   BENCH_SCHED_NODES=500      scheduler nodes       BENCH_SCHED_PODS=2000
+#   BENCH_WATCHERS=100         watch-fanout watchers BENCH_WATCH_EVENTS=500
+#   BENCH_PROXY_SERVICES=1000  kube-proxy-sync services (x BENCH_PROXY_ENDPOINTS=10; root only)
+#   BENCH_POD_STARTUP=1        also run pod-startup against the running local cluster
+#   BENCH_OUT=bench/latest.md  output file
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+SMOKE=0
+case ${1:-} in
+    --smoke) SMOKE=1 ;;
+    "") ;;
+    *)
+        echo "usage: $0 [--smoke]" >&2
+        exit 2
+        ;;
+esac
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+BIN_DIR=${KUBE_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+OUT=${BENCH_OUT:-$ROOT/bench/latest.md}
+STORAGE=${BENCH_STORAGE:-etcd3}
+
+if ((SMOKE)); then
+    D_NODES=3 D_PODS=20 D_QPS=20
+    L_QPS=40 L_DURATION=3 L_PODS=100
+    S_NODES=10 S_PODS=20 S_AA_PODS=10
+    W_WATCHERS=5 W_EVENTS=20
+    P_SERVICES=20 P_ENDPOINTS=2
+else
+    D_NODES=${BENCH_DENSITY_NODES:-100} D_PODS=${BENCH_DENSITY_PODS:-3000} D_QPS=${BENCH_DENSITY_QPS:-20}
+    L_QPS=${BENCH_LOAD_QPS:-100} L_DURATION=${BENCH_LOAD_DURATION:-30} L_PODS=${BENCH_LOAD_PODS:-3000}
+    S_NODES=${BENCH_SCHED_NODES:-500} S_PODS=${BENCH_SCHED_PODS:-2000}
+    S_AA_PODS=$((S_PODS < S_NODES ? S_PODS : S_NODES))
+    W_WATCHERS=${BENCH_WATCHERS:-100} W_EVENTS=${BENCH_WATCH_EVENTS:-500}
+    P_SERVICES=${BENCH_PROXY_SERVICES:-1000} P_ENDPOINTS=${BENCH_PROXY_ENDPOINTS:-10}
+fi
+
+command -v etcd >/dev/null || die "etcd not found (hack/install-deps.sh installs it)"
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    log "building release binaries"
+    cargo build --release -p kube-perf -p kube-apiserver -p kube-scheduler \
+        -p kube-controller-manager -p kube-certs || die "cargo build failed"
+fi
+for bin in kube-perf kube-apiserver kube-scheduler kube-controller-manager kube-certs; do
+    [[ -x $BIN_DIR/$bin ]] || die "$BIN_DIR/$bin not found (build with cargo build --release, or set KUBE_BIN_DIR)"
+done
+
+mkdir -p "$(dirname "$OUT")"
+TMP_OUT=$(mktemp)
+trap 'rm -f "$TMP_OUT"' EXIT
+{
+    echo "# kube-perf results"
+    echo
+    echo "$(date -u +%FT%TZ), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
+        "storage $STORAGE, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$( ((SMOKE)) && echo ', SMOKE sizes')"
+    echo
+} >"$TMP_OUT"
+
+FAILED=()
+START=$SECONDS
+# bench NAME ARGS...: runs one scenario, appending its table; a failure is noted and the set goes on.
+bench() {
+    local name=$1
+    shift
+    log "running $name: $*"
+    if ! "$BIN_DIR/kube-perf" --bin-dir "$BIN_DIR" --storage-backend "$STORAGE" --output "$TMP_OUT" "$@" >/dev/null; then
+        FAILED+=("$name")
+        printf '### %s\n\nFAILED (see the log above)\n\n' "$name" >>"$TMP_OUT"
+    fi
+}
+
+bench idle density --nodes 1 --pods 1 --qps 1
+bench api-load api-load --qps "$L_QPS" --duration "$L_DURATION" --pods "$L_PODS"
+bench density density --nodes "$D_NODES" --pods "$D_PODS" --qps "$D_QPS"
+# The same density on the embedded SQLite storage (the local cluster's default).
+STORAGE=sqlite bench density-sqlite density --nodes "$D_NODES" --pods "$D_PODS" --qps "$D_QPS"
+bench density-deployments density --nodes "$D_NODES" --pods "$((D_PODS / 3))" --qps "$D_QPS" --deployments --replicas 10
+bench scheduler-basic scheduler --nodes "$S_NODES" --pods "$S_PODS" --workload basic
+bench scheduler-anti-affinity scheduler --nodes "$S_NODES" --pods "$S_AA_PODS" --workload anti-affinity
+bench scheduler-topology-spread scheduler --nodes "$S_NODES" --pods "$S_PODS" --workload topology-spread
+bench watch-fanout watch-fanout --watchers "$W_WATCHERS" --events "$W_EVENTS" --rate 50
+if [[ $(id -u) -eq 0 ]] && command -v nft >/dev/null; then
+    bench kube-proxy-sync kube-proxy-sync --services "$P_SERVICES" --endpoints "$P_ENDPOINTS"
+else
+    log "skipping kube-proxy-sync (needs root and nft)"
+fi
+if [[ ${BENCH_POD_STARTUP:-0} == 1 ]]; then
+    bench pod-startup pod-startup --pods 5
+fi
+
+echo "Total time: $((SECONDS - START)) s" >>"$TMP_OUT"
+cp "$TMP_OUT" "$OUT"
+cat "$OUT"
+log "tables written to $OUT"
+if ((${#FAILED[@]})); then
+    die "failed scenarios: ${FAILED[*]}"
+fi
