@@ -311,7 +311,15 @@ async fn a_cronjob_fires_on_schedule_and_respects_forbid() -> anyhow::Result<()>
             }}}
         }
     }))?;
-    cronjobs.create(&PostParams::default(), &cronjob).await?;
+    let cronjob = cronjobs.create(&PostParams::default(), &cronjob).await?;
+    // Schedule times count from the creation time (whole seconds, on the apiserver's clock), not
+    // from when the test started: a 5-minute boundary may fall between the two.
+    let created_at = cronjob
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .context("creationTimestamp")?
+        .0;
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     let list_jobs = || async {
         anyhow::Ok(
@@ -330,7 +338,7 @@ async fn a_cronjob_fires_on_schedule_and_respects_forbid() -> anyhow::Result<()>
 
     let schedule: kube_controller_manager::cronjob::schedule::Schedule = "*/5 * * * *".parse()?;
     let first = schedule
-        .next(start, &jiff::tz::TimeZone::UTC)
+        .next(created_at, &jiff::tz::TimeZone::UTC)
         .context("next time")?;
     clock.set(first + jiff::SignedDuration::from_secs(5));
     let first_name = kube_controller_manager::cronjob::job_name("tick", first);
@@ -363,11 +371,13 @@ async fn a_cronjob_fires_on_schedule_and_respects_forbid() -> anyhow::Result<()>
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(list_jobs().await?.len(), 1, "Forbid keeps a single job");
 
-    // Let the first job's pod succeed; the job completes.
+    // Let the first job's pod succeed; the job completes. Only that job's pods: the held-back
+    // run may start as soon as it does, and must stay running.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let first_pods = format!("app=tick,batch.kubernetes.io/job-name={first_name}");
     wait_for(WAIT, "first job's pod finishes", || async {
         for pod in pods
-            .list(&ListParams::default().labels("app=tick"))
+            .list(&ListParams::default().labels(&first_pods))
             .await?
             .items
         {
@@ -382,23 +392,37 @@ async fn a_cronjob_fires_on_schedule_and_respects_forbid() -> anyhow::Result<()>
         Ok(condition(&jobs.get(&first_name).await?, "Complete").is_some())
     })
     .await?;
-    wait_for(WAIT, "lastSuccessfulTime", || async {
-        let status = cronjobs.get("tick").await?.status.unwrap_or_default();
-        Ok(status.last_successful_time.is_some() && status.active.is_none_or(|a| a.is_empty()))
-    })
-    .await?;
+    let finished = jobs
+        .get(&first_name)
+        .await?
+        .status
+        .and_then(|s| s.completion_time)
+        .context("completionTime of the first job")?;
 
     // The run Forbid held back starts once the prior one finished (no startingDeadlineSeconds),
-    // and only that one.
+    // and only that one. Like upstream, the sync that sees the first job complete may start the
+    // second at once, so `active` goes straight from the first job to the second.
     let second_name = kube_controller_manager::cronjob::job_name("tick", second);
-    wait_for(WAIT, "second job", || async {
-        Ok(list_jobs()
-            .await?
-            .iter()
-            .any(|j| j.name_any() == second_name))
-    })
+    wait_for(
+        WAIT,
+        "lastSuccessfulTime and the second job active",
+        || async {
+            let status = cronjobs.get("tick").await?.status.unwrap_or_default();
+            let active: Vec<String> = status
+                .active
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| r.name)
+                .collect();
+            Ok(status.last_successful_time.as_ref() == Some(&finished)
+                && active == [second_name.clone()]
+                && status.last_schedule_time.map(|t| t.0) == Some(second))
+        },
+    )
     .await?;
-    assert_eq!(list_jobs().await?.len(), 2);
+    let mut names: Vec<String> = list_jobs().await?.iter().map(|j| j.name_any()).collect();
+    names.sort();
+    assert_eq!(names, [first_name, second_name]);
     Ok(())
 }
 
@@ -531,7 +555,15 @@ async fn a_cronjob_with_replace_swaps_the_running_job() -> anyhow::Result<()> {
             }}}
         }
     }))?;
-    cronjobs.create(&PostParams::default(), &cronjob).await?;
+    let cronjob = cronjobs.create(&PostParams::default(), &cronjob).await?;
+    // Schedule times count from the creation time, which may be past an hour boundary that
+    // `start` is not.
+    let created_at = cronjob
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .context("creationTimestamp")?
+        .0;
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     let names = || async {
         anyhow::Ok(
@@ -546,7 +578,7 @@ async fn a_cronjob_with_replace_swaps_the_running_job() -> anyhow::Result<()> {
     };
     let schedule: kube_controller_manager::cronjob::schedule::Schedule = "@hourly".parse()?;
     let first = schedule
-        .next(start, &jiff::tz::TimeZone::UTC)
+        .next(created_at, &jiff::tz::TimeZone::UTC)
         .context("next time")?;
     clock.set(first + jiff::SignedDuration::from_secs(1));
     let first_name = kube_controller_manager::cronjob::job_name("swap", first);

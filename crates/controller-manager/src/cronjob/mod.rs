@@ -123,6 +123,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Reading a Job listed in `status.active` from the apiserver failed.
+    #[error("getting job {job}: {source}")]
+    GetJob {
+        /// The Job.
+        job: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
     /// Writing the status failed.
     #[error("updating status of cronjob {cronjob}: {source}")]
     UpdateStatus {
@@ -278,6 +287,63 @@ impl Controller {
         Some(Duration::from_millis(u64::try_from(millis).unwrap_or(0)))
     }
 
+    /// The Jobs `status.active` lists that the Job cache does not hold (yet), read from the
+    /// apiserver as upstream does: a Job this controller created in a previous sync may not have
+    /// reached the cache, and forgetting it would drop it from `status.active` and let a
+    /// `Forbid` CronJob start another run. Jobs that are really gone (or were replaced by another
+    /// object of the same name) are left out and reported as missing.
+    async fn active_jobs_not_cached(
+        &self,
+        cronjob: &CronJob,
+        cached: &[Arc<Job>],
+    ) -> Result<Vec<Arc<Job>>, Error> {
+        let uid = cronjob.metadata.uid.clone().unwrap_or_default();
+        let mut found = Vec::new();
+        for reference in cronjob
+            .status
+            .as_ref()
+            .and_then(|s| s.active.as_deref())
+            .unwrap_or_default()
+        {
+            if cached.iter().any(|j| j.metadata.uid == reference.uid) {
+                continue;
+            }
+            let Some(name) = reference.name.as_deref() else {
+                continue;
+            };
+            let namespace = reference
+                .namespace
+                .clone()
+                .or_else(|| cronjob.namespace())
+                .unwrap_or_default();
+            let api: Api<Job> = Api::namespaced(self.ctx.client.clone(), &namespace);
+            let job = api.get_opt(name).await.map_err(|source| Error::GetJob {
+                job: format!("{namespace}/{name}"),
+                source,
+            })?;
+            match job {
+                Some(job)
+                    if job.metadata.uid == reference.uid
+                        && podutil::controller_of(&job.metadata).is_some_and(|r| r.uid == uid) =>
+                {
+                    tracing::debug!(cronjob = %cronjob.name_any(), job = name, "active job not cached yet");
+                    found.push(Arc::new(job));
+                }
+                _ => {
+                    self.recorder
+                        .record(
+                            cronjob,
+                            EventType::Normal,
+                            "MissingJob",
+                            &format!("Active job went missing: {name}"),
+                        )
+                        .await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn delete_job(&self, cronjob: &CronJob, job: &Job) -> Result<(), Error> {
         let name = job.name_any();
         let api: Api<Job> = Api::namespaced(
@@ -309,12 +375,13 @@ impl Controller {
         let uid = cronjob.metadata.uid.clone().unwrap_or_default();
         let mut status = cronjob.status.clone().unwrap_or_default();
         let now = self.clock.now();
-        let owned: Vec<Arc<Job>> = self
+        let mut owned: Vec<Arc<Job>> = self
             .jobs
             .list_in(&key.namespace)
             .into_iter()
             .filter(|j| podutil::controller_of(&j.metadata).is_some_and(|r| r.uid == uid))
             .collect();
+        owned.extend(self.active_jobs_not_cached(&cronjob, &owned).await?);
 
         // Reconcile status.active with the Jobs that exist.
         let mut active: Vec<ObjectReference> = Vec::new();
@@ -461,6 +528,9 @@ impl Controller {
         }
         let name = job_name(&cronjob.name_any(), scheduled);
         if owned.iter().any(|j| j.name_any() == name) {
+            // Started by an earlier sync whose status write was lost (a conflict with a stale
+            // cache): the time was scheduled all the same.
+            record_scheduled(status, scheduled);
             return Ok(next);
         }
         let active: Vec<&Arc<Job>> = owned.iter().filter(|j| job_finished(j).is_none()).collect();
@@ -492,8 +562,30 @@ impl Controller {
         );
         let created = match api.create(&PostParams::default(), &job).await {
             Ok(created) => created,
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                // Created by an earlier sync whose write we have not observed yet.
+            Err(kube::Error::Api(error)) if error.code == 409 => {
+                // Created by an earlier sync whose write has not reached the cache yet: record
+                // it if it is ours.
+                let existing = api.get_opt(&name).await.map_err(|source| Error::GetJob {
+                    job: format!("{}/{name}", cronjob.namespace().unwrap_or_default()),
+                    source,
+                })?;
+                let uid = cronjob.metadata.uid.as_deref().unwrap_or_default();
+                if let Some(existing) = existing
+                    .filter(|j| podutil::controller_of(&j.metadata).is_some_and(|r| r.uid == uid))
+                {
+                    let listed = status
+                        .active
+                        .iter()
+                        .flatten()
+                        .any(|r| r.uid == existing.metadata.uid);
+                    if !listed && job_finished(&existing).is_none() {
+                        status
+                            .active
+                            .get_or_insert_with(Vec::new)
+                            .push(reference_to(&existing));
+                    }
+                    record_scheduled(status, scheduled);
+                }
                 return Ok(next);
             }
             Err(source) => {
@@ -555,6 +647,17 @@ impl Controller {
             }
         }
         Ok(())
+    }
+}
+
+/// Records `scheduled` as `status.lastScheduleTime` unless a later time is there already.
+fn record_scheduled(status: &mut k8s_openapi::api::batch::v1::CronJobStatus, scheduled: Timestamp) {
+    if status
+        .last_schedule_time
+        .as_ref()
+        .is_none_or(|t| t.0 < scheduled)
+    {
+        status.last_schedule_time = Some(Time(scheduled));
     }
 }
 

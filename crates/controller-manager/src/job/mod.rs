@@ -114,6 +114,10 @@ struct Controller {
     recorder: Recorder,
     settings: JobSettings,
     backoff: Arc<Mutex<HashMap<ObjectKey, BackoffRecord>>>,
+    /// UIDs of pods whose tracking finalizer this controller removed while the pod cache may
+    /// still show it (upstream's finalizer expectations): such a pod is already counted and must
+    /// not be recorded as newly finished again from a stale cache.
+    released: Arc<Mutex<HashSet<String>>>,
 }
 
 /// Starts the Job controller with upstream's settings.
@@ -134,6 +138,7 @@ pub fn start_with(ctx: Arc<Context>, settings: JobSettings) {
         recorder: ctx.recorder.for_component("job-controller"),
         settings,
         backoff: Arc::default(),
+        released: Arc::default(),
         ctx,
     };
     let queue: WorkQueue<ObjectKey> = WorkQueue::new();
@@ -204,6 +209,24 @@ impl Controller {
         }
     }
 
+    fn lock_released(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        match self.released.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Whether `pod` still holds the tracking finalizer: it shows it, and this controller has
+    /// not already removed it (the cache may lag behind our own patch).
+    fn holds_finalizer(&self, pod: &Pod) -> bool {
+        has_finalizer(pod)
+            && !pod
+                .metadata
+                .uid
+                .as_ref()
+                .is_some_and(|uid| self.lock_released().contains(uid))
+    }
+
     fn resolve_owner(&self, pod: &Pod) -> Option<ObjectKey> {
         let reference = podutil::controller_of(&pod.metadata)?;
         if !is_job_ref(reference) {
@@ -250,6 +273,19 @@ impl Controller {
     }
 
     fn pod_changed(&self, change: &Change<Pod>) -> Vec<ObjectKey> {
+        match change {
+            Change::Applied { new, .. } if !has_finalizer(new) => {
+                if let Some(uid) = &new.metadata.uid {
+                    self.lock_released().remove(uid);
+                }
+            }
+            Change::Deleted(pod) => {
+                if let Some(uid) = &pod.metadata.uid {
+                    self.lock_released().remove(uid);
+                }
+            }
+            _ => {}
+        }
         match change {
             Change::Applied { old, new } => {
                 let mut keys = Vec::new();
@@ -311,7 +347,12 @@ impl Controller {
             )
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if let Some(uid) = &pod.metadata.uid {
+                    self.lock_released().insert(uid.clone());
+                }
+                Ok(())
+            }
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(source) => Err(Error::RemoveFinalizer {
                 pod: pod.name_any(),
@@ -438,7 +479,7 @@ impl Controller {
 
         if util::is_finished(&conditions) || job.metadata.deletion_timestamp.is_some() {
             // Nothing to run; only let go of pods still held by the tracking finalizer.
-            for pod in pods.iter().filter(|p| has_finalizer(p)) {
+            for pod in pods.iter().filter(|p| self.holds_finalizer(p)) {
                 self.remove_finalizer(&pods_api, pod).await?;
             }
             return Ok(None);
@@ -469,7 +510,7 @@ impl Controller {
         let mut to_release: Vec<Arc<Pod>> = Vec::new();
         let mut failure_target: Option<(String, String)> = None;
         let mut recorded_new = false;
-        for pod in pods.iter().filter(|p| has_finalizer(p)) {
+        for pod in pods.iter().filter(|p| self.holds_finalizer(p)) {
             let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
             if uncounted_succeeded.contains(&pod_uid) || uncounted_failed.contains(&pod_uid) {
                 to_release.push(Arc::clone(pod));
@@ -531,7 +572,7 @@ impl Controller {
             .filter_map(|p| p.metadata.uid.clone())
             .collect();
         let is_released = |uid: &String| {
-            released.contains(uid) || by_uid.get(uid).is_none_or(|p| !has_finalizer(p))
+            released.contains(uid) || by_uid.get(uid).is_none_or(|p| !self.holds_finalizer(p))
         };
         let mut succeeded = status.succeeded.unwrap_or(0);
         let mut failed = status.failed.unwrap_or(0);
