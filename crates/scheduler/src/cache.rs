@@ -1,7 +1,7 @@
 //! The scheduler cache: every node with the pods bound or assumed to it. A pod is assumed on its
 //! node the moment it is chosen, so the next decision sees it before the binding is observed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -11,7 +11,8 @@ use crate::framework::{NodeInfo, PodInfo};
 /// Nodes and the pods on them.
 #[derive(Debug, Default)]
 pub struct Cache {
-    nodes: HashMap<String, NodeInfo>,
+    /// Nodes by name, in name order (the order of every snapshot).
+    nodes: BTreeMap<String, NodeInfo>,
     /// Pod uid -> node name, for every pod in the cache.
     pod_nodes: HashMap<String, String>,
 }
@@ -100,16 +101,14 @@ impl Cache {
         self.pod_nodes.contains_key(uid)
     }
 
-    /// A copy of every known node for one scheduling cycle.
+    /// A copy of every known node, in name order, for one scheduling cycle. Cheap: nodes and
+    /// their pod maps are shared, not copied.
     pub fn snapshot(&self) -> Vec<NodeInfo> {
-        let mut nodes: Vec<NodeInfo> = self
-            .nodes
+        self.nodes
             .values()
             .filter(|n| n.node.is_some())
             .cloned()
-            .collect();
-        nodes.sort_by_key(|n| n.name());
-        nodes
+            .collect()
     }
 }
 

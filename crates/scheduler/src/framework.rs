@@ -206,8 +206,9 @@ impl PodInfo {
 pub struct NodeInfo {
     /// The node, once seen.
     pub node: Option<Arc<Node>>,
-    /// Pods on the node by uid.
-    pub pods: HashMap<String, PodInfo>,
+    /// Pods on the node by uid; shared between the cache and its snapshots, copied only when a
+    /// node's pods change (so a scheduling cycle's snapshot costs no per-pod copies).
+    pub pods: Arc<HashMap<String, PodInfo>>,
     /// Sum of the pods' requests.
     pub requested: Resources,
     /// Sum of the pods' requests with defaults (for scores).
@@ -257,12 +258,15 @@ impl NodeInfo {
         self.requested.add(&info.requests);
         self.non_zero_requested.add(&info.non_zero_requests);
         self.used_ports.extend(info.host_ports.iter().cloned());
-        self.pods.insert(uid, info);
+        Arc::make_mut(&mut self.pods).insert(uid, info);
     }
 
     /// Removes a pod by uid.
     pub fn remove_pod(&mut self, uid: &str) {
-        if let Some(old) = self.pods.remove(uid) {
+        if !self.pods.contains_key(uid) {
+            return;
+        }
+        if let Some(old) = Arc::make_mut(&mut self.pods).remove(uid) {
             self.requested.sub(&old.requests);
             self.non_zero_requested.sub(&old.non_zero_requests);
             for port in &old.host_ports {
@@ -531,7 +535,7 @@ pub(crate) mod test_util {
         let mut node = info.node.as_deref().cloned().unwrap_or_default();
         edit(&mut node);
         let mut fresh = NodeInfo::new(Arc::new(node));
-        for pod in info.pods.into_values() {
+        for pod in info.pods.values().cloned() {
             fresh.add_pod(pod);
         }
         fresh
