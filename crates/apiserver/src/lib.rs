@@ -6,6 +6,7 @@
 //! [`patch`] (strategic merge). [`testing`] starts a server in-process for tests.
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod bootstrap;
@@ -77,6 +78,12 @@ pub enum Error {
     /// `--enable-admission-plugins` / `--disable-admission-plugins` are unusable.
     #[error("invalid admission plugin flags: {0}")]
     Admission(#[from] admission::plugins::ConfigError),
+    /// `--encryption-provider-config` is unusable.
+    #[error("{0}")]
+    Encryption(#[from] storage::encryption::ConfigError),
+    /// The audit policy or log is unusable.
+    #[error("{0}")]
+    Audit(#[from] audit::AuditError),
     /// Only one of the kubelet client certificate and key was given.
     #[error("--kubelet-client-certificate and --kubelet-client-key must be given together")]
     KubeletClientPair,
@@ -140,7 +147,28 @@ pub async fn prepare(
         }
     };
     let authn = Arc::new(auth::Authenticator::from_options(options)?);
+    let encryption = options
+        .encryption_provider_config
+        .as_deref()
+        .map(storage::encryption::EncryptionConfig::load)
+        .transpose()?;
+    let audit = audit::Auditor::from_options(options)?;
     let storage = storage::open(&config).await?;
+    let encryption = encryption.map(|config| {
+        Arc::new(storage::encryption::EncryptedStorage::new(
+            storage.clone(),
+            config,
+        ))
+    });
+    let storage: Arc<dyn storage::Storage> = match &encryption {
+        Some(encrypted) => encrypted.clone(),
+        None => storage,
+    };
+    let written_revision = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let storage: Arc<dyn storage::Storage> = Arc::new(storage::tracking::WriteTracking::new(
+        storage,
+        written_revision.clone(),
+    ));
     let authorizer = Arc::new(authz::Authorizer::new(modes, storage.clone()));
     let watch_cache = options.watch_cache.then(|| {
         Arc::new(storage::cache::WatchCache::start(
@@ -159,6 +187,9 @@ pub async fn prepare(
         metrics: Default::default(),
         authn,
         watch_cache,
+        written_revision,
+        encryption,
+        audit,
     });
     if let Some(cache) = &state.watch_cache {
         state.metrics.set_watch_cache(cache.metrics_handle());

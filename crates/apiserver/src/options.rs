@@ -107,4 +107,21 @@ pub struct Options {
         action = clap::ArgAction::Set
     )]
     pub watch_cache: bool,
+    /// The file containing configuration for encryption providers to be used for storing
+    /// secrets in etcd (apiserver.config.k8s.io/v1 EncryptionConfiguration).
+    #[arg(long = "encryption-provider-config")]
+    pub encryption_provider_config: Option<PathBuf>,
+    /// Path to the file that defines the audit policy configuration (audit.k8s.io/v1 Policy).
+    #[arg(long = "audit-policy-file")]
+    pub audit_policy_file: Option<PathBuf>,
+    /// If set, all requests coming to the apiserver will be logged to this file. '-' means
+    /// standard out.
+    #[arg(long = "audit-log-path")]
+    pub audit_log_path: Option<PathBuf>,
+    /// The maximum size in megabytes of the audit log file before it gets rotated (0: never).
+    #[arg(long = "audit-log-maxsize", default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+    /// The maximum number of old audit log files to retain (0: all).
+    #[arg(long = "audit-log-maxbackup", default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
 }

@@ -29,4 +29,29 @@ pub struct ApiState {
     pub watch_cache: Option<Arc<crate::storage::cache::WatchCache>>,
     /// Bearer-token authenticators and the service-account token issuer.
     pub authn: Arc<crate::auth::Authenticator>,
+    /// The encryption-at-rest wrapper `storage` is (None: no `--encryption-provider-config`).
+    pub encryption: Option<Arc<crate::storage::encryption::EncryptedStorage>>,
+    /// The audit policy and log (None: no `--audit-policy-file` and `--audit-log-path`).
+    pub audit: Option<Arc<crate::audit::Auditor>>,
+    /// The revision of the last write made through [`ApiState::storage`] (see
+    /// [`crate::storage::tracking`]).
+    pub written_revision: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl ApiState {
+    /// Whether the stored value of `key` is encrypted with an older key (or not encrypted) and
+    /// an update must rewrite it even when the object is unchanged (key rotation by
+    /// `kubectl get -o json | kubectl replace -f -`). False without encryption or on errors.
+    pub async fn needs_reencryption(&self, key: &str) -> bool {
+        let Some(encryption) = &self.encryption else {
+            return false;
+        };
+        match encryption.needs_rewrite(key).await {
+            Ok(stale) => stale,
+            Err(error) => {
+                tracing::warn!(key, %error, "checking whether a value needs re-encryption");
+                false
+            }
+        }
+    }
 }

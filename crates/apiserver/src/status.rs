@@ -210,6 +210,15 @@ impl ApiError {
         Self::new(503, "ServiceUnavailable", message)
     }
 
+    /// 429 TooManyRequests with `details.retryAfterSeconds` (answered with a `Retry-After`
+    /// header).
+    pub fn too_many_requests(message: impl Into<String>, retry_after_seconds: u32) -> Self {
+        ApiError {
+            details: Some(json!({ "retryAfterSeconds": retry_after_seconds })),
+            ..Self::new(429, "TooManyRequests", message)
+        }
+    }
+
     /// 504 Timeout.
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(504, "Timeout", message)

@@ -168,6 +168,11 @@ impl TestServer {
             service_account_issuer: None,
             authn: Default::default(),
             watch_cache: true,
+            encryption_provider_config: None,
+            audit_policy_file: None,
+            audit_log_path: None,
+            audit_log_maxsize: 0,
+            audit_log_maxbackup: 0,
             authorization_mode: vec!["AlwaysAllow".into()],
             enable_admission_plugins: vec![],
             // As upstream's integration test servers: no ServiceAccount admission (pods need no

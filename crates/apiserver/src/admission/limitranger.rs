@@ -11,7 +11,6 @@ use serde_json::{json, Map, Value};
 
 use super::plugins::{forbidden, Operation, Request};
 use crate::status::ApiError;
-use crate::storage::ListOptions;
 
 /// The annotation recording what the plugin set.
 pub const ANNOTATION: &str = "kubernetes.io/limit-ranger";
@@ -398,19 +397,12 @@ pub async fn admit(req: &Request<'_>, pod: &mut Value) -> Result<(), ApiError> {
     ) else {
         return Ok(());
     };
-    let list = req
-        .state
-        .storage
-        .list(
-            &crate::objects::list_prefix(lr, Some(ns)),
-            &ListOptions::default(),
-        )
+    let list = super::lister::list(req.state, &crate::objects::list_prefix(lr, Some(ns)))
         .await
         .map_err(ApiError::internal)?;
     let ranges: Vec<Value> = list
-        .items
-        .iter()
-        .filter_map(|kv| crate::objects::decode(kv).ok())
+        .into_iter()
+        .map(|listed| listed.value)
         .map(|mut r| {
             default_limit_range(&mut r);
             r

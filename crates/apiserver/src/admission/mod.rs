@@ -5,6 +5,7 @@
 pub mod fields;
 pub mod lifecycle;
 pub mod limitranger;
+pub mod lister;
 pub mod noderestriction;
 pub mod plugins;
 mod pods;

@@ -659,16 +659,12 @@ pub async fn admit(req: &Request<'_>, object: &Value) -> Result<Vec<String>, Api
     let Some(ns_resource) = api_types::registry::find("", "v1", "namespaces") else {
         return Ok(Vec::new());
     };
-    let kv = req
-        .state
-        .storage
-        .get(&crate::objects::key(ns_resource, None, ns))
+    let namespace = super::lister::get(req.state, &crate::objects::key(ns_resource, None, ns))
         .await
         .map_err(ApiError::internal)?;
-    let Some(kv) = kv else {
+    let Some(namespace) = namespace else {
         return Ok(Vec::new());
     };
-    let namespace = crate::objects::decode(&kv)?;
     let labels = namespace
         .pointer("/metadata/labels")
         .and_then(Value::as_object);

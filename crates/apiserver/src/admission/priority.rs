@@ -7,7 +7,6 @@ use serde_json::{json, Value};
 use crate::objects;
 use crate::state::ApiState;
 use crate::status::ApiError;
-use crate::storage::ListOptions;
 
 /// `system-cluster-critical`'s value.
 pub const SYSTEM_CLUSTER_CRITICAL: i64 = 2_000_000_000;
@@ -28,28 +27,23 @@ pub async fn admit(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
         .map(str::to_string);
     let class = match &class_name {
         Some(name) => {
-            let kv = state
-                .storage
-                .get(&format!("{PREFIX}{name}"))
+            let class = super::lister::get(state, &format!("{PREFIX}{name}"))
                 .await
                 .map_err(ApiError::internal)?;
-            let Some(kv) = kv else {
+            let Some(class) = class else {
                 return Err(ApiError::forbidden(format!(
                     "pods \"{}\" is forbidden: no PriorityClass with name {name} was found",
                     objects::name(pod).unwrap_or("")
                 )));
             };
-            Some(objects::decode(&kv)?)
+            Some(class)
         }
         None => {
-            let list = state
-                .storage
-                .list(PREFIX, &ListOptions::default())
+            let list = super::lister::list(state, PREFIX)
                 .await
                 .map_err(ApiError::internal)?;
-            list.items
-                .iter()
-                .filter_map(|kv| objects::decode(kv).ok())
+            list.into_iter()
+                .map(|listed| listed.value)
                 .find(|pc| pc.get("globalDefault").and_then(Value::as_bool) == Some(true))
         }
     };

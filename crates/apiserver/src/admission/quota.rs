@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::plugins::{forbidden, Operation, Request};
 use crate::status::ApiError;
-use crate::storage::{ListOptions, StorageError};
+use crate::storage::StorageError;
 
 /// Resource names of the form `count/<resource>[.<group>]` for `resource`.
 pub fn count_name(resource: &Resource) -> String {
@@ -211,21 +211,20 @@ pub async fn admit(req: &Request<'_>, object: Option<&Value>) -> Result<(), ApiE
     let delta = usage(req.resource, object);
     let prefix = crate::objects::list_prefix(rq, Some(ns));
     let mut charged: Vec<String> = Vec::new();
-    for _ in 0..32 {
-        let list = req
-            .state
-            .storage
-            .list(&prefix, &ListOptions::default())
-            .await
-            .map_err(ApiError::internal)?;
+    for attempt in 0..32 {
+        // The first attempt reads the watch cache; after a conflict, storage.
+        let list = if attempt == 0 {
+            super::lister::list(req.state, &prefix).await
+        } else {
+            super::lister::live_list(req.state, &prefix).await
+        }
+        .map_err(ApiError::internal)?;
         let mut writes = Vec::new();
-        for kv in &list.items {
-            if charged.contains(&kv.key) {
+        for listed in list {
+            if charged.contains(&listed.key) {
                 continue;
             }
-            let Ok(mut quota) = crate::objects::decode(kv) else {
-                continue;
-            };
+            let mut quota = listed.value;
             if scoped(&quota) {
                 continue;
             }
@@ -296,7 +295,7 @@ pub async fn admit(req: &Request<'_>, object: Option<&Value>) -> Result<(), ApiE
                 .map(|(k, q)| (k.clone(), json!(q.to_string())))
                 .collect();
             quota["status"]["used"] = Value::Object(used_json);
-            writes.push((kv.key.clone(), kv.mod_revision, quota));
+            writes.push((listed.key, listed.revision, quota));
         }
         if req.dry_run {
             return Ok(());

@@ -120,23 +120,20 @@ pub async fn admit(
             let jitter = rand::random_range(100..200);
             tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
         }
-        kv = state
-            .storage
-            .get(&key)
+        kv = super::lister::get(state, &key)
             .await
             .map_err(|e| crate::handlers::map_storage_error(resource, e, &sa_name))?;
         if kv.is_some() {
             break;
         }
     }
-    let Some(kv) = kv else {
+    let Some(sa) = kv else {
         let mut e = ApiError::forbidden(format!(
             "pods \"{name}\" is forbidden: error looking up service account {namespace}/{sa_name}: serviceaccount \"{sa_name}\" not found"
         ));
         e.details = Some(json!({"name": name, "kind": "pods"}));
         return Err(e);
     };
-    let sa = objects::decode(&kv)?;
     let automount = spec
         .get("automountServiceAccountToken")
         .and_then(Value::as_bool)

@@ -246,12 +246,15 @@ pub async fn serve(
         Ok(user) => user,
         Err(e) => return crate::handlers::error_response(&e),
     };
+    let audit = crate::audit::begin(&state, &user, &mut req);
     let user = match impersonation::impersonate(&state, user, req.headers()) {
         Ok(user) => user,
-        Err(e) => return crate::handlers::error_response(&e),
+        Err(e) => return crate::audit::complete(audit, crate::handlers::error_response(&e)).await,
     };
     impersonation::strip_headers(req.headers_mut());
-    crate::handlers::handle(state, user, req).await
+    let audit = audit.map(|audit| audit.impersonated(&user));
+    let response = crate::handlers::handle(state, user, req).await;
+    crate::audit::complete(audit, response).await
 }
 
 /// An authenticated (or anonymous) user.

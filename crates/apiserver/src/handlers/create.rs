@@ -16,16 +16,12 @@ pub async fn check_namespace(ctx: &Ctx, namespace: &str, name: &str) -> Result<(
     let resource = ctx.resource();
     let ns_resource = api_types::registry::find("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
-    let kv = ctx
-        .state
-        .storage
-        .get(&objects::key(ns_resource, None, namespace))
+    let ns = admission::lister::get(&ctx.state, &objects::key(ns_resource, None, namespace))
         .await
         .map_err(|e| ctx.storage_error(e, namespace))?;
-    let Some(kv) = kv else {
+    let Some(ns) = ns else {
         return Err(ApiError::not_found("namespaces", "", namespace));
     };
-    let ns = objects::decode(&kv)?;
     if objects::is_deleting(&ns) {
         return Err(ApiError::forbidden(format!(
             "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
@@ -216,18 +212,23 @@ pub async fn create_object(
         admission::plugins::add_warnings(&mut response, &warnings);
         return Ok(response);
     }
-    let exists = ctx
-        .state
-        .storage
-        .get(&key)
-        .await
-        .map_err(|e| ctx.storage_error(e, &name))?;
-    if exists.is_some() {
-        return Err(ApiError::already_exists(
-            resource.plural,
-            resource.group,
-            &name,
-        ));
+    if resource.group.is_empty() && resource.plural == "services" {
+        // Answer AlreadyExists before allocating (a fixed ClusterIP of the existing object
+        // would otherwise fail as "already allocated"). Other resources rely on the create
+        // transaction alone.
+        let exists = ctx
+            .state
+            .storage
+            .get(&key)
+            .await
+            .map_err(|e| ctx.storage_error(e, &name))?;
+        if exists.is_some() {
+            return Err(ApiError::already_exists(
+                resource.plural,
+                resource.group,
+                &name,
+            ));
+        }
     }
     admission::allocate(&ctx.state, resource, &mut object, None).await?;
     let value = objects::encode_as(resource, &object)?;

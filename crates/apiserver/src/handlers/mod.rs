@@ -27,6 +27,7 @@ use crate::request::{route, Query, ResourcePath, Route};
 use crate::selectors::{FieldSelector, LabelSelector, Selectors};
 use crate::state::ApiState;
 use crate::status::ApiError;
+use crate::storage::interface::BackendFailure;
 use crate::storage::StorageError;
 use crate::table::IncludeObject;
 use crate::{discovery, proxy, table};
@@ -144,7 +145,33 @@ pub fn map_storage_error(
         StorageError::FutureRevision { requested, .. } => ApiError::timeout(format!(
             "Too large resource version: {requested}, current: unknown"
         )),
-        other => ApiError::internal(other),
+        other => {
+            let detail = other.etcd_message().unwrap_or_default().to_string();
+            match other.backend_failure() {
+                BackendFailure::TooManyRequests => {
+                    tracing::warn!(resource = resource.plural, name, error = %other, etcd = %detail, "storage overloaded");
+                    ApiError::too_many_requests("Too many requests, please try again later.", 1)
+                }
+                BackendFailure::Timeout => {
+                    tracing::warn!(resource = resource.plural, name, error = %other, etcd = %detail, "storage timed out");
+                    ApiError::timeout(format!(
+                        "Timeout: storage did not answer in time for {}, please try again",
+                        resource.plural
+                    ))
+                }
+                BackendFailure::Internal => {
+                    let source = std::error::Error::source(&other)
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    tracing::error!(resource = resource.plural, name, error = %other, source = %source, "storage failed");
+                    if source.is_empty() {
+                        ApiError::internal(other)
+                    } else {
+                        ApiError::internal(format!("{other}: {source}"))
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -160,7 +187,18 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response<Body> {
 
 /// The response for an error.
 pub fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(e.status_code(), &e.to_status())
+    let mut response = json_response(e.status_code(), &e.to_status());
+    let retry_after = e
+        .details
+        .as_ref()
+        .and_then(|d| d.get("retryAfterSeconds"))
+        .and_then(Value::as_u64);
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// An object response, as a Table when asked for.
@@ -191,16 +229,18 @@ pub async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let audit = req.extensions().get::<crate::audit::BodySlot>().cloned();
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
     match limited.collect().await {
         Ok(c) if crate::protobuf::is_protobuf(&content_type) => {
             let object = crate::protobuf::decode(&c.to_bytes())
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            Ok(Bytes::from(
-                serde_json::to_vec(&object).map_err(ApiError::internal)?,
+            Ok(crate::audit::capture(
+                audit,
+                Bytes::from(serde_json::to_vec(&object).map_err(ApiError::internal)?),
             ))
         }
-        Ok(c) => Ok(c.to_bytes()),
+        Ok(c) => Ok(crate::audit::capture(audit, c.to_bytes())),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large()),
         Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
     }
@@ -418,5 +458,74 @@ async fn resource(
             delete::delete_collection(&ctx, &body).await
         }
         (method, _, _) => Err(ApiError::method_not_allowed(method.as_str(), resource.kind)),
+    }
+}
+
+#[cfg(test)]
+mod storage_error_tests {
+    use super::*;
+
+    fn pods() -> &'static api_types::registry::Resource {
+        api_types::registry::find("", "v1", "pods").expect("pods resource")
+    }
+
+    fn etcd_status(code: tonic::Code, message: &str) -> StorageError {
+        StorageError::Etcd {
+            context: "txn",
+            source: etcd_client::Error::GRpcStatus(tonic::Status::new(code, message)),
+        }
+    }
+
+    #[test]
+    fn etcd_too_many_requests_is_429_with_retry_after() {
+        let e = map_storage_error(
+            pods(),
+            etcd_status(
+                tonic::Code::ResourceExhausted,
+                "etcdserver: too many requests",
+            ),
+            "p",
+        );
+        assert_eq!(e.code, 429);
+        assert_eq!(e.reason, "TooManyRequests");
+        let response = error_response(&e);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        assert_eq!(e.to_status()["details"]["retryAfterSeconds"], 1);
+    }
+
+    #[test]
+    fn etcd_timeouts_are_504() {
+        for (code, message) in [
+            (tonic::Code::Unavailable, "etcdserver: request timed out"),
+            (tonic::Code::DeadlineExceeded, "context deadline exceeded"),
+        ] {
+            let e = map_storage_error(pods(), etcd_status(code, message), "p");
+            assert_eq!((e.code, e.reason), (504, "Timeout"), "{message}");
+        }
+    }
+
+    #[test]
+    fn other_etcd_errors_are_500_carrying_the_grpc_message() {
+        let e = map_storage_error(
+            pods(),
+            etcd_status(
+                tonic::Code::InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            "p",
+        );
+        assert_eq!((e.code, e.reason), (500, "InternalError"));
+        assert!(e.message.contains("request is too large"), "{}", e.message);
+        assert!(error_response(&e)
+            .headers()
+            .get(header::RETRY_AFTER)
+            .is_none());
     }
 }

@@ -383,7 +383,9 @@ where
             Some(&mut new),
         )
         .await?;
-        if same_ignoring_version(&current, &new) {
+        // A no-op update is skipped, unless the stored value is under an older encryption
+        // key: rewriting it is how keys are rotated.
+        if same_ignoring_version(&current, &new) && !ctx.state.needs_reencryption(&key).await {
             return Ok(Updated {
                 object: current,
                 deleted: false,

@@ -153,6 +153,56 @@ pub enum StorageError {
     Backend(String),
 }
 
+/// How an etcd failure should be answered, as upstream tells them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendFailure {
+    /// etcd is overloaded (`etcdserver: too many requests`): 429, retry later.
+    TooManyRequests,
+    /// The request timed out in etcd or on the way to it: 504.
+    Timeout,
+    /// Anything else: 500.
+    Internal,
+}
+
+impl StorageError {
+    /// The gRPC message etcd answered, if this is an etcd error that carries one.
+    pub fn etcd_message(&self) -> Option<&str> {
+        match self {
+            StorageError::Etcd {
+                source: etcd_client::Error::GRpcStatus(status),
+                ..
+            } => Some(status.message()),
+            _ => None,
+        }
+    }
+
+    /// Classifies a backend failure for the HTTP answer.
+    pub fn backend_failure(&self) -> BackendFailure {
+        let StorageError::Etcd { source, .. } = self else {
+            return BackendFailure::Internal;
+        };
+        match source {
+            etcd_client::Error::GRpcStatus(status) => {
+                let message = status.message();
+                let code = i32::from(status.code());
+                // gRPC codes: 4 DeadlineExceeded, 8 ResourceExhausted.
+                if message.contains("too many requests") || code == 8 {
+                    BackendFailure::TooManyRequests
+                } else if message.contains("request timed out")
+                    || message.contains("deadline exceeded")
+                    || code == 4
+                {
+                    BackendFailure::Timeout
+                } else {
+                    BackendFailure::Internal
+                }
+            }
+            other if other.to_string().contains("timed out") => BackendFailure::Timeout,
+            _ => BackendFailure::Internal,
+        }
+    }
+}
+
 /// A key-value store with a global revision, compare-and-swap writes and resumable watches.
 ///
 /// Implemented by the embedded SQLite backend and the etcd3 backend; both pass the same

@@ -8,9 +8,11 @@
 
 pub mod cache;
 pub mod compactor;
+pub mod encryption;
 pub mod etcd;
 pub mod interface;
 pub mod sqlite;
+pub mod tracking;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,122 @@
+//! Admission reads served from the watch cache, as upstream's plugins read through informers.
+//!
+//! A pod create used to read storage four times before its write (the namespace twice, the
+//! LimitRanges and the ResourceQuotas of its namespace). These helpers answer from the watch
+//! cache instead, after waiting until the cache has applied every write this apiserver made
+//! ([`crate::storage::tracking`]): a client that created a LimitRange, a ResourceQuota or labelled
+//! a namespace and then creates a pod sees its own write, with no storage round trip. Without a
+//! watch cache (or when it does not catch up in time) they read storage.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::Value;
+
+use crate::objects;
+use crate::state::ApiState;
+use crate::storage::{ListOptions, Revision, StorageError};
+
+/// One listed object: its key, mod revision (for a compare-and-swap) and decoded value.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The storage key.
+    pub key: String,
+    /// The revision the object was last modified at.
+    pub revision: Revision,
+    /// The decoded object.
+    pub value: Value,
+}
+
+/// The watch cache of the resource `key` (or a list prefix) belongs to, once it holds every
+/// write this apiserver made.
+async fn caught_up_cache(
+    state: &ApiState,
+    key: &str,
+) -> Option<std::sync::Arc<crate::storage::cache::PrefixCache>> {
+    let watch_cache = state.watch_cache.as_ref()?;
+    let cache = watch_cache.cache(&cache_prefix(key)?)?.clone();
+    let written = state.written_revision.load(Ordering::Acquire);
+    match watch_cache.wait_for(written).await {
+        Ok(()) => Some(cache),
+        Err(e) => {
+            tracing::warn!(error = %e, written, "watch cache behind own writes; reading storage");
+            None
+        }
+    }
+}
+
+/// The objects under `prefix`: from the watch cache, else from storage.
+pub async fn list(state: &ApiState, prefix: &str) -> Result<Vec<Listed>, StorageError> {
+    if let Some(cache) = caught_up_cache(state, prefix).await {
+        let request = crate::storage::cache::ListRequest {
+            prefix,
+            indexed: None,
+            start_after: None,
+            limit: None,
+        };
+        let list = cache.list(&request, &|_| true);
+        return Ok(list
+            .items
+            .iter()
+            .map(|o| Listed {
+                key: o.key.clone(),
+                revision: o.revision,
+                value: o.value.clone(),
+            })
+            .collect());
+    }
+    live_list(state, prefix).await
+}
+
+/// The objects under `prefix` read from storage.
+pub async fn live_list(state: &ApiState, prefix: &str) -> Result<Vec<Listed>, StorageError> {
+    let list = state.storage.list(prefix, &ListOptions::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|kv| {
+            let value = objects::decode(kv).ok()?;
+            Some(Listed {
+                key: kv.key.clone(),
+                revision: kv.mod_revision,
+                value,
+            })
+        })
+        .collect())
+}
+
+/// The object at `key`: from the watch cache, or read from storage when the cache does not
+/// hold it (written by another apiserver a moment ago, or no cache).
+pub async fn get(state: &ApiState, key: &str) -> Result<Option<Value>, StorageError> {
+    if let Some(cache) = caught_up_cache(state, key).await {
+        if let (Some(object), _) = cache.get(key) {
+            return Ok(Some(object.value.clone()));
+        }
+    }
+    match state.storage.get(key).await? {
+        Some(kv) => Ok(objects::decode(&kv).ok()),
+        None => Ok(None),
+    }
+}
+
+/// The resource prefix a cache is kept for: `/registry/pods/` of `/registry/pods/ns/name`.
+fn cache_prefix(key: &str) -> Option<String> {
+    let cache = state_prefixes()
+        .iter()
+        .find(|p| key.starts_with(p.as_str()))?;
+    Some(cache.clone())
+}
+
+fn state_prefixes() -> &'static Vec<String> {
+    static PREFIXES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    PREFIXES.get_or_init(|| {
+        let mut prefixes: Vec<String> = api_types::registry::RESOURCES
+            .iter()
+            .map(|r| format!("{}/", r.storage_prefix()))
+            .collect();
+        // Longest first, so `/registry/a/b/` wins over `/registry/a/`.
+        prefixes.sort();
+        prefixes.dedup();
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        prefixes
+    })
+}
