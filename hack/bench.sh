@@ -13,7 +13,11 @@
 #   BENCH_DENSITY_NODES=100    hollow nodes        BENCH_DENSITY_PODS=3000   pods
 #   BENCH_DENSITY_QPS=20       pod creations/s
 #   BENCH_LOAD_QPS=100         mixed API requests/s  BENCH_LOAD_DURATION=30 (s)  BENCH_LOAD_PODS=3000
-#   BENCH_SCHED_NODES=500      scheduler nodes       BENCH_SCHED_PODS=2000
+#   BENCH_SCHED_NODES=500      scheduler nodes       BENCH_SCHED_PODS=2000 (measured pods)
+#   BENCH_SCHED_AFFINITY_PODS  measured pods of TopologySpreading/PodAntiAffinity/PodAffinity
+#                              (default BENCH_SCHED_PODS; anti-affinity is capped at nodes - init)
+#   BENCH_SCHED_INIT_PODS      init pods of the non-preemption workloads (default nodes / 5)
+#   BENCH_SCHED_WORKLOADS="basic node-affinity topology-spread anti-affinity pod-affinity preemption"
 #   BENCH_WATCHERS=100         watch-fanout watchers BENCH_WATCH_EVENTS=500
 #   BENCH_PROXY_SERVICES=1000  kube-proxy-sync services (x BENCH_PROXY_ENDPOINTS=10; root only)
 #   BENCH_POD_STARTUP=1        also run pod-startup against the running local cluster
@@ -43,14 +47,14 @@ STORAGE=${BENCH_STORAGE:-etcd3}
 if ((SMOKE)); then
     D_NODES=3 D_PODS=20 D_QPS=20
     L_QPS=40 L_DURATION=3 L_PODS=100
-    S_NODES=10 S_PODS=20 S_AA_PODS=10
+    S_NODES=10 S_PODS=20 S_AFF_PODS=10 S_INIT=2
     W_WATCHERS=5 W_EVENTS=20
     P_SERVICES=20 P_ENDPOINTS=2
 else
     D_NODES=${BENCH_DENSITY_NODES:-100} D_PODS=${BENCH_DENSITY_PODS:-3000} D_QPS=${BENCH_DENSITY_QPS:-20}
     L_QPS=${BENCH_LOAD_QPS:-100} L_DURATION=${BENCH_LOAD_DURATION:-30} L_PODS=${BENCH_LOAD_PODS:-3000}
     S_NODES=${BENCH_SCHED_NODES:-500} S_PODS=${BENCH_SCHED_PODS:-2000}
-    S_AA_PODS=$((S_PODS < S_NODES ? S_PODS : S_NODES))
+    S_AFF_PODS=${BENCH_SCHED_AFFINITY_PODS:-$S_PODS} S_INIT=${BENCH_SCHED_INIT_PODS:-$((S_NODES / 5))}
     W_WATCHERS=${BENCH_WATCHERS:-100} W_EVENTS=${BENCH_WATCH_EVENTS:-500}
     P_SERVICES=${BENCH_PROXY_SERVICES:-1000} P_ENDPOINTS=${BENCH_PROXY_ENDPOINTS:-10}
 fi
@@ -95,9 +99,16 @@ bench density density --nodes "$D_NODES" --pods "$D_PODS" --qps "$D_QPS"
 # The same density on the embedded SQLite storage (the local cluster's default).
 STORAGE=sqlite bench density-sqlite density --nodes "$D_NODES" --pods "$D_PODS" --qps "$D_QPS"
 bench density-deployments density --nodes "$D_NODES" --pods "$((D_PODS / 3))" --qps "$D_QPS" --deployments --replicas 10
-bench scheduler-basic scheduler --nodes "$S_NODES" --pods "$S_PODS" --workload basic
-bench scheduler-anti-affinity scheduler --nodes "$S_NODES" --pods "$S_AA_PODS" --workload anti-affinity
-bench scheduler-topology-spread scheduler --nodes "$S_NODES" --pods "$S_PODS" --workload topology-spread
+# The scheduler_perf workloads (issue 5): init pods first, then the measured pods; preemption
+# fills every node with 4 low-priority pods, then one priority-10 pod per node preempts them.
+for workload in ${BENCH_SCHED_WORKLOADS:-basic node-affinity topology-spread anti-affinity pod-affinity preemption}; do
+    case $workload in
+        basic | node-affinity) args=(--pods "$S_PODS" --init-pods "$S_INIT") ;;
+        topology-spread | anti-affinity | pod-affinity) args=(--pods "$S_AFF_PODS" --init-pods "$S_INIT") ;;
+        *) args=(--pods "$S_PODS") ;;
+    esac
+    bench "scheduler-$workload" scheduler --nodes "$S_NODES" --workload "$workload" "${args[@]}"
+done
 bench watch-fanout watch-fanout --watchers "$W_WATCHERS" --events "$W_EVENTS" --rate 50
 if [[ $(id -u) -eq 0 ]] && command -v nft >/dev/null; then
     bench kube-proxy-sync kube-proxy-sync --services "$P_SERVICES" --endpoints "$P_ENDPOINTS"
