@@ -81,8 +81,13 @@ pub fn scale_down_old(d: &Deployment, all: &[ReplicaSet], new: Option<usize>) ->
         cleaned += count;
         changes.push((i, sizes[i]));
     }
-    // Then healthy ones, as long as availability allows.
-    let available: i32 = all.iter().map(util::rs_available).sum();
+    // Then healthy ones, as long as availability allows. A ReplicaSet's available count is
+    // capped at its size: right after a scale-down its status can still count the pods being
+    // removed, and counting them would let the next step remove more than maxUnavailable allows.
+    let available: i32 = all
+        .iter()
+        .map(|rs| util::rs_available(rs).min(util::rs_replicas(rs)))
+        .sum();
     if available > min_available {
         let budget = available - min_available;
         let mut scaled = 0;
@@ -439,6 +444,16 @@ mod tests {
         // New pod available: one old pod may go.
         let all = [rs("old", 100, 3, 3), rs("new", 1, 1, 1)];
         assert_eq!(scale_down_old(&d, &all, Some(1)), vec![(0, 2)]);
+    }
+
+    #[test]
+    fn a_stale_available_count_after_a_scale_down_does_not_free_more_pods() {
+        let d = deployment(4, 1, 1);
+        // The old RS was just scaled down to 2 but its status still counts 4 available pods;
+        // with two new pods available, 4 pods are really available and min available is 3:
+        // one old pod may go, not both.
+        let all = [rs("old", 100, 2, 4), rs("new", 1, 2, 2)];
+        assert_eq!(scale_down_old(&d, &all, Some(1)), vec![(0, 1)]);
     }
 
     #[test]
