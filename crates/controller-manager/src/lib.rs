@@ -199,38 +199,8 @@ pub enum RunError {
     LeaderElectionLost,
 }
 
-/// Parses a Go-style duration: `40s`, `5m`, `500ms`, `1h`, `1m30s`.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    let mut total = Duration::ZERO;
-    let mut rest = input.trim();
-    if rest.is_empty() {
-        return Err(format!("invalid duration {input:?}"));
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("missing unit in duration {input:?}"))?;
-        let value: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {input:?}"))?;
-        rest = &rest[digits..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "ns" => value / 1e9,
-            "us" | "µs" => value / 1e6,
-            "ms" => value / 1e3,
-            "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            unit => return Err(format!("unknown unit {unit:?} in duration {input:?}")),
-        };
-        total += Duration::from_secs_f64(seconds);
-        rest = &rest[unit_end..];
-    }
-    Ok(total)
-}
+/// Parses a Go-style duration (`40s`, `5m`, `500ms`, `1m30s`), as every component's flags do.
+pub use component_base::leaderelection::parse_duration;
 
 /// Which controllers `--controllers` enables.
 pub fn enabled_controllers(flags: &[String]) -> Result<Vec<&'static str>, RunError> {
