@@ -15,6 +15,9 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# A one-shot build gains nothing from incremental compilation, and its caches take tens of GB of disk.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 SKIP_E2E=${KUBE_TEST_SKIP_E2E:-0}
 STORAGES=${KUBE_TEST_STORAGES:-sqlite etcd}
 read -r -a EXTRA <<<"${NEXTEST_ARGS:-}"
