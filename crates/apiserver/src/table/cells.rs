@@ -494,6 +494,362 @@ pub(super) fn serviceaccount(c: &Value) -> Vec<Value> {
     ]
 }
 
+fn has_condition(v: &Value, kind: &str) -> bool {
+    arr(v, "/status/conditions")
+        .iter()
+        .any(|c| s(c, "/type") == kind && s(c, "/status") == "True")
+}
+
+fn seconds_between(from: &str, to: &str) -> Option<i64> {
+    let from = from.parse::<jiff::Timestamp>().ok()?;
+    let to = to.parse::<jiff::Timestamp>().ok()?;
+    Some(to.as_second() - from.as_second())
+}
+
+fn job_status(j: &Value) -> &'static str {
+    if has_condition(j, "Complete") {
+        "Complete"
+    } else if has_condition(j, "Failed") {
+        "Failed"
+    } else if j.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else if has_condition(j, "Suspended") {
+        "Suspended"
+    } else if has_condition(j, "FailureTarget") {
+        "FailureTarget"
+    } else {
+        "Running"
+    }
+}
+
+fn template_containers_images(template_spec: Option<&Value>) -> (String, String) {
+    let cs = template_spec
+        .and_then(|t| t.pointer("/containers"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let names: Vec<&str> = cs.iter().map(|c| s(c, "/name")).collect();
+    let images: Vec<&str> = cs.iter().map(|c| s(c, "/image")).collect();
+    (names.join(","), images.join(","))
+}
+
+pub(super) fn job(j: &Value) -> Vec<Value> {
+    let succeeded = i(j, "/status/succeeded");
+    let completions = match j.pointer("/spec/completions").and_then(Value::as_i64) {
+        Some(c) => format!("{succeeded}/{c}"),
+        None => match i(j, "/spec/parallelism") {
+            p if p > 1 => format!("{succeeded}/1 of {p}"),
+            _ => format!("{succeeded}/1"),
+        },
+    };
+    let start = s(j, "/status/startTime");
+    let duration = match (start, s(j, "/status/completionTime")) {
+        ("", _) => String::new(),
+        (start, "") => age(Some(start)),
+        (start, end) => seconds_between(start, end)
+            .map(super::human_duration)
+            .unwrap_or_default(),
+    };
+    let (containers, images) = template_containers_images(j.pointer("/spec/template/spec"));
+    vec![
+        name(j),
+        json!(job_status(j)),
+        json!(completions),
+        json!(duration),
+        json!(object_age(j)),
+        json!(containers),
+        json!(images),
+        json!(or_none(selector_string(j.pointer("/spec/selector")))),
+    ]
+}
+
+pub(super) fn cronjob(c: &Value) -> Vec<Value> {
+    let last = match s(c, "/status/lastScheduleTime") {
+        "" => "<none>".to_string(),
+        t => age(Some(t)),
+    };
+    let suspend = c
+        .pointer("/spec/suspend")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let (containers, images) =
+        template_containers_images(c.pointer("/spec/jobTemplate/spec/template/spec"));
+    vec![
+        name(c),
+        json!(s(c, "/spec/schedule")),
+        json!(or_none(s(c, "/spec/timeZone").to_string())),
+        json!(if suspend { "True" } else { "False" }),
+        json!(arr(c, "/status/active").len()),
+        json!(last),
+        json!(object_age(c)),
+        json!(containers),
+        json!(images),
+        json!(or_none(selector_string(
+            c.pointer("/spec/jobTemplate/spec/selector")
+        ))),
+    ]
+}
+
+/// One metric of an HPA as `kubectl get hpa` shows it: `cpu: 10%/50%`.
+fn hpa_metric(spec: &Value, current: Option<&Value>) -> String {
+    let kind = s(spec, "/type");
+    let (source, current_source) = match kind {
+        "Resource" => ("/resource", "/resource"),
+        "ContainerResource" => ("/containerResource", "/containerResource"),
+        "Pods" => ("/pods", "/pods"),
+        "Object" => ("/object", "/object"),
+        "External" => ("/external", "/external"),
+        _ => return "<unknown type>".into(),
+    };
+    let target = spec.pointer(source).unwrap_or(&Value::Null);
+    let now = current.and_then(|c| c.pointer(current_source));
+    let label = match kind {
+        "Resource" | "ContainerResource" => s(target, "/name").to_string(),
+        _ => s(target, "/metric/name").to_string(),
+    };
+    let quantity = |v: Option<&Value>, path: &str| -> Option<String> {
+        v.and_then(|v| v.pointer(path)).map(|q| match q {
+            Value::String(q) => q.clone(),
+            other => other.to_string(),
+        })
+    };
+    let value = if let Some(util) = target
+        .pointer("/target/averageUtilization")
+        .and_then(Value::as_i64)
+    {
+        let now = now
+            .and_then(|n| n.pointer("/current/averageUtilization"))
+            .and_then(Value::as_i64)
+            .map_or("<unknown>".to_string(), |u| format!("{u}%"));
+        format!("{now}/{util}%")
+    } else if let Some(avg) = quantity(Some(target), "/target/averageValue") {
+        let now = quantity(now, "/current/averageValue").unwrap_or_else(|| "<unknown>".into());
+        format!("{now}/{avg} (avg)")
+    } else {
+        let want = quantity(Some(target), "/target/value").unwrap_or_else(|| "<unset>".into());
+        let now = quantity(now, "/current/value").unwrap_or_else(|| "<unknown>".into());
+        format!("{now}/{want}")
+    };
+    if label.is_empty() {
+        value
+    } else {
+        format!("{label}: {value}")
+    }
+}
+
+pub(super) fn horizontal_pod_autoscaler(h: &Value) -> Vec<Value> {
+    let reference = format!(
+        "{}/{}",
+        s(h, "/spec/scaleTargetRef/kind"),
+        s(h, "/spec/scaleTargetRef/name")
+    );
+    let specs = arr(h, "/spec/metrics");
+    let current = arr(h, "/status/currentMetrics");
+    let targets = if specs.is_empty() {
+        "<none>".to_string()
+    } else {
+        let shown: Vec<String> = specs
+            .iter()
+            .take(2)
+            .enumerate()
+            .map(|(n, m)| hpa_metric(m, current.get(n)))
+            .collect();
+        let mut out = shown.join(", ");
+        if specs.len() > 2 {
+            out.push_str(&format!(" + {} more...", specs.len() - 2));
+        }
+        out
+    };
+    let min = h
+        .pointer("/spec/minReplicas")
+        .and_then(Value::as_i64)
+        .map_or("<unset>".to_string(), |m| m.to_string());
+    vec![
+        name(h),
+        json!(reference),
+        json!(targets),
+        json!(min),
+        json!(i(h, "/spec/maxReplicas")),
+        json!(i(h, "/status/currentReplicas")),
+        json!(object_age(h)),
+    ]
+}
+
+/// Access modes the short way (`RWO,ROX,RWX,RWOP`).
+fn access_modes(v: &Value, path: &str) -> String {
+    let modes: Vec<&str> = arr(v, path)
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|m| match m {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect();
+    modes.join(",")
+}
+
+fn volume_mode(v: &Value) -> String {
+    match s(v, "/spec/volumeMode") {
+        "" => "<unset>".into(),
+        m => m.into(),
+    }
+}
+
+fn unset(v: &Value, path: &str) -> String {
+    match s(v, path) {
+        "" => "<unset>".into(),
+        x => x.into(),
+    }
+}
+
+pub(super) fn persistent_volume_claim(c: &Value) -> Vec<Value> {
+    let phase = if c.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else {
+        s(c, "/status/phase")
+    };
+    let bound = !s(c, "/spec/volumeName").is_empty();
+    let (capacity, modes) = if bound {
+        (
+            s(c, "/status/capacity/storage").to_string(),
+            access_modes(c, "/status/accessModes"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    vec![
+        name(c),
+        json!(phase),
+        json!(s(c, "/spec/volumeName")),
+        json!(capacity),
+        json!(modes),
+        json!(s(c, "/spec/storageClassName")),
+        json!(unset(c, "/spec/volumeAttributesClassName")),
+        json!(object_age(c)),
+        json!(volume_mode(c)),
+    ]
+}
+
+pub(super) fn persistent_volume(v: &Value) -> Vec<Value> {
+    let claim = match (
+        s(v, "/spec/claimRef/namespace"),
+        s(v, "/spec/claimRef/name"),
+    ) {
+        (_, "") => String::new(),
+        (ns, n) => format!("{ns}/{n}"),
+    };
+    let phase = if v.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else {
+        s(v, "/status/phase")
+    };
+    vec![
+        name(v),
+        json!(s(v, "/spec/capacity/storage")),
+        json!(access_modes(v, "/spec/accessModes")),
+        json!(s(v, "/spec/persistentVolumeReclaimPolicy")),
+        json!(phase),
+        json!(claim),
+        json!(s(v, "/spec/storageClassName")),
+        json!(unset(v, "/spec/volumeAttributesClassName")),
+        json!(s(v, "/status/reason")),
+        json!(object_age(v)),
+        json!(volume_mode(v)),
+    ]
+}
+
+pub(super) fn pod_disruption_budget(p: &Value) -> Vec<Value> {
+    let int_or_string = |path: &str| match p.pointer(path) {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "N/A".into(),
+    };
+    vec![
+        name(p),
+        json!(int_or_string("/spec/minAvailable")),
+        json!(int_or_string("/spec/maxUnavailable")),
+        json!(i(p, "/status/disruptionsAllowed")),
+        json!(object_age(p)),
+    ]
+}
+
+pub(super) fn role_binding(b: &Value) -> Vec<Value> {
+    let mut users = Vec::new();
+    let mut groups = Vec::new();
+    let mut accounts = Vec::new();
+    for subject in arr(b, "/subjects") {
+        match s(subject, "/kind") {
+            "User" => users.push(s(subject, "/name").to_string()),
+            "Group" => groups.push(s(subject, "/name").to_string()),
+            "ServiceAccount" => accounts.push(format!(
+                "{}/{}",
+                s(subject, "/namespace"),
+                s(subject, "/name")
+            )),
+            _ => {}
+        }
+    }
+    vec![
+        name(b),
+        json!(format!(
+            "{}/{}",
+            s(b, "/roleRef/kind"),
+            s(b, "/roleRef/name")
+        )),
+        json!(object_age(b)),
+        json!(users.join(", ")),
+        json!(groups.join(", ")),
+        json!(accounts.join(", ")),
+    ]
+}
+
+pub(super) fn role(r: &Value) -> Vec<Value> {
+    vec![name(r), json!(s(r, "/metadata/creationTimestamp"))]
+}
+
+pub(super) fn controller_revision(r: &Value) -> Vec<Value> {
+    let owner = arr(r, "/metadata/ownerReferences")
+        .iter()
+        .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true));
+    let controller = match owner {
+        Some(o) => {
+            let api = s(o, "/apiVersion");
+            let group = api.split_once('/').map_or("", |(g, _)| g);
+            let kind = s(o, "/kind").to_ascii_lowercase();
+            let kind = if group.is_empty() {
+                kind
+            } else {
+                format!("{kind}.{group}")
+            };
+            format!("{kind}/{}", s(o, "/name"))
+        }
+        None => "<none>".into(),
+    };
+    vec![
+        name(r),
+        json!(controller),
+        json!(i(r, "/revision")),
+        json!(object_age(r)),
+    ]
+}
+
+pub(super) fn priority_class(p: &Value) -> Vec<Value> {
+    let default = p
+        .pointer("/globalDefault")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    vec![
+        name(p),
+        json!(i(p, "/value")),
+        json!(default),
+        json!(object_age(p)),
+        json!(unset(p, "/preemptionPolicy")),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,5 +929,85 @@ mod tests {
         assert_eq!(row[2], "control-plane");
         assert_eq!(row[4], "v1.33.0");
         assert_eq!(row[5], "192.0.2.2");
+    }
+
+    #[test]
+    fn job_row_shows_status_completions_and_duration() {
+        let j = json!({"metadata": {"name": "pi"},
+            "spec": {"completions": 3, "selector": {"matchLabels": {"job": "pi"}},
+                "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+            "status": {"succeeded": 3, "startTime": "2026-01-01T00:00:00Z",
+                "completionTime": "2026-01-01T00:01:30Z",
+                "conditions": [{"type": "Complete", "status": "True"}]}});
+        let row = job(&j);
+        assert_eq!(row[1], "Complete");
+        assert_eq!(row[2], "3/3");
+        assert_eq!(row[3], "90s");
+        assert_eq!(row[5], "c");
+        assert_eq!(row[7], "job=pi");
+        let running = json!({"metadata": {"name": "p"}, "spec": {"parallelism": 2}});
+        let row = job(&running);
+        assert_eq!(row[1], "Running");
+        assert_eq!(row[2], "0/1 of 2");
+        assert_eq!(row[3], "");
+    }
+
+    #[test]
+    fn cronjob_row_shows_schedule_and_last_run() {
+        let c = json!({"metadata": {"name": "tick"}, "spec": {"schedule": "*/5 * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "b"}]}}}}},
+            "status": {"active": [{"name": "tick-1"}]}});
+        let row = cronjob(&c);
+        assert_eq!(row[1], "*/5 * * * *");
+        assert_eq!(row[2], "<none>");
+        assert_eq!(row[3], "False");
+        assert_eq!(row[4], 1);
+        assert_eq!(row[5], "<none>");
+        assert_eq!(row[9], "<none>");
+    }
+
+    #[test]
+    fn hpa_row_shows_reference_and_targets() {
+        let h = json!({"metadata": {"name": "web"}, "spec": {
+            "scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 50}}}]},
+            "status": {"currentReplicas": 1}});
+        let row = horizontal_pod_autoscaler(&h);
+        assert_eq!(row[1], "Deployment/web");
+        assert_eq!(row[2], "cpu: <unknown>/50%");
+        assert_eq!(row[3], "<unset>");
+        assert_eq!(row[4], 3);
+        assert_eq!(row[5], 1);
+    }
+
+    #[test]
+    fn volume_rows_abbreviate_access_modes() {
+        let pv = json!({"metadata": {"name": "pv1"}, "spec": {"capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce", "ReadOnlyMany"], "persistentVolumeReclaimPolicy": "Retain",
+            "claimRef": {"namespace": "ns", "name": "data"}, "storageClassName": "slow"},
+            "status": {"phase": "Bound"}});
+        let row = persistent_volume(&pv);
+        assert_eq!(row[2], "RWO,ROX");
+        assert_eq!(row[4], "Bound");
+        assert_eq!(row[5], "ns/data");
+        assert_eq!(row[7], "<unset>");
+        let pending = json!({"metadata": {"name": "data"}, "spec": {"storageClassName": "slow"},
+            "status": {"phase": "Pending"}});
+        let row = persistent_volume_claim(&pending);
+        assert_eq!(row[1], "Pending");
+        assert_eq!(row[3], "");
+        assert_eq!(row[5], "slow");
+    }
+
+    #[test]
+    fn binding_rows_name_the_role_and_subjects() {
+        let b = json!({"metadata": {"name": "rb"}, "roleRef": {"kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "User", "name": "alice"}, {"kind": "ServiceAccount",
+                "namespace": "ns", "name": "sa"}]});
+        let row = role_binding(&b);
+        assert_eq!(row[1], "ClusterRole/view");
+        assert_eq!(row[3], "alice");
+        assert_eq!(row[5], "ns/sa");
     }
 }
