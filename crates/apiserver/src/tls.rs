@@ -1,10 +1,18 @@
-//! The serving TLS configuration: server certificate, client-certificate verification against
-//! `--client-ca-file` (optional: anonymous clients may connect), ALPN h2 and http/1.1.
+//! The serving TLS configuration: server certificate, client certificates, ALPN h2 and
+//! http/1.1.
+//!
+//! Client certificates are checked in two steps, as upstream's apiserver does it (Go's TLS stack
+//! only asks for a certificate; the x509 authenticator verifies the chain per request). At the
+//! handshake [`AcceptAnyClientCert`] takes any certificate but checks the handshake signature,
+//! so the client proves it holds the certificate's key. The chain is then checked against
+//! `--client-ca-file` by [`ClientCa::verify`] (issuer, signatures, validity period, client-auth
+//! usage) when the request is authenticated: a certificate from another CA, an expired one or a
+//! broken chain becomes a 401 with a `Status` body instead of a failed handshake.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::server::WebPkiClientVerifier;
+pub use component_base::clientauth::{AcceptAnyClientCert, ClientCa};
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -94,6 +102,11 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Loads the client CA (`--client-ca-file`).
+pub fn load_client_ca(path: &Path) -> Result<ClientCa, TlsError> {
+    Ok(ClientCa::new(read_roots(path)?)?)
+}
+
 /// Builds the serving configuration.
 pub fn server_config(
     cert_file: &Path,
@@ -102,13 +115,10 @@ pub fn server_config(
 ) -> Result<ServerConfig, TlsError> {
     let certs = read_certs(cert_file)?;
     let key = read_key(key_file)?;
-    let roots = read_roots(client_ca_file)?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-        .allow_unauthenticated()
-        .build()?;
+    let verifier = AcceptAnyClientCert::new(load_client_ca(client_ca_file)?);
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)

@@ -5,6 +5,7 @@
 //! [`logging::init`] (called first thing in every `main`).
 
 pub mod client;
+pub mod clientauth;
 pub mod health;
 pub mod leaderelection;
 pub mod logging;

@@ -2,7 +2,9 @@
 //! (`--authorization-mode Node,RBAC`, a static token file): client certificates and bearer
 //! tokens (TokenReview) authenticate; every request is authorized with a SubjectAccessReview
 //! on `nodes/<subresource>` of this node, with upstream 401/403 answers. The apiserver's own
-//! client certificate (O=system:masters) keeps working.
+//! client certificate (O=system:masters) keeps working. Certificates from another CA, expired
+//! ones and ones without client-auth usage complete the TLS handshake and get a 401, as does
+//! an anonymous exec.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -208,6 +210,120 @@ async fn tokens_and_certificates_are_authorized_with_subject_access_reviews() ->
             403,
             "Forbidden (user=carol, verb=get, resource=nodes, subresource=proxy)".into()
         )
+    );
+    Ok(())
+}
+
+/// A throwaway CA for the certificate tests.
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> anyhow::Result<Ca> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let pem = params.self_signed(&key)?.pem();
+        Ok(Ca { params, key, pem })
+    }
+
+    /// (certificate PEM, key PEM) for `cn`, usable for serving and client auth.
+    fn issue(
+        &self,
+        cn: &str,
+        sans: &[&str],
+        modify: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> anyhow::Result<(String, String)> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        modify(&mut params);
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        Ok((params.signed_by(&key, &issuer)?.pem(), key.serialize_pem()))
+    }
+}
+
+#[tokio::test]
+async fn foreign_expired_and_missing_client_certificates_get_401_not_a_handshake_failure(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new("kubelet-client-ca")?;
+    let (serving_cert, serving_key) = ca.issue("n1", &["localhost", "127.0.0.1"], |_| {})?;
+    std::fs::write(dir.path().join("kubelet.crt"), serving_cert)?;
+    std::fs::write(dir.path().join("kubelet.key"), serving_key)?;
+    std::fs::write(dir.path().join("ca.crt"), &ca.pem)?;
+    let files = TlsFiles {
+        cert: Some(dir.path().join("kubelet.crt")),
+        key: Some(dir.path().join("kubelet.key")),
+        client_ca: Some(dir.path().join("ca.crt")),
+        self_signed_names: vec![],
+    };
+    let addr = kubelet::server::serve(
+        "127.0.0.1:0".parse()?,
+        &files,
+        ServerState {
+            store: PodStore::new(),
+            runtime: Arc::new(FakeRuntime::new()),
+            pod_logs_dir: dir.path().join("logs"),
+        },
+    )
+    .await?;
+
+    let valid = connector(&ca.pem, Some(ca.issue("apiserver", &[], |_| {})?));
+    let (status, body) = get(addr, &valid, "/pods", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("PodList"));
+
+    let unauthorized = (401, "Unauthorized".to_string());
+    let foreign = Ca::new("kubelet-client-ca")?; // same name, another key
+    let foreign = connector(&ca.pem, Some(foreign.issue("apiserver", &[], |_| {})?));
+    assert_eq!(get(addr, &foreign, "/pods", None).await, unauthorized);
+    assert_eq!(
+        get(addr, &foreign, "/exec/default/web/c?command=ls", None).await,
+        unauthorized
+    );
+    let expired = connector(
+        &ca.pem,
+        Some(ca.issue("apiserver", &[], |p| {
+            p.not_before = rcgen::date_time_ymd(2001, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2002, 1, 1);
+        })?),
+    );
+    assert_eq!(get(addr, &expired, "/pods", None).await, unauthorized);
+    let server_only = connector(
+        &ca.pem,
+        Some(ca.issue("apiserver", &[], |p| {
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        })?),
+    );
+    assert_eq!(get(addr, &server_only, "/pods", None).await, unauthorized);
+
+    // No certificate: health only; an anonymous exec or log read is refused.
+    let anonymous = connector(&ca.pem, None);
+    assert_eq!(
+        get(addr, &anonymous, "/healthz", None).await,
+        (200, "ok".into())
+    );
+    assert_eq!(
+        get(addr, &anonymous, "/exec/default/web/c?command=ls", None).await,
+        unauthorized
+    );
+    assert_eq!(
+        get(addr, &anonymous, "/containerLogs/default/web/c", None).await,
+        unauthorized
     );
     Ok(())
 }

@@ -4,8 +4,12 @@
 //! is refused with 403 `violates PodSecurity "<level>:<version>": ...`, one that violates the
 //! `warn` level gets a `would violate PodSecurity ...` warning; workloads with a pod template
 //! (Deployments, Jobs, ...) get warnings for both levels. The checks ([`violations`]) are
-//! the upstream ones, in upstream (check id) order and with upstream wording. Audit
-//! annotations are not written (there is no audit log yet).
+//! the upstream ones, in upstream (check id) order and with upstream wording. Pod updates are
+//! checked as upstream's: only a significant one ([`significant_update`]: a changed image, a
+//! changed seccomp annotation, added or removed containers, the `ephemeralcontainers`
+//! subresource) is evaluated, so metadata changes to a pod that predates its namespace's label
+//! still go through (warnings of updates are not sent back yet). Audit annotations are not
+//! written.
 
 use serde_json::Value;
 
@@ -635,15 +639,65 @@ fn template_path(group: &str, plural: &str) -> Option<&'static str> {
     }
 }
 
-/// Checks a pod being created against its namespace's labels (403 on an `enforce` violation);
-/// for a workload's pod template, violations of the `enforce` and `warn` levels are warnings
-/// only, as upstream. Returns the warnings.
-pub async fn admit(req: &Request<'_>, object: &Value) -> Result<Vec<String>, ApiError> {
-    // Updates are not checked (their warnings would not reach the client yet).
-    if req.operation != Operation::Create || req.subresource.is_some() {
-        return Ok(Vec::new());
+/// The pod seccomp annotation (deprecated, still checked by upstream).
+const SECCOMP_POD: &str = "seccomp.security.alpha.kubernetes.io/pod";
+/// The per-container seccomp annotation prefix.
+const SECCOMP_CONTAINER: &str = "container.seccomp.security.alpha.kubernetes.io/";
+
+/// Whether a pod update can change what PodSecurity judges, as upstream decides it: the seccomp
+/// annotations, the number of (init, ephemeral) containers, or a container's image (the rest of
+/// a pod spec is immutable).
+pub fn significant_update(new: &Value, old: &Value) -> bool {
+    let annotation = |pod: &Value, key: &str| -> Option<String> {
+        pod.pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    if annotation(new, SECCOMP_POD) != annotation(old, SECCOMP_POD) {
+        return true;
     }
+    for field in ["containers", "initContainers", "ephemeralContainers"] {
+        let list = |pod: &Value| -> Vec<Value> {
+            pod.pointer(&format!("/spec/{field}"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (new_list, old_list) = (list(new), list(old));
+        if new_list.len() != old_list.len() {
+            return true;
+        }
+        for (n, o) in new_list.iter().zip(&old_list) {
+            if n.get("image") != o.get("image") {
+                return true;
+            }
+            let name = n.get("name").and_then(Value::as_str).unwrap_or_default();
+            let key = format!("{SECCOMP_CONTAINER}{name}");
+            if annotation(new, &key) != annotation(old, &key) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Checks a pod being created (or significantly updated) against its namespace's labels (403
+/// on an `enforce` violation); for a workload's pod template being created, violations of the
+/// `enforce` and `warn` levels are warnings only, as upstream. Returns the warnings.
+pub async fn admit(req: &Request<'_>, object: &Value) -> Result<Vec<String>, ApiError> {
     let is_pod = req.is("", "pods");
+    match (req.operation, req.subresource) {
+        (Operation::Create, None) => {}
+        (Operation::Update, None | Some("ephemeralcontainers")) if is_pod => {
+            if let Some(old) = req.old {
+                if req.subresource.is_none() && !significant_update(object, old) {
+                    return Ok(Vec::new());
+                }
+            }
+        }
+        _ => return Ok(Vec::new()),
+    }
     let template = match template_path(req.resource.group, req.resource.plural) {
         Some(path) => match object.pointer(path) {
             Some(t) => Some(t),
@@ -754,6 +808,30 @@ mod tests {
             "containers": [{"name": "c", "securityContext": {"allowPrivilegeEscalation": false,
                 "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}}]}));
         assert!(violations(Level::Restricted, &p).is_empty());
+    }
+
+    #[test]
+    fn only_image_seccomp_and_container_count_changes_are_significant() {
+        let old = json!({"metadata": {"labels": {"a": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}});
+        let mut relabeled = old.clone();
+        relabeled["metadata"]["labels"]["a"] = json!("2");
+        relabeled["spec"]["activeDeadlineSeconds"] = json!(5);
+        assert!(!significant_update(&relabeled, &old));
+        let mut image = old.clone();
+        image["spec"]["containers"][0]["image"] = json!("busybox:1.36");
+        assert!(significant_update(&image, &old));
+        let mut seccomp = old.clone();
+        seccomp["metadata"]["annotations"] =
+            json!({"container.seccomp.security.alpha.kubernetes.io/c": "unconfined"});
+        assert!(significant_update(&seccomp, &old));
+        let mut pod_seccomp = old.clone();
+        pod_seccomp["metadata"]["annotations"] =
+            json!({"seccomp.security.alpha.kubernetes.io/pod": "unconfined"});
+        assert!(significant_update(&pod_seccomp, &old));
+        let mut debug = old.clone();
+        debug["spec"]["ephemeralContainers"] = json!([{"name": "d", "image": "busybox:1.35"}]);
+        assert!(significant_update(&debug, &old));
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //! the path as upstream: `stats`, `metrics`, `log`, else `proxy`), and a refusal is a 403
 //! `Forbidden (user=..., verb=..., resource=nodes, subresource=...)`. Both answers are cached
 //! (token reviews 2 minutes; access decisions 5 minutes when allowed, 30 seconds when not).
+//!
+//! Client certificates are taken at the TLS handshake whatever CA issued them
+//! ([`AcceptAnyClientCert`] still checks the handshake signature, so the caller holds the key)
+//! and the chain is checked against `--client-ca-file` afterwards ([`ClientCa::verify`]): a
+//! certificate from another CA, an expired one or a broken chain is an unauthenticated caller
+//! and gets a 401, not a failed handshake.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -14,12 +20,14 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+pub use component_base::clientauth::{AcceptAnyClientCert, ClientCa};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use kube::api::PostParams;
 use kube::{Api, Client};
+use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// How long a token review answer is kept (upstream `--authentication-token-webhook-cache-ttl`).
@@ -53,6 +61,32 @@ pub struct Identity {
     pub uid: String,
     /// Extra attributes.
     pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// What the client certificate of a connection establishes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertificateCheck {
+    /// A chain was presented and verified against the client CA.
+    pub verified: bool,
+    /// The subject of the verified leaf (None without a common name).
+    pub identity: Option<Identity>,
+}
+
+/// Checks the chain a caller presented (None or empty: no certificate) against `ca`.
+pub fn check_certificate(ca: &ClientCa, chain: Option<&[CertificateDer<'_>]>) -> CertificateCheck {
+    let Some(chain) = chain.filter(|c| !c.is_empty()) else {
+        return CertificateCheck::default();
+    };
+    if let Err(error) = ca.verify(chain) {
+        tracing::debug!(%error, "kubelet API client certificate refused");
+        return CertificateCheck::default();
+    }
+    CertificateCheck {
+        verified: true,
+        identity: chain
+            .first()
+            .and_then(|leaf| identity_from_cert(leaf.as_ref())),
+    }
 }
 
 /// The subject of a (verified) client certificate: CN = user, O = groups.

@@ -22,7 +22,6 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -88,8 +87,33 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ServerError> 
     Ok(certs)
 }
 
+/// The client CA of `--client-ca-file`, if given.
+pub fn client_ca(files: &TlsFiles) -> Result<Option<auth::ClientCa>, ServerError> {
+    let Some(ca) = &files.client_ca else {
+        return Ok(None);
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| ServerError::ClientCa(e.to_string()))?;
+    }
+    auth::ClientCa::new(roots)
+        .map(Some)
+        .map_err(|e| ServerError::ClientCa(e.to_string()))
+}
+
 /// Builds the rustls server configuration.
 pub fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServerError> {
+    tls_config_with(files, client_ca(files)?)
+}
+
+/// Builds the rustls server configuration; with a client CA, client certificates are asked for
+/// and taken at the handshake, their chains checked per connection ([`auth::check_certificate`]).
+fn tls_config_with(
+    files: &TlsFiles,
+    client_ca: Option<auth::ClientCa>,
+) -> Result<rustls::ServerConfig, ServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let (certs, key) = match (&files.cert, &files.key) {
         (Some(cert), Some(key)) => {
@@ -107,22 +131,10 @@ pub fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServerError>
             (vec![generated.cert.der().clone()], key)
         }
     };
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?;
-    let builder = match &files.client_ca {
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for cert in read_certs(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| ServerError::ClientCa(e.to_string()))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| ServerError::ClientCa(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(Arc::new(auth::AcceptAnyClientCert::new(ca))),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(certs, key)?;
@@ -149,8 +161,8 @@ pub async fn serve_with_auth(
     state: ServerState,
     auth: Option<Arc<auth::KubeletAuth>>,
 ) -> Result<SocketAddr, ServerError> {
-    let config = tls_config(files)?;
-    let require_certs = files.client_ca.is_some();
+    let client_ca = client_ca(files)?;
+    let config = tls_config_with(files, client_ca.clone())?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
@@ -171,6 +183,7 @@ pub async fn serve_with_auth(
             let acceptor = acceptor.clone();
             let app = app.clone();
             let auth = auth.clone();
+            let client_ca = client_ca.clone();
             tokio::spawn(async move {
                 let tls = match acceptor.accept(tcp).await {
                     Ok(tls) => tls,
@@ -179,19 +192,16 @@ pub async fn serve_with_auth(
                         return;
                     }
                 };
-                let has_cert = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .is_some_and(|certs| !certs.is_empty());
-                let certificate = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|certs| certs.first())
-                    .and_then(|cert| auth::identity_from_cert(cert.as_ref()));
+                let (authenticated, certificate) = match &client_ca {
+                    Some(ca) => {
+                        let check =
+                            auth::check_certificate(ca, tls.get_ref().1.peer_certificates());
+                        (check.verified, check.identity)
+                    }
+                    None => (true, None),
+                };
                 let peer = Peer {
-                    authenticated: has_cert || !require_certs,
+                    authenticated,
                     certificate,
                     auth,
                 };
