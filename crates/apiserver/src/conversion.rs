@@ -1,6 +1,9 @@
 //! Conversion between API versions that share storage: `events.k8s.io/v1` Events are stored as
 //! `v1` Events (as upstream does), so events recorded by either client show up in both
-//! `kubectl get events` and `kubectl describe`.
+//! `kubectl get events` and `kubectl describe`; HorizontalPodAutoscalers are stored as
+//! `autoscaling/v2` and served also as `autoscaling/v1` (see [`hpa`]).
+
+mod hpa;
 
 use api_types::registry::Resource;
 use serde_json::{json, Map, Value};
@@ -84,10 +87,48 @@ fn event_from_core(e: &Map<String, Value>) -> Value {
     Value::Object(out)
 }
 
+/// Whether objects of `resource` may be served in another form than the stored one (so the
+/// stored JSON cannot be answered as is): `events.k8s.io` Events and HorizontalPodAutoscalers
+/// (v1 always; v2 too, since servers before this conversion stored v1 objects as they came).
+pub fn stored_form_differs(resource: &Resource) -> bool {
+    is_new_event(resource) || hpa::is_hpa(resource)
+}
+
+/// Whether two objects of `resource` that differ in their served form are the same once
+/// stored (ignoring resourceVersion and managedFields), so that writing one over the other
+/// changes nothing; upstream compares the encoded stored bytes the same way. For example a v1
+/// HPA whose conversion annotation is spelled with other key order or spacing.
+pub fn same_when_stored(resource: &Resource, a: &Value, b: &Value) -> bool {
+    if !stored_form_differs(resource) {
+        return false;
+    }
+    let stored = |v: &Value| {
+        let mut v = to_storage(resource, v.clone());
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        v
+    };
+    stored(a) == stored(b)
+}
+
+/// `object` as it reads back once stored: for HorizontalPodAutoscalers the round trip through
+/// the stored v2 form (so write answers show what a read will, e.g. v1's zero replica
+/// counts); other objects as they are.
+pub fn normalized(resource: &Resource, object: Value) -> Value {
+    if hpa::is_hpa(resource) {
+        from_storage(resource, to_storage(resource, object))
+    } else {
+        object
+    }
+}
+
 /// The stored form of an object of `resource`.
 pub fn to_storage(resource: &Resource, object: Value) -> Value {
     match object {
         Value::Object(m) if is_new_event(resource) => event_to_core(&m),
+        Value::Object(m) if hpa::is_hpa(resource) => hpa::to_storage(resource, m),
         other => other,
     }
 }
@@ -96,6 +137,7 @@ pub fn to_storage(resource: &Resource, object: Value) -> Value {
 pub fn from_storage(resource: &Resource, object: Value) -> Value {
     match object {
         Value::Object(m) if is_new_event(resource) => event_from_core(&m),
+        Value::Object(m) if hpa::is_hpa(resource) => hpa::from_storage(resource, m),
         other => other,
     }
 }

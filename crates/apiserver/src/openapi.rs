@@ -11,7 +11,8 @@
 //! schema file has no descriptions, so the schemas have none. Every PATCH operation declares
 //! the `fieldValidation` parameter, so kubectl leaves validation to the server. Documents are
 //! built once, served as JSON with an `ETag` (304 on `If-None-Match`), and the v3 index links
-//! them with `?hash=`.
+//! them with `?hash=`. `/openapi/v2` is also served as gnostic protobuf (`v2_proto`) to
+//! clients whose `Accept` asks for it, as kubectl does.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -25,6 +26,20 @@ use serde_json::{json, Map, Value};
 use crate::patch::{apply::map_keys, strategic};
 use crate::protobuf::{is_special, message_fields, message_for, FieldShape};
 use crate::status::ApiError;
+
+mod v2_proto;
+mod v3_paths;
+
+/// The media type (subtype of `application/`) kubectl asks `/openapi/v2` for, and the
+/// newer spelling; both are answered with [`V2_PROTOBUF_CONTENT_TYPE`].
+const V2_PROTOBUF_SUBTYPES: [&str; 2] = [
+    "com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    "com.github.proto-openapi.spec.v2.v1.0+protobuf",
+];
+
+/// The Content-Type of the protobuf `/openapi/v2` document, as upstream.
+pub const V2_PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// Which OpenAPI version a schema is written for (they differ in where references point).
 #[derive(Clone, Copy, PartialEq)]
@@ -235,11 +250,13 @@ pub fn group_version(path: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let schemas: Map<String, Value> = schemas(&resources, Flavor::V3).into_iter().collect();
+    let mut schemas: Map<String, Value> = schemas(&resources, Flavor::V3).into_iter().collect();
+    let mut all_paths = paths(&resources, Flavor::V3);
+    v3_paths::complete(&resources, &mut all_paths, &mut schemas);
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": crate::discovery::GIT_VERSION},
-        "paths": paths(&resources, Flavor::V3),
+        "paths": all_paths,
         "components": {"schemas": schemas},
     }))
 }
@@ -279,9 +296,12 @@ struct Documents {
     index: Document,
     group_versions: HashMap<String, Document>,
     v2: Document,
+    /// The v2 document as gnostic protobuf (served with the JSON document's ETag).
+    v2_proto: Vec<u8>,
 }
 
 static DOCUMENTS: LazyLock<Documents> = LazyLock::new(|| {
+    let v2_doc = v2();
     let mut group_versions = HashMap::new();
     let mut index = Map::new();
     for g in registry::groups() {
@@ -301,7 +321,8 @@ static DOCUMENTS: LazyLock<Documents> = LazyLock::new(|| {
     Documents {
         index: Document::new(&json!({ "paths": index })),
         group_versions,
-        v2: Document::new(&v2()),
+        v2: Document::new(&v2_doc),
+        v2_proto: v2_proto::document(&v2_doc),
     }
 });
 
@@ -310,12 +331,70 @@ pub fn index() -> Value {
     serde_json::from_slice(&DOCUMENTS.index.bytes).unwrap_or(Value::Null)
 }
 
-/// Serves `/openapi/v2`, `/openapi/v3` and the group-version documents (404 otherwise).
+/// The format of `/openapi/v2` an `Accept` header asks for.
+#[derive(Debug, PartialEq)]
+enum V2Format {
+    Json,
+    Protobuf,
+}
+
+/// Picks the `/openapi/v2` format from `Accept` as upstream: the clauses in order of
+/// preference (`q`, then specificity), the first that names JSON or the protobuf type (or a
+/// wildcard, which means JSON); `None` (406) when none does.
+fn v2_format(headers: &HeaderMap) -> Option<V2Format> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or("*/*");
+    let mut clauses: Vec<(f32, u8, &str, &str)> = Vec::new();
+    for clause in accept.split(',') {
+        let mut parts = clause.split(';');
+        let media = parts.next().unwrap_or_default().trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let (kind, sub) = media.split_once('/').unwrap_or((media, "*"));
+        let specificity = u8::from(kind != "*") + u8::from(sub != "*");
+        if q > 0.0 {
+            clauses.push((q, specificity, kind, sub));
+        }
+    }
+    clauses.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+    clauses.iter().find_map(|(_, _, kind, sub)| {
+        if *kind != "application" && *kind != "*" {
+            return None;
+        }
+        if *sub == "json" || *sub == "*" {
+            Some(V2Format::Json)
+        } else if V2_PROTOBUF_SUBTYPES.contains(sub) {
+            Some(V2Format::Protobuf)
+        } else {
+            None
+        }
+    })
+}
+
+/// Serves `/openapi/v2` (JSON or gnostic protobuf by `Accept`, 406 for anything else),
+/// `/openapi/v3` and the group-version documents (404 otherwise).
 pub fn response(path: &str, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
     let path = path.trim_end_matches('/');
     let docs = &*DOCUMENTS;
+    let mut content_type = "application/json";
+    let mut body = None;
     let doc = match path {
-        "/openapi/v2" => &docs.v2,
+        "/openapi/v2" => {
+            match v2_format(headers) {
+                Some(V2Format::Json) => {}
+                Some(V2Format::Protobuf) => {
+                    content_type = V2_PROTOBUF_CONTENT_TYPE;
+                    body = Some(&docs.v2_proto);
+                }
+                None => return not_acceptable(),
+            }
+            &docs.v2
+        }
         "/openapi/v3" => &docs.index,
         other => docs
             .group_versions
@@ -329,16 +408,26 @@ pub fn response(path: &str, headers: &HeaderMap) -> Result<Response<Body>, ApiEr
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
     let builder = Response::builder()
         .header(header::ETAG, &etag)
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, content_type)
         .header(header::VARY, "Accept");
     let response = if matches {
         builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
     } else {
         builder
             .status(StatusCode::OK)
-            .body(Body::from(doc.bytes.clone()))
+            .body(Body::from(body.unwrap_or(&doc.bytes).clone()))
     };
     response.map_err(ApiError::internal)
+}
+
+/// The bare 406 upstream's OpenAPI handler answers for an `Accept` it cannot serve (client-go
+/// then falls back to the legacy swagger path).
+fn not_acceptable() -> Result<Response<Body>, ApiError> {
+    Response::builder()
+        .status(StatusCode::NOT_ACCEPTABLE)
+        .header(header::VARY, "Accept")
+        .body(Body::empty())
+        .map_err(ApiError::internal)
 }
 
 #[cfg(test)]
@@ -414,6 +503,34 @@ mod tests {
             defs["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"]["$ref"],
             "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
         );
+    }
+
+    #[test]
+    fn v2_format_follows_accept_preferences() {
+        let accept = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, v.parse().expect("header"));
+            v2_format(&h)
+        };
+        assert_eq!(v2_format(&HeaderMap::new()), Some(V2Format::Json));
+        assert_eq!(accept("application/json"), Some(V2Format::Json));
+        assert_eq!(accept("*/*"), Some(V2Format::Json));
+        assert_eq!(
+            accept("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+            Some(V2Format::Protobuf)
+        );
+        assert_eq!(
+            accept(
+                "application/json;q=0.9,application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+            ),
+            Some(V2Format::Protobuf)
+        );
+        assert_eq!(
+            accept("*/*;q=0.5, application/com.github.proto-openapi.spec.v2@v1.0+protobuf;q=0.1"),
+            Some(V2Format::Json)
+        );
+        assert_eq!(accept("text/html"), None);
+        assert_eq!(accept("application/json;q=0"), None);
     }
 
     #[test]

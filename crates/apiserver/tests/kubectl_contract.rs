@@ -4,7 +4,8 @@
 //! in every output format with label and field selectors, describe, client-side apply of a
 //! two-container template, server-side apply with managedFields, a field-manager conflict and
 //! `--force-conflicts`, edit through an EDITOR script, label, annotate, patch of every type,
-//! scale, delete with each cascade, explain, api-resources, and `--dry-run=server`. Skipped with
+//! scale, delete with each cascade, `get -w` streaming changes, the pod table columns (and
+//! `-o wide`), explain, api-resources, and `--dry-run=server`. Skipped with
 //! a note when kubectl is not installed.
 
 use std::net::TcpListener;
@@ -489,6 +490,108 @@ async fn delete_cascades(server: &TestServer) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `kubectl get -w --output-watch-events` prints each change as it happens: every step waits
+/// for the line of the previous one, so the order is certain.
+async fn watch_streams_changes(server: &TestServer) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let mut watch = tokio::process::Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .args([
+            "get",
+            "cm",
+            "-l",
+            "watched=yes",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            r#"jsonpath={.type} {.object.metadata.name} {.object.data.k}{"\n"}"#,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = watch
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut next_line = async || -> anyhow::Result<String> {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("kubectl get -w ended"))?;
+        Ok(line)
+    };
+    let file = server.dir().join("watched.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\n  labels: {watched: \"yes\"}\ndata: {k: first}\n",
+    )?;
+    let path = file.to_string_lossy().into_owned();
+    ok(server, &["create", "-f", &path]).await?;
+    assert_eq!(next_line().await?, "ADDED watched first");
+    ok(
+        server,
+        &[
+            "patch",
+            "cm",
+            "watched",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"k":"second"}}"#,
+        ],
+    )
+    .await?;
+    assert_eq!(next_line().await?, "MODIFIED watched second");
+    ok(server, &["delete", "cm", "watched"]).await?;
+    assert_eq!(next_line().await?, "DELETED watched second");
+    watch.kill().await?;
+    Ok(())
+}
+
+/// Pods print the upstream columns; `-o wide` adds IP and NODE.
+async fn pod_columns(server: &TestServer) -> anyhow::Result<()> {
+    ok(
+        server,
+        &["run", "solo", "--image=busybox:1.35", "--restart=Never"],
+    )
+    .await?;
+    let table = ok(server, &["get", "pods"]).await?;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("solo ") && l.contains("0/1")),
+        "{table}"
+    );
+    let wide = ok(server, &["get", "pods", "-o", "wide"]).await?;
+    let header = wide.lines().next().unwrap_or_default();
+    for column in ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"] {
+        assert!(
+            header.split_whitespace().any(|c| c == column),
+            "{column} missing: {wide}"
+        );
+    }
+    ok(
+        server,
+        &["delete", "pod", "solo", "--grace-period=0", "--force"],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn discovery_and_explain(server: &TestServer) -> anyhow::Result<()> {
     let resources = ok(server, &["api-resources"]).await?;
     assert!(resources.contains("deployments"), "{resources}");
@@ -507,6 +610,8 @@ async fn contract(server: &TestServer) -> anyhow::Result<()> {
     server_side_apply(server).await?;
     edit_label_annotate_patch_scale(server).await?;
     delete_cascades(server).await?;
+    watch_streams_changes(server).await?;
+    pod_columns(server).await?;
     discovery_and_explain(server).await?;
     Ok(())
 }

@@ -10,13 +10,18 @@ use super::{object_response, parse_object, Ctx};
 use crate::admission;
 use crate::objects;
 use crate::status::ApiError;
+use crate::storage::cache::CachedObject;
 
 /// Checks that `namespace` exists and is not terminating.
 pub async fn check_namespace(ctx: &Ctx, namespace: &str, name: &str) -> Result<(), ApiError> {
     let resource = ctx.resource();
     let ns_resource = api_types::registry::find("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not registered"))?;
-    let ns = admission::lister::get(&ctx.state, &objects::key(ns_resource, None, namespace))
+    let ns_key = objects::key(ns_resource, None, namespace);
+    if active_in_cache(ctx, ns_resource, &ns_key) {
+        return Ok(());
+    }
+    let ns = admission::lister::get(&ctx.state, &ns_key)
         .await
         .map_err(|e| ctx.storage_error(e, namespace))?;
     let Some(ns) = ns else {
@@ -31,6 +36,26 @@ pub async fn check_namespace(ctx: &Ctx, namespace: &str, name: &str) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// Whether the watch cache already holds the namespace at `key`, not terminating. As upstream's
+/// namespace lifecycle admission reads its informer first, this needs no wait for the cache to
+/// catch up: a namespace that exists stays usable until it is deleted, and one the cache does
+/// not show (yet), or shows terminating, is looked up again through [`admission::lister`].
+fn active_in_cache(ctx: &Ctx, ns_resource: &api_types::registry::Resource, key: &str) -> bool {
+    let prefix = format!("{}/", ns_resource.storage_prefix());
+    let Some(cache) = ctx
+        .state
+        .watch_cache
+        .as_ref()
+        .and_then(|c| c.cache(&prefix))
+    else {
+        return false;
+    };
+    cache
+        .get(key)
+        .0
+        .is_some_and(|ns| !objects::is_deleting(&ns.value()))
 }
 
 /// Checks `kind`/`apiVersion` of a body against the resource.
@@ -138,7 +163,8 @@ pub fn new_name(
 pub async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let object = parse_object(body)?;
     let warnings = super::update::field_warnings(ctx, &object);
-    let response = create_object(ctx, object, true).await?;
+    let response =
+        admission::lister::with_snapshot(&ctx.state, create_object(ctx, object, true)).await?;
     Ok(super::update::with_warnings(response, &warnings))
 }
 
@@ -231,12 +257,28 @@ pub async fn create_object(
         }
     }
     admission::allocate(&ctx.state, resource, &mut object, None).await?;
+    let mut object = crate::conversion::normalized(resource, object);
     let value = objects::encode_as(resource, &object)?;
+    // The answer is the stored bytes with the new resourceVersion spliced in, when the client
+    // wants the object as stored (no second serialization of the tree).
+    let plain = !ctx.output.table && !ctx.output.metadata_only;
+    let stored = plain.then(|| value.clone());
     match ctx.state.storage.create(&key, value).await {
         Ok(revision) => {
-            objects::set_resource_version(&mut object, revision);
             tracing::debug!(resource = resource.plural, %key, revision, "created");
-            let mut response = object_response(ctx, StatusCode::CREATED, object);
+            let served = stored.and_then(|stored| {
+                let object = CachedObject::from_stored(key, &stored, revision, None).ok()?;
+                object
+                    .has_type_meta(&resource.api_version(), resource.kind)
+                    .then(|| object.stored_json().clone())
+            });
+            let mut response = match served {
+                Some(body) => super::read::raw_json_response(StatusCode::CREATED, body),
+                None => {
+                    objects::set_resource_version(&mut object, revision);
+                    object_response(ctx, StatusCode::CREATED, object)
+                }
+            };
             admission::plugins::add_warnings(&mut response, &warnings);
             Ok(response)
         }

@@ -383,9 +383,12 @@ where
             Some(&mut new),
         )
         .await?;
+        let mut new = crate::conversion::normalized(resource, new);
         // A no-op update is skipped, unless the stored value is under an older encryption
         // key: rewriting it is how keys are rotated.
-        if same_ignoring_version(&current, &new) && !ctx.state.needs_reencryption(&key).await {
+        let unchanged = same_ignoring_version(&current, &new)
+            || crate::conversion::same_when_stored(resource, &current, &new);
+        if unchanged && !ctx.state.needs_reencryption(&key).await {
             return Ok(Updated {
                 object: current,
                 deleted: false,

@@ -1,7 +1,8 @@
 """The Python `kubernetes` client against the in-process apiserver (run by python_client.rs).
 
-Usage: client_test.py KUBECONFIG WORKDIR. Exercises CRUD on several kinds, a watch that sees
-ADDED/MODIFIED/DELETED, `utils.create_from_yaml` and the error a missing object gets; prints
+Usage: client_test.py KUBECONFIG WORKDIR. Exercises CRUD on several kinds (an HPA through both
+autoscaling versions), a watch that sees ADDED/MODIFIED/DELETED, `utils.create_from_yaml` and
+the error a missing object gets; prints
 "OK" at the end. Any failure raises (non-zero exit).
 """
 
@@ -76,6 +77,32 @@ for event in w.stream(core.list_namespaced_config_map, ns, resource_version=rv,
     if event["type"] == "DELETED":
         w.stop()
 assert seen == ["ADDED", "MODIFIED", "DELETED"], seen
+
+# HorizontalPodAutoscaler: created through autoscaling/v2, read and listed through v1 (one
+# object stored once), replaced through v1 without losing the v2 memory metric.
+v1hpa = client.AutoscalingV1Api(api)
+v2hpa = client.AutoscalingV2Api(api)
+v2hpa.create_namespaced_horizontal_pod_autoscaler(ns, {
+    "metadata": {"name": "h"},
+    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d1"},
+             "minReplicas": 1, "maxReplicas": 4,
+             "metrics": [
+                 {"type": "Resource", "resource": {"name": "cpu", "target": {
+                     "type": "Utilization", "averageUtilization": 55}}},
+                 {"type": "Resource", "resource": {"name": "memory", "target": {
+                     "type": "AverageValue", "averageValue": "100Mi"}}}]}})
+h1 = v1hpa.read_namespaced_horizontal_pod_autoscaler("h", ns)
+assert h1.spec.target_cpu_utilization_percentage == 55, h1.spec
+assert h1.status.current_replicas == 0 and h1.status.desired_replicas == 0, h1.status
+assert [h.metadata.name for h in
+        v1hpa.list_namespaced_horizontal_pod_autoscaler(ns).items] == ["h"]
+h1.spec.max_replicas = 6
+v1hpa.replace_namespaced_horizontal_pod_autoscaler("h", ns, h1)
+h2 = v2hpa.read_namespaced_horizontal_pod_autoscaler("h", ns)
+assert h2.spec.max_replicas == 6, h2.spec
+assert sorted(m.resource.name for m in h2.spec.metrics) == ["cpu", "memory"], h2.spec.metrics
+assert h2.metadata.uid == h1.metadata.uid
+v2hpa.delete_namespaced_horizontal_pod_autoscaler("h", ns)
 
 # utils.create_from_yaml with a multi-document file.
 path = os.path.join(workdir, "objects.yaml")
