@@ -44,14 +44,52 @@ pub fn encode_as(resource: &Resource, object: &Value) -> Result<Vec<u8>, ApiErro
     encode(&crate::conversion::to_storage(resource, object.clone()))
 }
 
-/// Encodes an object for storage (without `resourceVersion`).
+/// Encodes an object for storage (without `resourceVersion` and `selfLink`), serializing it
+/// in place rather than from an edited copy.
 pub fn encode(object: &Value) -> Result<Vec<u8>, ApiError> {
-    let mut o = object.clone();
-    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("selfLink");
+    serde_json::to_vec(&Stored(object)).map_err(ApiError::internal)
+}
+
+/// What metadata fields are never stored.
+fn unstored(key: &str) -> bool {
+    matches!(key, "resourceVersion" | "selfLink")
+}
+
+/// An object serialized as stored: its metadata without [`unstored`] fields.
+struct Stored<'a>(&'a Value);
+
+impl serde::Serialize for Stored<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(object) = self.0 else {
+            return self.0.serialize(serializer);
+        };
+        let mut map = serializer.serialize_map(Some(object.len()))?;
+        for (key, value) in object {
+            match value {
+                Value::Object(meta) if key == "metadata" => {
+                    map.serialize_entry(key, &StoredMeta(meta))?;
+                }
+                _ => map.serialize_entry(key, value)?,
+            }
+        }
+        map.end()
     }
-    serde_json::to_vec(&o).map_err(ApiError::internal)
+}
+
+/// Metadata without [`unstored`] fields.
+struct StoredMeta<'a>(&'a Map<String, Value>);
+
+impl serde::Serialize for StoredMeta<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let kept = self.0.keys().filter(|k| !unstored(k)).count();
+        let mut map = serializer.serialize_map(Some(kept))?;
+        for (key, value) in self.0.iter().filter(|(k, _)| !unstored(k)) {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 /// Sets `metadata.resourceVersion`.
@@ -289,6 +327,26 @@ mod tests {
         let n = generate_name("web-");
         assert_eq!(n.len(), 9);
         assert!(n.starts_with("web-"));
+    }
+
+    #[test]
+    fn encoding_drops_the_resource_version_and_self_link_only() {
+        let object = json!({
+            "kind": "Pod",
+            "metadata": {"name": "p", "resourceVersion": "3", "selfLink": "/x", "uid": "u"},
+            "spec": {"metadata": {"resourceVersion": "kept"}},
+        });
+        let stored: Value =
+            serde_json::from_slice(&encode(&object).expect("encode")).expect("json");
+        assert_eq!(
+            stored,
+            json!({
+                "kind": "Pod",
+                "metadata": {"name": "p", "uid": "u"},
+                "spec": {"metadata": {"resourceVersion": "kept"}},
+            })
+        );
+        assert_eq!(encode(&json!([1])).expect("encode"), b"[1]".to_vec());
     }
 
     #[test]

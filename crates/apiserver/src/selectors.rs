@@ -187,6 +187,11 @@ impl FieldSelector {
     pub fn is_empty(&self) -> bool {
         self.terms.is_empty()
     }
+
+    /// The dotted field paths the selector reads.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.terms.iter().map(|(k, _, _)| k.as_str())
+    }
 }
 
 /// The string value of a dotted field path (`spec.nodeName`), `""` when absent.

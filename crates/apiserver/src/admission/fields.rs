@@ -7,7 +7,7 @@
 use api_types::registry::Resource;
 use serde_json::Value;
 
-use crate::protobuf::{is_special, message_fields, message_for, FieldShape};
+use crate::protobuf::{is_special, message_fields_ref, message_for, FieldShape};
 use crate::status::ApiError;
 
 /// What a walk found.
@@ -32,7 +32,7 @@ fn walk(message: &str, value: &Value, path: &str, top: bool, found: &mut Finding
     if is_special(message) {
         return;
     }
-    let (Some(fields), Some(object)) = (message_fields(message), value.as_object()) else {
+    let (Some(fields), Some(object)) = (message_fields_ref(message), value.as_object()) else {
         return;
     };
     for (key, child) in object {

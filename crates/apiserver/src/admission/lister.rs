@@ -26,6 +26,19 @@ pub struct Listed {
     pub value: Value,
 }
 
+tokio::task_local! {
+    /// The writes of this apiserver that reads in [`with_snapshot`] must see.
+    static SEEN: Revision;
+}
+
+/// Runs `f` with its reads waiting only for the writes this apiserver completed before now
+/// (what read-your-writes needs: the writes answered before the request came), not for the
+/// writes of concurrent requests, which under load would make every read wait for the cache.
+pub async fn with_snapshot<F: std::future::Future>(state: &ApiState, f: F) -> F::Output {
+    SEEN.scope(state.written_revision.load(Ordering::Acquire), f)
+        .await
+}
+
 /// The watch cache of the resource `key` (or a list prefix) belongs to, once it holds every
 /// write this apiserver made.
 async fn caught_up_cache(
@@ -34,7 +47,9 @@ async fn caught_up_cache(
 ) -> Option<std::sync::Arc<crate::storage::cache::PrefixCache>> {
     let watch_cache = state.watch_cache.as_ref()?;
     let cache = watch_cache.cache(&cache_prefix(key)?)?.clone();
-    let written = state.written_revision.load(Ordering::Acquire);
+    let written = SEEN
+        .try_with(|seen| *seen)
+        .unwrap_or_else(|_| state.written_revision.load(Ordering::Acquire));
     match watch_cache.wait_for(written).await {
         Ok(()) => Some(cache),
         Err(e) => {
@@ -60,7 +75,7 @@ pub async fn list(state: &ApiState, prefix: &str) -> Result<Vec<Listed>, Storage
             .map(|o| Listed {
                 key: o.key.clone(),
                 revision: o.revision,
-                value: o.value.clone(),
+                value: o.value(),
             })
             .collect());
     }
@@ -89,7 +104,7 @@ pub async fn live_list(state: &ApiState, prefix: &str) -> Result<Vec<Listed>, St
 pub async fn get(state: &ApiState, key: &str) -> Result<Option<Value>, StorageError> {
     if let Some(cache) = caught_up_cache(state, key).await {
         if let (Some(object), _) = cache.get(key) {
-            return Ok(Some(object.value.clone()));
+            return Ok(Some(object.value()));
         }
     }
     match state.storage.get(key).await? {

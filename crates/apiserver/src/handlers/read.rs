@@ -40,9 +40,78 @@ pub async fn load(ctx: &Ctx, name: &str) -> Result<(Value, KeyValue), ApiError> 
 }
 
 /// GET one object (also `/status`).
+///
+/// With a `resourceVersion` ("0": any version; N: not older than N) the object is served from
+/// the watch cache as upstream's cacher does; without one it is read from storage. Either way
+/// the stored JSON is answered as is (resourceVersion and type meta spliced in) unless the
+/// client asked for a table, metadata only, or the resource is stored in another form.
 pub async fn get(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
-    let (object, _) = load(ctx, ctx.name()?).await?;
+    let resource = ctx.resource();
+    let name = ctx.name()?;
+    let key = objects::key(resource, ctx.path.namespace.as_deref(), name);
+    let plain = !ctx.output.table && !ctx.output.metadata_only && !stored_form_differs(resource);
+    if let Some(object) = get_from_cache(ctx, &key).await? {
+        let object =
+            object.ok_or_else(|| ApiError::not_found(resource.plural, resource.group, name))?;
+        if plain {
+            return Ok(raw_json_response(
+                StatusCode::OK,
+                cached_json(resource, &object),
+            ));
+        }
+        return Ok(object_response(
+            ctx,
+            StatusCode::OK,
+            cached_value(resource, &object),
+        ));
+    }
+    if plain {
+        let kv = ctx
+            .state
+            .storage
+            .get(&key)
+            .await
+            .map_err(|e| ctx.storage_error(e, name))?
+            .ok_or_else(|| ApiError::not_found(resource.plural, resource.group, name))?;
+        let object = CachedObject::from_stored(kv.key, &kv.value, kv.mod_revision, None)
+            .map_err(ApiError::internal)?;
+        return Ok(raw_json_response(
+            StatusCode::OK,
+            cached_json(resource, &object),
+        ));
+    }
+    let (object, _) = load(ctx, name).await?;
     Ok(object_response(ctx, StatusCode::OK, object))
+}
+
+/// The object at `key` from the watch cache (`Some(None)`: not there), or None when the GET
+/// must read storage (no resourceVersion, or no cache).
+async fn get_from_cache(
+    ctx: &Ctx,
+    key: &str,
+) -> Result<Option<Option<Arc<CachedObject>>>, ApiError> {
+    let Some(rv) = ctx.query.get("resourceVersion").filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let (Some(cache), Some(watch_cache)) = (cache_of(ctx), ctx.state.watch_cache.as_ref()) else {
+        return Ok(None);
+    };
+    if rv != "0" {
+        let revision: Revision = rv
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
+        watch_cache.wait_for(revision).await.map_err(cache_error)?;
+    }
+    Ok(Some(cache.get(key).0))
+}
+
+/// A 200/201 answer whose body is JSON bytes made elsewhere.
+pub fn raw_json_response(code: StatusCode, body: bytes::Bytes) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
 /// A continue token: the revision the first page was read at and the last key returned.
@@ -174,29 +243,42 @@ pub fn cache_of(ctx: &Ctx) -> Option<Arc<PrefixCache>> {
 /// Whether objects of `resource` are stored in another form than they are served in (the
 /// `events.k8s.io` Events of [`crate::conversion`]); selectors then apply to the served form.
 pub fn stored_form_differs(resource: &Resource) -> bool {
-    resource.group == "events.k8s.io"
+    resource.group == "events.k8s.io" || crate::conversion::stored_form_differs(resource)
 }
 
-/// Whether a cached object matches `selectors` in `resource`'s form.
+/// Whether a cached object matches `selectors` in `resource`'s form. Only the labels and the
+/// selected fields are decoded.
 pub fn cached_matches(resource: &Resource, selectors: &Selectors, object: &CachedObject) -> bool {
     if selectors.is_empty() {
         return true;
     }
     if stored_form_differs(resource) {
-        selectors.matches(&crate::conversion::from_storage(
-            resource,
-            object.value.clone(),
-        ))
+        selectors.matches(&crate::conversion::from_storage(resource, object.value()))
     } else {
-        selectors.matches(&object.value)
+        selectors.matches(&object.selectable(selectors.fields.paths()))
     }
 }
 
 /// A cached object in `resource`'s form, with type meta.
 pub fn cached_value(resource: &Resource, object: &CachedObject) -> Value {
-    let mut value = crate::conversion::from_storage(resource, object.value.clone());
+    let mut value = crate::conversion::from_storage(resource, object.value());
     objects::set_type_meta(&mut value, resource);
     value
+}
+
+/// A cached object's JSON in `resource`'s form: the cached bytes themselves when they are
+/// stored in that form with that type meta, else converted through the tree.
+pub fn cached_json(resource: &Resource, object: &CachedObject) -> bytes::Bytes {
+    cached_json_in(resource, &resource.api_version(), object)
+}
+
+/// [`cached_json`] with `resource`'s API version given.
+fn cached_json_in(resource: &Resource, api_version: &str, object: &CachedObject) -> bytes::Bytes {
+    if !stored_form_differs(resource) && object.has_type_meta(api_version, resource.kind) {
+        return object.stored_json().clone();
+    }
+    let value = cached_value(resource, object);
+    bytes::Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
 }
 
 /// The API error for a cache that cannot answer.
@@ -223,38 +305,68 @@ struct CachedPage {
     continue_token: Option<String>,
 }
 
-/// The items of a cached page, serialized straight from the cache (no copy of objects that
-/// already carry their type meta).
-struct CachedItems<'a> {
+/// How many bytes of a list body are written per chunk of the response stream.
+const LIST_CHUNK: usize = 256 * 1024;
+
+/// The body of a plain JSON list from the cache, made chunk by chunk as the response is sent:
+/// the cached bytes of each object are copied as they are (no decoding), so a large list never
+/// exists as a tree, nor as one buffer.
+struct CachedListBody {
     resource: &'static Resource,
     api_version: String,
-    objects: &'a [Arc<CachedObject>],
+    header: Option<Vec<u8>>,
+    objects: std::vec::IntoIter<Arc<CachedObject>>,
+    first: bool,
+    done: bool,
 }
 
-impl serde::Serialize for CachedItems<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let as_is = !stored_form_differs(self.resource);
-        let mut seq = serializer.serialize_seq(Some(self.objects.len()))?;
-        for object in self.objects {
-            if as_is && object.has_type_meta(&self.api_version, self.resource.kind) {
-                seq.serialize_element(&object.value)?;
-            } else {
-                seq.serialize_element(&cached_value(self.resource, object))?;
-            }
+impl CachedListBody {
+    fn new(resource: &'static Resource, metadata: &Value, objects: Vec<Arc<CachedObject>>) -> Self {
+        let api_version = resource.api_version();
+        let mut header = Vec::with_capacity(128);
+        header.extend_from_slice(b"{\"kind\":");
+        header.extend_from_slice(&serde_json::to_vec(&resource.list_kind()).unwrap_or_default());
+        header.extend_from_slice(b",\"apiVersion\":");
+        header.extend_from_slice(&serde_json::to_vec(&api_version).unwrap_or_default());
+        header.extend_from_slice(b",\"metadata\":");
+        header.extend_from_slice(&serde_json::to_vec(metadata).unwrap_or_default());
+        header.extend_from_slice(b",\"items\":[");
+        CachedListBody {
+            resource,
+            api_version,
+            header: Some(header),
+            objects: objects.into_iter(),
+            first: true,
+            done: false,
         }
-        seq.end()
     }
 }
 
-/// The body of a plain JSON list from the cache.
-#[derive(serde::Serialize)]
-struct CachedListBody<'a> {
-    kind: String,
-    #[serde(rename = "apiVersion")]
-    api_version: String,
-    metadata: Value,
-    items: CachedItems<'a>,
+impl Iterator for CachedListBody {
+    type Item = bytes::Bytes;
+
+    fn next(&mut self) -> Option<bytes::Bytes> {
+        if self.done {
+            return None;
+        }
+        let mut chunk = self
+            .header
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(LIST_CHUNK + 4096));
+        while chunk.len() < LIST_CHUNK {
+            let Some(object) = self.objects.next() else {
+                chunk.extend_from_slice(b"]}");
+                self.done = true;
+                break;
+            };
+            if !self.first {
+                chunk.push(b',');
+            }
+            self.first = false;
+            chunk.extend_from_slice(&cached_json_in(self.resource, &self.api_version, &object));
+        }
+        Some(bytes::Bytes::from(chunk))
+    }
 }
 
 /// Serves a LIST from the watch cache, or None when it must read storage.
@@ -347,21 +459,12 @@ pub async fn list(ctx: &Ctx) -> Result<Response<Body>, ApiError> {
             if let Some(c) = cached.continue_token {
                 metadata["continue"] = json!(c);
             }
-            let body = CachedListBody {
-                kind: resource.list_kind(),
-                api_version: resource.api_version(),
-                metadata,
-                items: CachedItems {
-                    resource,
-                    api_version: resource.api_version(),
-                    objects: &cached.objects,
-                },
-            };
-            let body = serde_json::to_vec(&body).map_err(ApiError::internal)?;
+            let body = CachedListBody::new(resource, &metadata, cached.objects);
+            let stream = futures::stream::iter(body.map(Ok::<_, std::convert::Infallible>));
             return Response::builder()
                 .status(StatusCode::OK)
                 .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body))
+                .body(Body::from_stream(stream))
                 .map_err(ApiError::internal);
         }
         Some(cached) => Page {

@@ -73,9 +73,7 @@ impl Shaper {
     }
 
     fn matches_cached(&self, object: &CachedObject) -> bool {
-        self.name
-            .as_deref()
-            .is_none_or(|n| objects::name(&object.value) == Some(n))
+        self.name.as_deref().is_none_or(|n| object.name() == n)
             && read::cached_matches(self.resource, &self.selectors, object)
     }
 

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::fieldpath::{self, Set};
 use super::strategic;
-use crate::protobuf::{is_special, message_fields, message_for, FieldShape};
+use crate::protobuf::{is_special, message_fields_ref, message_for, FieldShape};
 
 /// The manager kubectl uses for client-side apply.
 pub const CSA_MANAGER: &str = "kubectl-client-side-apply";
@@ -193,16 +193,16 @@ fn root_ty(object: &Value) -> Ty {
 fn field_ty(parent: &Ty, field: &str) -> Ty {
     match parent {
         Ty::Struct(m) => {
-            let Some(fields) = message_fields(m) else {
+            let Some(fields) = message_fields_ref(m) else {
                 return Ty::Unknown;
             };
-            match fields.into_iter().find(|(n, _, _)| n == field) {
+            match fields.iter().find(|(n, _, _)| n == field) {
                 Some((_, shape, _)) => match shape {
                     FieldShape::Text | FieldShape::Integer | FieldShape::Boolean => Ty::Leaf,
                     FieldShape::Opaque => Ty::Map(Box::new(Ty::Leaf)),
-                    FieldShape::Message(m) if is_special(&m) => Ty::Leaf,
-                    FieldShape::Message(m) => Ty::Struct(m),
-                    FieldShape::MapOf(m) => Ty::Map(Box::new(Ty::Struct(m))),
+                    FieldShape::Message(m) if is_special(m) => Ty::Leaf,
+                    FieldShape::Message(m) => Ty::Struct(m.clone()),
+                    FieldShape::MapOf(m) => Ty::Map(Box::new(Ty::Struct(m.clone()))),
                 },
                 None => Ty::Unknown,
             }

@@ -82,6 +82,20 @@ pub(crate) fn message_fields(name: &str) -> Option<Vec<(String, FieldShape, bool
     Some(out)
 }
 
+/// [`message_fields`] of every message of the schema, built once: field validation and
+/// managed-fields tracking look fields up for every node of every written object.
+pub(crate) fn message_fields_ref(name: &str) -> Option<&'static [(String, FieldShape, bool)]> {
+    type Fields = std::collections::HashMap<String, Vec<(String, FieldShape, bool)>>;
+    static FIELDS: std::sync::LazyLock<Fields> = std::sync::LazyLock::new(|| {
+        SCHEMA
+            .messages
+            .keys()
+            .filter_map(|name| Some((name.clone(), message_fields(name)?)))
+            .collect()
+    });
+    FIELDS.get(name).map(Vec::as_slice)
+}
+
 /// Whether a message has a special JSON form (times, quantities, int-or-string, raw JSON).
 pub(crate) fn is_special(name: &str) -> bool {
     matches!(

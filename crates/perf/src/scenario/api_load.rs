@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{
-    DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchParams,
+    DeleteParams, GetParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchParams,
 };
 use kube::Api;
 use tokio::sync::Semaphore;
@@ -41,6 +41,7 @@ pub struct ApiLoadOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Op {
     GetPod,
+    GetPodCached,
     ListPodsNamespace,
     ListPodsCluster,
     CreateConfigMap,
@@ -56,6 +57,7 @@ impl Op {
     fn label(self) -> &'static str {
         match self {
             Op::GetPod => "GET pods (single object)",
+            Op::GetPodCached => "GET pods (single object, resourceVersion=0)",
             Op::ListPodsNamespace => "LIST pods (namespace)",
             Op::ListPodsCluster => "LIST pods (cluster)",
             Op::CreateConfigMap => "POST configmaps (single object)",
@@ -87,7 +89,8 @@ impl Op {
 
 /// The mix (per 40 requests), roughly the read-heavy shape of upstream's load test.
 const MIX: &[(Op, usize)] = &[
-    (Op::GetPod, 10),
+    (Op::GetPod, 5),
+    (Op::GetPodCached, 5),
     (Op::GetConfigMap, 6),
     (Op::ListPodsNamespace, 3),
     (Op::ListConfigMapsNamespace, 3),
@@ -220,12 +223,18 @@ pub async fn run(
             // Creates and deletes pair up: delete the one created 40 requests ago, same namespace.
             let mut t = Instant::now();
             let result: Result<(), kube::Error> = match op {
-                Op::GetPod => {
+                Op::GetPod | Op::GetPodCached => {
                     let name = format!(
                         "pod-{}",
                         (i / namespaces * namespaces + i % namespaces) % pods
                     );
-                    match pods_api.get(&name).await {
+                    // resourceVersion=0: any version, which the apiserver serves from its cache.
+                    let params = if op == Op::GetPodCached {
+                        GetParams::any()
+                    } else {
+                        GetParams::default()
+                    };
+                    match pods_api.get_with(&name, &params).await {
                         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
                         r => r.map(|_| ()),
                     }

@@ -17,14 +17,15 @@
 mod buffer;
 pub mod object;
 pub mod prefix;
+mod raw;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 pub use object::{CacheEvent, CachedObject, WatchEventType};
 pub use prefix::{CacheList, CacheWatch, ListRequest, PrefixCache, WatchRequest, WatchStart};
@@ -134,8 +135,9 @@ struct Shared {
     caches: HashMap<String, Arc<PrefixCache>>,
     /// The revision of the last event applied (or of the last re-list).
     global: Arc<AtomicI64>,
-    /// Wakes requests waiting for a revision.
-    progress: watch::Sender<Revision>,
+    /// Requests waiting for a revision, by revision: an applied event wakes only those it
+    /// satisfies (not every waiter on every event).
+    waiters: Mutex<BTreeMap<Revision, Vec<oneshot::Sender<()>>>>,
     ready: watch::Sender<bool>,
     metrics: Arc<CacheMetrics>,
 }
@@ -183,7 +185,7 @@ impl WatchCache {
             storage,
             caches,
             global,
-            progress: watch::channel(0).0,
+            waiters: Mutex::new(BTreeMap::new()),
             ready: watch::channel(false).0,
             metrics,
         });
@@ -228,16 +230,31 @@ impl WatchCache {
         revision: Revision,
         timeout: Duration,
     ) -> Result<(), CacheError> {
-        let mut rx = self.shared.progress.subscribe();
         if self.revision() >= revision {
             return Ok(());
         }
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision))
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiters = self.shared.lock_waiters();
+            // Checked again under the lock: the feeder raises the revision, then drains.
+            if self.revision() >= revision {
+                return Ok(());
+            }
+            waiters.entry(revision).or_default().push(tx);
+        }
+        let reached = tokio::time::timeout(timeout, rx)
             .await
             .is_ok_and(|r| r.is_ok());
         if reached {
             Ok(())
         } else {
+            let mut waiters = self.shared.lock_waiters();
+            if let Some(pending) = waiters.get_mut(&revision) {
+                pending.retain(|tx| !tx.is_closed());
+                if pending.is_empty() {
+                    waiters.remove(&revision);
+                }
+            }
             Err(CacheError::TooLarge {
                 requested: revision,
                 current: self.revision(),
@@ -305,8 +322,7 @@ impl Shared {
             cache.replace(&items, revision);
         }
         self.global.fetch_max(revision, Ordering::AcqRel);
-        self.progress
-            .send_replace(self.global.load(Ordering::Acquire));
+        self.wake();
         tracing::info!(revision, prefixes = self.caches.len(), "watch cache filled");
         Ok(revision)
     }
@@ -370,8 +386,29 @@ impl Shared {
                 self.global.fetch_max(revision, Ordering::AcqRel);
             }
         }
-        self.progress
-            .send_replace(self.global.load(Ordering::Acquire));
+        self.wake();
+    }
+
+    fn lock_waiters(&self) -> MutexGuard<'_, BTreeMap<Revision, Vec<oneshot::Sender<()>>>> {
+        self.waiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes the requests waiting for a revision the cache has reached.
+    fn wake(&self) {
+        let reached = self.global.load(Ordering::Acquire);
+        let mut waiters = self.lock_waiters();
+        if waiters.first_key_value().is_none_or(|(r, _)| *r > reached) {
+            return;
+        }
+        let later = waiters.split_off(&(reached + 1));
+        let due = std::mem::replace(&mut *waiters, later);
+        drop(waiters);
+        for tx in due.into_values().flatten() {
+            // A waiter that timed out has dropped its receiver: nothing to wake.
+            tx.send(()).ok();
+        }
     }
 }
 

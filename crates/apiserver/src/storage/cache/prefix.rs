@@ -13,7 +13,6 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::buffer::EventBuffer;
@@ -157,15 +156,6 @@ fn namespace_of<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
         .map(|(namespace, _)| namespace)
 }
 
-/// The string value of a dotted field path, when set and not empty.
-fn field(value: &Value, path: &str) -> Option<String> {
-    let mut cur = value;
-    for part in path.split('.') {
-        cur = cur.get(part)?;
-    }
-    cur.as_str().filter(|s| !s.is_empty()).map(str::to_string)
-}
-
 impl PrefixCache {
     /// An empty cache of `prefix`, to be filled by [`PrefixCache::replace`].
     pub(super) fn new(
@@ -222,18 +212,15 @@ impl PrefixCache {
     }
 
     fn decode(&self, kv: &KeyValue) -> Option<Arc<CachedObject>> {
-        match crate::objects::decode(kv) {
-            Ok(value) => {
-                let indexed = self.index_field.and_then(|f| field(&value, f));
-                Some(Arc::new(CachedObject::new(
-                    kv.key.clone(),
-                    value,
-                    kv.mod_revision,
-                    indexed,
-                )))
-            }
+        match CachedObject::from_stored(
+            kv.key.clone(),
+            &kv.value,
+            kv.mod_revision,
+            self.index_field,
+        ) {
+            Ok(object) => Some(Arc::new(object)),
             Err(e) => {
-                tracing::warn!(key = %kv.key, error = %e.message, "watch cache: undecodable object skipped");
+                tracing::warn!(key = %kv.key, error = %e, "watch cache: undecodable object skipped");
                 None
             }
         }

@@ -139,7 +139,7 @@ async fn lists_hold_objects_written_before_and_after_the_start_in_key_order() {
     let namespace = f.list_all("/registry/pods/b/");
     assert_eq!(keys(&namespace.items), vec![key("b", "p0"), key("b", "p1")]);
     assert_eq!(
-        namespace.items[0].value["metadata"]["resourceVersion"],
+        namespace.items[0].value()["metadata"]["resourceVersion"],
         json!(namespace.items[0].revision.to_string())
     );
 }
