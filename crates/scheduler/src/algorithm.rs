@@ -139,9 +139,9 @@ pub fn filter<'a>(
                     *fit.reasons.entry(reason.clone()).or_default() += 1;
                 }
                 if unresolvable {
-                    fit.unresolvable.insert(node.name());
+                    fit.unresolvable.insert(node.name().to_string());
                 }
-                fit.node_reasons.insert(node.name(), reasons);
+                fit.node_reasons.insert(node.name().to_string(), reasons);
             }
         }
     }
@@ -199,7 +199,7 @@ pub fn schedule_from(
         return Err(fit);
     }
     if feasible.len() == 1 {
-        return Ok((feasible[0].name(), processed));
+        return Ok((feasible[0].name().to_string(), processed));
     }
     let scores = score(registry, pod, &feasible, nodes);
     let best = scores.iter().copied().max().unwrap_or(0);
@@ -210,7 +210,7 @@ pub fn schedule_from(
         .map(|(n, _)| *n)
         .collect();
     let chosen = top[rng.random_range(0..top.len())];
-    Ok((chosen.name(), processed))
+    Ok((chosen.name().to_string(), processed))
 }
 
 #[cfg(test)]

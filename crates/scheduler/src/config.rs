@@ -297,7 +297,7 @@ fn filter_plugin(name: &str) -> Option<Box<dyn FilterPlugin>> {
         "NodeAffinity" => Box::new(plugins::node_affinity::NodeAffinity),
         "NodePorts" => Box::new(plugins::node_ports::NodePorts),
         "NodeResourcesFit" => Box::new(plugins::node_resources_fit::NodeResourcesFit::default()),
-        "PodTopologySpread" => Box::new(plugins::pod_topology_spread::PodTopologySpread),
+        "PodTopologySpread" => Box::new(plugins::pod_topology_spread::PodTopologySpread::default()),
         "InterPodAffinity" => Box::new(plugins::inter_pod_affinity::InterPodAffinity),
         _ => return None,
     })
@@ -311,7 +311,7 @@ fn score_plugin(name: &str) -> Option<Box<dyn ScorePlugin>> {
         "NodeResourcesBalancedAllocation" => {
             Box::new(plugins::balanced_allocation::BalancedAllocation)
         }
-        "PodTopologySpread" => Box::new(plugins::pod_topology_spread::PodTopologySpread),
+        "PodTopologySpread" => Box::new(plugins::pod_topology_spread::PodTopologySpread::default()),
         "InterPodAffinity" => Box::new(plugins::inter_pod_affinity::InterPodAffinity),
         "ImageLocality" => Box::new(plugins::image_locality::ImageLocality),
         _ => return None,

@@ -202,6 +202,9 @@ impl PodInfo {
 }
 
 /// A node with the pods assigned (or assumed) to it and what they use.
+///
+/// Set the node with [`NodeInfo::new`] or [`NodeInfo::set_node`], which also compute what every
+/// cycle reads (name, allocatable, images), so plugins never parse the Node per cycle.
 #[derive(Debug, Clone, Default)]
 pub struct NodeInfo {
     /// The node, once seen.
@@ -215,40 +218,88 @@ pub struct NodeInfo {
     pub non_zero_requested: Resources,
     /// Host ports in use.
     pub used_ports: Vec<HostPort>,
+    /// Pods here with pod affinity or anti-affinity terms (upstream's `PodsWithAffinity`), so
+    /// InterPodAffinity skips nodes without any.
+    pub pods_with_affinity: usize,
+    /// The node's name (empty until the node is seen).
+    name: Arc<str>,
+    /// Allocatable resources, parsed once per node update.
+    allocatable: Resources,
+    /// Whether the node's Ready condition is True.
+    ready: bool,
+    /// Image name (qualified) -> size in bytes, for the images the node reports.
+    images: Arc<HashMap<String, i64>>,
+}
+
+/// Allocatable cpu (milli), memory (bytes) and pods of a node (falls back to capacity).
+fn node_allocatable(node: &Node) -> Resources {
+    let status = node.status.as_ref();
+    let allocatable = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
+    Resources {
+        milli_cpu: quantity(allocatable, "cpu")
+            .map(|q| to_i64(q.milli_value()))
+            .unwrap_or(0),
+        memory: quantity(allocatable, "memory")
+            .map(|q| to_i64(q.value()))
+            .unwrap_or(0),
+        pods: quantity(allocatable, "pods")
+            .map(|q| to_i64(q.value()))
+            .unwrap_or(110),
+    }
 }
 
 impl NodeInfo {
     /// A node without pods.
     pub fn new(node: Arc<Node>) -> Self {
-        NodeInfo {
-            node: Some(node),
-            ..NodeInfo::default()
-        }
+        let mut info = NodeInfo::default();
+        info.set_node(node);
+        info
+    }
+
+    /// Sets (or replaces) the node, keeping its pods.
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        self.name = Arc::from(node.metadata.name.as_deref().unwrap_or_default());
+        self.allocatable = node_allocatable(&node);
+        self.ready = plugins::node_unschedulable::is_ready(&node);
+        self.images = Arc::new(plugins::image_locality::node_images(&node));
+        self.node = Some(node);
+    }
+
+    /// Forgets the node (its pods stay accounted).
+    pub fn clear_node(&mut self) {
+        self.node = None;
+        self.allocatable = Resources::default();
+        self.ready = false;
+        self.images = Arc::default();
     }
 
     /// The node's name.
-    pub fn name(&self) -> String {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The node's labels (empty when it has none).
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
         self.node
-            .as_ref()
-            .and_then(|n| n.metadata.name.clone())
-            .unwrap_or_default()
+            .as_deref()
+            .and_then(|n| n.metadata.labels.as_ref())
+            .unwrap_or(&EMPTY)
     }
 
     /// Allocatable cpu (milli), memory (bytes) and pods (falls back to capacity).
     pub fn allocatable(&self) -> Resources {
-        let status = self.node.as_ref().and_then(|n| n.status.as_ref());
-        let allocatable = status.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
-        Resources {
-            milli_cpu: quantity(allocatable, "cpu")
-                .map(|q| to_i64(q.milli_value()))
-                .unwrap_or(0),
-            memory: quantity(allocatable, "memory")
-                .map(|q| to_i64(q.value()))
-                .unwrap_or(0),
-            pods: quantity(allocatable, "pods")
-                .map(|q| to_i64(q.value()))
-                .unwrap_or(110),
-        }
+        self.allocatable
+    }
+
+    /// Whether the node is known and its Ready condition is True.
+    pub fn ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Image name (qualified) -> size in bytes, for every image the node reports.
+    pub fn images(&self) -> &HashMap<String, i64> {
+        &self.images
     }
 
     /// Adds (or replaces) a pod.
@@ -258,6 +309,9 @@ impl NodeInfo {
         self.requested.add(&info.requests);
         self.non_zero_requested.add(&info.non_zero_requests);
         self.used_ports.extend(info.host_ports.iter().cloned());
+        if info.affinity_terms.is_some() {
+            self.pods_with_affinity += 1;
+        }
         Arc::make_mut(&mut self.pods).insert(uid, info);
     }
 
@@ -269,6 +323,9 @@ impl NodeInfo {
         if let Some(old) = Arc::make_mut(&mut self.pods).remove(uid) {
             self.requested.sub(&old.requests);
             self.non_zero_requested.sub(&old.non_zero_requests);
+            if old.affinity_terms.is_some() {
+                self.pods_with_affinity = self.pods_with_affinity.saturating_sub(1);
+            }
             for port in &old.host_ports {
                 if let Some(position) = self.used_ports.iter().position(|p| p == port) {
                     self.used_ports.remove(position);
@@ -411,7 +468,7 @@ impl Default for Registry {
                 Box::new(plugins::node_affinity::NodeAffinity),
                 Box::new(plugins::node_ports::NodePorts),
                 Box::new(plugins::node_resources_fit::NodeResourcesFit::default()),
-                Box::new(plugins::pod_topology_spread::PodTopologySpread),
+                Box::new(plugins::pod_topology_spread::PodTopologySpread::default()),
                 Box::new(plugins::inter_pod_affinity::InterPodAffinity),
             ],
             scores: vec![
@@ -425,7 +482,10 @@ impl Default for Registry {
                     Box::new(plugins::balanced_allocation::BalancedAllocation),
                     1,
                 ),
-                (Box::new(plugins::pod_topology_spread::PodTopologySpread), 2),
+                (
+                    Box::new(plugins::pod_topology_spread::PodTopologySpread::default()),
+                    2,
+                ),
                 (Box::new(plugins::inter_pod_affinity::InterPodAffinity), 2),
                 (Box::new(plugins::image_locality::ImageLocality), 1),
             ],

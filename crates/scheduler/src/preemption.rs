@@ -284,13 +284,13 @@ pub fn preempt(
         if candidates.len() >= wanted && candidates.iter().any(|c| c.pdb_violations == 0) {
             break;
         }
-        if fit.unresolvable.contains(&node.name()) || node.node.is_none() {
+        if fit.unresolvable.contains(node.name()) || node.node.is_none() {
             *statuses.entry(NOT_HELPFUL.into()).or_default() += 1;
             continue;
         }
         match select_victims(registry, &state, pod, node, pdbs) {
             Ok((victims, pdb_violations)) => candidates.push(Candidate {
-                node: node.name(),
+                node: node.name().to_string(),
                 victims,
                 pdb_violations,
             }),

@@ -248,7 +248,7 @@ impl Scheduler {
 
     /// Adds nominated pods of at least `pod`'s priority (other than `pod`) to their nodes, as
     /// upstream's `RunFilterPluginsWithNominatedPods` does.
-    fn add_nominated_pods(&self, pod: &PodInfo, nodes: &mut [NodeInfo]) {
+    fn add_nominated_pods(&self, pod: &PodInfo, nodes: &mut Arc<Vec<NodeInfo>>) {
         let uid = pod.pod.metadata.uid.as_deref().unwrap_or_default();
         let mut by_node: HashMap<String, Vec<PodInfo>> = HashMap::new();
         for (other_uid, (node, info)) in self.nominated().iter() {
@@ -259,8 +259,9 @@ impl Scheduler {
         if by_node.is_empty() {
             return;
         }
-        for node in nodes.iter_mut() {
-            if let Some(pods) = by_node.remove(&node.name()) {
+        // A private copy: the cache's snapshot must not see the nominated pods.
+        for node in Arc::make_mut(nodes).iter_mut() {
+            if let Some(pods) = by_node.remove(node.name()) {
                 for info in pods {
                     node.add_pod(info);
                 }
@@ -373,6 +374,8 @@ impl Scheduler {
                     self.next_start
                         .store((start + processed) % nodes.len().max(1), Ordering::Relaxed);
                     tracing::debug!(pod = %key, %node, "scheduled");
+                    // Released first, so the cache updates its snapshot in place.
+                    drop(nodes);
                     self.cache().assume(&pod, &node);
                     let binder = self.clone();
                     tokio::spawn(async move { binder.bind(pod, node, started).await });

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use k8s_openapi::api::core::v1::Node;
+
 use crate::framework::{CycleState, NodeInfo, PodInfo, ScorePlugin, MAX_NODE_SCORE};
 
 const MB: i64 = 1024 * 1024;
@@ -38,11 +40,11 @@ pub fn qualified_image_name(name: &str) -> String {
     }
 }
 
-/// Image name (qualified) -> size in bytes, for every image the node reports.
-fn node_images(node: &NodeInfo) -> HashMap<String, i64> {
-    node.node
+/// Image name (qualified) -> size in bytes, for every image the node reports (computed once per
+/// node update, see [`NodeInfo::images`]).
+pub fn node_images(node: &Node) -> HashMap<String, i64> {
+    node.status
         .as_ref()
-        .and_then(|n| n.status.as_ref())
         .and_then(|s| s.images.as_ref())
         .into_iter()
         .flatten()
@@ -83,6 +85,8 @@ pub fn calculate_priority(sum: i64, containers: usize) -> i64 {
 
 #[derive(Clone, Default)]
 struct ImageSpread {
+    /// The pod's images, qualified.
+    wanted: Vec<String>,
     /// Image -> number of nodes holding it.
     nodes_with: HashMap<String, usize>,
     total: usize,
@@ -108,23 +112,26 @@ impl ScorePlugin for ImageLocality {
             total: all.len(),
             ..ImageSpread::default()
         };
-        for node in all {
-            let images = node_images(node);
+        for node in all.iter().filter(|n| !n.images().is_empty()) {
             for image in &wanted {
-                if images.contains_key(image) {
+                if node.images().contains_key(image) {
                     *spread.nodes_with.entry(image.clone()).or_default() += 1;
                 }
             }
         }
+        spread.wanted = wanted;
         state.write(STATE_KEY, spread);
     }
 
-    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
         let Some(spread) = state.read::<ImageSpread>(STATE_KEY) else {
             return 0;
         };
-        let images = node_images(node);
-        let wanted = pod_images(pod);
+        let images = node.images();
+        let wanted = &spread.wanted;
+        if images.is_empty() {
+            return calculate_priority(0, wanted.len());
+        }
         let sum: f64 = wanted
             .iter()
             .filter_map(|image| {

@@ -7,9 +7,10 @@
 //! counts, and AddPod/RemovePod keep them right while preemption tries evictions.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use api_types::selector::Selector;
-use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm};
+use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
 
 use crate::framework::{
     CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE,
@@ -160,36 +161,52 @@ pub fn has_pod_affinity(pod: &Pod) -> bool {
         .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
 }
 
-fn labels(node: &Node) -> BTreeMap<String, String> {
-    node.metadata.labels.clone().unwrap_or_default()
-}
-
-type TopologyPair = (String, String);
+/// Topology key -> value -> number of pods.
+type Counts = HashMap<String, HashMap<String, i64>>;
 
 #[derive(Debug, Clone, Default)]
 struct FilterState {
-    terms: PodTerms,
+    terms: Arc<PodTerms>,
+    /// Whether the incoming pod matches all its own required affinity terms.
+    self_affinity: bool,
     /// Pairs where running pods' required anti-affinity matches the incoming pod.
-    existing_anti_affinity: HashMap<TopologyPair, i64>,
+    existing_anti_affinity: Counts,
     /// Pairs holding pods that match all the incoming pod's required affinity terms.
-    affinity: HashMap<TopologyPair, i64>,
+    affinity: Counts,
     /// Pairs holding pods that match one of the incoming pod's required anti-affinity terms.
-    anti_affinity: HashMap<TopologyPair, i64>,
+    anti_affinity: Counts,
 }
 
-fn bump(
-    counts: &mut HashMap<TopologyPair, i64>,
-    key: &str,
-    node: &BTreeMap<String, String>,
-    delta: i64,
-) {
-    if let Some(value) = node.get(key) {
-        let entry = counts.entry((key.to_string(), value.clone())).or_default();
-        *entry += delta;
-        if *entry == 0 {
-            counts.remove(&(key.to_string(), value.clone()));
+/// Adds `delta` to the count of (`key`, the node's value for it); entries reaching 0 go.
+fn bump(counts: &mut Counts, key: &str, node: &BTreeMap<String, String>, delta: i64) {
+    let Some(value) = node.get(key) else {
+        return;
+    };
+    if !counts.contains_key(key) {
+        counts.insert(key.to_string(), HashMap::new());
+    }
+    let Some(values) = counts.get_mut(key) else {
+        return;
+    };
+    let count = match values.get_mut(value) {
+        Some(count) => count,
+        None => values.entry(value.clone()).or_default(),
+    };
+    *count += delta;
+    if *count == 0 {
+        values.remove(value);
+        if values.is_empty() {
+            counts.remove(key);
         }
     }
+}
+
+/// The count of (`key`, the node's value for it).
+fn count(counts: &Counts, key: &str, node: &BTreeMap<String, String>) -> i64 {
+    node.get(key)
+        .and_then(|value| counts.get(key)?.get(value))
+        .copied()
+        .unwrap_or(0)
 }
 
 impl FilterState {
@@ -222,11 +239,11 @@ impl FilterState {
                 .iter()
                 .all(|t| t.matches(existing, namespaces))
         {
-            for term in terms.required_affinity.clone() {
+            for term in &terms.required_affinity {
                 bump(&mut self.affinity, &term.topology_key, node_labels, delta);
             }
         }
-        for term in terms.required_anti_affinity.clone() {
+        for term in &terms.required_anti_affinity {
             if term.matches(existing, namespaces) {
                 bump(
                     &mut self.anti_affinity,
@@ -248,54 +265,46 @@ impl FilterPlugin for InterPodAffinity {
     }
 
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[NodeInfo]) {
+        let terms = pod.affinity_terms.clone().unwrap_or_default();
+        let self_affinity = terms
+            .required_affinity
+            .iter()
+            .all(|t| t.matches(&pod.pod, &pod.cluster.namespace_labels));
+        let incoming_has_required =
+            !terms.required_affinity.is_empty() || !terms.required_anti_affinity.is_empty();
         let mut data = FilterState {
-            terms: PodTerms::of(&pod.pod),
+            terms,
+            self_affinity,
             ..FilterState::default()
         };
-        let incoming_has_required = !data.terms.required_affinity.is_empty()
-            || !data.terms.required_anti_affinity.is_empty();
         for node in nodes {
-            let Some(n) = node.node.as_deref() else {
+            // Only nodes with pods that have terms matter unless the incoming pod has some.
+            if node.node.is_none() || (!incoming_has_required && node.pods_with_affinity == 0) {
                 continue;
-            };
-            let node_labels = labels(n);
+            }
+            let node_labels = node.labels();
             for existing in node.pods.values() {
                 if incoming_has_required || existing.affinity_terms.is_some() {
-                    data.update(pod, existing, &node_labels, 1);
+                    data.update(pod, existing, node_labels, 1);
                 }
             }
         }
         state.write(FILTER_KEY, data);
     }
 
-    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         let Some(data) = state.read::<FilterState>(FILTER_KEY) else {
             return Ok(());
         };
-        let empty = BTreeMap::new();
-        let node_labels = node
-            .node
-            .as_deref()
-            .and_then(|n| n.metadata.labels.as_ref())
-            .unwrap_or(&empty);
-        let count = |counts: &HashMap<TopologyPair, i64>, key: &str| {
-            node_labels
-                .get(key)
-                .and_then(|v| counts.get(&(key.to_string(), v.clone())))
-                .copied()
-                .unwrap_or(0)
-        };
+        let node_labels = node.labels();
         let affinity = &data.terms.required_affinity;
         if !affinity.is_empty() {
             let pods_exist = affinity.iter().all(|t| {
                 node_labels.contains_key(&t.topology_key)
-                    && count(&data.affinity, &t.topology_key) > 0
+                    && count(&data.affinity, &t.topology_key, node_labels) > 0
             });
             // The first pod of a group with affinity to itself may go anywhere.
-            let first_of_its_kind = data.affinity.is_empty()
-                && affinity
-                    .iter()
-                    .all(|t| t.matches(&pod.pod, &pod.cluster.namespace_labels));
+            let first_of_its_kind = data.affinity.is_empty() && data.self_affinity;
             if !pods_exist && !first_of_its_kind {
                 return Err(vec![REASON_AFFINITY.into()]);
             }
@@ -304,24 +313,23 @@ impl FilterPlugin for InterPodAffinity {
             .terms
             .required_anti_affinity
             .iter()
-            .any(|t| count(&data.anti_affinity, &t.topology_key) > 0)
+            .any(|t| count(&data.anti_affinity, &t.topology_key, node_labels) > 0)
         {
             return Err(vec![REASON_ANTI_AFFINITY.into()]);
         }
-        if node_labels.iter().any(|(k, v)| {
-            data.existing_anti_affinity
-                .get(&(k.clone(), v.clone()))
-                .is_some_and(|c| *c > 0)
-        }) {
+        if data
+            .existing_anti_affinity
+            .keys()
+            .any(|key| count(&data.existing_anti_affinity, key, node_labels) > 0)
+        {
             return Err(vec![REASON_EXISTING_ANTI_AFFINITY.into()]);
         }
         Ok(())
     }
 
     fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, added: &PodInfo, node: &NodeInfo) {
-        let node_labels = node.node.as_deref().map(labels).unwrap_or_default();
         if let Some(data) = state.read_mut::<FilterState>(FILTER_KEY) {
-            data.update(pod, added, &node_labels, 1);
+            data.update(pod, added, node.labels(), 1);
         }
     }
 
@@ -332,9 +340,8 @@ impl FilterPlugin for InterPodAffinity {
         removed: &PodInfo,
         node: &NodeInfo,
     ) {
-        let node_labels = node.node.as_deref().map(labels).unwrap_or_default();
         if let Some(data) = state.read_mut::<FilterState>(FILTER_KEY) {
-            data.update(pod, removed, &node_labels, -1);
+            data.update(pod, removed, node.labels(), -1);
         }
     }
 
@@ -346,19 +353,17 @@ impl FilterPlugin for InterPodAffinity {
 /// Topology key -> value -> score.
 #[derive(Debug, Clone, Default)]
 struct ScoreState {
-    topology_score: HashMap<String, HashMap<String, i64>>,
+    topology_score: Counts,
 }
 
 impl ScoreState {
     fn add(&mut self, term: &AffinityTerm, weight: i64, node_labels: &BTreeMap<String, String>) {
-        if let Some(value) = node_labels.get(&term.topology_key) {
-            *self
-                .topology_score
-                .entry(term.topology_key.clone())
-                .or_default()
-                .entry(value.clone())
-                .or_default() += weight;
-        }
+        bump(
+            &mut self.topology_score,
+            &term.topology_key,
+            node_labels,
+            weight,
+        );
     }
 }
 
@@ -374,16 +379,16 @@ impl ScorePlugin for InterPodAffinity {
         _feasible: &[&NodeInfo],
         all: &[NodeInfo],
     ) {
-        let incoming = PodTerms::of(&pod.pod);
+        let incoming = pod.affinity_terms.clone().unwrap_or_default();
         let incoming_preferred =
             !incoming.preferred_affinity.is_empty() || !incoming.preferred_anti_affinity.is_empty();
         let namespaces = &pod.cluster.namespace_labels;
         let mut data = ScoreState::default();
         for node in all {
-            let Some(n) = node.node.as_deref() else {
+            if node.node.is_none() || (!incoming_preferred && node.pods_with_affinity == 0) {
                 continue;
-            };
-            let node_labels = labels(n);
+            }
+            let node_labels = node.labels();
             if node_labels.is_empty() {
                 continue;
             }
@@ -394,12 +399,12 @@ impl ScorePlugin for InterPodAffinity {
                 }
                 for term in &incoming.preferred_affinity {
                     if term.matches(&existing.pod, namespaces) {
-                        data.add(term, term.weight, &node_labels);
+                        data.add(term, term.weight, node_labels);
                     }
                 }
                 for term in &incoming.preferred_anti_affinity {
                     if term.matches(&existing.pod, namespaces) {
-                        data.add(term, -term.weight, &node_labels);
+                        data.add(term, -term.weight, node_labels);
                     }
                 }
                 if !existing_has {
@@ -410,17 +415,17 @@ impl ScorePlugin for InterPodAffinity {
                 };
                 for term in &theirs.required_affinity {
                     if term.matches(&pod.pod, namespaces) {
-                        data.add(term, HARD_POD_AFFINITY_WEIGHT, &node_labels);
+                        data.add(term, HARD_POD_AFFINITY_WEIGHT, node_labels);
                     }
                 }
                 for term in &theirs.preferred_affinity {
                     if term.matches(&pod.pod, namespaces) {
-                        data.add(term, term.weight, &node_labels);
+                        data.add(term, term.weight, node_labels);
                     }
                 }
                 for term in &theirs.preferred_anti_affinity {
                     if term.matches(&pod.pod, namespaces) {
-                        data.add(term, -term.weight, &node_labels);
+                        data.add(term, -term.weight, node_labels);
                     }
                 }
             }
@@ -432,7 +437,7 @@ impl ScorePlugin for InterPodAffinity {
         let Some(data) = state.read::<ScoreState>(SCORE_KEY) else {
             return 0;
         };
-        let node_labels = node.node.as_deref().map(labels).unwrap_or_default();
+        let node_labels = node.labels();
         data.topology_score
             .iter()
             .filter_map(|(key, values)| values.get(node_labels.get(key)?))

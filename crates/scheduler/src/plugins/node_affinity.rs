@@ -15,7 +15,7 @@ pub fn requirement_matches(
     values: &BTreeMap<String, String>,
 ) -> bool {
     let actual = values.get(&requirement.key);
-    let wanted = requirement.values.clone().unwrap_or_default();
+    let wanted: &[String] = requirement.values.as_deref().unwrap_or_default();
     let number = |s: &str| s.parse::<i64>().ok();
     match requirement.operator.as_str() {
         "In" => actual.is_some_and(|v| wanted.contains(v)),
@@ -41,19 +41,26 @@ pub fn requirement_matches(
 
 /// Whether a term matches the node (all its expressions and fields; an empty term matches nothing).
 pub fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let expressions = term.match_expressions.clone().unwrap_or_default();
-    let fields = term.match_fields.clone().unwrap_or_default();
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    let expressions: &[NodeSelectorRequirement] =
+        term.match_expressions.as_deref().unwrap_or_default();
+    let fields: &[NodeSelectorRequirement] = term.match_fields.as_deref().unwrap_or_default();
     if expressions.is_empty() && fields.is_empty() {
         return false;
     }
-    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let labels = node.metadata.labels.as_ref().unwrap_or(&EMPTY);
+    if !expressions.iter().all(|r| requirement_matches(r, labels)) {
+        return false;
+    }
+    if fields.is_empty() {
+        return true;
+    }
     let field_values: BTreeMap<String, String> = [(
         "metadata.name".to_string(),
         node.metadata.name.clone().unwrap_or_default(),
     )]
     .into();
-    expressions.iter().all(|r| requirement_matches(r, &labels))
-        && fields.iter().all(|r| requirement_matches(r, &field_values))
+    fields.iter().all(|r| requirement_matches(r, &field_values))
 }
 
 /// Whether the pod's nodeSelector and required node affinity match the node.
@@ -61,7 +68,8 @@ pub fn fits(pod: &PodInfo, node: &Node) -> bool {
     let Some(spec) = pod.pod.spec.as_ref() else {
         return true;
     };
-    let labels = node.metadata.labels.clone().unwrap_or_default();
+    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+    let labels = node.metadata.labels.as_ref().unwrap_or(&EMPTY);
     let selector_ok = spec
         .node_selector
         .iter()

@@ -27,7 +27,7 @@ impl FilterPlugin for NodeName {
     }
 
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-        if fits(pod, &node.name()) {
+        if fits(pod, node.name()) {
             Ok(())
         } else {
             Err(vec![REASON.into()])

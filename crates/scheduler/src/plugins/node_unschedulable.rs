@@ -76,9 +76,10 @@ impl FilterPlugin for NodeReady {
     }
 
     fn filter(&self, _state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-        match node.node.as_deref() {
-            Some(n) if is_ready(n) => Ok(()),
-            _ => Err(vec!["node(s) were not ready".into()]),
+        if node.ready() {
+            Ok(())
+        } else {
+            Err(vec!["node(s) were not ready".into()])
         }
     }
 }

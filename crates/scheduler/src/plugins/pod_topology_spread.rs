@@ -7,6 +7,7 @@
 //! nodes' pods count; `matchLabelKeys` narrow the selector to the pod's own label values.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use api_types::selector::{Operator, Requirement, Selector};
 use k8s_openapi::api::core::v1::{Node, Pod, TopologySpreadConstraint};
@@ -88,15 +89,15 @@ impl Constraint {
             let taints = node
                 .spec
                 .as_ref()
-                .and_then(|s| s.taints.clone())
+                .and_then(|s| s.taints.as_deref())
                 .unwrap_or_default();
             let tolerations = pod
                 .pod
                 .spec
                 .as_ref()
-                .and_then(|s| s.tolerations.clone())
+                .and_then(|s| s.tolerations.as_deref())
                 .unwrap_or_default();
-            if taint_toleration::untolerated(&taints, &tolerations).is_some() {
+            if taint_toleration::untolerated(taints, tolerations).is_some() {
                 return false;
             }
         }
@@ -169,6 +170,68 @@ fn namespace(pod: &Pod) -> &str {
     pod.metadata.namespace.as_deref().unwrap_or("default")
 }
 
+/// Whether the pod restricts its nodes (a node selector or required node affinity); when not,
+/// the `nodeAffinityPolicy: Honor` inclusion check passes every node.
+fn has_node_constraints(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|s| {
+        s.node_selector.as_ref().is_some_and(|m| !m.is_empty())
+            || s.affinity
+                .as_ref()
+                .and_then(|a| a.node_affinity.as_ref())
+                .is_some_and(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .is_some()
+                })
+    })
+}
+
+/// Per constraint: topology domain -> pods matching it, over every node carrying all the
+/// constraints' keys whose pods the inclusion policies count (upstream's PreFilter pass).
+/// One pass over the nodes; domain keys borrow the node labels and are copied only once per
+/// domain at the end, and nodes without pods are not searched.
+fn domain_counts(
+    constraints: &[Constraint],
+    pod: &PodInfo,
+    nodes: &[NodeInfo],
+) -> Vec<HashMap<String, i64>> {
+    let ns = namespace(&pod.pod);
+    let node_constrained = has_node_constraints(&pod.pod);
+    let mut counts: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
+    for node in nodes {
+        let Some(n) = node.node.as_deref() else {
+            continue;
+        };
+        let Some(labels) = n.metadata.labels.as_ref() else {
+            continue;
+        };
+        if !constraints
+            .iter()
+            .all(|c| labels.contains_key(&c.topology_key))
+        {
+            continue;
+        }
+        for (i, c) in constraints.iter().enumerate() {
+            let included = (!node_constrained && !c.honor_node_taints) || c.includes(pod, n);
+            if !included {
+                continue;
+            }
+            let Some(value) = labels.get(&c.topology_key) else {
+                continue;
+            };
+            let here = if node.pods.is_empty() {
+                0
+            } else {
+                c.count(node, ns)
+            };
+            *counts[i].entry(value.as_str()).or_default() += here;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        .collect()
+}
+
 #[derive(Debug, Clone, Default)]
 struct FilterState {
     constraints: Vec<Constraint>,
@@ -176,6 +239,8 @@ struct FilterState {
     counts: Vec<HashMap<String, i64>>,
     /// Per constraint: the smallest domain count (upstream's critical path).
     minimum: Vec<i64>,
+    /// Per constraint: whether the pod itself matches its selector.
+    self_match: Vec<bool>,
 }
 
 impl FilterState {
@@ -194,7 +259,7 @@ impl FilterState {
         if !node_has_keys(n, &self.constraints) || namespace(other) != namespace(&pod.pod) {
             return;
         }
-        let labels = n.metadata.labels.clone().unwrap_or_default();
+        let labels = node.labels();
         for (i, c) in self.constraints.iter().enumerate() {
             if !c.includes(pod, n) || !c.matches(other) {
                 continue;
@@ -207,8 +272,142 @@ impl FilterState {
     }
 }
 
+/// One constraint's matching pods per node, kept across cycles (by snapshot position). An entry
+/// is reused while its node and its pod map are the very same objects (`Arc::ptr_eq`; the entry
+/// holds both, so a changed node or pod map, which the cache always replaces rather than
+/// mutates while shared, is recounted), so a cycle counts only the nodes that changed.
+#[derive(Debug, Default)]
+struct NodeCounts {
+    entries: Vec<Option<CountEntry>>,
+    /// Domain values seen, indexed by [`CountEntry::domain`].
+    domains: Vec<String>,
+    /// Domain value -> its index in `domains`.
+    index: HashMap<String, usize>,
+}
+
+#[derive(Debug)]
+struct CountEntry {
+    node: Arc<Node>,
+    pods: Arc<HashMap<String, PodInfo>>,
+    /// The node's domain for the constraint's key (`None`: the node lacks the label).
+    domain: Option<usize>,
+    /// Matching pods on the node.
+    count: i64,
+}
+
+/// What a [`NodeCounts`] depends on besides the nodes: namespace, selector, topology key.
+type CountKey = (String, Option<Selector>, String);
+
+/// At most this many constraint memos are kept (more are dropped all at once).
+const MAX_MEMOS: usize = 32;
+
+impl NodeCounts {
+    /// Brings the entries up to date with `nodes`, recounting only changed nodes.
+    fn update(&mut self, c: &Constraint, ns: &str, nodes: &[NodeInfo]) {
+        if self.domains.len() > 2 * nodes.len() + 16 {
+            *self = NodeCounts::default();
+        }
+        let NodeCounts {
+            entries,
+            domains,
+            index,
+        } = self;
+        entries.truncate(nodes.len());
+        entries.resize_with(nodes.len(), || None);
+        for (slot, node) in entries.iter_mut().zip(nodes) {
+            let Some(n) = node.node.as_ref() else {
+                *slot = None;
+                continue;
+            };
+            if slot
+                .as_ref()
+                .is_some_and(|e| Arc::ptr_eq(&e.node, n) && Arc::ptr_eq(&e.pods, &node.pods))
+            {
+                continue;
+            }
+            let domain = n
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(&c.topology_key))
+                .map(|value| match index.get(value) {
+                    Some(&i) => i,
+                    None => {
+                        domains.push(value.clone());
+                        index.insert(value.clone(), domains.len() - 1);
+                        domains.len() - 1
+                    }
+                });
+            let count = if domain.is_some() && !node.pods.is_empty() {
+                c.count(node, ns)
+            } else {
+                0
+            };
+            *slot = Some(CountEntry {
+                node: n.clone(),
+                pods: node.pods.clone(),
+                domain,
+                count,
+            });
+        }
+    }
+}
+
+/// [`domain_counts`] from the cross-cycle memo; only valid when every node's pods count
+/// whatever the pod (no node selector/affinity, taints ignored).
+fn memo_domain_counts(
+    memo: &mut HashMap<CountKey, NodeCounts>,
+    constraints: &[Constraint],
+    ns: &str,
+    nodes: &[NodeInfo],
+) -> Vec<HashMap<String, i64>> {
+    let keys: Vec<CountKey> = constraints
+        .iter()
+        .map(|c| (ns.to_string(), c.selector.clone(), c.topology_key.clone()))
+        .collect();
+    if keys.iter().any(|k| !memo.contains_key(k)) && memo.len() >= MAX_MEMOS {
+        memo.clear();
+    }
+    for (key, c) in keys.iter().zip(constraints) {
+        memo.entry(key.clone()).or_default().update(c, ns, nodes);
+    }
+    let tables: Vec<&NodeCounts> = keys.iter().filter_map(|k| memo.get(k)).collect();
+    let mut sums: Vec<Vec<Option<i64>>> =
+        tables.iter().map(|t| vec![None; t.domains.len()]).collect();
+    for position in 0..nodes.len() {
+        let entries: Option<Vec<(usize, i64)>> = tables
+            .iter()
+            .map(|t| {
+                let e = t.entries.get(position)?.as_ref()?;
+                Some((e.domain?, e.count))
+            })
+            .collect();
+        let Some(entries) = entries else {
+            continue;
+        };
+        for (sum, (domain, count)) in sums.iter_mut().zip(entries) {
+            if let Some(slot) = sum.get_mut(domain) {
+                *slot.get_or_insert(0) += count;
+            }
+        }
+    }
+    sums.into_iter()
+        .zip(&tables)
+        .map(|(sum, t)| {
+            sum.into_iter()
+                .zip(&t.domains)
+                .filter_map(|(count, domain)| Some((domain.clone(), count?)))
+                .collect()
+        })
+        .collect()
+}
+
 /// The PodTopologySpread plugin.
-pub struct PodTopologySpread;
+#[derive(Debug, Default)]
+pub struct PodTopologySpread {
+    /// Per-node counts kept across cycles, per constraint.
+    memo: Mutex<HashMap<CountKey, NodeCounts>>,
+}
 
 impl FilterPlugin for PodTopologySpread {
     fn name(&self) -> &'static str {
@@ -220,34 +419,29 @@ impl FilterPlugin for PodTopologySpread {
         if hard.is_empty() {
             return;
         }
+        let memoizable =
+            !has_node_constraints(&pod.pod) && hard.iter().all(|c| !c.honor_node_taints);
+        let counts = if memoizable {
+            let mut memo = match self.memo.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            memo_domain_counts(&mut memo, &hard, namespace(&pod.pod), nodes)
+        } else {
+            domain_counts(&hard, pod, nodes)
+        };
+        let self_match = hard.iter().map(|c| c.matches(&pod.pod)).collect();
         let mut data = FilterState {
-            counts: vec![HashMap::new(); hard.len()],
+            counts,
             constraints: hard,
             minimum: Vec::new(),
+            self_match,
         };
-        let ns = namespace(&pod.pod);
-        for node in nodes {
-            let Some(n) = node.node.as_deref() else {
-                continue;
-            };
-            if !node_has_keys(n, &data.constraints) {
-                continue;
-            }
-            let labels = n.metadata.labels.clone().unwrap_or_default();
-            for (i, c) in data.constraints.iter().enumerate() {
-                if !c.includes(pod, n) {
-                    continue;
-                }
-                if let Some(value) = labels.get(&c.topology_key) {
-                    *data.counts[i].entry(value.clone()).or_default() += c.count(node, ns);
-                }
-            }
-        }
         data.refresh_minimum();
         state.write(FILTER_KEY, data);
     }
 
-    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         let Some(data) = state.read::<FilterState>(FILTER_KEY) else {
             return Ok(());
         };
@@ -267,7 +461,7 @@ impl FilterPlugin for PodTopologySpread {
             } else {
                 data.minimum[i]
             };
-            let self_match = i64::from(c.matches(&pod.pod));
+            let self_match = i64::from(data.self_match.get(i).copied().unwrap_or(false));
             let here = data.counts[i].get(value).copied().unwrap_or(0);
             if here + self_match - minimum > c.max_skew {
                 return Err(vec![REASON_SKEW.into()]);
@@ -350,10 +544,10 @@ impl ScorePlugin for PodTopologySpread {
                 continue;
             };
             if require_all && !node_has_keys(n, &data.constraints) {
-                data.ignored.insert(node.name());
+                data.ignored.insert(node.name().to_string());
                 continue;
             }
-            let labels = n.metadata.labels.clone().unwrap_or_default();
+            let labels = node.labels();
             for (i, c) in data.constraints.iter().enumerate() {
                 if c.topology_key == LABEL_HOSTNAME {
                     continue;
@@ -387,7 +581,7 @@ impl ScorePlugin for PodTopologySpread {
             if require_all && !node_has_keys(n, &data.constraints) {
                 continue;
             }
-            let labels = n.metadata.labels.clone().unwrap_or_default();
+            let labels = node.labels();
             for (i, c) in data.constraints.iter().enumerate() {
                 if !c.includes(pod, n) {
                     continue;
@@ -407,7 +601,7 @@ impl ScorePlugin for PodTopologySpread {
         let Some(data) = state.read::<ScoreState>(SCORE_KEY) else {
             return 0;
         };
-        if data.ignored.contains(&node.name()) {
+        if data.ignored.contains(node.name()) {
             return 0;
         }
         let empty = BTreeMap::new();
@@ -437,7 +631,7 @@ impl ScorePlugin for PodTopologySpread {
         };
         let ignored: Vec<bool> = nodes
             .iter()
-            .map(|n| data.ignored.contains(&n.name()))
+            .map(|n| data.ignored.contains(n.name()))
             .collect();
         let counted = || {
             scores
@@ -608,16 +802,126 @@ mod tests {
             serde_json::from_value(serde_json::json!({"matchLabels": {"app": "web"}})).ok();
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
         let mut state = CycleState::default();
-        ScorePlugin::pre_score(&PodTopologySpread, &mut state, &p, &feasible, &nodes);
+        ScorePlugin::pre_score(
+            &PodTopologySpread::default(),
+            &mut state,
+            &p,
+            &feasible,
+            &nodes,
+        );
         let mut scores: Vec<i64> = nodes
             .iter()
-            .map(|n| ScorePlugin::score(&PodTopologySpread, &state, &p, n))
+            .map(|n| ScorePlugin::score(&PodTopologySpread::default(), &state, &p, n))
             .collect();
-        ScorePlugin::normalize(&PodTopologySpread, &state, &feasible, &mut scores);
+        ScorePlugin::normalize(
+            &PodTopologySpread::default(),
+            &state,
+            &feasible,
+            &mut scores,
+        );
         assert!(scores[1] > scores[0], "{scores:?}");
         assert_eq!(scores[1], MAX_NODE_SCORE);
         // Without a default selector there is nothing to spread.
         let plain = spread_pod("q", serde_json::Value::Null);
         assert!(default_constraints(&plain).is_empty());
+    }
+
+    fn sorted(counts: Vec<HashMap<String, i64>>) -> Vec<BTreeMap<String, i64>> {
+        counts
+            .into_iter()
+            .map(|m| m.into_iter().collect())
+            .collect()
+    }
+
+    #[test]
+    fn memoized_counts_follow_pods_nodes_and_labels_and_never_go_stale() {
+        let web = |name: &str| spread_pod(name, serde_json::Value::Null);
+        let p = spread_pod("p", zone_constraint(1, None));
+        let hard = constraints(&p.pod, "DoNotSchedule");
+        let mut memo = HashMap::new();
+        let mut nodes = vec![
+            zoned("a", Some("z1")),
+            zoned("b", Some("z2")),
+            zoned("c", Some("z3")),
+            zoned("d", None),
+        ];
+        nodes[0].add_pod(web("w1"));
+        nodes[3].add_pod(web("w2"));
+        let check = |memo: &mut HashMap<CountKey, NodeCounts>, nodes: &[NodeInfo]| {
+            let memoized = sorted(memo_domain_counts(memo, &hard, "default", nodes));
+            assert_eq!(memoized, sorted(domain_counts(&hard, &p, nodes)));
+            memoized
+        };
+        let expect = |pairs: &[(&str, i64)]| -> Vec<BTreeMap<String, i64>> {
+            vec![pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()]
+        };
+        assert_eq!(
+            check(&mut memo, &nodes),
+            expect(&[("z1", 1), ("z2", 0), ("z3", 0)])
+        );
+        // A pod added to a node already counted (its pod map is shared with the memo).
+        nodes[1].add_pod(web("w3"));
+        nodes[1].add_pod(web("w4"));
+        assert_eq!(
+            check(&mut memo, &nodes),
+            expect(&[("z1", 1), ("z2", 2), ("z3", 0)])
+        );
+        // Removed again; a pod of another namespace or selector does not count.
+        nodes[1].remove_pod("w3-uid");
+        let mut other = (*web("x").pod).clone();
+        other.metadata.namespace = Some("other".into());
+        nodes[2].add_pod(PodInfo::new(Arc::new(other)));
+        nodes[2].add_pod(PodInfo::new(Arc::new({
+            let mut plain = (*web("y").pod).clone();
+            plain.metadata.labels = None;
+            plain
+        })));
+        assert_eq!(
+            check(&mut memo, &nodes),
+            expect(&[("z1", 1), ("z2", 1), ("z3", 0)])
+        );
+        // A node moved to another zone, and the unlabelled node given one.
+        let relabel = |info: &mut NodeInfo, zone: &str| {
+            let mut node = info.node.as_deref().cloned().unwrap_or_default();
+            node.metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert(LABEL_ZONE.to_string(), zone.to_string());
+            info.set_node(Arc::new(node));
+        };
+        relabel(&mut nodes[0], "z2");
+        relabel(&mut nodes[3], "z4");
+        assert_eq!(
+            check(&mut memo, &nodes),
+            expect(&[("z2", 2), ("z3", 0), ("z4", 1)])
+        );
+        // Nodes gone (the list shrinks and shifts).
+        nodes.remove(0);
+        assert_eq!(
+            check(&mut memo, &nodes),
+            expect(&[("z2", 1), ("z3", 0), ("z4", 1)])
+        );
+        nodes.truncate(1);
+        assert_eq!(check(&mut memo, &nodes), expect(&[("z2", 1)]));
+        // The plugin's PreFilter agrees (through the memo) with the filter's verdicts.
+        let plugin = PodTopologySpread::default();
+        let mut nodes = vec![zoned("a", Some("z1")), zoned("b", Some("z2"))];
+        nodes[0].add_pod(web("w1"));
+        nodes[0].add_pod(web("w2"));
+        for round in 0..2 {
+            let mut state = CycleState::default();
+            plugin.pre_filter(&mut state, &p, &nodes);
+            let fits: Vec<bool> = nodes
+                .iter()
+                .map(|n| plugin.filter(&state, &p, n).is_ok())
+                .collect();
+            if round == 0 {
+                assert_eq!(fits, [false, true]);
+                nodes[1].add_pod(web("w3"));
+                nodes[1].add_pod(web("w4"));
+            } else {
+                assert_eq!(fits, [true, true]);
+            }
+        }
     }
 }

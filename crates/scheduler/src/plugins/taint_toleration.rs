@@ -29,19 +29,19 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     }
 }
 
-fn tolerations(pod: &PodInfo) -> Vec<Toleration> {
+fn tolerations(pod: &PodInfo) -> &[Toleration] {
     pod.pod
         .spec
         .as_ref()
-        .and_then(|s| s.tolerations.clone())
+        .and_then(|s| s.tolerations.as_deref())
         .unwrap_or_default()
 }
 
-fn taints(node: &NodeInfo) -> Vec<Taint> {
+fn taints(node: &NodeInfo) -> &[Taint] {
     node.node
         .as_ref()
         .and_then(|n| n.spec.as_ref())
-        .and_then(|s| s.taints.clone())
+        .and_then(|s| s.taints.as_deref())
         .unwrap_or_default()
 }
 
@@ -67,7 +67,7 @@ impl FilterPlugin for TaintToleration {
     }
 
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-        match untolerated(&taints(node), &tolerations(pod)) {
+        match untolerated(taints(node), tolerations(pod)) {
             None => Ok(()),
             Some(taint) => Err(vec![format!(
                 "node(s) had untolerated taint {{{}: {}}}",
@@ -84,15 +84,19 @@ impl ScorePlugin for TaintToleration {
     }
 
     fn score(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let tolerations: Vec<Toleration> = tolerations(pod)
-            .into_iter()
+        let taints = taints(node);
+        if taints.is_empty() {
+            return 0;
+        }
+        let tolerations: Vec<&Toleration> = tolerations(pod)
+            .iter()
             .filter(|t| {
                 t.effect
                     .as_deref()
                     .is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")
             })
             .collect();
-        let count = taints(node)
+        let count = taints
             .iter()
             .filter(|t| t.effect == "PreferNoSchedule")
             .filter(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
