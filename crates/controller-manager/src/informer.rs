@@ -96,13 +96,14 @@ where
             let stream = watcher(api).default_backoff();
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
-                let event = match event {
+                let mut event = match event {
                     Ok(event) => event,
                     Err(error) => {
                         tracing::warn!(%resource, %error, "watch failed; retrying");
                         continue;
                     }
                 };
+                strip_managed_fields(&mut event);
                 let changes = applier.apply(&event);
                 if matches!(event, Event::InitDone) {
                     synced_tx.send_replace(true);
@@ -291,6 +292,18 @@ where
                 changes
             }
         }
+    }
+}
+
+/// Drops `metadata.managedFields` from a watched object before it is cached, as upstream's
+/// controller-manager does: no controller reads them, they are often the largest part of an
+/// object, and an update without them keeps the stored ones.
+fn strip_managed_fields<K: Resource>(event: &mut Event<K>) {
+    match event {
+        Event::Apply(object) | Event::InitApply(object) | Event::Delete(object) => {
+            object.meta_mut().managed_fields = None;
+        }
+        Event::Init | Event::InitDone => {}
     }
 }
 

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod persistentvolume;
 pub mod podgc;
 pub mod podutil;
 pub mod queue;
@@ -72,6 +73,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "disruption",
     "taint-eviction-controller",
     "resourcequota",
+    "persistentvolume-binder",
 ];
 
 /// Command-line options (upstream flag names).
@@ -362,6 +364,7 @@ pub fn start_controllers(ctx: Arc<Context>, controllers: &[&str]) {
             "statefulset" => statefulset::start(ctx.clone()),
             "daemonset" => daemonset::start(ctx.clone()),
             "resourcequota" => resourcequota::start(ctx.clone()),
+            "persistentvolume-binder" => persistentvolume::start(ctx.clone()),
             other => tracing::warn!(controller = other, "unknown controller"),
         }
     }

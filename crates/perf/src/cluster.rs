@@ -380,6 +380,9 @@ impl Cluster {
                 "127.0.0.1",
                 "--controllers",
                 "*",
+                // One instance of each: a run that saturates both cores must not end early
+                // because a lease renewal missed its deadline.
+                "--leader-elect=false",
             ];
             components.push(Component {
                 name: "kube-controller-manager".into(),
@@ -403,6 +406,7 @@ impl Cluster {
                 &health,
                 "--bind-address",
                 "127.0.0.1",
+                "--leader-elect=false",
             ];
             components.push(Component {
                 name: "kube-scheduler".into(),
