@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::network::cni::{check_plugins, CniNetwork};
 use crate::network::{Network, NetworkError};
 use crate::node::agent::NodeAgent;
+use crate::node::image_gc::{ImageGc, StatvfsDisk, IMAGE_GC_PERIOD};
 use crate::node::info::{default_node_ip, machine_info};
 use crate::node::status::NodeConfig;
 use crate::options::Options;
@@ -32,6 +33,9 @@ pub enum RunError {
     /// Not running as root.
     #[error("the kubelet must run as root (it creates network namespaces, mounts and containers): run it with sudo or as root")]
     NotRoot,
+    /// The image GC thresholds are unusable.
+    #[error("{0}")]
+    ImageGc(#[source] crate::node::image_gc::ImageGcError),
     /// CNI plugins are missing.
     #[error("{0}")]
     Cni(#[source] NetworkError),
@@ -93,6 +97,8 @@ pub struct Dependencies {
     pub tls: TlsFiles,
     /// How often the node status is posted.
     pub status_period: Duration,
+    /// Mounts of memory-backed volumes.
+    pub mounter: Arc<dyn crate::pod::mounts::Mounter>,
 }
 
 /// A started kubelet: its background tasks and where its API listens.
@@ -179,6 +185,7 @@ pub async fn start_with_auth(
         api,
         settings: deps.pods.clone(),
         store: store.clone(),
+        mounter: deps.mounter.clone(),
     });
     let manager = PodManager::new(ctx).await;
     let tasks = vec![
@@ -201,12 +208,14 @@ pub fn socket_path(endpoint: &str) -> PathBuf {
 }
 
 /// Imports every `*.tar` (and `*.tar.gz`) archive in `dir`; failures are logged, not fatal.
-pub async fn import_archives(runtime: &dyn ContainerRuntime, dir: &Path) {
+/// Returns the names of the images imported.
+pub async fn import_archives(runtime: &dyn ContainerRuntime, dir: &Path) -> Vec<String> {
+    let mut imported = Vec::new();
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(entries) => entries,
         Err(error) => {
             tracing::warn!(dir = %dir.display(), %error, "cannot read --image-archive-dir");
-            return;
+            return imported;
         }
     };
     let mut archives = Vec::new();
@@ -221,13 +230,15 @@ pub async fn import_archives(runtime: &dyn ContainerRuntime, dir: &Path) {
     for path in archives {
         match runtime.import_image_archive(&path).await {
             Ok(names) => {
-                tracing::info!(archive = %path.display(), ?names, "image archive imported")
+                tracing::info!(archive = %path.display(), ?names, "image archive imported");
+                imported.extend(names);
             }
             Err(error) => {
                 tracing::error!(archive = %path.display(), %error, "importing image archive failed")
             }
         }
     }
+    imported
 }
 
 fn ensure_dir(path: &Path) -> Result<(), RunError> {
@@ -284,11 +295,22 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         source,
     })?;
     let runtime: Arc<dyn ContainerRuntime> = Arc::new(runtime);
+    let image_gc = Arc::new(
+        ImageGc::new(
+            runtime.clone(),
+            Arc::new(StatvfsDisk(options.root_dir.clone())),
+            options.image_gc_high_threshold,
+            options.image_gc_low_threshold,
+        )
+        .map_err(RunError::ImageGc)?
+        .with_minimum_age(options.minimum_image_ttl_duration),
+    );
     if let Err(error) = runtime.recover().await {
         tracing::warn!(%error, "re-attaching to running containers failed");
     }
     if let Some(dir) = &options.image_archive_dir {
-        import_archives(runtime.as_ref(), dir).await;
+        // Air-gapped images could not be pulled again: image GC leaves them alone.
+        image_gc.pin(import_archives(runtime.as_ref(), dir).await);
     }
     let client = component_base::client::from_kubeconfig(options.kubeconfig.as_deref())
         .await
@@ -338,11 +360,14 @@ pub async fn run(options: Options) -> Result<(), RunError> {
                 self_signed_names: vec![node_name.clone(), node_ip.to_string(), "127.0.0.1".into()],
             },
             status_period: Duration::from_secs(options.node_status_update_frequency.max(1)),
+            mounter: Arc::new(crate::pod::mounts::HostMounter),
         },
         auth,
     )
     .await?;
+    let gc_task = tokio::spawn(image_gc.run(IMAGE_GC_PERIOD));
     component_base::signals::shutdown().await;
+    gc_task.abort();
     kubelet.stop();
     tracing::info!("kubelet stopped; containers keep running");
     Ok(())

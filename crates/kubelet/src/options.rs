@@ -74,6 +74,16 @@ pub struct Options {
     /// Maximum number of pods on this node.
     #[arg(long = "max-pods", default_value_t = 110)]
     pub max_pods: u32,
+    /// Image filesystem usage (percent) at which image garbage collection starts.
+    #[arg(long = "image-gc-high-threshold", default_value_t = 85)]
+    pub image_gc_high_threshold: u8,
+    /// Image filesystem usage (percent) image garbage collection frees down to.
+    #[arg(long = "image-gc-low-threshold", default_value_t = 80)]
+    pub image_gc_low_threshold: u8,
+    /// Minimum age of an unused image before image garbage collection may delete it.
+    #[arg(long = "minimum-image-ttl-duration", default_value = "2m",
+        value_parser = component_base::leaderelection::parse_duration)]
+    pub minimum_image_ttl_duration: std::time::Duration,
     /// How often the node status is posted (seconds).
     #[arg(long = "node-status-update-frequency", default_value_t = 10)]
     pub node_status_update_frequency: u64,

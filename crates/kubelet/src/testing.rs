@@ -75,6 +75,7 @@ pub async fn start_fake(
             ..Default::default()
         },
         status_period: Duration::from_secs(10),
+        mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
     })
     .await?;
     Ok(TestKubelet {
@@ -167,6 +168,7 @@ pub async fn start_hollow(
             },
         },
         store: store.clone(),
+        mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
     });
     let manager = PodManager::new(ctx).await;
     let tasks = vec![

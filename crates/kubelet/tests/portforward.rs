@@ -629,6 +629,7 @@ mod real_node {
                 self_signed_names: vec![],
             },
             status_period: Duration::from_secs(10),
+            mounter: Arc::new(kubelet::pod::mounts::FakeMounter::new()),
         })
         .await
         .expect("kubelet");

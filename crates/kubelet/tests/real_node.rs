@@ -148,6 +148,7 @@ async fn a_real_pod_runs_answers_and_is_cleaned_up() {
             self_signed_names: vec![],
         },
         status_period: Duration::from_secs(10),
+        mounter: Arc::new(kubelet::pod::mounts::HostMounter),
     })
     .await
     .expect("kubelet");

@@ -3,5 +3,6 @@
 //! the machine.
 
 pub mod agent;
+pub mod image_gc;
 pub mod info;
 pub mod status;

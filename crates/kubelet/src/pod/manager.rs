@@ -344,6 +344,7 @@ mod tests {
                 },
             },
             store: PodStore::new(),
+            mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
         });
         let orphan_dir = dir.path().join("root/pods/gone-uid");
         let orphan_logs = dir.path().join("logs/default_old_gone-uid/c");

@@ -9,6 +9,7 @@ pub mod api;
 pub mod env;
 pub mod files;
 pub mod manager;
+pub mod mounts;
 pub mod probe;
 pub mod resources;
 pub mod status;
@@ -71,4 +72,6 @@ pub struct PodContext {
     pub settings: PodSettings,
     /// The shared pod view.
     pub store: PodStore,
+    /// Mounts of memory-backed volumes.
+    pub mounter: Arc<dyn mounts::Mounter>,
 }

@@ -1,7 +1,10 @@
 //! Pod volumes on the host: emptyDir, configMap, secret, downwardAPI, projected (those sources;
 //! `serviceAccountToken` sources are kept current by the pod worker) and hostPath, under
-//! `<root-dir>/pods/<uid>/volumes/<plugin>/<name>` (files written atomically), and the bind
-//! mounts they become in each container.
+//! `<root-dir>/pods/<uid>/volumes/<plugin>/<name>`, and the bind mounts they become in each
+//! container. File volumes are written as upstream's atomic writer does: the files go to a fresh
+//! `..<timestamp>` directory, the `..data` symlink is swapped to it in one rename, and each
+//! top-level name is a symlink through `..data`, so a live update is seen whole or not at all.
+//! Secret and projected volumes (and `emptyDir` with `medium: Memory`) live on a tmpfs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -9,6 +12,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 
 use super::env::{field_value, PodSources, RuntimeFields};
+use super::mounts::Mounter;
 use crate::runtime::Mount;
 
 /// Why a volume could not be prepared.
@@ -31,6 +35,17 @@ pub enum VolumeError {
     /// A container mounts a volume the pod does not define.
     #[error("volume \"{0}\" is not defined in the pod")]
     Undefined(String),
+    /// The volume's type is not one this kubelet supports.
+    #[error("no volume plugin matched for volume \"{volume}\" of type {kind}")]
+    NoPlugin {
+        /// Volume name.
+        volume: String,
+        /// The volume source field (`nfs`, `iscsi`, ...).
+        kind: String,
+    },
+    /// Mounting a memory-backed volume failed.
+    #[error(transparent)]
+    Mount(#[from] super::mounts::MountError),
     /// Writing volume files failed.
     #[error("preparing volume {path}: {source}")]
     Io {
@@ -265,16 +280,70 @@ pub fn volume_dir(pod_dir: &Path, volume: &Volume) -> PathBuf {
     pod_dir.join("volumes").join(plugin).join(&volume.name)
 }
 
-/// Creates every volume of the pod on the host (idempotent; file volumes are rewritten).
-/// Returns the host directory per volume name.
+/// The volume source fields this kubelet handles.
+const SUPPORTED_SOURCES: [&str; 7] = [
+    "hostPath",
+    "emptyDir",
+    "configMap",
+    "secret",
+    "downwardAPI",
+    "projected",
+    "persistentVolumeClaim",
+];
+
+/// Fails for a volume whose source is not one of [`SUPPORTED_SOURCES`].
+pub fn check_supported(volume: &Volume) -> Result<(), VolumeError> {
+    let value = serde_json::to_value(volume).unwrap_or_default();
+    let unknown = value
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.keys())
+        .find(|k| k.as_str() != "name" && !SUPPORTED_SOURCES.contains(&k.as_str()));
+    match unknown {
+        Some(kind) => Err(VolumeError::NoPlugin {
+            volume: volume.name.clone(),
+            kind: kind.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether the volume lives in memory (tmpfs), and its size limit.
+fn memory_backed(volume: &Volume) -> Option<Option<u64>> {
+    if volume.secret.is_some() || volume.projected.is_some() {
+        return Some(None);
+    }
+    let empty = volume.empty_dir.as_ref()?;
+    if empty.medium.as_deref() != Some("Memory") {
+        return None;
+    }
+    let limit = empty
+        .size_limit
+        .as_ref()
+        .and_then(|q| crate::pod::resources::parse_scaled(&q.0, 1.0))
+        .and_then(|b| u64::try_from(b).ok());
+    Some(limit)
+}
+
+/// Creates every volume of the pod on the host (idempotent: file volumes are rewritten, tmpfs
+/// mounts kept). Returns the host directory per volume name.
 pub fn prepare_volumes(
     pod: &Pod,
     pod_dir: &Path,
     sources: &PodSources,
     fields: &RuntimeFields,
+    mounter: &dyn Mounter,
 ) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
+    let volumes: Vec<&Volume> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .collect();
+    for volume in &volumes {
+        check_supported(volume)?;
+    }
     let mut dirs = BTreeMap::new();
-    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+    for volume in volumes {
         let dir = volume_dir(pod_dir, volume);
         if let Some(host) = &volume.host_path {
             let kind = host.type_.as_deref().unwrap_or("");
@@ -291,22 +360,138 @@ pub fn prepare_volumes(
             continue;
         }
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        if let Some(files) = volume_files(pod, volume, sources, fields)? {
-            for (relative, content) in files {
-                let relative = relative.trim_start_matches('/');
-                if relative.split('/').any(|part| part == "..") {
-                    continue;
-                }
-                let path = dir.join(relative);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(io(parent))?;
-                }
-                super::tokens::write_atomic(&path, &content).map_err(io(&path))?;
+        if let Some(limit) = memory_backed(volume) {
+            if !mounter.is_mount_point(&dir) {
+                mounter.mount_tmpfs(&dir, limit)?;
             }
+        }
+        if let Some(files) = volume_files(pod, volume, sources, fields)? {
+            write_volume_files(&dir, &files).map_err(io(&dir))?;
         }
         dirs.insert(volume.name.clone(), dir);
     }
     Ok(dirs)
+}
+
+/// Rewrites the file volumes (configMap, secret, downwardAPI, projected) of a pod whose volumes
+/// are set up, from the current `sources`; unchanged volumes are left alone. Returns how many
+/// volumes changed.
+pub fn refresh_file_volumes(
+    pod: &Pod,
+    dirs: &BTreeMap<String, PathBuf>,
+    sources: &PodSources,
+    fields: &RuntimeFields,
+) -> Result<usize, VolumeError> {
+    let mut changed = 0;
+    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        let Some(dir) = dirs.get(&volume.name) else {
+            continue;
+        };
+        if volume.host_path.is_some() {
+            continue;
+        }
+        if let Some(files) = volume_files(pod, volume, sources, fields)? {
+            if write_volume_files(dir, &files).map_err(io(dir))? {
+                changed += 1;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Whether a pod has volumes whose files follow API objects.
+pub fn has_file_volumes(pod: &Pod) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| v.config_map.is_some() || v.secret.is_some() || v.projected.is_some())
+}
+
+/// The files currently published under `dir/..data`.
+fn published(dir: &Path) -> Option<BTreeMap<String, Vec<u8>>> {
+    fn walk(base: &Path, at: &Path, out: &mut BTreeMap<String, Vec<u8>>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(at)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                walk(base, &path, out)?;
+            } else {
+                let relative = path
+                    .strip_prefix(base)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                out.insert(relative, std::fs::read(&path)?);
+            }
+        }
+        Ok(())
+    }
+    let data = dir.join("..data");
+    let mut out = BTreeMap::new();
+    walk(&data, &data, &mut out).ok()?;
+    Some(out)
+}
+
+/// Publishes `files` in `dir` atomically (see the module docs); returns false when they were
+/// already published as they are.
+pub fn write_volume_files(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<bool> {
+    use std::os::unix::fs::symlink;
+    let wanted: BTreeMap<String, Vec<u8>> = files
+        .iter()
+        .map(|(p, c)| (p.trim_start_matches('/').to_string(), c.clone()))
+        .filter(|(p, _)| {
+            !p.is_empty()
+                && !p
+                    .split('/')
+                    .any(|part| part == ".." || part.starts_with(".."))
+        })
+        .collect();
+    if published(dir).as_ref() == Some(&wanted) {
+        return Ok(false);
+    }
+    let stamp = format!("..{}", jiff::Timestamp::now().as_nanosecond());
+    let target = dir.join(&stamp);
+    std::fs::create_dir_all(&target)?;
+    for (relative, content) in &wanted {
+        let path = target.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, content)?;
+    }
+    let tmp_link = dir.join("..data_tmp");
+    match std::fs::remove_file(&tmp_link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    symlink(&stamp, &tmp_link)?;
+    std::fs::rename(&tmp_link, dir.join("..data"))?;
+    let top: BTreeSet<String> = wanted
+        .keys()
+        .filter_map(|p| p.split('/').next().map(str::to_string))
+        .collect();
+    for name in &top {
+        let link = dir.join(name);
+        match std::fs::symlink_metadata(&link) {
+            Ok(meta) if meta.file_type().is_symlink() => continue,
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&link)?,
+            Ok(_) => std::fs::remove_file(&link)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        symlink(Path::new("..data").join(name), &link)?;
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_link = entry.file_type()?.is_symlink();
+        if name.starts_with("..") && name != "..data" && name != stamp && !is_link {
+            std::fs::remove_dir_all(entry.path())?;
+        } else if is_link && !name.starts_with("..") && !top.contains(&name) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(true)
 }
 
 /// The bind mounts of a container's `volumeMounts`.
@@ -346,6 +531,8 @@ mod tests {
         ObjectFieldSelector, PodSpec, VolumeMount,
     };
     use kube::api::ObjectMeta;
+
+    use crate::pod::mounts::FakeMounter;
 
     fn pod() -> Pod {
         Pod {
@@ -402,8 +589,15 @@ mod tests {
                 ..Default::default()
             },
         );
-        let dirs = prepare_volumes(&pod(), dir.path(), &sources, &RuntimeFields::default())
-            .expect("volumes");
+        let mounter = FakeMounter::new();
+        let dirs = prepare_volumes(
+            &pod(),
+            dir.path(),
+            &sources,
+            &RuntimeFields::default(),
+            &mounter,
+        )
+        .expect("volumes");
         let cfg = &dirs["cfg"];
         assert_eq!(
             std::fs::read_to_string(cfg.join("color")).expect("file"),
@@ -437,8 +631,109 @@ mod tests {
             dir.path(),
             &PodSources::default(),
             &RuntimeFields::default(),
+            &FakeMounter::new(),
         )
         .expect_err("missing");
         assert_eq!(err.to_string(), "configmap \"settings\" not found");
+    }
+
+    #[test]
+    fn file_volumes_are_swapped_atomically_and_drop_removed_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vol = dir.path().join("v");
+        std::fs::create_dir_all(&vol).expect("mkdir");
+        let files = |pairs: &[(&str, &str)]| -> VolumeFiles {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        assert!(write_volume_files(&vol, &files(&[("a", "1"), ("d/b", "2")])).expect("write"));
+        assert_eq!(std::fs::read_to_string(vol.join("a")).expect("a"), "1");
+        assert_eq!(std::fs::read_to_string(vol.join("d/b")).expect("b"), "2");
+        assert!(std::fs::symlink_metadata(vol.join("a"))
+            .expect("meta")
+            .file_type()
+            .is_symlink());
+        assert!(!write_volume_files(&vol, &files(&[("a", "1"), ("d/b", "2")])).expect("same"));
+        assert!(write_volume_files(&vol, &files(&[("a", "3")])).expect("update"));
+        assert_eq!(std::fs::read_to_string(vol.join("a")).expect("a"), "3");
+        assert!(!vol.join("d").exists(), "removed key is gone");
+        let stamps: Vec<String> = std::fs::read_dir(&vol)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("..") && n != "..data")
+            .collect();
+        assert_eq!(stamps.len(), 1, "old generations removed: {stamps:?}");
+    }
+
+    #[test]
+    fn secrets_get_a_tmpfs_and_unknown_volume_types_fail() {
+        use k8s_openapi::api::core::v1::{NFSVolumeSource, Secret, SecretVolumeSource};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = pod();
+        if let Some(volumes) = p.spec.as_mut().and_then(|s| s.volumes.as_mut()) {
+            volumes.retain(|v| v.name == "scratch");
+            volumes.push(Volume {
+                name: "creds".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some("creds".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        let mut sources = PodSources::default();
+        sources.secrets.insert(
+            "creds".into(),
+            Secret {
+                data: Some(
+                    [(
+                        "password".to_string(),
+                        k8s_openapi::ByteString(b"hunter2".to_vec()),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+        );
+        let mounter = FakeMounter::new();
+        let dirs = prepare_volumes(
+            &p,
+            dir.path(),
+            &sources,
+            &RuntimeFields::default(),
+            &mounter,
+        )
+        .expect("volumes");
+        assert_eq!(mounter.mounted(), vec![dirs["creds"].clone()]);
+        assert_eq!(
+            std::fs::read_to_string(dirs["creds"].join("password")).expect("file"),
+            "hunter2"
+        );
+        if let Some(volumes) = p.spec.as_mut().and_then(|s| s.volumes.as_mut()) {
+            volumes.push(Volume {
+                name: "share".into(),
+                nfs: Some(NFSVolumeSource {
+                    server: "127.0.0.1".into(),
+                    path: "/x".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        let err = prepare_volumes(
+            &p,
+            dir.path(),
+            &sources,
+            &RuntimeFields::default(),
+            &mounter,
+        )
+        .expect_err("nfs");
+        assert_eq!(
+            err.to_string(),
+            "no volume plugin matched for volume \"share\" of type nfs"
+        );
     }
 }

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::api::PodEvent;
 use super::env::PodSources;
 use super::probe::ContainerProbes;
-use super::volumes::prepare_volumes;
+use super::volumes::{has_file_volumes, prepare_volumes, refresh_file_volumes};
 use super::{PodContext, PodEntry};
 use crate::network::{PodNetworkRequest, PodNetworkStatus};
 use crate::runtime::{ContainerState, ContainerSummary, PullPolicy, LABEL_RESTART_COUNT};
@@ -38,6 +38,8 @@ pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often a live pod is re-synced (container exits are noticed this fast).
 pub const RESYNC: Duration = Duration::from_secs(1);
+/// How often configMap, secret and projected volumes are re-read from the API.
+pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
 /// What the manager sends a worker.
 #[derive(Debug)]
@@ -91,6 +93,8 @@ pub struct PodWorker {
     start_time: Option<Time>,
     last_posted: Option<PodStatus>,
     volume_dirs: Option<BTreeMap<String, PathBuf>>,
+    /// When the file volumes were last written from the API objects.
+    volumes_refreshed: Option<Instant>,
     files_written_for: Option<Option<IpAddr>>,
     pod_message: Option<String>,
     terminal: bool,
@@ -184,6 +188,7 @@ impl PodWorker {
             start_time,
             last_posted: None,
             volume_dirs: None,
+            volumes_refreshed: None,
             files_written_for: None,
             pod_message: None,
             terminal: false,
@@ -343,6 +348,38 @@ impl PodWorker {
         tracing::info!(pod = %self.key(), uid = %self.uid, "pod worker finished");
     }
 
+    /// Rewrites configMap, secret and projected volumes from the current API objects, at most
+    /// every [`VOLUME_REFRESH`]; failures are logged and retried on the next round.
+    async fn refresh_volumes(&mut self) {
+        if !has_file_volumes(&self.pod)
+            || self
+                .volumes_refreshed
+                .is_some_and(|at| at.elapsed() < VOLUME_REFRESH)
+        {
+            return;
+        }
+        self.volumes_refreshed = Some(Instant::now());
+        let Some(dirs) = self.volume_dirs.clone() else {
+            return;
+        };
+        let fetched = match self.fetch_objects().await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                tracing::warn!(pod = %self.key(), %error, "reading ConfigMaps or Secrets failed; will retry");
+                return;
+            }
+        };
+        match refresh_file_volumes(&self.pod, &dirs, &fetched, &self.fields()) {
+            Ok(0) => {}
+            Ok(changed) => {
+                tracing::info!(pod = %self.key(), changed, "volumes updated from their ConfigMaps and Secrets")
+            }
+            Err(error) => {
+                tracing::warn!(pod = %self.key(), %error, "refreshing volumes failed; will retry")
+            }
+        }
+    }
+
     /// Takes the pod's latest version from the API.
     pub fn update_pod(&mut self, pod: Pod) {
         self.pod = pod;
@@ -471,7 +508,8 @@ impl PodWorker {
                 None => return Some(Duration::from_secs(2)),
             };
             let pod_dir = self.ctx.settings.pod_dir(&self.uid);
-            match prepare_volumes(&self.pod, &pod_dir, &sources, &self.fields()) {
+            let mounter = self.ctx.mounter.as_ref();
+            match prepare_volumes(&self.pod, &pod_dir, &sources, &self.fields(), mounter) {
                 Ok(dirs) => self.volume_dirs = Some(dirs),
                 Err(error) => {
                     tracing::warn!(pod = %self.key(), %error, "volume set-up failed; will retry");
@@ -486,6 +524,9 @@ impl PodWorker {
                 }
             }
             self.pod_message = None;
+            self.volumes_refreshed = Some(Instant::now());
+        } else {
+            self.refresh_volumes().await;
         }
         if let Some(retry) = self.sync_service_account_tokens().await {
             return Some(retry);
@@ -696,6 +737,12 @@ impl PodWorker {
                         "BackOff",
                         format!("Back-off pulling image \"{image}\""),
                     );
+                    self.event(
+                        Some(&container.name),
+                        true,
+                        "Failed",
+                        "Error: ImagePullBackOff".to_string(),
+                    );
                 }
                 return Some(at - now);
             }
@@ -724,6 +771,14 @@ impl PodWorker {
                     "Failed"
                 };
                 self.event(Some(&container.name), true, event_reason, event_message);
+                if reason == "ErrImagePull" {
+                    self.event(
+                        Some(&container.name),
+                        true,
+                        "Failed",
+                        "Error: ErrImagePull".to_string(),
+                    );
+                }
                 let track = self.tracks.entry(container.name.clone()).or_default();
                 let delay = if reason == "ErrImagePull" {
                     track.image_failures += 1;
@@ -732,14 +787,21 @@ impl PodWorker {
                 } else {
                     Duration::from_secs(2)
                 };
+                // A failed pull shows as ImagePullBackOff from the next sync on: make it soon.
+                let next = if reason == "ErrImagePull" {
+                    delay.min(Duration::from_secs(1))
+                } else {
+                    delay
+                };
                 track.waiting = Some((reason, Some(message)));
                 track.retry_at = Some(now + delay);
-                Some(delay)
+                Some(next)
             }
         }
     }
 }
 
+mod image;
 mod projected;
 mod report;
 mod start;

@@ -17,6 +17,14 @@ pub enum RuntimeError {
         /// Normalised image name.
         image: String,
     },
+    /// Pulling the image from its registry failed.
+    #[error("failed to pull and unpack image \"{image}\": {reason}")]
+    Pull {
+        /// Normalised image name.
+        image: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// No such container.
     #[error("container {id} not found")]
     ContainerNotFound {

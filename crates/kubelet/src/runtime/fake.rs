@@ -18,8 +18,8 @@ use tokio::sync::watch;
 
 use super::{
     normalize_image, AttachRequest, ContainerConfig, ContainerRuntime, ContainerState,
-    ContainerSummary, ExecRequest, ExecSession, ImageInfo, PortStream, PullPolicy, RuntimeError,
-    RuntimeVersion,
+    ContainerSummary, ExecRequest, ExecSession, ImageInfo, PortStream, PullPolicy,
+    RegistryCredential, RuntimeError, RuntimeVersion,
 };
 
 /// The trait methods, to name where a failure is injected.
@@ -35,6 +35,10 @@ pub enum Method {
     ImagePresent,
     /// [`ContainerRuntime::ensure_image`]
     EnsureImage,
+    /// [`ContainerRuntime::pull_image`]
+    PullImage,
+    /// [`ContainerRuntime::remove_image`]
+    RemoveImage,
     /// [`ContainerRuntime::create_container`]
     CreateContainer,
     /// [`ContainerRuntime::start_container`]
@@ -70,6 +74,10 @@ pub enum Call {
     ImagePresent(String),
     /// `ensure_image(image, policy)` (image as given)
     EnsureImage(String, PullPolicy),
+    /// `pull_image(image, credentials)` (image as given)
+    PullImage(String, Vec<RegistryCredential>),
+    /// `remove_image(image)` (image as given)
+    RemoveImage(String),
     /// `create_container(config)`
     CreateContainer(Box<ContainerConfig>),
     /// `start_container(id)`
@@ -346,6 +354,38 @@ impl ContainerRuntime for FakeRuntime {
         }
         drop(guard);
         self.add_image(&name);
+        Ok(())
+    }
+
+    /// Succeeds when auto-pull is on (adding the image) or the image is already present (its
+    /// "registry" holds what the node holds); otherwise the image is not found.
+    async fn pull_image(
+        &self,
+        image: &str,
+        credentials: &[RegistryCredential],
+    ) -> Result<u64, RuntimeError> {
+        let guard = self.enter(
+            Method::PullImage,
+            Call::PullImage(image.to_string(), credentials.to_vec()),
+        )?;
+        let name = normalize_image(image);
+        if let Some(info) = guard.images.get(&name) {
+            return Ok(info.size);
+        }
+        if !guard.auto_pull {
+            return Err(RuntimeError::Pull {
+                reason: format!("failed to resolve reference \"{name}\": {name}: not found"),
+                image: name,
+            });
+        }
+        drop(guard);
+        self.add_image(&name);
+        Ok(0)
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<(), RuntimeError> {
+        let mut guard = self.enter(Method::RemoveImage, Call::RemoveImage(image.to_string()))?;
+        guard.images.remove(&normalize_image(image));
         Ok(())
     }
 

@@ -15,10 +15,12 @@
 //! Start reading at [`ContainerRuntime`], then [`types`].
 
 pub mod containerd;
+pub mod credentials;
 pub mod cri_log;
 pub mod error;
 pub mod fake;
 pub mod image_name;
+pub mod registry;
 pub mod types;
 
 use std::path::Path;
@@ -28,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use error::RuntimeError;
 pub use image_name::normalize_image;
+pub use registry::RegistryCredential;
 pub use types::{
     AttachRequest, ContainerConfig, ContainerState, ContainerSummary, ExecRequest, ExecSession,
     ImageInfo, Mount, PullPolicy, Resources, RuntimeVersion, TerminalSize, LABEL_CONTAINER_NAME,
@@ -61,10 +64,22 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Whether the (normalised) image is present and usable.
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError>;
 
-    /// Makes sure the image is present, following the pull policy. Registry pulls come later:
-    /// for now a missing image is [`RuntimeError::ImageNotFound`], or
-    /// [`RuntimeError::ImageNeverPull`] under [`PullPolicy::Never`].
+    /// Makes sure the image is present, following the pull policy (pulling anonymously when
+    /// needed): a missing image under [`PullPolicy::Never`] is [`RuntimeError::ImageNeverPull`].
     async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), RuntimeError>;
+
+    /// Pulls the image from its registry (even if present: a moved tag is followed), trying
+    /// each credential in turn (anonymous when there is none); returns the image's size in
+    /// bytes. Failures are [`RuntimeError::Pull`].
+    async fn pull_image(
+        &self,
+        image: &str,
+        credentials: &[RegistryCredential],
+    ) -> Result<u64, RuntimeError>;
+
+    /// Deletes the image record `image` (normalised); its content and snapshots go with
+    /// containerd's garbage collection. Ok if it does not exist.
+    async fn remove_image(&self, image: &str) -> Result<(), RuntimeError>;
 
     /// Creates a container (not started) and returns its id.
     async fn create_container(&self, config: &ContainerConfig) -> Result<String, RuntimeError>;
@@ -124,6 +139,16 @@ impl<T: ContainerRuntime + ?Sized> ContainerRuntime for std::sync::Arc<T> {
     }
     async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), RuntimeError> {
         (**self).ensure_image(image, policy).await
+    }
+    async fn pull_image(
+        &self,
+        image: &str,
+        credentials: &[RegistryCredential],
+    ) -> Result<u64, RuntimeError> {
+        (**self).pull_image(image, credentials).await
+    }
+    async fn remove_image(&self, image: &str) -> Result<(), RuntimeError> {
+        (**self).remove_image(image).await
     }
     async fn create_container(&self, config: &ContainerConfig) -> Result<String, RuntimeError> {
         (**self).create_container(config).await

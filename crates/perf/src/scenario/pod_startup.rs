@@ -26,6 +26,10 @@ pub struct PodStartupOptions {
     /// Image (must be in containerd's k8s.io namespace already, as the kubelet imports it).
     #[arg(long, default_value = "docker.io/library/busybox:1.35")]
     pub image: String,
+    /// After the latency runs, bring the node to this many running pods (created concurrently)
+    /// and report the kubelet's RSS; 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    pub rss_pods: usize,
 }
 
 const NAMESPACE: &str = "kube-perf-startup";
@@ -89,8 +93,55 @@ pub async fn run(
             latencies.push(running.saturating_duration_since(t));
         }
     }
+    let total = o.rss_pods.max(o.pods);
+    if o.rss_pods > 0 {
+        let creates = (o.pods..total).map(|i| {
+            let pods = pods.clone();
+            let labels = labels.clone();
+            async move {
+                let name = format!("startup-{i}-{}", std::process::id());
+                pods.create(&PostParams::default(), &pause_pod(&name, &labels))
+                    .await
+                    .map_err(api_err("creating a pod"))
+            }
+        });
+        for created in futures::future::join_all(creates).await {
+            created?;
+        }
+        let seconds = 60 + total as u64;
+        if wait_count(&timeline, total, Duration::from_secs(seconds), |t| {
+            t.running.is_some()
+        })
+        .await
+            < total
+        {
+            watch.abort();
+            return Err(ScenarioError::Timeout {
+                what: format!("{total} pods Running"),
+                seconds,
+            });
+        }
+        // Let the pod workers settle into their steady state (probes, status posts).
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let kubelet = cluster
+            .usage()
+            .into_iter()
+            .filter(|p| p.name == "kubelet")
+            .max_by_key(|p| p.rss_kib);
+        match kubelet {
+            Some(usage) => report.row(
+                format!("kubelet RSS with {total} pods running (MB)"),
+                usage.rss_kib as f64 / 1024.0,
+                None,
+                "40 MB (target)",
+            ),
+            None => report
+                .notes
+                .push("kubelet RSS: no kubelet process found on this host".into()),
+        }
+    }
     watch.abort();
-    for i in 0..o.pods {
+    for i in 0..total {
         let name = format!("startup-{i}-{}", std::process::id());
         if let Err(error) = pods.delete(&name, &DeleteParams::default()).await {
             tracing::warn!(%error, pod = %name, "deleting the pod failed");

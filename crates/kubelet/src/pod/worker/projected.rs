@@ -209,6 +209,7 @@ mod tests {
                 },
             },
             store: PodStore::new(),
+            mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
         });
         let mut worker = PodWorker::new(ctx.clone(), pod(), vec![]);
         assert!(matches!(worker.sync().await, SyncOutcome::Continue(_)));

@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::Container;
 use tokio::time::Instant;
 
-use super::{exit_code, pull_policy, running_state, Instance, PodWorker};
+use super::{exit_code, running_state, Instance, PodWorker};
 use crate::pod::env::{container_env, PodSources, RuntimeFields};
 use crate::pod::files;
 use crate::pod::probe::ContainerProbes;
 use crate::pod::resources::{cgroup_parent, container_resources};
 use crate::pod::volumes::{container_mounts, referenced_objects};
 use crate::runtime::{
-    ContainerConfig, ContainerState, Mount, RuntimeError, LABEL_CONTAINER_NAME, LABEL_POD_NAME,
+    ContainerConfig, ContainerState, Mount, LABEL_CONTAINER_NAME, LABEL_POD_NAME,
     LABEL_POD_NAMESPACE, LABEL_POD_UID, LABEL_RESTART_COUNT,
 };
 
@@ -42,7 +42,8 @@ impl PodWorker {
         cache.clone()
     }
 
-    pub(super) async fn fetch_sources(&self) -> Result<PodSources, crate::pod::api::ApiError> {
+    /// The ConfigMaps and Secrets the pod refers to (no Services).
+    pub(super) async fn fetch_objects(&self) -> Result<PodSources, crate::pod::api::ApiError> {
         let namespace = self.namespace();
         let (config_maps, secrets) = referenced_objects(&self.pod);
         let mut sources = PodSources::default();
@@ -56,6 +57,12 @@ impl PodWorker {
                 sources.secrets.insert(name, secret);
             }
         }
+        Ok(sources)
+    }
+
+    pub(super) async fn fetch_sources(&self) -> Result<PodSources, crate::pod::api::ApiError> {
+        let namespace = self.namespace();
+        let mut sources = self.fetch_objects().await?;
         let links = self
             .pod
             .spec
@@ -114,27 +121,7 @@ impl PodWorker {
     ) -> Result<(), (String, String)> {
         let image = container.image.clone().unwrap_or_default();
         let runtime = self.ctx.runtime.clone();
-        match runtime.ensure_image(&image, pull_policy(container)).await {
-            Ok(()) => {}
-            Err(RuntimeError::ImageNeverPull { .. }) => {
-                return Err((
-                    "ErrImageNeverPull".into(),
-                    format!("Container image \"{image}\" is not present with pull policy of Never"),
-                ))
-            }
-            Err(error) => {
-                return Err((
-                    "ErrImagePull".into(),
-                    format!("Failed to pull image \"{image}\": {error}"),
-                ))
-            }
-        }
-        self.event(
-            Some(&container.name),
-            false,
-            "Pulled",
-            format!("Container image \"{image}\" already present on machine"),
-        );
+        self.ensure_container_image(container).await?;
         let env = container_env(&self.pod, container, sources, &self.fields())
             .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
         let dirs = self.volume_dirs.clone().unwrap_or_default();

@@ -88,6 +88,9 @@ impl PodWorker {
             }
         }
         let pod_dir = self.ctx.settings.pod_dir(&self.uid);
+        if let Err(error) = self.ctx.mounter.unmount_under(&pod_dir) {
+            tracing::warn!(dir = %pod_dir.display(), %error, "unmounting pod volumes failed");
+        }
         if let Err(error) = std::fs::remove_dir_all(&pod_dir) {
             if error.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %pod_dir.display(), %error, "removing pod dir failed");

@@ -47,6 +47,7 @@ fn harness() -> Harness {
             },
         },
         store: PodStore::new(),
+        mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
     });
     Harness {
         runtime,
@@ -202,6 +203,7 @@ async fn the_pod_waits_for_the_network_before_starting_containers() {
         api: h.api.clone(),
         settings: h.ctx.settings.clone(),
         store: PodStore::new(),
+        mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
     });
     let mut worker = PodWorker::new(
         ctx,
@@ -648,4 +650,203 @@ async fn a_container_created_but_never_started_is_replaced() {
     assert!(h.runtime.container(&id).is_none());
     let status = h.api.last_status("stuck").expect("status");
     assert_eq!(status.phase.as_deref(), Some("Running"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pulls_use_matching_image_pull_secrets_and_emit_upstream_events() {
+    use k8s_openapi::api::core::v1::{LocalObjectReference, Secret};
+    use k8s_openapi::ByteString;
+    let h = harness();
+    let config = br#"{"auths":{"127.0.0.1:5000":{"username":"me","password":"pw"},"other.io":{"username":"x","password":"y"}}}"#;
+    h.api.secrets.lock().expect("lock").insert(
+        ("default".into(), "regcred".into()),
+        Secret {
+            data: Some([(".dockerconfigjson".to_string(), ByteString(config.to_vec()))].into()),
+            type_: Some("kubernetes.io/dockerconfigjson".into()),
+            ..Default::default()
+        },
+    );
+    h.runtime.add_image("127.0.0.1:5000/app:1");
+    let mut c = container("c");
+    c.image = Some("127.0.0.1:5000/app:1".into());
+    c.image_pull_policy = Some("Always".into());
+    let mut p = pod("pull", vec![], vec![c], "Always");
+    if let Some(spec) = p.spec.as_mut() {
+        spec.image_pull_secrets = Some(vec![
+            LocalObjectReference {
+                name: "regcred".into(),
+            },
+            LocalObjectReference {
+                name: "absent".into(),
+            },
+        ]);
+    }
+    let mut worker = PodWorker::new(h.ctx.clone(), p, vec![]);
+    worker.sync().await;
+    let pulls: Vec<_> = h
+        .runtime
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::PullImage(image, creds) => Some((image, creds)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        pulls,
+        vec![(
+            "127.0.0.1:5000/app:1".to_string(),
+            vec![crate::runtime::RegistryCredential {
+                username: "me".into(),
+                password: "pw".into()
+            }]
+        )]
+    );
+    let events = h.api.events();
+    let reasons: Vec<&str> = events.iter().map(|(r, _)| r.as_str()).collect();
+    let pulling = reasons
+        .iter()
+        .position(|r| *r == "Pulling")
+        .expect("Pulling");
+    let pulled = reasons.iter().position(|r| *r == "Pulled").expect("Pulled");
+    assert!(pulling < pulled, "{reasons:?}");
+    assert_eq!(events[pulling].1, "Pulling image \"127.0.0.1:5000/app:1\"");
+    assert!(
+        events[pulled]
+            .1
+            .starts_with("Successfully pulled image \"127.0.0.1:5000/app:1\" in "),
+        "{events:?}"
+    );
+    assert!(events
+        .iter()
+        .any(|(r, m)| r == "FailedToRetrieveImagePullSecret" && m.contains("absent")));
+    let status = h.api.last_status("pull").expect("status");
+    assert!(status_of(&status, "c")
+        .state
+        .as_ref()
+        .and_then(|s| s.running.as_ref())
+        .is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_present_image_is_not_pulled_under_if_not_present_and_never() {
+    let h = harness();
+    let mut never = container("never");
+    never.image_pull_policy = Some("Never".into());
+    let mut worker = PodWorker::new(
+        h.ctx.clone(),
+        pod("present", vec![], vec![container("c"), never], "Always"),
+        vec![],
+    );
+    worker.sync().await;
+    assert!(!h
+        .runtime
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::PullImage(..))));
+    let events = h.api.events();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(r, m)| r == "Pulled" && m.ends_with("already present on machine"))
+            .count(),
+        2,
+        "{events:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_pull_reports_upstream_events_then_back_off() {
+    let h = harness();
+    let mut c = container("c");
+    c.image = Some("127.0.0.1:5000/nothere:1".into());
+    let mut worker = PodWorker::new(h.ctx.clone(), pod("bad", vec![], vec![c], "Always"), vec![]);
+    worker.sync().await;
+    let status = h.api.last_status("bad").expect("status");
+    let waiting = status_of(&status, "c")
+        .state
+        .as_ref()
+        .and_then(|s| s.waiting.clone())
+        .expect("waiting");
+    assert_eq!(waiting.reason.as_deref(), Some("ErrImagePull"));
+    let message = waiting.message.unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "Failed to pull image \"127.0.0.1:5000/nothere:1\": failed to pull and unpack image"
+        ),
+        "{message}"
+    );
+    worker.sync().await;
+    let events = h.api.events();
+    let pairs: Vec<(&str, &str)> = events
+        .iter()
+        .map(|(r, m)| (r.as_str(), m.as_str()))
+        .filter(|(r, _)| *r != "Scheduled")
+        .collect();
+    for want in [
+        ("Pulling", "Pulling image \"127.0.0.1:5000/nothere:1\""),
+        ("Failed", "Error: ErrImagePull"),
+        (
+            "BackOff",
+            "Back-off pulling image \"127.0.0.1:5000/nothere:1\"",
+        ),
+        ("Failed", "Error: ImagePullBackOff"),
+    ] {
+        assert!(pairs.contains(&want), "{want:?} missing from {pairs:?}");
+    }
+    assert!(pairs
+        .iter()
+        .any(|(r, m)| *r == "Failed" && m.starts_with("Failed to pull image")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_config_map_change_reaches_the_mounted_files() {
+    use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, Volume, VolumeMount};
+    let h = harness();
+    let set = |color: &str| {
+        h.api.config_maps.lock().expect("lock").insert(
+            ("default".into(), "settings".into()),
+            ConfigMap {
+                data: Some([("color".to_string(), color.to_string())].into()),
+                ..Default::default()
+            },
+        );
+    };
+    set("blue");
+    let mut c = container("c");
+    c.volume_mounts = Some(vec![VolumeMount {
+        name: "cfg".into(),
+        mount_path: "/etc/cfg".into(),
+        ..Default::default()
+    }]);
+    let mut p = pod("live", vec![], vec![c], "Always");
+    if let Some(spec) = p.spec.as_mut() {
+        spec.volumes = Some(vec![Volume {
+            name: "cfg".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: "settings".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+    }
+    let uid = p.metadata.uid.clone().expect("uid");
+    let mut worker = PodWorker::new(h.ctx.clone(), p, vec![]);
+    worker.sync().await;
+    let file = h
+        .ctx
+        .settings
+        .pod_dir(&uid)
+        .join("volumes/kubernetes.io~configmap/cfg/color");
+    assert_eq!(std::fs::read_to_string(&file).expect("file"), "blue");
+    set("green");
+    worker.sync().await;
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("file"),
+        "blue",
+        "not re-read before the refresh period"
+    );
+    tokio::time::advance(VOLUME_REFRESH + Duration::from_secs(1)).await;
+    worker.sync().await;
+    assert_eq!(std::fs::read_to_string(&file).expect("file"), "green");
 }

@@ -174,7 +174,12 @@ async fn put_blob(
     }
 }
 
-async fn put_image_record(client: &Client, name: &str, target: &Desc) -> Result<(), RuntimeError> {
+/// Creates the image record `name` -> `target`, or points an existing one at `target`.
+pub(crate) async fn put_image_record(
+    client: &Client,
+    name: &str,
+    target: &Desc,
+) -> Result<(), RuntimeError> {
     let image = Image {
         name: name.to_string(),
         target: Some(Descriptor {

@@ -2,7 +2,7 @@
 //! containerd's native gRPC API (1.6: no CRI plugin, no Transfer service).
 //!
 //! One file per concern: [`client`] (connection, namespace), [`archive`] + [`content`] +
-//! [`unpack`] + [`import`] (image archives), [`image`] (image metadata), [`spec`] (OCI runtime
+//! [`unpack`] + [`import`] (image archives), [`pull`] (registry pulls), [`image`] (image metadata), [`spec`] (OCI runtime
 //! spec), [`containers`] (create/status/list/remove), [`tasks`] (start/stop/recover and log
 //! copying), [`io`] (FIFOs and the CRI log writer), [`exec`] (exec and attach), [`testing`] (a
 //! private containerd for tests).
@@ -16,6 +16,7 @@ pub mod image;
 pub mod import;
 pub mod io;
 pub mod portforward;
+pub mod pull;
 pub mod spec;
 pub mod tasks;
 pub mod testing;
@@ -30,9 +31,10 @@ use containerd_client::services::v1::ListImagesRequest;
 
 use super::{
     normalize_image, AttachRequest, ContainerConfig, ContainerRuntime, ContainerState,
-    ContainerSummary, ExecRequest, ExecSession, ImageInfo, PullPolicy, RuntimeError,
-    RuntimeVersion,
+    ContainerSummary, ExecRequest, ExecSession, ImageInfo, PullPolicy, RegistryCredential,
+    RuntimeError, RuntimeVersion,
 };
+use crate::runtime::registry::{OciRegistry, Registry};
 pub use client::Client;
 use tasks::LiveIo;
 
@@ -68,12 +70,22 @@ impl ContainerdOptions {
 }
 
 /// A container runtime backed by containerd.
-#[derive(Debug)]
 pub struct ContainerdRuntime {
     client: Client,
     options: ContainerdOptions,
+    /// Where images are pulled from.
+    registry: Arc<dyn Registry>,
     /// Output/stdin plumbing of containers whose output this process is copying.
     live: Mutex<HashMap<String, Arc<LiveIo>>>,
+}
+
+impl std::fmt::Debug for ContainerdRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerdRuntime")
+            .field("client", &self.client)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ContainerdRuntime {
@@ -88,10 +100,17 @@ impl ContainerdRuntime {
         let runtime = Self {
             client,
             options,
+            registry: Arc::new(OciRegistry::new()),
             live: Mutex::new(HashMap::new()),
         };
         runtime.version().await?;
         Ok(runtime)
+    }
+
+    /// Pulls from `registry` instead of the real registries (tests).
+    pub fn with_registry(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registry = registry;
+        self
     }
 
     /// The underlying client.
@@ -197,15 +216,50 @@ impl ContainerRuntime for ContainerdRuntime {
 
     async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<(), RuntimeError> {
         let name = normalize_image(image);
-        if self.image_present(&name).await? {
+        if policy != PullPolicy::Always && self.image_present(&name).await? {
             return Ok(());
         }
         match policy {
             PullPolicy::Never => Err(RuntimeError::ImageNeverPull { image: name }),
-            // Registry pulls come later.
             PullPolicy::Always | PullPolicy::IfNotPresent => {
-                Err(RuntimeError::ImageNotFound { image: name })
+                self.pull_image(&name, &[]).await.map(|_| ())
             }
+        }
+    }
+
+    async fn pull_image(
+        &self,
+        image: &str,
+        credentials: &[RegistryCredential],
+    ) -> Result<u64, RuntimeError> {
+        let name = normalize_image(image);
+        let tmp_dir = self.options.state_dir.join(".pulls");
+        let ctx = pull::PullContext {
+            client: &self.client,
+            snapshotter: &self.options.snapshotter,
+            tmp_dir: &tmp_dir,
+            registry: self.registry.as_ref(),
+        };
+        pull::pull(&ctx, &name, credentials)
+            .await
+            .map(|pulled| pulled.size)
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<(), RuntimeError> {
+        let request = self
+            .client
+            .request(containerd_client::services::v1::DeleteImageRequest {
+                name: normalize_image(image),
+                sync: true,
+                ..Default::default()
+            });
+        match self.client.images().delete(request).await {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
+            Err(source) => Err(RuntimeError::Rpc {
+                step: "delete image",
+                source,
+            }),
         }
     }
 
