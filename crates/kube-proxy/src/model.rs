@@ -29,6 +29,11 @@ pub struct Chain {
     pub hook: Option<String>,
     /// Rule lines, without the `add rule ip <table> <chain>` prefix.
     pub rules: Vec<String>,
+    /// Rules written only when the chain is created, never flushed and rewritten in place: nft
+    /// 1.0 cannot re-parse a `typeof` map declaration read back from the kernel, so a rule that
+    /// looks up such a map can only be added in the transaction that declares the map. A change
+    /// of a fixed chain's rules makes the [`crate::sync::Syncer`] recreate the table.
+    pub fixed: bool,
 }
 
 /// Whether a collection is a set or a map.
@@ -138,6 +143,14 @@ impl Ruleset {
     /// Adds (or returns) a regular chain.
     pub fn chain(&mut self, name: &str) -> &mut Chain {
         self.chains.entry(name.to_string()).or_default()
+    }
+
+    /// Adds (or returns) a chain whose rules are written only when it is created (see
+    /// [`Chain::fixed`]).
+    pub fn fixed_chain(&mut self, name: &str) -> &mut Chain {
+        let chain = self.chain(name);
+        chain.fixed = true;
+        chain
     }
 
     /// Adds a base chain with a hook spec.
@@ -255,6 +268,10 @@ pub fn full_transaction(desired: &Ruleset, previous: Option<&Ruleset>, recreate:
     }
     for (name, chain) in &desired.chains {
         if !recreate {
+            let kept = previous.and_then(|p| p.chains.get(name)).is_some();
+            if chain.fixed && kept {
+                continue;
+            }
             emit!(out, "flush chain {FAMILY} {table} {name}");
         }
         chain_rules(&mut out, table, name, chain);

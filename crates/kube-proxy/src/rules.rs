@@ -1,10 +1,21 @@
 //! From Services and EndpointSlices to the desired [`Ruleset`], shaped like upstream kube-proxy's
-//! nftables mode.
+//! nftables mode, with a flat fast path for the common service port.
 //!
 //! Packet path: the `nat-prerouting`/`nat-output` base chains jump to `services`, which looks up
 //! `daddr . l4proto . dport` in the `service-ips` verdict map (ClusterIPs, externalIPs, LoadBalancer
-//! IPs) and `l4proto . dport` in `service-nodeports` for local destinations. A per-service-port
-//! chain picks an endpoint with `numgen random mod N` and the endpoint chain DNATs to `podIP:port`.
+//! IPs) and `l4proto . dport` in `service-nodeports` for local destinations.
+//!
+//! Fast path (a ClusterIP-only port without session affinity or `Local` traffic policy, with at
+//! most [`MAX_FLAT_ENDPOINTS`] endpoints): the `service-ips` element jumps to the shared chain
+//! `balance-N` (N = the endpoint count), which DNATs through one lookup of
+//! `daddr . l4proto . dport . numgen random mod N` in the `service-endpoints` map. Such a service
+//! costs no chain at all, only map elements, so a 10,000-service table loads in about a second and
+//! an endpoint change is a handful of element updates. Hairpin traffic (an endpoint reaching
+//! itself through its service) is marked for masquerade in `masquerading` through the
+//! `hairpin-endpoints` set instead of per-endpoint rules.
+//!
+//! Other service ports use upstream's shape: a per-service-port chain picks an endpoint with
+//! `numgen random mod N` and the endpoint chain DNATs to `podIP:port`.
 //! Packets to be SNATed carry mark `0x4000`, which `masquerading` (postrouting) turns into
 //! `masquerade`. Services without usable endpoints are rejected by filter chains through the
 //! `no-endpoint-services` / `no-endpoint-nodeports` maps (reject), or dropped when only a `Local`
@@ -18,7 +29,7 @@
 //! sends ClusterIP traffic to the `local` chain. Traffic to unallocated IPs of the service range
 //! is dropped; topology hints narrow the endpoints to the node's zone as upstream.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
@@ -35,6 +46,13 @@ pub const MASQUERADE_MARK: &str = "0x4000";
 const DEFAULT_AFFINITY_TIMEOUT: i32 = 10800;
 /// nftables rejects object names longer than this (NFT_NAME_MAXLEN is 256 with the NUL).
 const MAX_NAME_LEN: usize = 255;
+/// The largest endpoint count the flat fast path serves (one static `balance-N` chain per count;
+/// nft cannot add such chains later, see [`crate::model::Chain::fixed`]).
+pub const MAX_FLAT_ENDPOINTS: usize = 64;
+/// The map of the fast path: `vip . l4proto . port . index` -> `endpoint ip . port`.
+pub const SERVICE_ENDPOINTS_MAP: &str = "service-endpoints";
+/// The set of `ip . ip` pairs of fast-path endpoints (hairpin detection in postrouting).
+pub const HAIRPIN_SET: &str = "hairpin-endpoints";
 
 /// What the rules depend on besides the API objects.
 #[derive(Debug, Clone, Default)]
@@ -350,6 +368,9 @@ fn add_static(config: &RuleConfig, rules: &mut Ruleset) {
         (
             "masquerading",
             &[
+                format!(
+                    "ct status dnat ip saddr . ip daddr @{HAIRPIN_SET} jump mark-for-masquerade"
+                ),
                 format!("meta mark & {MASQUERADE_MARK} == 0 return"),
                 format!("meta mark set meta mark ^ {MASQUERADE_MARK}"),
                 "masquerade fully-random".to_string(),
@@ -387,6 +408,30 @@ fn add_static(config: &RuleConfig, rules: &mut Ruleset) {
     for (name, chain_rules) in regular {
         rules.chain(name).rules = chain_rules.to_vec();
     }
+    // The fast path's shared balancing chains (fixed: written only when the table is created).
+    for count in 1..=MAX_FLAT_ENDPOINTS {
+        let chain = rules.fixed_chain(&balance_chain(count));
+        chain.rules = config
+            .cluster_cidr
+            .iter()
+            .map(|cidr| format!("ip saddr != {cidr} jump mark-for-masquerade"))
+            .collect();
+        chain.rules.push(format!(
+            "dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {count} map @{SERVICE_ENDPOINTS_MAP}"
+        ));
+    }
+    rules.collections.insert(
+        SERVICE_ENDPOINTS_MAP.into(),
+        // `typeof`: numgen has no fixed-size named type. The value says `th dport`: read back
+        // from the kernel nft 1.0 cannot parse it, hence the fixed chains.
+        Collection::map(&format!(
+            "typeof ip daddr . meta l4proto . th dport . numgen random mod {MAX_FLAT_ENDPOINTS} : ip daddr . th dport;"
+        )),
+    );
+    rules.collections.insert(
+        HAIRPIN_SET.into(),
+        Collection::set("type ipv4_addr . ipv4_addr;"),
+    );
     rules
         .collections
         .insert("cluster-ips".into(), Collection::set("type ipv4_addr;"));
@@ -413,6 +458,11 @@ fn add_static(config: &RuleConfig, rules: &mut Ruleset) {
     rules
         .collections
         .insert("no-endpoint-nodeports".into(), Collection::map(port_map));
+}
+
+/// The shared fast-path chain balancing over `count` endpoints.
+pub fn balance_chain(count: usize) -> String {
+    format!("balance-{count}")
 }
 
 fn insert_element(rules: &mut Ruleset, map: &str, key: String, verdict: String) {
@@ -527,6 +577,36 @@ fn add_endpoint_chain(
     rules.chain(&endpoint_chain).rules = endpoint_rules;
 }
 
+/// The fast path: map elements only (`service-ips` -> `balance-N`, the endpoints by index in
+/// `service-endpoints`, hairpin pairs).
+fn add_flat_service_port(
+    rules: &mut Ruleset,
+    vip: Ipv4Addr,
+    proto: &str,
+    service_port: u16,
+    endpoints: &[Endpoint],
+) {
+    let key = format!("{vip} . {proto} . {service_port}");
+    for (index, endpoint) in endpoints.iter().enumerate() {
+        insert_element(
+            rules,
+            SERVICE_ENDPOINTS_MAP,
+            format!("{key} . {index}"),
+            format!("{} . {}", endpoint.ip, endpoint.port),
+        );
+        if let Some(set) = rules.collections.get_mut(HAIRPIN_SET) {
+            set.elements
+                .insert(format!("{} . {}", endpoint.ip, endpoint.ip), None);
+        }
+    }
+    insert_element(
+        rules,
+        "service-ips",
+        key,
+        format!("goto {}", balance_chain(endpoints.len())),
+    );
+}
+
 fn add_service_port(
     config: &RuleConfig,
     rules: &mut Ruleset,
@@ -615,9 +695,17 @@ fn add_service_port(
     // (upstream), not rejected.
     let drop = "drop".to_string();
 
+    let affinity = affinity_timeout(service);
+    if affinity.is_none()
+        && !internal_local
+        && !has_external
+        && endpoints.len() <= MAX_FLAT_ENDPOINTS
+    {
+        add_flat_service_port(rules, vip, proto, service_port, &endpoints);
+        return;
+    }
     let service_chain = object_name("service", &suffix);
     let local_chain = object_name("local", &suffix);
-    let affinity = affinity_timeout(service);
     let mut chained: BTreeSet<Endpoint> = endpoints.iter().copied().collect();
     chained.extend(local.iter().copied());
     for endpoint in chained {
@@ -712,7 +800,18 @@ pub fn build_ruleset<'a>(
     services: impl IntoIterator<Item = &'a Service>,
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> Ruleset {
-    let slices: Vec<&EndpointSlice> = slices.into_iter().collect();
+    // Slices by (namespace, service), so each service looks only at its own.
+    let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+    for slice in slices {
+        let namespace = slice.metadata.namespace.as_deref().unwrap_or("");
+        let labels = slice.metadata.labels.as_ref();
+        if let Some(service) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+            by_service
+                .entry((namespace, service.as_str()))
+                .or_default()
+                .push(slice);
+        }
+    }
     let mut rules = Ruleset::new(&config.table);
     add_static(config, &mut rules);
     for service in services {
@@ -722,9 +821,14 @@ pub fn build_ruleset<'a>(
         if let Some(set) = rules.collections.get_mut("cluster-ips") {
             set.elements.insert(vip.to_string(), None);
         }
+        let key = (
+            service.metadata.namespace.as_deref().unwrap_or("default"),
+            service.metadata.name.as_deref().unwrap_or(""),
+        );
+        let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or(&[]);
         let ports = service.spec.as_ref().and_then(|s| s.ports.as_ref());
         for port in ports.into_iter().flatten() {
-            add_service_port(config, &mut rules, service, vip, port, &slices);
+            add_service_port(config, &mut rules, service, vip, port, slices);
         }
     }
     rules

@@ -110,6 +110,14 @@ fn service_chain_rules<'a>(rules: &'a Ruleset, prefix: &str) -> (&'a String, &'a
         .unwrap_or_else(|| panic!("no chain matching {prefix}"))
 }
 
+/// The fast-path endpoints of `key` (`vip . proto . port`), by index.
+fn flat_endpoints(rules: &Ruleset, key: &str) -> Vec<String> {
+    let map = &rules.collections[SERVICE_ENDPOINTS_MAP].elements;
+    (0..)
+        .map_while(|i| map.get(&format!("{key} . {i}")).cloned().flatten())
+        .collect()
+}
+
 #[test]
 fn cluster_ip_with_two_endpoints_load_balances_between_them() {
     let svc = service("web", "10.96.0.20", &[("http", 80, "8080")]);
@@ -120,36 +128,80 @@ fn cluster_ip_with_two_endpoints_load_balances_between_them() {
     );
     let rules = build_ruleset(&config(), [&svc], [&eps]);
 
-    let (name, service_rules) = service_chain_rules(&rules, "default/web/tcp/http");
-    assert!(name.starts_with("service-"), "{name}");
-    let ep5 = object_name("endpoint", "default/web/tcp/http__10.244.0.5/8080");
-    let ep6 = object_name("endpoint", "default/web/tcp/http__10.244.0.6/8080");
+    // The fast path: no chain of its own, only map elements.
+    assert!(!rules.chains.keys().any(|n| n.contains("default/")));
     assert_eq!(
-        service_rules,
-        &vec![
-            "ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade"
-                .to_string(),
-            format!("numgen random mod 2 vmap {{ 0 : goto {ep5}, 1 : goto {ep6} }}"),
-        ]
+        rules.collections["service-ips"].elements["10.96.0.20 . tcp . 80"],
+        Some("goto balance-2".to_string())
     );
     assert_eq!(
-        rules.chains[&ep5].rules,
+        flat_endpoints(&rules, "10.96.0.20 . tcp . 80"),
+        vec!["10.244.0.5 . 8080", "10.244.0.6 . 8080"]
+    );
+    assert_eq!(
+        rules.chains["balance-2"].rules,
         vec![
-            "ip saddr 10.244.0.5 jump mark-for-masquerade".to_string(),
-            "meta l4proto tcp dnat to 10.244.0.5:8080".to_string(),
+            "ip saddr != 10.244.0.0/16 jump mark-for-masquerade".to_string(),
+            "dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @service-endpoints"
+                .to_string(),
         ]
+    );
+    assert!(rules.chains["balance-2"].fixed);
+    // Hairpin: an endpoint reaching itself through the VIP is masqueraded.
+    let hairpin = &rules.collections[HAIRPIN_SET].elements;
+    assert!(hairpin.contains_key("10.244.0.5 . 10.244.0.5"));
+    assert!(hairpin.contains_key("10.244.0.6 . 10.244.0.6"));
+    assert_eq!(
+        rules.chains["masquerading"].rules[0],
+        "ct status dnat ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade"
     );
     assert!(rules.collections["cluster-ips"]
         .elements
         .contains_key("10.96.0.20"));
     let text = full_transaction(&rules, None, true);
-    assert!(text.contains(&format!(
-        "add element ip kube-proxy service-ips {{ 10.96.0.20 . tcp . 80 : goto {name} }}"
-    )));
-    assert!(text.contains(&format!("add chain ip kube-proxy {ep6}\n")));
+    assert!(text.contains(
+        "add element ip kube-proxy service-ips { 10.96.0.20 . tcp . 80 : goto balance-2 }"
+    ));
+    assert!(text.contains(
+        "add element ip kube-proxy service-endpoints { 10.96.0.20 . tcp . 80 . 1 : 10.244.0.6 . 8080 }"
+    ));
     assert!(text.contains(
         "add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100; }"
     ));
+}
+
+#[test]
+fn more_endpoints_than_the_fast_path_takes_use_per_service_chains() {
+    let svc = service("web", "10.96.0.20", &[("http", 80, "8080")]);
+    let ips: Vec<String> = (1..=MAX_FLAT_ENDPOINTS + 1)
+        .map(|i| format!("10.244.1.{i}"))
+        .collect();
+    let endpoints: Vec<(&str, bool, bool, bool)> = ips.iter().map(|ip| ready(ip)).collect();
+    let eps = slice("web", &[("http", 8080)], &endpoints);
+    let rules = build_ruleset(&config(), [&svc], [&eps]);
+    let (name, service_rules) = service_chain_rules(&rules, "default/web/tcp/http");
+    assert!(name.starts_with("service-"), "{name}");
+    assert_eq!(
+        service_rules[0],
+        "ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade"
+    );
+    assert!(service_rules[1].starts_with(&format!(
+        "numgen random mod {} vmap",
+        MAX_FLAT_ENDPOINTS + 1
+    )));
+    let ep5 = object_name("endpoint", "default/web/tcp/http__10.244.1.5/8080");
+    assert_eq!(
+        rules.chains[&ep5].rules,
+        vec![
+            "ip saddr 10.244.1.5 jump mark-for-masquerade".to_string(),
+            "meta l4proto tcp dnat to 10.244.1.5:8080".to_string(),
+        ]
+    );
+    assert_eq!(
+        rules.collections["service-ips"].elements["10.96.0.20 . tcp . 80"],
+        Some(format!("goto {name}"))
+    );
+    assert!(flat_endpoints(&rules, "10.96.0.20 . tcp . 80").is_empty());
 }
 
 #[test]
@@ -173,9 +225,14 @@ fn not_ready_endpoints_are_excluded() {
         &[ready("10.244.0.5"), ("10.244.0.6", false, false, false)],
     );
     let rules = build_ruleset(&config(), [&svc], [&eps]);
-    let (_, service_rules) = service_chain_rules(&rules, "default/web/tcp/80");
-    assert!(service_rules[1].starts_with("numgen random mod 1 vmap"));
-    assert!(!rules.chains.keys().any(|n| n.contains("10.244.0.6")));
+    assert_eq!(
+        flat_endpoints(&rules, "10.96.0.20 . tcp . 80"),
+        vec!["10.244.0.5 . 80"]
+    );
+    assert_eq!(
+        rules.collections["service-ips"].elements["10.96.0.20 . tcp . 80"],
+        Some("goto balance-1".to_string())
+    );
 }
 
 #[test]
@@ -190,8 +247,10 @@ fn serving_terminating_endpoints_are_used_only_when_none_is_ready() {
         ],
     );
     let rules = build_ruleset(&config(), [&svc], [&eps]);
-    assert!(rules.chains.keys().any(|n| n.ends_with("__10.244.0.6/80")));
-    assert!(!rules.chains.keys().any(|n| n.contains("10.244.0.7")));
+    assert_eq!(
+        flat_endpoints(&rules, "10.96.0.20 . tcp . 80"),
+        vec!["10.244.0.6 . 80"]
+    );
 }
 
 #[test]
@@ -216,10 +275,10 @@ fn named_target_port_uses_the_port_the_slice_resolved() {
         &[ready("10.244.0.5")],
     );
     let rules = build_ruleset(&config(), [&svc], [&eps]);
-    let endpoint = object_name("endpoint", "default/web/tcp/http__10.244.0.5/8080");
-    assert!(rules.chains[&endpoint]
-        .rules
-        .contains(&"meta l4proto tcp dnat to 10.244.0.5:8080".to_string()));
+    assert_eq!(
+        flat_endpoints(&rules, "10.96.0.20 . tcp . 80"),
+        vec!["10.244.0.5 . 8080"]
+    );
 }
 
 #[test]
@@ -326,43 +385,58 @@ fn incremental_update_touches_only_the_changed_service() {
     );
     let after = build_ruleset(&config(), [&web, &api], [&web_eps2, &api_eps]);
 
+    // An endpoint change is element updates only: no chain is touched.
     let text = incremental_transaction(&after, &before);
-    let service_chain = object_name("service", "default/web/tcp/80");
-    let new_endpoint = object_name("endpoint", "default/web/tcp/80__10.244.0.6/80");
-    let old_endpoint = object_name("endpoint", "default/web/tcp/80__10.244.0.5/80");
-    let expected = format!(
-        "add chain ip kube-proxy {new_endpoint}\n\
-         add rule ip kube-proxy {new_endpoint} ip saddr 10.244.0.6 jump mark-for-masquerade\n\
-         add rule ip kube-proxy {new_endpoint} meta l4proto tcp dnat to 10.244.0.6:80\n\
-         flush chain ip kube-proxy {service_chain}\n\
-         add rule ip kube-proxy {service_chain} ip daddr 10.96.0.20 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade\n\
-         add rule ip kube-proxy {service_chain} numgen random mod 2 vmap {{ 0 : goto {old_endpoint}, 1 : goto {new_endpoint} }}\n"
-    );
+    let expected = "add element ip kube-proxy hairpin-endpoints { 10.244.0.6 . 10.244.0.6 }\n\
+         add element ip kube-proxy service-endpoints { 10.96.0.20 . tcp . 80 . 1 : 10.244.0.6 . 80 }\n\
+         delete element ip kube-proxy service-ips { 10.96.0.20 . tcp . 80 }\n\
+         add element ip kube-proxy service-ips { 10.96.0.20 . tcp . 80 : goto balance-2 }\n";
     assert_eq!(text, expected);
-    assert!(!text.contains("api"));
+    assert!(!text.contains("10.96.0.21"));
 
-    // Deleting the service removes its map element, then its chains.
+    // Replacing one endpoint by another keeps the count: the endpoint element is swapped.
+    let web_eps3 = slice(
+        "web",
+        &[("", 80)],
+        &[ready("10.244.0.5"), ready("10.244.0.7")],
+    );
+    let moved = build_ruleset(&config(), [&web, &api], [&web_eps3, &api_eps]);
+    let text = incremental_transaction(&moved, &after);
+    assert!(!text.contains("service-ips"), "{text}");
+    assert!(text.contains(
+        "add element ip kube-proxy service-endpoints { 10.96.0.20 . tcp . 80 . 1 : 10.244.0.7 . 80 }"
+    ));
+
+    // Deleting the service removes its elements and nothing else.
     let gone = build_ruleset(&config(), [&api], [&api_eps]);
     let text = incremental_transaction(&gone, &after);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 8, "{text}");
     assert_eq!(
-        lines[0],
-        "delete element ip kube-proxy cluster-ips { 10.96.0.20 }"
+        lines,
+        vec![
+            "delete element ip kube-proxy cluster-ips { 10.96.0.20 }",
+            "delete element ip kube-proxy hairpin-endpoints { 10.244.0.5 . 10.244.0.5 }",
+            "delete element ip kube-proxy hairpin-endpoints { 10.244.0.6 . 10.244.0.6 }",
+            "delete element ip kube-proxy service-endpoints { 10.96.0.20 . tcp . 80 . 0 }",
+            "delete element ip kube-proxy service-endpoints { 10.96.0.20 . tcp . 80 . 1 }",
+            "delete element ip kube-proxy service-ips { 10.96.0.20 . tcp . 80 }",
+        ],
+        "{text}"
     );
-    assert_eq!(
-        lines[1],
-        "delete element ip kube-proxy service-ips { 10.96.0.20 . tcp . 80 }"
-    );
-    for (i, chain) in [&old_endpoint, &new_endpoint, &service_chain]
-        .iter()
-        .enumerate()
-    {
-        let flush = format!("flush chain ip kube-proxy {chain}");
-        let delete = format!("delete chain ip kube-proxy {chain}");
-        assert!(lines[2..5].contains(&flush.as_str()), "{i}: {text}");
-        assert!(lines[5..8].contains(&delete.as_str()), "{i}: {text}");
-    }
+}
+
+#[test]
+fn a_full_resync_does_not_rewrite_fixed_chains() {
+    let web = service("web", "10.96.0.20", &[("", 80, "80")]);
+    let eps = slice("web", &[("", 80)], &[ready("10.244.0.5")]);
+    let rules = build_ruleset(&config(), [&web], [&eps]);
+    let recreate = full_transaction(&rules, None, true);
+    assert!(recreate.contains("add rule ip kube-proxy balance-1 dnat"));
+    let resync = full_transaction(&rules, Some(&rules), false);
+    assert!(!resync.contains("balance-1 dnat"), "{resync}");
+    assert!(!resync.contains("flush chain ip kube-proxy balance-1"));
+    assert!(resync.contains("flush map ip kube-proxy service-endpoints"));
+    assert!(resync.contains("flush chain ip kube-proxy services"));
 }
 
 #[test]
@@ -623,15 +697,15 @@ fn topology_hints_pick_the_endpoints_of_the_node_zone() {
         .node_labels
         .insert(ZONE_LABEL.to_string(), "zone-b".to_string());
     let rules = build_ruleset(&zoned, [&svc], [&eps]);
-    let (_, service_rules) = service_chain_rules(&rules, "default/web/tcp/http");
-    assert!(service_rules[1].starts_with("numgen random mod 1 vmap"));
-    assert!(service_rules[1].contains(&object_name(
-        "endpoint",
-        "default/web/tcp/http__10.244.1.5/8080"
-    )));
+    assert_eq!(
+        flat_endpoints(&rules, "10.96.0.20 . tcp . 80"),
+        vec!["10.244.1.5 . 8080"]
+    );
     // Without the annotation every endpoint is used.
     svc.metadata.annotations = None;
     let rules = build_ruleset(&zoned, [&svc], [&eps]);
-    let (_, service_rules) = service_chain_rules(&rules, "default/web/tcp/http");
-    assert!(service_rules[1].starts_with("numgen random mod 2 vmap"));
+    assert_eq!(
+        flat_endpoints(&rules, "10.96.0.20 . tcp . 80"),
+        vec!["10.244.0.5 . 8080", "10.244.1.5 . 8080"]
+    );
 }

@@ -22,7 +22,8 @@ pub enum SyncKind {
 }
 
 /// Whether an object present in both rulesets changed its declaration (a set's timeout, a base
-/// chain's hook, the table): nft cannot redeclare those in place, so the table is recreated.
+/// chain's hook, a fixed chain's rules, the table): nft cannot redeclare those in place, so the
+/// table is recreated.
 fn declarations_changed(previous: &Ruleset, desired: &Ruleset) -> bool {
     previous.table != desired.table
         || desired.collections.iter().any(|(name, collection)| {
@@ -32,10 +33,9 @@ fn declarations_changed(previous: &Ruleset, desired: &Ruleset) -> bool {
                 .is_some_and(|old| old.kind != collection.kind || old.spec != collection.spec)
         })
         || desired.chains.iter().any(|(name, chain)| {
-            previous
-                .chains
-                .get(name)
-                .is_some_and(|old| old.hook != chain.hook)
+            previous.chains.get(name).is_some_and(|old| {
+                old.hook != chain.hook || (chain.fixed && old.rules != chain.rules)
+            })
         })
 }
 
@@ -169,6 +169,30 @@ mod tests {
         );
         assert_eq!(
             syncer.sync(with_timeout(20), now).ok(),
+            Some(SyncKind::Recreate)
+        );
+    }
+
+    #[test]
+    fn a_changed_fixed_chain_recreates_the_table() {
+        let fake = RecordingNftables::new();
+        let mut syncer = Syncer::new(Arc::new(fake.clone()), Duration::from_secs(30));
+        let now = Instant::now();
+        let with_fixed = |rule: &str| {
+            let mut r = ruleset(&["accept"]);
+            r.fixed_chain("balance-1").rules = vec![rule.to_string()];
+            r
+        };
+        assert_eq!(
+            syncer.sync(with_fixed("drop"), now).ok(),
+            Some(SyncKind::Recreate)
+        );
+        assert_eq!(
+            syncer.sync(with_fixed("drop"), now).ok(),
+            Some(SyncKind::Unchanged)
+        );
+        assert_eq!(
+            syncer.sync(with_fixed("accept"), now).ok(),
             Some(SyncKind::Recreate)
         );
     }

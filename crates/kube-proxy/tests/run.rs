@@ -96,7 +96,8 @@ async fn watch_events_drive_syncs() -> anyhow::Result<()> {
             "endpoints": [{"addresses": ["10.244.0.5"], "conditions": {"ready": true}}]
         }),
     );
-    let scripts = wait_for(&nft, "dnat to 10.244.0.5:8080").await?;
+    // The fast path: the endpoint is an element of the `service-endpoints` map.
+    let scripts = wait_for(&nft, "10.96.0.20 . udp . 80 . 0 : 10.244.0.5 . 8080").await?;
     let last = scripts.last().map(String::as_str).unwrap_or_default();
     assert!(
         !last.contains("delete table"),

@@ -1,6 +1,8 @@
 //! `kube-proxy-sync`: time of a full sync through kube-proxy's real nftables backend (rules built
 //! from S Services with E endpoints each, applied by its `Syncer` through `nft`) against raw
-//! `nft -f` of the same ruleset. Uses its own table (`kube-perf-<pid>`) and addresses from the
+//! `nft -f` of the same ruleset, and of a one-endpoint change (one EndpointSlice gets a new
+//! endpoint IP; an incremental sync through the same `Syncer`) against raw `nft -f` of the same
+//! incremental script. Uses its own table (`kube-perf-<pid>`) and addresses from the
 //! benchmarking range 198.18.0.0/15, so a running kube-proxy is never touched; the table is
 //! deleted at the end. Needs root and nft.
 
@@ -11,10 +13,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use kube::api::ObjectMeta;
-use kube_proxy::model::{delete_table_transaction, full_transaction};
+use kube_proxy::model::{delete_table_transaction, full_transaction, incremental_transaction};
 use kube_proxy::nft::{NftCommand, Nftables};
 use kube_proxy::rules::{build_ruleset, RuleConfig, SERVICE_NAME_LABEL};
-use kube_proxy::sync::Syncer;
+use kube_proxy::sync::{SyncKind, Syncer};
 
 use super::ScenarioError;
 use crate::procs;
@@ -29,9 +31,12 @@ pub struct KubeProxySyncOptions {
     /// Endpoints per service.
     #[arg(long, default_value_t = 10)]
     pub endpoints: usize,
-    /// Repetitions of each measurement.
+    /// Repetitions of each full-sync measurement.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Repetitions of the one-endpoint change.
+    #[arg(long, default_value_t = 20)]
+    pub change_rounds: usize,
     /// The nft binary.
     #[arg(long, default_value = "/usr/sbin/nft")]
     pub nft: String,
@@ -133,6 +138,71 @@ fn measure(o: &KubeProxySyncOptions) -> Result<Report, ScenarioError> {
     result
 }
 
+/// Timings of the one-endpoint change.
+struct Change {
+    /// `Syncer::sync` of the rebuilt ruleset (diff + nft).
+    sync: Latencies,
+    /// Rebuilding the ruleset from every object, then the sync (what kube-proxy does).
+    total: Latencies,
+    /// Raw `nft -f` of an incremental script of the same size.
+    raw: Latencies,
+}
+
+/// Loads the table, then replaces one endpoint of service 0 `change_rounds` times through the
+/// `Syncer`; after each change the reverse and the same change again go straight to `nft -f`
+/// (leaving the kernel where the syncer believes it is).
+fn measure_change(
+    o: &KubeProxySyncOptions,
+    config: &RuleConfig,
+    nft: Arc<dyn Nftables>,
+    services: &[Service],
+    mut slices: Vec<EndpointSlice>,
+) -> Result<Change, ScenarioError> {
+    let mut change = Change {
+        sync: Latencies::new(),
+        total: Latencies::new(),
+        raw: Latencies::new(),
+    };
+    if services.is_empty() || o.endpoints == 0 {
+        return Ok(change);
+    }
+    let mut syncer = Syncer::new(nft.clone(), Duration::from_secs(3600));
+    let mut previous = build_ruleset(config, services, &slices);
+    syncer
+        .sync(previous.clone(), Instant::now())
+        .map_err(nft_err("loading the table"))?;
+    for round in 0..o.change_rounds.max(1) {
+        // A fresh address from the top of the endpoint range for the first endpoint.
+        slices[0].endpoints[0].addresses = vec![ip([198, 19], 0xfff0 - (round % 8))];
+        let t = Instant::now();
+        let desired = build_ruleset(config, services, &slices);
+        let built = t.elapsed();
+        let forward = incremental_transaction(&desired, &previous);
+        let backward = incremental_transaction(&previous, &desired);
+        let t = Instant::now();
+        let kind = syncer
+            .sync(desired.clone(), Instant::now())
+            .map_err(nft_err("incremental sync"))?;
+        let synced = t.elapsed();
+        if kind != SyncKind::Incremental {
+            return Err(ScenarioError::Command {
+                what: "one-endpoint change".into(),
+                detail: format!("expected an incremental sync, got {kind:?}"),
+            });
+        }
+        change.sync.push(synced);
+        change.total.push(built + synced);
+        nft.apply(&backward).map_err(nft_err("raw nft -f (back)"))?;
+        let t = Instant::now();
+        nft.apply(&forward).map_err(nft_err("raw nft -f"))?;
+        change.raw.push(t.elapsed());
+        previous = desired;
+    }
+    nft.apply(&delete_table_transaction(&config.table))
+        .map_err(nft_err("deleting the table"))?;
+    Ok(change)
+}
+
 fn measure_in(
     o: &KubeProxySyncOptions,
     table: &str,
@@ -185,6 +255,7 @@ fn measure_in(
         nft.apply(&delete_table_transaction(table))
             .map_err(nft_err("deleting the table"))?;
     }
+    let change = measure_change(o, &config, nft, &services, slices)?;
     report.row("ruleset build (ms)", build.ms(0.5), None, "");
     report.row(
         "first sync: build + nft (ms, median)",
@@ -205,9 +276,29 @@ fn measure_in(
         None,
         "",
     );
-    report
-        .notes
-        .push("floor: raw `nft -f` of the same first-sync script (no rule building)".into());
+    report.row(
+        "one-endpoint change: sync (ms, median)",
+        change.sync.ms(0.5),
+        Some(change.raw.ms(0.5)),
+        "target < 20 ms",
+    );
+    report.row(
+        "one-endpoint change: sync (ms, p90)",
+        change.sync.ms(0.9),
+        Some(change.raw.ms(0.9)),
+        "",
+    );
+    report.row(
+        "one-endpoint change: rebuild + sync (ms, median)",
+        change.total.ms(0.5),
+        Some(change.raw.ms(0.5)),
+        "",
+    );
+    report.notes.push(
+        "floor: raw `nft -f` of the same first-sync script (no rule building); for the \
+         one-endpoint change, raw `nft -f` of the same incremental script"
+            .into(),
+    );
     report.processes = procs::read_self("kube-perf (rule building)")
         .into_iter()
         .collect();
