@@ -73,6 +73,37 @@ fn api_message(status: &Status) -> String {
     }
 }
 
+/// Upstream's wording for a 422: `The Kind "name" is invalid: field: message` (one cause), the
+/// causes as `* ` lines (several), or `The request is invalid: message` without details.
+fn invalid_message(status: &Status) -> String {
+    let details = status.details.as_ref();
+    let prefix = match details {
+        Some(d) if !d.kind.is_empty() || !d.name.is_empty() => {
+            format!("The {} \"{}\" is invalid", d.kind, d.name)
+        }
+        _ => "The request is invalid".to_string(),
+    };
+    let causes: Vec<String> = details
+        .map(|d| {
+            d.causes
+                .iter()
+                .map(|c| {
+                    if c.field.is_empty() {
+                        c.message.clone()
+                    } else {
+                        format!("{}: {}", c.field, c.message)
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match causes.len() {
+        0 => format!("{prefix}: {}", status.message),
+        1 => format!("{prefix}: {}", causes[0]),
+        _ => format!("{prefix}: \n* {}", causes.join("\n* ")),
+    }
+}
+
 impl Error {
     /// The process exit status that goes with this error.
     pub fn exit_code(&self) -> i32 {
@@ -85,6 +116,9 @@ impl Error {
     /// What upstream prints on stderr for this error (without the trailing newline).
     pub fn report(&self) -> String {
         match self {
+            Error::Api(status) | Error::ApiStep(status) if status.reason == "Invalid" => {
+                invalid_message(status)
+            }
             Error::Api(status) | Error::ApiStep(status) if status.reason != "Unauthorized" => {
                 self.to_string()
             }

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod duration;
 pub mod error;
 pub mod manifest;
+pub mod overrides;
 pub mod patch;
 pub mod printers;
 pub mod session;
@@ -29,7 +30,20 @@ pub async fn run(options: Options) -> Result<()> {
 }
 
 /// Runs a command in a session (tests pass sessions with in-memory output).
-pub async fn execute(s: &mut Session, command: Command) -> Result<()> {
+pub async fn execute(s: &mut Session, mut command: Command) -> Result<()> {
+    // `create rolebinding|clusterrolebinding --user` names subjects (a local flag shadowing the
+    // global one, as upstream), not the kubeconfig user.
+    if let Command::Create(cli::CreateArgs {
+        generator:
+            Some(
+                cli::CreateCommand::Rolebinding(binding)
+                | cli::CreateCommand::Clusterrolebinding(binding),
+            ),
+        ..
+    }) = &mut command
+    {
+        binding.users = std::mem::take(&mut s.flags.user);
+    }
     let result = dispatch(s, command).await;
     match result {
         Err(e) if e.is_connection_refused() => {

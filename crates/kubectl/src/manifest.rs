@@ -85,7 +85,12 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
         }
     } else {
         for doc in serde_yaml_ng::Deserializer::from_str(text) {
-            let value = Value::deserialize(doc).map_err(|e| bad(e.to_string()))?;
+            let value = Value::deserialize(doc).map_err(|e| {
+                bad(format!(
+                    "error converting YAML to JSON: {}",
+                    crate::session::yaml_error(&e)
+                ))
+            })?;
             documents.push(value);
         }
     }
@@ -112,9 +117,14 @@ pub fn parse_documents(text: &str, source: &str) -> Result<Vec<Value>> {
             missing.push("kind not set");
         }
         if !missing.is_empty() {
-            return Err(Error::Usage(format!(
-                "error validating \"{source}\": error validating data: [{}]; if you choose to ignore these errors, turn validation off with --validate=false",
+            // Go's aggregate error: one message bare, several in brackets.
+            let what = if missing.len() == 1 {
                 missing.join(", ")
+            } else {
+                format!("[{}]", missing.join(", "))
+            };
+            return Err(Error::Usage(format!(
+                "error validating \"{source}\": error validating data: {what}; if you choose to ignore these errors, turn validation off with --validate=false"
             )));
         }
     }

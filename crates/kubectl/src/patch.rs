@@ -129,20 +129,10 @@ fn merge_into(target: &mut Map<String, Value>, delta: Map<String, Value>) {
 }
 
 /// The manifest as apply sends it: the object plus the last-applied annotation holding the
-/// object itself (without that annotation), as compact JSON with a trailing newline.
+/// object itself (without that annotation, but with an `annotations` map, empty if need be, as
+/// upstream records it), as compact JSON with a trailing newline.
 pub fn with_last_applied(object: &Value) -> Value {
-    let mut bare = object.clone();
-    if let Some(annotations) = bare
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        annotations.remove(LAST_APPLIED);
-        if annotations.is_empty() {
-            if let Some(meta) = bare.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.remove("annotations");
-            }
-        }
-    }
+    let bare = without_last_applied(object);
     let mut text = bare.to_string();
     text.push('\n');
     let mut out = bare;
@@ -160,6 +150,23 @@ pub fn with_last_applied(object: &Value) -> Value {
         }
     }
     out
+}
+
+/// The object without the last-applied annotation but with an `annotations` map (empty if need
+/// be): what upstream's `GetModifiedConfiguration` encodes (and what `diff` merges).
+pub fn without_last_applied(object: &Value) -> Value {
+    let mut bare = object.clone();
+    if let Some(meta) = bare.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.remove(LAST_APPLIED);
+        } else {
+            *annotations = Value::Object(Map::new());
+        }
+    }
+    bare
 }
 
 /// The last-applied configuration recorded on a live object.
@@ -266,9 +273,10 @@ mod tests {
         let object = with_last_applied(&with_last_applied(
             &json!({"kind": "Pod", "metadata": {"name": "p"}}),
         ));
+        // As upstream records it: an empty annotations map stays in.
         assert_eq!(
             object["metadata"]["annotations"][LAST_APPLIED],
-            json!("{\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"}}\n")
+            json!("{\"kind\":\"Pod\",\"metadata\":{\"annotations\":{},\"name\":\"p\"}}\n")
         );
     }
 

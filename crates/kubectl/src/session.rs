@@ -166,7 +166,13 @@ impl Session {
 
 /// Loads the kubeconfig named by the flags (or `$KUBECONFIG` / `~/.kube/config`) and the context.
 pub async fn load_config(flags: &GlobalFlags) -> Result<Config> {
-    let kubeconfig = read_kubeconfig(flags)?;
+    let mut kubeconfig = match read_kubeconfig(flags) {
+        Ok(config) => config,
+        // `--server` alone is enough without any kubeconfig file.
+        Err(_) if flags.server.is_some() && flags.kubeconfig.is_none() => Kubeconfig::default(),
+        Err(e) => return Err(e),
+    };
+    let context = crate::overrides::apply(&mut kubeconfig, flags)?;
     if let Some(context) = &flags.context {
         if !kubeconfig.contexts.iter().any(|c| &c.name == context) {
             return Err(Error::Configuration(format!(
@@ -175,7 +181,7 @@ pub async fn load_config(flags: &GlobalFlags) -> Result<Config> {
         }
     }
     let options = KubeConfigOptions {
-        context: flags.context.clone(),
+        context,
         ..KubeConfigOptions::default()
     };
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
@@ -205,6 +211,7 @@ pub async fn load_config(flags: &GlobalFlags) -> Result<Config> {
 
 /// Reads the kubeconfig file(s) the flags point at.
 pub fn read_kubeconfig(flags: &GlobalFlags) -> Result<Kubeconfig> {
+    check_parses(flags)?;
     match &flags.kubeconfig {
         Some(path) if !std::path::Path::new(path).exists() => {
             return Err(Error::Kubeconfig(format!(
@@ -215,4 +222,42 @@ pub fn read_kubeconfig(flags: &GlobalFlags) -> Result<Kubeconfig> {
         None => Kubeconfig::read(),
     }
     .map_err(|e| Error::Kubeconfig(e.to_string()))
+}
+
+/// Fails with upstream's one-line message when a kubeconfig file named by `--kubeconfig` or
+/// `$KUBECONFIG` is not valid YAML (kube-rs would report a multi-line parser excerpt).
+fn check_parses(flags: &GlobalFlags) -> Result<()> {
+    let paths: Vec<String> = match &flags.kubeconfig {
+        Some(path) => vec![path.clone()],
+        None => std::env::var("KUBECONFIG")
+            .map(|v| {
+                v.split(':')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    for path in paths {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if let Err(e) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) {
+            return Err(Error::Kubeconfig(format!(
+                "error loading config file \"{path}\": {}",
+                yaml_error(&e)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A YAML parser error the way go-yaml words it: `yaml: line N: problem`.
+pub fn yaml_error(e: &serde_yaml_ng::Error) -> String {
+    let text = e.to_string();
+    let problem = text.split(" at line ").next().unwrap_or(&text);
+    match e.location() {
+        Some(at) => format!("yaml: line {}: {problem}", at.line()),
+        None => format!("yaml: {problem}"),
+    }
 }

@@ -237,8 +237,8 @@ pub struct CreateBindingArgs {
     /// ClusterRole this binding should reference.
     #[arg(long)]
     pub clusterrole: Option<String>,
-    /// Usernames to bind to the role.
-    #[arg(long = "user")]
+    /// Usernames to bind to the role (the global `--user` flag, moved here by `execute`).
+    #[arg(skip)]
     pub users: Vec<String>,
     /// Groups to bind to the role.
     #[arg(long = "group")]
@@ -396,4 +396,7 @@ pub struct EditArgs {
     /// TYPE NAME or TYPE/NAME.
     #[arg(required = true)]
     pub args: Vec<String>,
+    /// Output format of the edited text: yaml (default) or json.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
 }

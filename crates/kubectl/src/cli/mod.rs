@@ -56,6 +56,40 @@ pub struct GlobalFlags {
     /// UID to impersonate for the operation.
     #[arg(long = "as-uid", global = true)]
     pub as_uid: Option<String>,
+    /// The address and port of the Kubernetes API server.
+    #[arg(short = 's', long, global = true)]
+    pub server: Option<String>,
+    /// The name of the kubeconfig cluster to use.
+    #[arg(long, global = true)]
+    pub cluster: Option<String>,
+    /// The name of the kubeconfig user to use (repeatable where a command takes users, such as
+    /// `create rolebinding --user`; the last one names the kubeconfig user).
+    #[arg(long, global = true)]
+    pub user: Vec<String>,
+    /// Bearer token for authentication to the API server.
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// Path to a cert file for the certificate authority.
+    #[arg(long, global = true)]
+    pub certificate_authority: Option<String>,
+    /// Path to a client certificate file for TLS.
+    #[arg(long, global = true)]
+    pub client_certificate: Option<String>,
+    /// Path to a client key file for TLS.
+    #[arg(long, global = true)]
+    pub client_key: Option<String>,
+    /// If true, the server's certificate will not be checked for validity.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_skip_tls_verify: Option<bool>,
+    /// Server name to use for server certificate validation.
+    #[arg(long, global = true)]
+    pub tls_server_name: Option<String>,
+    /// Username for basic authentication to the API server.
+    #[arg(long, global = true)]
+    pub username: Option<String>,
+    /// Password for basic authentication to the API server.
+    #[arg(long, global = true)]
+    pub password: Option<String>,
 }
 
 /// The kubectl verbs we implement.
@@ -150,6 +184,9 @@ pub struct GetArgs {
     /// When printing, show all labels as the last column.
     #[arg(long)]
     pub show_labels: bool,
+    /// Labels to present as columns (comma separated or repeated).
+    #[arg(short = 'L', long = "label-columns", value_delimiter = ',')]
+    pub label_columns: Vec<String>,
     /// When using the default or custom-column output format, don't print headers.
     #[arg(long)]
     pub no_headers: bool,
@@ -197,6 +234,9 @@ pub enum CreateCommand {
     /// Create a namespace with the specified name.
     #[command(alias = "ns")]
     Namespace(CreateNamespaceArgs),
+    /// Create a service using a specified subcommand.
+    #[command(alias = "svc")]
+    Service(CreateServiceArgs),
     /// Create a config map from a local file, directory or literal value.
     #[command(alias = "cm")]
     Configmap(CreateConfigMapArgs),
@@ -239,6 +279,9 @@ pub struct CreateDeploymentArgs {
     /// Output format: name|json|yaml.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
+    /// none|client|server.
+    #[arg(long, num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: Option<String>,
     /// The command run in the container (after `--`).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -249,6 +292,58 @@ pub struct CreateDeploymentArgs {
 pub struct CreateNamespaceArgs {
     /// The namespace name.
     pub name: String,
+    /// Output format: name|json|yaml.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// none|client|server.
+    #[arg(long, num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: Option<String>,
+}
+
+/// `kubectl create service clusterip|nodeport|loadbalancer|externalname NAME`.
+#[derive(Debug, Args)]
+pub struct CreateServiceArgs {
+    /// The service type.
+    #[command(subcommand)]
+    pub command: CreateServiceCommand,
+}
+
+/// The service types `kubectl create service` builds.
+#[derive(Debug, Subcommand)]
+pub enum CreateServiceCommand {
+    /// Create a ClusterIP service.
+    Clusterip(CreateServiceTypeArgs),
+    /// Create a NodePort service.
+    Nodeport(CreateServiceTypeArgs),
+    /// Create a LoadBalancer service.
+    Loadbalancer(CreateServiceTypeArgs),
+    /// Create an ExternalName service.
+    Externalname(CreateServiceTypeArgs),
+}
+
+/// Flags of `kubectl create service TYPE NAME`.
+#[derive(Debug, Args)]
+pub struct CreateServiceTypeArgs {
+    /// The service name.
+    pub name: String,
+    /// Port pairs can be specified as '<port>:<targetPort>'.
+    #[arg(long, value_delimiter = ',')]
+    pub tcp: Vec<String>,
+    /// Assign your own ClusterIP or set to 'None' for a 'headless' service (clusterip only).
+    #[arg(long)]
+    pub clusterip: Option<String>,
+    /// Port used to expose the service on each node in a cluster (nodeport only).
+    #[arg(long)]
+    pub node_port: Option<i32>,
+    /// External name of service (externalname only).
+    #[arg(long)]
+    pub external_name: Option<String>,
+    /// Output format: name|json|yaml.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// none|client|server.
+    #[arg(long, num_args = 0..=1, default_missing_value = "client")]
+    pub dry_run: Option<String>,
 }
 
 /// `kubectl apply`.
@@ -625,9 +720,74 @@ pub enum ConfigCommand {
     /// Display the current-context.
     CurrentContext,
     /// Describe one or many contexts.
-    GetContexts,
+    GetContexts(GetContextsArgs),
     /// Set the current-context in a kubeconfig file.
     UseContext(UseContextArgs),
+    /// Set a context entry in kubeconfig.
+    SetContext(SetContextArgs),
+    /// Set a cluster entry in kubeconfig.
+    SetCluster(SetClusterArgs),
+    /// Set a user entry in kubeconfig.
+    SetCredentials(SetCredentialsArgs),
+    /// Delete the specified context from the kubeconfig.
+    DeleteContext(NameArg),
+    /// Delete the specified cluster from the kubeconfig.
+    DeleteCluster(NameArg),
+    /// Delete the specified user from the kubeconfig.
+    DeleteUser(NameArg),
+}
+
+/// `kubectl config get-contexts [NAME]`.
+#[derive(Debug, Args)]
+pub struct GetContextsArgs {
+    /// Only this context.
+    pub name: Option<String>,
+    /// Output format: name.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// When using the default output format, don't print headers.
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
+/// `kubectl config set-context [NAME | --current]`: `--cluster`, `--user` and `--namespace`
+/// are the global flags.
+#[derive(Debug, Args)]
+pub struct SetContextArgs {
+    /// The context name.
+    pub name: Option<String>,
+    /// Modify the current context.
+    #[arg(long)]
+    pub current: bool,
+}
+
+/// `kubectl config set-cluster NAME`: `--server`, `--certificate-authority`,
+/// `--insecure-skip-tls-verify` and `--tls-server-name` are the global flags.
+#[derive(Debug, Args)]
+pub struct SetClusterArgs {
+    /// The cluster name.
+    pub name: String,
+    /// embed-certs for the cluster entry in kubeconfig.
+    #[arg(long)]
+    pub embed_certs: bool,
+}
+
+/// `kubectl config set-credentials NAME`: `--token`, `--client-certificate`, `--client-key`,
+/// `--username` and `--password` are the global flags.
+#[derive(Debug, Args)]
+pub struct SetCredentialsArgs {
+    /// The user name.
+    pub name: String,
+    /// Embed client cert/key for the user entry in kubeconfig.
+    #[arg(long)]
+    pub embed_certs: bool,
+}
+
+/// A command taking one NAME.
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The name.
+    pub name: String,
 }
 
 /// `kubectl config view`.

@@ -107,10 +107,12 @@ pub async fn run(s: &mut Session, args: ApplyArgs) -> Result<()> {
                 let applied = api.patch(&name, &params, &Patch::Apply(object)).await?;
                 return Ok((super::to_value(applied, &info), "serverside-applied", None));
             }
-            let mut modified = with_last_applied(&manifest.object);
-            if let (Some(ns), Some(meta)) = (&ns, modified["metadata"].as_object_mut()) {
+            // As upstream: the namespace is set before the annotation is computed.
+            let mut object = manifest.object.clone();
+            if let (Some(ns), Some(meta)) = (&ns, object["metadata"].as_object_mut()) {
                 meta.insert("namespace".into(), serde_json::Value::String(ns.clone()));
             }
+            let modified = with_last_applied(&object);
             let live = match get_object(&client, &info, ns.as_deref(), &name).await {
                 Ok(live) => Some(live),
                 Err(e) if e.is_not_found() => None,

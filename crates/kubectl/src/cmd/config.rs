@@ -247,6 +247,12 @@ pub async fn run(s: &mut Session, args: ConfigArgs) -> Result<()> {
             let text = match view_args.output.as_str() {
                 "json" => to_json(&ordered(&shown, ""))?,
                 "yaml" => to_yaml(&shown)?,
+                other if other.starts_with("jsonpath=") => {
+                    let template = crate::printers::jsonpath::Template::parse(
+                        other.trim_start_matches("jsonpath="),
+                    )?;
+                    template.render(&shown)
+                }
                 other => return Err(Error::Usage(format!("unsupported output format {other:?}"))),
             };
             s.print(&text)
@@ -258,11 +264,44 @@ pub async fn run(s: &mut Session, args: ConfigArgs) -> Result<()> {
             }
             s.print(&format!("{name}\n"))
         }
-        ConfigCommand::GetContexts => {
-            let mut rows = vec![["CURRENT", "NAME", "CLUSTER", "AUTHINFO", "NAMESPACE"]
-                .map(String::from)
-                .to_vec()];
-            for c in config["contexts"].as_array().into_iter().flatten() {
+        ConfigCommand::GetContexts(get_args) => {
+            let mut contexts: Vec<&Value> = config["contexts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .collect();
+            contexts.sort_by_key(|c| c["name"].as_str().unwrap_or(""));
+            if let Some(wanted) = &get_args.name {
+                if !contexts.iter().any(|c| c["name"] == wanted.as_str()) {
+                    return Err(Error::Usage(format!("context {wanted} not found")));
+                }
+            }
+            let shown = contexts.into_iter().filter(|c| {
+                get_args
+                    .name
+                    .as_ref()
+                    .is_none_or(|wanted| c["name"] == wanted.as_str())
+            });
+            if get_args.output.as_deref() == Some("name") {
+                let names: String = shown
+                    .map(|c| format!("{}\n", c["name"].as_str().unwrap_or("")))
+                    .collect();
+                return s.print(&names);
+            }
+            if let Some(other) = &get_args.output {
+                return Err(Error::Usage(format!(
+                    "output must be one of '' or 'name': {other}"
+                )));
+            }
+            let mut rows = vec![];
+            if !get_args.no_headers {
+                rows.push(
+                    ["CURRENT", "NAME", "CLUSTER", "AUTHINFO", "NAMESPACE"]
+                        .map(String::from)
+                        .to_vec(),
+                );
+            }
+            for c in shown {
                 let name = c["name"].as_str().unwrap_or("");
                 rows.push(vec![
                     if name == current {
@@ -297,7 +336,57 @@ pub async fn run(s: &mut Session, args: ConfigArgs) -> Result<()> {
                 .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
             s.print(&format!("Switched to context \"{}\".\n", use_args.name))
         }
+        ConfigCommand::SetContext(a) => {
+            let mut updated = config;
+            let message = super::config_set::set_context(&mut updated, &s.flags, &a)?;
+            save(&path, &updated)?;
+            s.print(&message)
+        }
+        ConfigCommand::SetCluster(a) => {
+            let mut updated = config;
+            let message = super::config_set::set_cluster(&mut updated, &s.flags, &a)?;
+            save(&path, &updated)?;
+            s.print(&message)
+        }
+        ConfigCommand::SetCredentials(a) => {
+            let mut updated = config;
+            let message = super::config_set::set_credentials(&mut updated, &s.flags, &a)?;
+            save(&path, &updated)?;
+            s.print(&message)
+        }
+        ConfigCommand::DeleteContext(a) => delete(s, &path, config, "contexts", "context", &a),
+        ConfigCommand::DeleteCluster(a) => delete(s, &path, config, "clusters", "cluster", &a),
+        ConfigCommand::DeleteUser(a) => delete(s, &path, config, "users", "user", &a),
     }
+}
+
+fn delete(
+    s: &mut Session,
+    path: &std::path::Path,
+    mut config: Value,
+    key: &str,
+    what: &str,
+    args: &crate::cli::NameArg,
+) -> Result<()> {
+    let (warning, message) = super::config_set::delete(&mut config, path, key, what, args)?;
+    save(path, &config)?;
+    s.eprint(&warning)?;
+    s.print(&message)
+}
+
+/// Writes the kubeconfig back (creating its directory, as upstream does for `~/.kube`).
+fn save(path: &std::path::Path, config: &Value) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let mut config = config.clone();
+    if let Some(map) = config.as_object_mut() {
+        map.entry("apiVersion").or_insert(json!("v1"));
+        map.entry("kind").or_insert(json!("Config"));
+    }
+    std::fs::write(path, to_yaml(&config)?)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 #[cfg(test)]

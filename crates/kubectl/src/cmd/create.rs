@@ -17,15 +17,13 @@ use crate::session::Session;
 pub async fn run(s: &mut Session, args: CreateArgs) -> Result<()> {
     match args.generator {
         Some(CreateCommand::Deployment(d)) => {
-            let format = OutputFormat::parse(d.output.as_deref())?;
-            let namespace = s.namespace().await?;
-            let object = deployment(&d, &namespace);
-            create_value(s, object, &format).await
+            let object = deployment(&d);
+            super::generators::create_or_print(s, object, d.output, d.dry_run).await
         }
         Some(CreateCommand::Namespace(n)) => {
             let object =
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n.name}});
-            create_value(s, object, &OutputFormat::Default).await
+            super::generators::create_or_print(s, object, n.output, n.dry_run).await
         }
         Some(generator) => super::generators::run(s, generator).await,
         None => {
@@ -88,10 +86,20 @@ pub async fn placement(
     manifest: &Manifest,
 ) -> Result<(ResourceInfo, Option<String>)> {
     let object = &manifest.object;
-    let info = catalog.by_kind(
-        object["apiVersion"].as_str().unwrap_or(""),
-        object["kind"].as_str().unwrap_or(""),
-    )?;
+    let api_version = object["apiVersion"].as_str().unwrap_or("");
+    let kind = object["kind"].as_str().unwrap_or("");
+    let info = match catalog.by_kind(api_version, kind) {
+        Ok(info) => info,
+        Err(Error::Usage(message)) if message.starts_with("resource mapping not found") => {
+            return Err(Error::Usage(format!(
+                "resource mapping not found for name: \"{}\" namespace: \"{}\" from \"{}\": no matches for kind \"{kind}\" in version \"{api_version}\"\nensure CRDs are installed first",
+                object["metadata"]["name"].as_str().unwrap_or(""),
+                object["metadata"]["namespace"].as_str().unwrap_or(""),
+                manifest.source
+            )))
+        }
+        Err(e) => return Err(e),
+    };
     if !info.namespaced {
         return Ok((info, None));
     }
@@ -166,7 +174,7 @@ pub fn container_name(image: &str) -> String {
 }
 
 /// The Deployment `kubectl create deployment` builds.
-pub fn deployment(args: &CreateDeploymentArgs, namespace: &str) -> Value {
+pub fn deployment(args: &CreateDeploymentArgs) -> Value {
     let mut names: Vec<String> = Vec::new();
     let containers: Vec<Value> = args
         .images
@@ -193,7 +201,7 @@ pub fn deployment(args: &CreateDeploymentArgs, namespace: &str) -> Value {
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": args.name, "namespace": namespace, "labels": {"app": args.name}},
+        "metadata": {"name": args.name, "labels": {"app": args.name}},
         "spec": {
             "replicas": args.replicas,
             "selector": {"matchLabels": {"app": args.name}},
@@ -232,9 +240,10 @@ mod tests {
             replicas: 3,
             port: Some(8080),
             output: None,
+            dry_run: None,
             command: vec!["httpd".into(), "-f".into()],
         };
-        let d = deployment(&args, "default");
+        let d = deployment(&args);
         assert_eq!(d["spec"]["replicas"], json!(3));
         assert_eq!(d["spec"]["selector"]["matchLabels"], json!({"app": "web"}));
         assert_eq!(

@@ -66,12 +66,18 @@ pub async fn run(s: &mut Session, args: DeleteArgs) -> Result<()> {
         Some(s.namespace().await?)
     };
 
-    let mut victims: Vec<(ResourceInfo, Option<String>, String)> = Vec::new();
+    // (resource, namespace, name, the manifest it came from)
+    let mut victims: Vec<(ResourceInfo, Option<String>, String, Option<String>)> = Vec::new();
     let mut errors = Vec::new();
     if !args.filenames.is_empty() {
         for manifest in read_manifests(&args.filenames)? {
             let (info, ns) = placement(s, &catalog, &manifest).await?;
-            victims.push((info, ns, name_of(&manifest.object).to_string()));
+            victims.push((
+                info,
+                ns,
+                name_of(&manifest.object).to_string(),
+                Some(manifest.source.clone()),
+            ));
         }
     } else {
         let targets = parse_targets(&args.args)?;
@@ -95,10 +101,15 @@ pub async fn run(s: &mut Session, args: DeleteArgs) -> Result<()> {
                         info.clone(),
                         object_ns.or(ns.clone()),
                         name_of(&object).to_string(),
+                        None,
                     ));
                 }
             } else {
-                victims.extend(names.into_iter().map(|n| (info.clone(), ns.clone(), n)));
+                victims.extend(
+                    names
+                        .into_iter()
+                        .map(|n| (info.clone(), ns.clone(), n, None)),
+                );
             }
         }
         if victims.is_empty() {
@@ -117,7 +128,7 @@ pub async fn run(s: &mut Session, args: DeleteArgs) -> Result<()> {
         ..DeleteParams::default()
     };
     let mut waits = Vec::new();
-    for (info, ns, name) in victims {
+    for (info, ns, name, source) in victims {
         if dry_run == DryRun::Client {
             s.print(&format!(
                 "{} \"{name}\" deleted (dry run)\n",
@@ -150,7 +161,14 @@ pub async fn run(s: &mut Session, args: DeleteArgs) -> Result<()> {
             Err(e) => {
                 let e = Error::from(e);
                 if !(e.is_not_found() && args.ignore_not_found) {
-                    errors.push(e);
+                    errors.push(match (e, &source) {
+                        (Error::Api(mut status), Some(source)) => {
+                            status.message =
+                                format!("error when deleting \"{source}\": {}", status.message);
+                            Error::Api(status)
+                        }
+                        (e, _) => e,
+                    });
                 }
             }
         }

@@ -17,7 +17,7 @@ use crate::cli::DiffArgs;
 use crate::discovery::ResourceInfo;
 use crate::error::{Error, Result};
 use crate::manifest::read_manifests;
-use crate::patch::{last_applied, three_way, with_last_applied, PatchKind};
+use crate::patch::{last_applied, three_way, without_last_applied, PatchKind};
 use crate::session::Session;
 
 /// Runs `kubectl diff`; errors exit with status 2 or more, as upstream's.
@@ -81,8 +81,7 @@ pub fn diff_command(external: Option<&str>) -> Result<(String, Vec<String>)> {
 }
 
 fn write_yaml(dir: &Path, file: &str, object: &Value) -> Result<()> {
-    let text = serde_yaml_ng::to_string(object)
-        .map_err(|e| Error::Usage(format!("serializing {file}: {e}")))?;
+    let text = crate::printers::yaml::to_yaml(object);
     std::fs::write(dir.join(file), text).map_err(|e| Error::io(format!("writing {file}"), e))
 }
 
@@ -124,7 +123,8 @@ async fn merged_object(
             .await?;
         return Ok(to_value(merged, info));
     }
-    let modified = with_namespace(with_last_applied(object));
+    // As upstream, the merged object keeps the live last-applied annotation.
+    let modified = without_last_applied(&with_namespace(object.clone()));
     let Some(live) = live else {
         let dynamic: DynamicObject = serde_json::from_value(modified)
             .map_err(|e| Error::Usage(format!("invalid object: {e}")))?;

@@ -55,6 +55,15 @@ async fn run_editor(path: &std::path::Path) -> Result<()> {
 
 /// Runs `kubectl edit`.
 pub async fn run(s: &mut Session, args: EditArgs) -> Result<()> {
+    let as_json = match args.output.as_deref() {
+        None | Some("yaml") => false,
+        Some("json") => true,
+        Some(other) => {
+            return Err(Error::Usage(format!(
+                "unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,yaml"
+            )))
+        }
+    };
     let client = s.client().await?;
     let catalog = s.catalog().await?.clone();
     let namespace = s.namespace().await?;
@@ -62,7 +71,11 @@ pub async fn run(s: &mut Session, args: EditArgs) -> Result<()> {
         let ns = scope(&info, Some(&namespace));
         for name in names {
             let original = get_object(&client, &info, ns.as_deref(), &name).await?;
-            let yaml = crate::printers::yaml::to_yaml(&original);
+            let yaml = if as_json {
+                crate::printers::object::to_json(&original)?
+            } else {
+                crate::printers::yaml::to_yaml(&original)
+            };
             let file = tempfile::Builder::new()
                 .prefix("kubectl-edit-")
                 .suffix(".yaml")

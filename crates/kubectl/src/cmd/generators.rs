@@ -14,7 +14,7 @@ use super::get_object;
 use crate::cli::{
     CreateBindingArgs, CreateCommand, CreateConfigMapArgs, CreateCronJobArgs, CreateJobArgs,
     CreateRoleArgs, CreateSecretCommand, CreateSecretDockerArgs, CreateSecretGenericArgs,
-    CreateTokenArgs,
+    CreateServiceCommand, CreateServiceTypeArgs, CreateTokenArgs,
 };
 use crate::discovery::Catalog;
 use crate::error::{Error, Result};
@@ -99,18 +99,48 @@ pub async fn run(s: &mut Session, command: CreateCommand) -> Result<()> {
         CreateCommand::Rolebinding(a) => (binding(&a, false)?, a.output, a.dry_run),
         CreateCommand::Clusterrolebinding(a) => (binding(&a, true)?, a.output, a.dry_run),
         CreateCommand::Token(a) => return token(s, &a).await,
+        CreateCommand::Service(a) => {
+            let (kind, a) = match a.command {
+                CreateServiceCommand::Clusterip(a) => ("ClusterIP", a),
+                CreateServiceCommand::Nodeport(a) => ("NodePort", a),
+                CreateServiceCommand::Loadbalancer(a) => ("LoadBalancer", a),
+                CreateServiceCommand::Externalname(a) => ("ExternalName", a),
+            };
+            (service(kind, &a)?, a.output, a.dry_run)
+        }
         CreateCommand::Deployment(_) | CreateCommand::Namespace(_) => {
             return Err(Error::Usage("handled by create".into()))
         }
     };
+    create_or_print(s, object, output, dry_run).await
+}
+
+/// Creates a generated object (or with `--dry-run=client` only prints it) and prints the result
+/// in `output`'s format.
+pub async fn create_or_print(
+    s: &mut Session,
+    object: Value,
+    output: Option<String>,
+    dry_run: Option<String>,
+) -> Result<()> {
     let format = OutputFormat::parse(output.as_deref())?;
     match dry_run.as_deref() {
         None | Some("none") => {
-            let is_secret = object["kind"] == "Secret";
+            // Upstream's generators wrap the server's error in their own words.
+            let wrap = match object["kind"].as_str().unwrap_or("") {
+                "Secret" => Some("failed to create secret "),
+                "Deployment" => Some("failed to create deployment: "),
+                "ConfigMap" => Some("failed to create configmap: "),
+                "Job" => Some("failed to create job: "),
+                "CronJob" => Some("failed to create cronjob: "),
+                "ServiceAccount" => Some("failed to create serviceaccount: "),
+                _ => None,
+            };
             let created = match create_generated(s, object).await {
-                Err(Error::Api(status)) if is_secret => {
+                Err(Error::Api(status)) if wrap.is_some() => {
                     return Err(Error::Usage(format!(
-                        "failed to create secret {}",
+                        "{}{}",
+                        wrap.unwrap_or_default(),
                         status.message
                     )))
                 }
@@ -118,7 +148,11 @@ pub async fn run(s: &mut Session, command: CreateCommand) -> Result<()> {
             };
             s.print(&print_result(&format, &created, "created")?)
         }
-        Some("client") => s.print(&print_result(&format, &object, "created (dry run)")?),
+        Some("client") => s.print(&print_result(
+            &format,
+            &as_go_client_prints(object),
+            "created (dry run)",
+        )?),
         Some("server") => Err(Error::Usage(
             "--dry-run=server is not supported by this kubectl".into(),
         )),
@@ -126,6 +160,91 @@ pub async fn run(s: &mut Session, command: CreateCommand) -> Result<()> {
             "Invalid dry-run value ({other}). Must be \"none\", \"server\", or \"client\"."
         ))),
     }
+}
+
+/// A generated object as upstream prints it before it reaches a server: Go marshals the zero
+/// `creationTimestamp` as `null` and empty status structs as `{}`.
+pub fn as_go_client_prints(mut object: Value) -> Value {
+    fn stamp(meta: &mut Value) {
+        if !meta.is_object() {
+            *meta = json!({});
+        }
+        meta["creationTimestamp"] = Value::Null;
+    }
+    stamp(&mut object["metadata"]);
+    let kind = object["kind"].as_str().unwrap_or("").to_string();
+    match kind.as_str() {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+            stamp(&mut object["spec"]["template"]["metadata"]);
+        }
+        "CronJob" => {
+            stamp(&mut object["spec"]["jobTemplate"]["metadata"]);
+            stamp(&mut object["spec"]["jobTemplate"]["spec"]["template"]["metadata"]);
+        }
+        _ => {}
+    }
+    match kind.as_str() {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "CronJob" => {
+            object["status"] = json!({});
+        }
+        "Service" => object["status"] = json!({"loadBalancer": {}}),
+        "Namespace" => {
+            if object.get("spec").is_none() {
+                object["spec"] = json!({});
+            }
+            object["status"] = json!({});
+        }
+        _ => {}
+    }
+    object
+}
+
+/// The Service `kubectl create service TYPE` builds: `--tcp=port[:targetPort]` ports named
+/// `port-targetPort`, selector `app=NAME` (none for ExternalName).
+pub fn service(kind: &str, args: &CreateServiceTypeArgs) -> Result<Value> {
+    let mut ports = Vec::new();
+    for pair in &args.tcp {
+        let (port, target) = pair.split_once(':').unwrap_or((pair, pair));
+        let port: i32 = port
+            .parse()
+            .map_err(|_| Error::Usage(format!("invalid port: {pair}")))?;
+        let target = match target.parse::<i32>() {
+            Ok(n) => json!(n),
+            Err(_) => json!(target),
+        };
+        let mut entry = json!({"name": pair.replace(':', "-"), "port": port, "protocol": "TCP", "targetPort": target});
+        if let Some(node_port) = args.node_port.filter(|_| kind == "NodePort") {
+            entry["nodePort"] = json!(node_port);
+        }
+        ports.push(entry);
+    }
+    if ports.is_empty() && kind != "ExternalName" {
+        return Err(Error::Usage(
+            "at least one tcp port specifier must be provided".into(),
+        ));
+    }
+    let mut spec = json!({"type": kind});
+    if !ports.is_empty() {
+        spec["ports"] = json!(ports);
+    }
+    if kind == "ExternalName" {
+        let name = args
+            .external_name
+            .as_ref()
+            .ok_or_else(|| Error::Usage("external-name must be specified".into()))?;
+        spec["externalName"] = json!(name);
+    } else {
+        spec["selector"] = json!({"app": args.name});
+    }
+    if let Some(ip) = args.clusterip.as_ref().filter(|_| kind == "ClusterIP") {
+        spec["clusterIP"] = json!(ip);
+    }
+    Ok(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": args.name, "labels": {"app": args.name}},
+        "spec": spec,
+    }))
 }
 
 /// The TokenRequest `kubectl create token` sends (flag checks as upstream).

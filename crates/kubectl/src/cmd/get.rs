@@ -130,6 +130,7 @@ pub async fn run(s: &mut Session, args: GetArgs) -> Result<()> {
                 wide: format == OutputFormat::Wide,
                 with_namespace: args.all_namespaces && info.namespaced,
                 show_labels: args.show_labels,
+                label_columns: args.label_columns.clone(),
                 kind_prefix: several_kinds.then(|| info.group_kind()),
             };
             let mut rows = Vec::new();
@@ -237,6 +238,7 @@ async fn watch(
         wide: *format == OutputFormat::Wide,
         with_namespace: args.all_namespaces && info.namespaced,
         show_labels: args.show_labels,
+        label_columns: args.label_columns.clone(),
         kind_prefix: None,
     };
     let mut field_selector = args.field_selector.clone();

@@ -57,7 +57,18 @@ pub async fn run(s: &mut Session, args: LogsArgs) -> Result<()> {
         timestamps: args.timestamps,
         ..LogParams::default()
     };
-    let stream = pods.log_stream(&pod, &params).await?;
+    let stream = pods.log_stream(&pod, &params).await.map_err(|e| match e {
+        // Upstream checks the container name itself and says so without "from server".
+        kube::Error::Api(status)
+            if status.code == 400
+                && status
+                    .message
+                    .ends_with(&format!("is not valid for pod {pod}")) =>
+        {
+            Error::Usage(status.message)
+        }
+        other => Error::from(other),
+    })?;
     let mut stream = std::pin::pin!(stream);
     let mut buf = vec![0u8; 32 * 1024];
     loop {

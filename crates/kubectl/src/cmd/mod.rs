@@ -7,6 +7,7 @@ pub mod attach;
 pub mod auth;
 pub mod cluster_info;
 pub mod config;
+pub mod config_set;
 pub mod cp;
 pub mod create;
 pub mod delete;

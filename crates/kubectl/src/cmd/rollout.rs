@@ -260,14 +260,12 @@ async fn history(s: &mut Session, args: RolloutTargetArgs) -> Result<()> {
                     "unable to find the specified revision".to_string(),
                 ));
             };
-            let mut template = rs["spec"]["template"].clone();
-            strip_hash(&mut template);
-            let text = crate::printers::yaml::to_yaml(&template);
+            let template = rs["spec"]["template"].clone();
             s.print(&format!(
-                "{}/{name} with revision #{}\nPod Template:\n{}",
+                "{}/{name} with revision #{}\n{}\n",
                 info.group_kind(),
                 args.revision,
-                text.lines().map(|l| format!("  {l}\n")).collect::<String>()
+                super::describe::pod_template_text(&template)
             ))?;
             continue;
         }

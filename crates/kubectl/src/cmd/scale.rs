@@ -53,6 +53,14 @@ pub async fn run(s: &mut Session, args: ScaleArgs) -> Result<()> {
             .await;
             match result {
                 Ok(()) => s.print(&format!("{}/{name} scaled\n", info.group_kind()))?,
+                // Upstream finds nothing to scale before it asks the server.
+                Err(e) if e.is_not_found() => errors.push(Error::Usage(format!(
+                    "no objects passed to scale {}",
+                    match &e {
+                        Error::Api(status) => status.message.clone(),
+                        other => other.to_string(),
+                    }
+                ))),
                 Err(e) => errors.push(e),
             }
         }

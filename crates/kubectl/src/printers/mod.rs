@@ -55,7 +55,7 @@ impl OutputFormat {
             }
             _ => {
                 return Err(Error::Usage(format!(
-                    "unable to match a printer suitable for the output format \"{flag}\", allowed formats are: custom-columns,json,jsonpath,name,wide,yaml"
+                    "unable to match a printer suitable for the output format \"{flag}\", allowed formats are: custom-columns,custom-columns-file,go-template,go-template-file,json,jsonpath,jsonpath-as-json,jsonpath-file,name,template,templatefile,wide,yaml"
                 )))
             }
         })

@@ -16,6 +16,8 @@ pub struct TableOptions {
     pub with_namespace: bool,
     /// Append a LABELS column.
     pub show_labels: bool,
+    /// One column per label key (`-L`), before LABELS.
+    pub label_columns: Vec<String>,
     /// Prefix names with this `kind.group` (several kinds printed together).
     pub kind_prefix: Option<String>,
 }
@@ -129,6 +131,11 @@ impl Table {
         for i in self.visible(options) {
             out.push(self.columns[i].name.to_uppercase());
         }
+        for key in &options.label_columns {
+            // Upstream heads the column with the key's last path segment.
+            let short = key.rsplit('/').next().unwrap_or(key);
+            out.push(short.to_uppercase());
+        }
         if options.show_labels {
             out.push("LABELS".to_string());
         }
@@ -158,6 +165,10 @@ impl Table {
                         }
                         _ => out.push(cell),
                     }
+                }
+                for key in &options.label_columns {
+                    let value = &row.object["metadata"]["labels"][key.as_str()];
+                    out.push(value.as_str().unwrap_or("").to_string());
                 }
                 if options.show_labels {
                     out.push(labels_text(&row.object["metadata"]["labels"]));

@@ -61,12 +61,14 @@ pub async fn run(s: &mut Session, args: DescribeArgs) -> Result<()> {
         }
         for object in objects {
             let events = events_for(&client, &object).await;
-            let endpoints = if object["kind"] == "Service" {
-                service::endpoints_for(&client, &object).await
-            } else {
-                None
+            let extra = match object["kind"].as_str() {
+                Some("Service") => service::endpoints_for(&client, &object).await,
+                Some("Deployment") => replicasets_for(&client, &catalog, &object).await,
+                Some("Node") => node_extra(&client, &catalog, &object).await,
+                Some("ReplicaSet") => selected_pods(&client, &catalog, &object).await,
+                _ => None,
             };
-            let text = describe(&object, &events, endpoints.as_ref());
+            let text = describe(&object, &events, extra.as_ref());
             if !first {
                 s.print("\n\n")?;
             }
@@ -111,15 +113,105 @@ async fn events_for(client: &Client, object: &Value) -> Vec<Event> {
     }
 }
 
-/// The describe text for an object (tab-separated; aligned by the caller). `endpoints` is the
-/// Service's Endpoints object, when describing a Service.
-pub fn describe(object: &Value, events: &[Event], endpoints: Option<&Value>) -> String {
+/// The ReplicaSets of a Deployment, split into old and new (None when they cannot be listed).
+async fn replicasets_for(
+    client: &Client,
+    catalog: &crate::discovery::Catalog,
+    deployment: &Value,
+) -> Option<Value> {
+    let info = catalog.resolve("replicasets").ok()?.clone();
+    let ns = deployment["metadata"]["namespace"].as_str();
+    match list_objects(client, &info, ns, &list_params(None, None)).await {
+        Ok(all) => Some(deployment::split_replicasets(deployment, &all)),
+        Err(e) => {
+            tracing::debug!(error = %e, "listing replicasets");
+            None
+        }
+    }
+}
+
+/// The pods in the object's namespace matching its `spec.selector.matchLabels`.
+async fn selected_pods(
+    client: &Client,
+    catalog: &crate::discovery::Catalog,
+    object: &Value,
+) -> Option<Value> {
+    let mut labels: Vec<String> = object["spec"]["selector"]["matchLabels"]
+        .as_object()?
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    labels.sort();
+    let info = catalog.resolve("pods").ok()?.clone();
+    let ns = object["metadata"]["namespace"].as_str();
+    let selector = labels.join(",");
+    match list_objects(client, &info, ns, &list_params(Some(&selector), None)).await {
+        Ok(pods) => Some(Value::Array(pods)),
+        Err(e) => {
+            tracing::debug!(error = %e, "listing pods");
+            None
+        }
+    }
+}
+
+/// A Node's Lease (or why it could not be read) and its non-terminated pods.
+async fn node_extra(
+    client: &Client,
+    catalog: &crate::discovery::Catalog,
+    node: &Value,
+) -> Option<Value> {
+    let name = node["metadata"]["name"].as_str()?;
+    let lease = match catalog.resolve("leases.coordination.k8s.io") {
+        Ok(info) => match get_object(client, &info.clone(), Some("kube-node-lease"), name).await {
+            Ok(lease) => lease,
+            Err(Error::Api(status)) => serde_json::json!({"error": status.message}),
+            Err(e) => serde_json::json!({"error": e.to_string()}),
+        },
+        Err(e) => serde_json::json!({"error": e.to_string()}),
+    };
+    let pods_info = catalog.resolve("pods").ok()?.clone();
+    let selector = format!("spec.nodeName={name},status.phase!=Failed,status.phase!=Succeeded");
+    let pods = match list_objects(
+        client,
+        &pods_info,
+        None,
+        &list_params(None, Some(&selector)),
+    )
+    .await
+    {
+        Ok(pods) => pods,
+        Err(e) => {
+            tracing::debug!(error = %e, "listing the node's pods");
+            return None;
+        }
+    };
+    Some(serde_json::json!({"lease": lease, "pods": pods}))
+}
+
+/// The aligned `Pod Template:` block of a pod template (for `rollout history --revision`).
+pub fn pod_template_text(template: &Value) -> String {
+    let mut w = String::new();
+    deployment::pod_template(template, &mut w);
+    align_text(&w)
+}
+
+/// The describe text for an object (tab-separated; aligned by the caller). `extra` is what the
+/// kind's describer needs besides the object: a Service's Endpoints, a Deployment's
+/// ReplicaSets (`{"old": [...], "new": ...}`).
+pub fn describe(object: &Value, events: &[Event], extra: Option<&Value>) -> String {
     let mut w = String::new();
     match object["kind"].as_str().unwrap_or("") {
         "Pod" => pod::pod(object, &mut w),
-        "Deployment" => deployment::deployment(object, &mut w),
-        "Service" => service::service(object, endpoints, &mut w),
-        "Node" => node::node(object, &mut w),
+        "Deployment" => deployment::deployment(object, extra, &mut w),
+        "Service" => service::service(object, extra, &mut w),
+        "ConfigMap" => generic::configmap(object, &mut w),
+        "Secret" => {
+            // Upstream describes a Secret without its events.
+            generic::secret(object, &mut w);
+            return w;
+        }
+        "Node" => node::node(object, extra, &mut w),
+        "ReplicaSet" => deployment::replicaset(object, extra, &mut w),
         "Namespace" => {
             generic::namespace(object, &mut w);
             return w;

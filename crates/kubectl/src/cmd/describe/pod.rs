@@ -272,8 +272,13 @@ pub(super) fn selectors_and_tolerations(w: &mut String, spec: &Value, space: &st
                 s.push(':');
                 s.push_str(e);
             }
-            if t["operator"] == "Exists" && t["key"].is_null() {
-                s = "op=Exists".into();
+            // Operator Exists without a value tolerates every value.
+            if t["operator"] == "Exists" && t["value"].as_str().unwrap_or("").is_empty() {
+                if s.is_empty() {
+                    s = "op=Exists".into();
+                } else {
+                    s.push_str(" op=Exists");
+                }
             }
             if let Some(secs) = t["tolerationSeconds"].as_i64() {
                 s.push_str(&format!(" for {secs}s"));
