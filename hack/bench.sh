@@ -18,9 +18,13 @@
 #                              (default BENCH_SCHED_PODS; anti-affinity is capped at nodes - init)
 #   BENCH_SCHED_INIT_PODS      init pods of the non-preemption workloads (default nodes / 5)
 #   BENCH_SCHED_WORKLOADS="basic node-affinity topology-spread anti-affinity pod-affinity preemption"
+#   BENCH_DEPLOYMENTS=1000     deployments Deployments x BENCH_DEPLOYMENTS_REPLICAS=10 on BENCH_DEPLOYMENTS_NODES=100
+#   BENCH_KUBECTL_PODS=5000    kubectl-get pods (ours vs /usr/bin/kubectl) BENCH_KUBECTL_ROUNDS=5
 #   BENCH_WATCHERS=100         watch-fanout watchers BENCH_WATCH_EVENTS=500
-#   BENCH_PROXY_SERVICES=1000  kube-proxy-sync services (x BENCH_PROXY_ENDPOINTS=10; root only)
+#   BENCH_PROXY_SERVICES="1000 10000"  kube-proxy-sync sizes, one run each (x BENCH_PROXY_ENDPOINTS=3; root only)
+#   BENCH_DNS_SERVICES=1000    dns-qps services      BENCH_DNS_CLIENTS=8  BENCH_DNS_DURATION=5 (s)
 #   BENCH_POD_STARTUP=1        also run pod-startup against the running local cluster
+#                              (BENCH_POD_STARTUP_PODS=30 pods, kubelet RSS at BENCH_POD_STARTUP_RSS_PODS=100)
 #   BENCH_OUT=bench/latest.md  output file
 set -euo pipefail
 
@@ -50,20 +54,26 @@ if ((SMOKE)); then
     S_NODES=10 S_PODS=20 S_AFF_PODS=10 S_INIT=2
     W_WATCHERS=5 W_EVENTS=20
     P_SERVICES=20 P_ENDPOINTS=2
+    DNS_SERVICES=20 DNS_CLIENTS=2 DNS_DURATION=1
+    DEP_NODES=3 DEP_COUNT=10 DEP_REPLICAS=2
+    KG_PODS=50 KG_ROUNDS=2
 else
     D_NODES=${BENCH_DENSITY_NODES:-100} D_PODS=${BENCH_DENSITY_PODS:-3000} D_QPS=${BENCH_DENSITY_QPS:-20}
     L_QPS=${BENCH_LOAD_QPS:-100} L_DURATION=${BENCH_LOAD_DURATION:-30} L_PODS=${BENCH_LOAD_PODS:-3000}
     S_NODES=${BENCH_SCHED_NODES:-500} S_PODS=${BENCH_SCHED_PODS:-2000}
     S_AFF_PODS=${BENCH_SCHED_AFFINITY_PODS:-$S_PODS} S_INIT=${BENCH_SCHED_INIT_PODS:-$((S_NODES / 5))}
     W_WATCHERS=${BENCH_WATCHERS:-100} W_EVENTS=${BENCH_WATCH_EVENTS:-500}
-    P_SERVICES=${BENCH_PROXY_SERVICES:-1000} P_ENDPOINTS=${BENCH_PROXY_ENDPOINTS:-10}
+    P_SERVICES=${BENCH_PROXY_SERVICES:-1000 10000} P_ENDPOINTS=${BENCH_PROXY_ENDPOINTS:-3}
+    DNS_SERVICES=${BENCH_DNS_SERVICES:-1000} DNS_CLIENTS=${BENCH_DNS_CLIENTS:-8} DNS_DURATION=${BENCH_DNS_DURATION:-5}
+    DEP_NODES=${BENCH_DEPLOYMENTS_NODES:-100} DEP_COUNT=${BENCH_DEPLOYMENTS:-1000} DEP_REPLICAS=${BENCH_DEPLOYMENTS_REPLICAS:-10}
+    KG_PODS=${BENCH_KUBECTL_PODS:-5000} KG_ROUNDS=${BENCH_KUBECTL_ROUNDS:-5}
 fi
 
 command -v etcd >/dev/null || die "etcd not found (hack/install-deps.sh installs it)"
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "building release binaries"
     cargo build --release -p kube-perf -p kube-apiserver -p kube-scheduler \
-        -p kube-controller-manager -p kube-certs || die "cargo build failed"
+        -p kube-controller-manager -p kube-certs -p kubectl || die "cargo build failed"
 fi
 for bin in kube-perf kube-apiserver kube-scheduler kube-controller-manager kube-certs; do
     [[ -x $BIN_DIR/$bin ]] || die "$BIN_DIR/$bin not found (build with cargo build --release, or set KUBE_BIN_DIR)"
@@ -99,6 +109,7 @@ bench density density --nodes "$D_NODES" --pods "$D_PODS" --qps "$D_QPS"
 # The same density on the embedded SQLite storage (the local cluster's default).
 STORAGE=sqlite bench density-sqlite density --nodes "$D_NODES" --pods "$D_PODS" --qps "$D_QPS"
 bench density-deployments density --nodes "$D_NODES" --pods "$((D_PODS / 3))" --qps "$D_QPS" --deployments --replicas 10
+bench deployments deployments --nodes "$DEP_NODES" --deployments "$DEP_COUNT" --replicas "$DEP_REPLICAS"
 # The scheduler_perf workloads (issue 5): init pods first, then the measured pods; preemption
 # fills every node with 4 low-priority pods, then one priority-10 pod per node preempts them.
 for workload in ${BENCH_SCHED_WORKLOADS:-basic node-affinity topology-spread anti-affinity pod-affinity preemption}; do
@@ -109,14 +120,19 @@ for workload in ${BENCH_SCHED_WORKLOADS:-basic node-affinity topology-spread ant
     esac
     bench "scheduler-$workload" scheduler --nodes "$S_NODES" --workload "$workload" "${args[@]}"
 done
+bench kubectl-get kubectl-get --pods "$KG_PODS" --rounds "$KG_ROUNDS"
 bench watch-fanout watch-fanout --watchers "$W_WATCHERS" --events "$W_EVENTS" --rate 50
+bench dns-qps dns-qps --services "$DNS_SERVICES" --clients "$DNS_CLIENTS" --duration "$DNS_DURATION"
 if [[ $(id -u) -eq 0 ]] && command -v nft >/dev/null; then
-    bench kube-proxy-sync kube-proxy-sync --services "$P_SERVICES" --endpoints "$P_ENDPOINTS"
+    for services in $P_SERVICES; do
+        bench "kube-proxy-sync-$services" kube-proxy-sync --services "$services" --endpoints "$P_ENDPOINTS"
+    done
 else
     log "skipping kube-proxy-sync (needs root and nft)"
 fi
 if [[ ${BENCH_POD_STARTUP:-0} == 1 ]]; then
-    bench pod-startup pod-startup --pods 5
+    # Issue 7's measure: 30 pods' startup on the real node, and the kubelet's RSS with 100 running.
+    bench pod-startup pod-startup --pods "${BENCH_POD_STARTUP_PODS:-30}" --rss-pods "${BENCH_POD_STARTUP_RSS_PODS:-100}"
 fi
 
 echo "Total time: $((SECONDS - START)) s" >>"$TMP_OUT"

@@ -53,6 +53,8 @@ pub struct Options {
 pub enum Scenario {
     /// N hollow nodes, pods or Deployments created at a QPS: pod startup latency.
     Density(scenario::density::DensityOptions),
+    /// D Deployments x R replicas on hollow nodes: time until all are Available, controller-manager cost.
+    Deployments(scenario::deployments::DeploymentsOptions),
     /// Mixed API verbs at a QPS: latency per verb/resource/scope, pod create throughput.
     ApiLoad(scenario::api_load::ApiLoadOptions),
     /// scheduler_perf-like workloads: pods scheduled per second.
@@ -61,8 +63,12 @@ pub enum Scenario {
     WatchFanout(scenario::watch_fanout::WatchFanoutOptions),
     /// Full sync of kube-proxy's nftables rules vs raw `nft -f` (root).
     KubeProxySync(scenario::kube_proxy_sync::KubeProxySyncOptions),
+    /// A queries per second of in-process kube-dns over UDP vs a UDP echo.
+    DnsQps(scenario::dns_qps::DnsQpsOptions),
     /// Pod startup on a real node vs raw `ctr run` (needs a running local cluster).
     PodStartup(scenario::pod_startup::PodStartupOptions),
+    /// `kubectl get pods -A` over P pods: ours vs upstream kubectl, wall time and peak RSS.
+    KubectlGet(scenario::kubectl_get::KubectlGetOptions),
 }
 
 /// Why kube-perf failed.
@@ -102,13 +108,19 @@ pub async fn run(options: Options) -> Result<(), PerfError> {
     };
     let mut report = match &options.scenario {
         Scenario::Density(o) => scenario::density::run(&cluster, o).await?,
+        Scenario::Deployments(o) => scenario::deployments::run(&cluster, o).await?,
         Scenario::ApiLoad(o) => scenario::api_load::run(&cluster, o).await?,
         Scenario::Scheduler(o) => scenario::scheduler::run(&cluster, o).await?,
         Scenario::WatchFanout(o) => scenario::watch_fanout::run(&cluster, o).await?,
         Scenario::KubeProxySync(o) => scenario::kube_proxy_sync::run(o).await?,
+        Scenario::DnsQps(o) => scenario::dns_qps::run(o).await?,
         Scenario::PodStartup(o) => scenario::pod_startup::run(&cluster, o).await?,
+        Scenario::KubectlGet(o) => scenario::kubectl_get::run(&cluster, o).await?,
     };
-    let uses_cluster = !matches!(options.scenario, Scenario::KubeProxySync(_));
+    let uses_cluster = !matches!(
+        options.scenario,
+        Scenario::KubeProxySync(_) | Scenario::DnsQps(_)
+    );
     if uses_cluster {
         report.title = match &options.kubeconfig {
             Some(path) => format!("{} (cluster of {})", report.title, path.display()),

@@ -3,7 +3,10 @@
 
 pub mod api_load;
 pub mod density;
+pub mod deployments;
+pub mod dns_qps;
 pub mod kube_proxy_sync;
+pub mod kubectl_get;
 pub mod pod_startup;
 pub mod scheduler;
 pub mod watch_fanout;
