@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use super::{api_err, pause_pod, wait_count, watch_pods, ScenarioError};
 use crate::cluster::{ensure_namespace, Cluster, ClusterOptions};
 use crate::report::{Latencies, Report};
-use crate::{floors, hollow, procs};
+use crate::{floors, procs};
 
 /// Density settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -87,29 +87,8 @@ pub async fn run(
         None => None,
     };
 
-    let state = tempfile::tempdir().map_err(|e| ScenarioError::Command {
-        what: "creating the hollow node dir".into(),
-        detail: e.to_string(),
-    })?;
-    let (nodes, took) = hollow::start_nodes(
-        &client,
-        o.nodes,
-        state.path(),
-        Duration::from_secs(o.node_status_period.max(1)),
-        64,
-    )
-    .await?;
-    tracing::info!(
-        nodes = o.nodes,
-        seconds = took.as_secs_f64(),
-        "hollow nodes registered"
-    );
-    hollow::wait_ready(
-        &client,
-        o.nodes,
-        Duration::from_secs(120 + o.nodes as u64 / 10),
-    )
-    .await?;
+    let (_state, nodes, took) =
+        super::ready_hollow_nodes(&client, o.nodes, o.node_status_period).await?;
     report.row(
         "hollow nodes registered per second",
         o.nodes as f64 / took.as_secs_f64(),

@@ -20,7 +20,7 @@ use kube::{Api, Client};
 use super::{api_err, pause_pod, ScenarioError};
 use crate::cluster::{ensure_namespace, Cluster, ClusterOptions};
 use crate::report::{Latencies, Report};
-use crate::{floors, hollow, procs};
+use crate::{floors, procs};
 
 /// Deployments settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -89,29 +89,8 @@ pub async fn run(
         None => None,
     };
 
-    let state = tempfile::tempdir().map_err(|e| ScenarioError::Command {
-        what: "creating the hollow node dir".into(),
-        detail: e.to_string(),
-    })?;
-    let (nodes, took) = hollow::start_nodes(
-        &client,
-        o.nodes,
-        state.path(),
-        Duration::from_secs(o.node_status_period.max(1)),
-        64,
-    )
-    .await?;
-    tracing::info!(
-        nodes = o.nodes,
-        seconds = took.as_secs_f64(),
-        "hollow nodes registered"
-    );
-    hollow::wait_ready(
-        &client,
-        o.nodes,
-        Duration::from_secs(120 + o.nodes as u64 / 10),
-    )
-    .await?;
+    let (_state, nodes, _) =
+        super::ready_hollow_nodes(&client, o.nodes, o.node_status_period).await?;
     cluster.check_alive()?;
     let cm_before = cluster
         .pid("kube-controller-manager")

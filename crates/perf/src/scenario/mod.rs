@@ -196,3 +196,39 @@ pub async fn wait_count(
 pub fn json_size<T: serde::Serialize>(object: &T) -> usize {
     serde_json::to_vec(object).map(|v| v.len()).unwrap_or(1024)
 }
+
+/// Starts `count` hollow nodes (64 registering at a time) and waits until all are Ready.
+/// Returns their state dir (keep it alive as long as the nodes), the nodes, and how long
+/// registration took.
+pub async fn ready_hollow_nodes(
+    client: &Client,
+    count: usize,
+    status_period_secs: u64,
+) -> Result<
+    (
+        tempfile::TempDir,
+        Vec<kubelet::testing::HollowNode>,
+        Duration,
+    ),
+    ScenarioError,
+> {
+    let state = tempfile::tempdir().map_err(|e| ScenarioError::Command {
+        what: "creating the hollow node dir".into(),
+        detail: e.to_string(),
+    })?;
+    let (nodes, took) = crate::hollow::start_nodes(
+        client,
+        count,
+        state.path(),
+        Duration::from_secs(status_period_secs.max(1)),
+        64,
+    )
+    .await?;
+    tracing::info!(
+        nodes = count,
+        seconds = took.as_secs_f64(),
+        "hollow nodes registered"
+    );
+    crate::hollow::wait_ready(client, count, Duration::from_secs(120 + count as u64 / 10)).await?;
+    Ok((state, nodes, took))
+}
