@@ -8,46 +8,10 @@ use std::path::Path;
 use kube_apiserver::testing::TestServer;
 use serde_json::{json, Value};
 
+mod support;
+use support::{call, code, message};
+
 const KUBECTL: &str = "/usr/bin/kubectl";
-
-async fn call(
-    client: &kube::Client,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Result<Value, kube::Error> {
-    let body = body
-        .map(|b| serde_json::to_vec(&b).expect("json"))
-        .unwrap_or_default();
-    let content_type = if method == "PATCH" {
-        "application/merge-patch+json"
-    } else {
-        "application/json"
-    };
-    let request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", content_type)
-        .body(body)
-        .expect("request");
-    let text = client.request_text(request).await?;
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn code(r: &Result<Value, kube::Error>) -> u16 {
-    match r {
-        Ok(_) => 200,
-        Err(kube::Error::Api(s)) => s.code,
-        Err(_) => 0,
-    }
-}
-
-fn message(r: &Result<Value, kube::Error>) -> String {
-    match r {
-        Err(kube::Error::Api(s)) => s.message.clone(),
-        _ => String::new(),
-    }
-}
 
 fn pod(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},

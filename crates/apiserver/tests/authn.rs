@@ -13,6 +13,9 @@ use kube_apiserver::auth::serviceaccount::Claims;
 use kube_apiserver::testing::TestServer;
 use serde_json::{json, Value};
 
+mod support;
+use support::code;
+
 const KUBECTL: &str = "/usr/bin/kubectl";
 
 /// Key material and files the servers of these tests are started with.
@@ -85,14 +88,6 @@ async fn call(
         .expect("request");
     let text = client.request_text(request).await?;
     Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn code(r: &Result<Value, kube::Error>) -> u16 {
-    match r {
-        Ok(_) => 200,
-        Err(kube::Error::Api(s)) => s.code,
-        Err(_) => 0,
-    }
 }
 
 fn api_error(r: &Result<Value, kube::Error>) -> (u16, String, String) {

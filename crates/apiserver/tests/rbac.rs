@@ -10,6 +10,9 @@ use std::time::Duration;
 use kube_apiserver::testing::TestServer;
 use serde_json::{json, Value};
 
+mod support;
+use support::{code, message};
+
 const KUBECTL: &str = "/usr/bin/kubectl";
 
 async fn client_for(
@@ -38,21 +41,6 @@ async fn call(
         .expect("request");
     let text = client.request_text(request).await?;
     Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn code(r: &Result<Value, kube::Error>) -> u16 {
-    match r {
-        Ok(_) => 200,
-        Err(kube::Error::Api(s)) => s.code,
-        Err(_) => 0,
-    }
-}
-
-fn message(r: &Result<Value, kube::Error>) -> String {
-    match r {
-        Err(kube::Error::Api(s)) => s.message.clone(),
-        _ => String::new(),
-    }
 }
 
 /// Retries `f` until it gives `want` (the RBAC index follows storage through a watch).
