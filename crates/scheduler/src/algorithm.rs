@@ -31,6 +31,9 @@ pub struct FitError {
     pub unresolvable: BTreeSet<String>,
     /// What PostFilter (preemption) said, e.g. `preemption: 0/3 nodes are available: ...`.
     pub post_filter: Option<String>,
+    /// Why a PreFilter plugin rejected the pod on every node (upstream's `PreFilterMsg`), in
+    /// place of the per-node histogram.
+    pub pre_filter: Option<Box<str>>,
 }
 
 fn histogram(nodes: usize, reasons: &BTreeMap<String, usize>) -> String {
@@ -52,6 +55,9 @@ impl FitError {
     pub fn filter_message(&self) -> String {
         if self.nodes == 0 {
             return NO_NODES_AVAILABLE.to_string();
+        }
+        if let Some(message) = &self.pre_filter {
+            return format!("0/{} nodes are available: {message}.", self.nodes);
         }
         histogram(self.nodes, &self.reasons)
     }
@@ -86,13 +92,37 @@ pub fn feasible_nodes_to_find(percentage: Option<u32>, all: usize) -> usize {
     (all * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
 }
 
-/// Runs every PreFilter over the snapshot.
-pub fn pre_filter(registry: &Registry, pod: &PodInfo, nodes: &[NodeInfo]) -> CycleState {
+/// Runs every PreFilter over the snapshot; `Err` with the reasons of the first that rejects
+/// the pod.
+pub fn pre_filter(
+    registry: &Registry,
+    pod: &PodInfo,
+    nodes: &[NodeInfo],
+) -> Result<CycleState, Vec<String>> {
     let mut state = CycleState::default();
     for plugin in &registry.filters {
-        plugin.pre_filter(&mut state, pod, nodes);
+        plugin.pre_filter(&mut state, pod, nodes)?;
     }
-    state
+    Ok(state)
+}
+
+/// The fit error of a pod a PreFilter rejected: every node failed for those reasons, and none
+/// can be fixed by preemption.
+fn rejected(nodes: &[NodeInfo], reasons: Vec<String>) -> FitError {
+    let mut fit = FitError {
+        nodes: nodes.len(),
+        pre_filter: Some(reasons.join(", ").into()),
+        ..FitError::default()
+    };
+    for node in nodes {
+        fit.unresolvable.insert(node.name().to_string());
+        fit.node_reasons
+            .insert(node.name().to_string(), reasons.clone());
+    }
+    for reason in reasons {
+        fit.reasons.insert(reason, nodes.len());
+    }
+    fit
 }
 
 /// Runs the filters on one node: `Err((reasons, unresolvable))` at the first that fails.
@@ -192,7 +222,10 @@ pub fn schedule_from(
     start: usize,
     rng: &mut impl Rng,
 ) -> Result<(String, usize), FitError> {
-    let state = pre_filter(registry, pod, nodes);
+    let state = match pre_filter(registry, pod, nodes) {
+        Ok(state) => state,
+        Err(reasons) => return Err(rejected(nodes, reasons)),
+    };
     let limit = feasible_nodes_to_find(registry.percentage_of_nodes_to_score, nodes.len());
     let (feasible, fit, processed) = filter(registry, &state, pod, nodes, start, limit);
     if feasible.is_empty() {
@@ -267,6 +300,54 @@ mod tests {
         assert_eq!(feasible_nodes_to_find(None, 6000), 300);
         assert_eq!(feasible_nodes_to_find(Some(100), 6000), 6000);
         assert_eq!(feasible_nodes_to_find(Some(1), 1000), 100);
+    }
+
+    #[test]
+    fn a_pre_filter_rejection_replaces_the_histogram_and_blocks_preemption() {
+        use crate::plugins::volume_binding::tests::pod_with;
+        let nodes = [
+            ready(node("a", "1", "1Gi", "110")),
+            ready(node("b", "1", "1Gi", "110")),
+        ];
+        let pod = pod_with(&["missing"], (vec![], vec![], vec![]));
+        let registry = Registry::default();
+        let fit = schedule(&registry, &pod, &nodes, &mut rand::rng()).err();
+        assert_eq!(
+            fit.as_ref().map(|f| f.to_string()).as_deref(),
+            Some(r#"0/2 nodes are available: persistentvolumeclaim "missing" not found."#)
+        );
+        let fit = fit.unwrap_or_default();
+        assert_eq!(fit.unresolvable.len(), 2);
+        let preempted = crate::preemption::preempt(&registry, &pod, &nodes, &fit, &[]);
+        assert_eq!(
+            preempted.err().as_deref(),
+            Some("0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
+        );
+    }
+
+    #[test]
+    fn the_default_filters_run_in_upstream_order() {
+        let names: Vec<&str> = Registry::default()
+            .filters
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "NodeUnschedulable",
+                "NodeReady",
+                "NodeName",
+                "TaintToleration",
+                "NodeAffinity",
+                "NodePorts",
+                "NodeResourcesFit",
+                "VolumeRestrictions",
+                "VolumeBinding",
+                "PodTopologySpread",
+                "InterPodAffinity"
+            ]
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The `--config` file: a `KubeSchedulerConfiguration` (`kubescheduler.config.k8s.io/v1`) with
 //! profiles (one [`Registry`] per `schedulerName`), plugin enable/disable per extension point
 //! (`multiPoint`, `preFilter`, `filter`, `preScore`, `score`; `*` disables every default), score
-//! weights, `percentageOfNodesToScore` and `pluginConfig` (NodeResourcesFit's `scoringStrategy`).
+//! weights, `percentageOfNodesToScore` and `pluginConfig` (NodeResourcesFit's `scoringStrategy`,
+//! VolumeBinding's `bindTimeoutSeconds`).
 //! Fields we do not use are accepted and ignored.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -100,6 +102,34 @@ pub struct PluginConfig {
     /// Its arguments (`NodeResourcesFitArgs` for NodeResourcesFit; others are ignored).
     #[serde(default)]
     pub args: serde_json::Value,
+}
+
+/// `VolumeBindingArgs` (the parts we use).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VolumeBindingArgs {
+    #[serde(default)]
+    bind_timeout_seconds: Option<i64>,
+}
+
+/// VolumeBinding's PreBind timeout from its `pluginConfig` args (upstream default 600 s).
+fn volume_bind_timeout(args: &serde_json::Value) -> Result<Duration, ConfigError> {
+    let invalid = |message: String| ConfigError::InvalidArgs {
+        plugin: "VolumeBinding".into(),
+        message,
+    };
+    if args.is_null() {
+        return Ok(crate::volumes::BIND_TIMEOUT);
+    }
+    let args: VolumeBindingArgs =
+        serde_json::from_value(args.clone()).map_err(|e| invalid(e.to_string()))?;
+    match args.bind_timeout_seconds {
+        None => Ok(crate::volumes::BIND_TIMEOUT),
+        Some(seconds) if seconds < 0 => Err(invalid(format!(
+            "bindTimeoutSeconds: Invalid value: {seconds}: invalid BindTimeoutSeconds, should not be a negative value"
+        ))),
+        Some(seconds) => Ok(Duration::from_secs(seconds.unsigned_abs())),
+    }
 }
 
 /// `NodeResourcesFitArgs` (the parts we use).
@@ -278,8 +308,6 @@ const ACCEPTED_ELSEWHERE: &[&str] = &[
     "SchedulingGates",
     "DefaultPreemption",
     "DefaultBinder",
-    "VolumeBinding",
-    "VolumeRestrictions",
     "VolumeZone",
     "NodeVolumeLimits",
     "EBSLimits",
@@ -297,8 +325,10 @@ fn filter_plugin(name: &str) -> Option<Box<dyn FilterPlugin>> {
         "NodeAffinity" => Box::new(plugins::node_affinity::NodeAffinity),
         "NodePorts" => Box::new(plugins::node_ports::NodePorts),
         "NodeResourcesFit" => Box::new(plugins::node_resources_fit::NodeResourcesFit::default()),
+        "VolumeRestrictions" => Box::new(plugins::volume_restrictions::VolumeRestrictions),
+        "VolumeBinding" => Box::new(plugins::volume_binding::VolumeBinding),
         "PodTopologySpread" => Box::new(plugins::pod_topology_spread::PodTopologySpread::default()),
-        "InterPodAffinity" => Box::new(plugins::inter_pod_affinity::InterPodAffinity),
+        "InterPodAffinity" => Box::new(plugins::inter_pod_affinity::InterPodAffinity::default()),
         _ => return None,
     })
 }
@@ -312,7 +342,7 @@ fn score_plugin(name: &str) -> Option<Box<dyn ScorePlugin>> {
             Box::new(plugins::balanced_allocation::BalancedAllocation)
         }
         "PodTopologySpread" => Box::new(plugins::pod_topology_spread::PodTopologySpread::default()),
-        "InterPodAffinity" => Box::new(plugins::inter_pod_affinity::InterPodAffinity),
+        "InterPodAffinity" => Box::new(plugins::inter_pod_affinity::InterPodAffinity::default()),
         "ImageLocality" => Box::new(plugins::image_locality::ImageLocality),
         _ => return None,
     })
@@ -378,9 +408,13 @@ impl KubeSchedulerConfiguration {
                 return Err(ConfigError::DuplicateProfile(name));
             }
             let mut fit = NodeResourcesFit::default();
+            let mut bind_timeout = crate::volumes::BIND_TIMEOUT;
             for config in &profile.plugin_config {
                 if config.name == "NodeResourcesFit" {
                     fit.strategy = scoring_strategy(&config.args)?;
+                }
+                if config.name == "VolumeBinding" {
+                    bind_timeout = volume_bind_timeout(&config.args)?;
                 }
             }
             let defaults = Registry::default();
@@ -432,6 +466,7 @@ impl KubeSchedulerConfiguration {
                 percentage_of_nodes_to_score: profile
                     .percentage_of_nodes_to_score
                     .or(self.percentage_of_nodes_to_score),
+                volume_bind_timeout: bind_timeout,
             };
             out.push((name, registry));
         }
@@ -571,6 +606,33 @@ profiles:
             fit_score(&registries[1].1, &candidate, &node_info),
             Some(38)
         );
+    }
+
+    #[test]
+    fn volume_binding_takes_its_bind_timeout_from_plugin_config() {
+        let config = parse(
+            "profiles:\n- pluginConfig:\n  - name: VolumeBinding\n    args: {bindTimeoutSeconds: 30}\n- schedulerName: other\n",
+        );
+        let registries = config.registries().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(registries[0].1.volume_bind_timeout, Duration::from_secs(30));
+        assert_eq!(
+            registries[1].1.volume_bind_timeout,
+            Duration::from_secs(600)
+        );
+        let filters = names(&registries[1].1).0;
+        assert!(filters.contains(&"VolumeBinding") && filters.contains(&"VolumeRestrictions"));
+        let negative = parse(
+            "profiles:\n- pluginConfig:\n  - name: VolumeBinding\n    args: {bindTimeoutSeconds: -1}\n",
+        );
+        assert!(matches!(
+            negative.registries(),
+            Err(ConfigError::InvalidArgs { plugin, .. }) if plugin == "VolumeBinding"
+        ));
+        let disabled = parse(
+            "profiles:\n- plugins:\n    multiPoint:\n      disabled:\n      - name: VolumeBinding\n",
+        );
+        let registries = disabled.registries().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!names(&registries[0].1).0.contains(&"VolumeBinding"));
     }
 
     #[test]

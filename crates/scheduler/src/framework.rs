@@ -1,7 +1,8 @@
 //! The scheduling framework: what a plugin sees ([`NodeInfo`], [`PodInfo`]), the per-cycle
 //! [`CycleState`], the extension-point traits ([`FilterPlugin`] with PreFilter, Filter and the
 //! AddPod/RemovePod hooks preemption uses; [`ScorePlugin`] with PreScore, Score and
-//! NormalizeScore) and the default plugin registry.
+//! NormalizeScore) and the default plugin registry. Reserve and PreBind exist only for
+//! VolumeBinding, which the scheduler drives directly (see [`crate::volumes`]).
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
@@ -105,6 +106,39 @@ pub struct ClusterInfo {
     pub namespace_labels: HashMap<String, BTreeMap<String, String>>,
 }
 
+/// A volume of a pod backed by a PersistentVolumeClaim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeClaim {
+    /// The claim's name (for a generic ephemeral volume `<pod>-<volume>`).
+    pub name: String,
+    /// Whether it is a generic ephemeral volume (the claim is created for the pod).
+    pub ephemeral: bool,
+}
+
+/// The claims behind a pod's `persistentVolumeClaim` and `ephemeral` volumes, in volume order.
+fn volume_claims(pod: &Pod) -> Vec<VolumeClaim> {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|volume| {
+            if let Some(source) = &volume.persistent_volume_claim {
+                Some(VolumeClaim {
+                    name: source.claim_name.clone(),
+                    ephemeral: false,
+                })
+            } else {
+                volume.ephemeral.as_ref().map(|_| VolumeClaim {
+                    name: format!("{pod_name}-{}", volume.name),
+                    ephemeral: true,
+                })
+            }
+        })
+        .collect()
+}
+
 /// What the plugins need to know about the pod being scheduled.
 #[derive(Debug, Clone)]
 pub struct PodInfo {
@@ -126,6 +160,15 @@ pub struct PodInfo {
     pub non_zero_requests: Resources,
     /// Host ports it wants.
     pub host_ports: Vec<HostPort>,
+    /// Its PersistentVolumeClaim-backed volumes (empty for most pods, which then skip the
+    /// volume plugins at no cost).
+    pub claims: Vec<VolumeClaim>,
+    /// Whether it has a volume VolumeRestrictions checks for disk conflicts (GCE PD, AWS EBS,
+    /// iSCSI, RBD).
+    pub conflict_volumes: bool,
+    /// The claims, volumes and classes its volumes need, filled by the scheduler for the pod
+    /// being scheduled when it has claims (`None` otherwise).
+    pub volumes: Option<Arc<plugins::volume_binding::PodVolumes>>,
 }
 
 impl PodInfo {
@@ -188,6 +231,8 @@ impl PodInfo {
         let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
         let affinity_terms = plugins::inter_pod_affinity::has_pod_affinity(&pod)
             .then(|| Arc::new(plugins::inter_pod_affinity::PodTerms::of(&pod)));
+        let claims = volume_claims(&pod);
+        let conflict_volumes = plugins::volume_restrictions::has_conflict_volumes(&pod);
         PodInfo {
             pod,
             priority,
@@ -197,6 +242,9 @@ impl PodInfo {
             requests,
             non_zero_requests: non_zero,
             host_ports,
+            claims,
+            conflict_volumes,
+            volumes: None,
         }
     }
 }
@@ -221,6 +269,10 @@ pub struct NodeInfo {
     /// Pods here with pod affinity or anti-affinity terms (upstream's `PodsWithAffinity`), so
     /// InterPodAffinity skips nodes without any.
     pub pods_with_affinity: usize,
+    /// `namespace/claim` -> how many pods here use the claim (upstream's `PVCRefCounts`).
+    pub pvc_refs: HashMap<String, usize>,
+    /// Pods here with volumes VolumeRestrictions compares (GCE PD, AWS EBS, iSCSI, RBD).
+    pub pods_with_conflict_volumes: usize,
     /// The node's name (empty until the node is seen).
     name: Arc<str>,
     /// Allocatable resources, parsed once per node update.
@@ -312,6 +364,12 @@ impl NodeInfo {
         if info.affinity_terms.is_some() {
             self.pods_with_affinity += 1;
         }
+        if info.conflict_volumes {
+            self.pods_with_conflict_volumes += 1;
+        }
+        for claim in &info.claims {
+            *self.pvc_refs.entry(claim_key(&info, claim)).or_default() += 1;
+        }
         Arc::make_mut(&mut self.pods).insert(uid, info);
     }
 
@@ -326,6 +384,18 @@ impl NodeInfo {
             if old.affinity_terms.is_some() {
                 self.pods_with_affinity = self.pods_with_affinity.saturating_sub(1);
             }
+            if old.conflict_volumes {
+                self.pods_with_conflict_volumes = self.pods_with_conflict_volumes.saturating_sub(1);
+            }
+            for claim in &old.claims {
+                let key = claim_key(&old, claim);
+                if let Some(count) = self.pvc_refs.get_mut(&key) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.pvc_refs.remove(&key);
+                    }
+                }
+            }
             for port in &old.host_ports {
                 if let Some(position) = self.used_ports.iter().position(|p| p == port) {
                     self.used_ports.remove(position);
@@ -333,6 +403,15 @@ impl NodeInfo {
             }
         }
     }
+}
+
+/// `namespace/claim` of one of a pod's claims.
+pub fn claim_key(pod: &PodInfo, claim: &VolumeClaim) -> String {
+    format!(
+        "{}/{}",
+        pod.pod.metadata.namespace.as_deref().unwrap_or_default(),
+        claim.name
+    )
 }
 
 /// Why a node does not fit: one or more human-readable reasons (as upstream words them).
@@ -405,8 +484,17 @@ impl CycleState {
 pub trait FilterPlugin: Send + Sync {
     /// The plugin's name.
     fn name(&self) -> &'static str;
-    /// Computes what [`FilterPlugin::filter`] needs from the whole snapshot (default: nothing).
-    fn pre_filter(&self, _state: &mut CycleState, _pod: &PodInfo, _nodes: &[NodeInfo]) {}
+    /// Computes what [`FilterPlugin::filter`] needs from the whole snapshot (default: nothing);
+    /// `Err` rejects the pod on every node for reasons evicting pods cannot fix (upstream's
+    /// PreFilter returning `UnschedulableAndUnresolvable`).
+    fn pre_filter(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _nodes: &[NodeInfo],
+    ) -> Result<(), Unfit> {
+        Ok(())
+    }
     /// `Ok` if the node fits, otherwise the reasons it does not.
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit>;
     /// Updates the pre-filter data as if `added` ran on `node` (used by preemption).
@@ -455,6 +543,8 @@ pub struct Registry {
     pub scores: Vec<(Box<dyn ScorePlugin>, i64)>,
     /// `percentageOfNodesToScore`: `None` (or 0) for upstream's adaptive default.
     pub percentage_of_nodes_to_score: Option<u32>,
+    /// How long VolumeBinding's PreBind waits for the PV controller (`bindTimeoutSeconds`).
+    pub volume_bind_timeout: std::time::Duration,
 }
 
 impl Default for Registry {
@@ -468,8 +558,10 @@ impl Default for Registry {
                 Box::new(plugins::node_affinity::NodeAffinity),
                 Box::new(plugins::node_ports::NodePorts),
                 Box::new(plugins::node_resources_fit::NodeResourcesFit::default()),
+                Box::new(plugins::volume_restrictions::VolumeRestrictions),
+                Box::new(plugins::volume_binding::VolumeBinding),
                 Box::new(plugins::pod_topology_spread::PodTopologySpread::default()),
-                Box::new(plugins::inter_pod_affinity::InterPodAffinity),
+                Box::new(plugins::inter_pod_affinity::InterPodAffinity::default()),
             ],
             scores: vec![
                 (Box::new(plugins::taint_toleration::TaintToleration), 3),
@@ -486,10 +578,14 @@ impl Default for Registry {
                     Box::new(plugins::pod_topology_spread::PodTopologySpread::default()),
                     2,
                 ),
-                (Box::new(plugins::inter_pod_affinity::InterPodAffinity), 2),
+                (
+                    Box::new(plugins::inter_pod_affinity::InterPodAffinity::default()),
+                    2,
+                ),
                 (Box::new(plugins::image_locality::ImageLocality), 1),
             ],
             percentage_of_nodes_to_score: None,
+            volume_bind_timeout: crate::volumes::BIND_TIMEOUT,
         }
     }
 }
@@ -673,6 +769,31 @@ mod tests {
         info.remove_pod("a-uid");
         assert_eq!(info.requested, Resources::default());
         assert_eq!(info.allocatable().milli_cpu, 2000);
+    }
+
+    #[test]
+    fn node_info_counts_claims_and_conflict_volumes_of_its_pods() {
+        let mut info = node("n", "2", "4Gi", "110");
+        let using = |name: &str| {
+            with_spec(pod(name, None, None), |spec| {
+                spec.volumes = Some(
+                    serde_json::from_value(serde_json::json!([
+                        {"name": "data", "persistentVolumeClaim": {"claimName": "shared"}},
+                        {"name": "disk", "awsElasticBlockStore": {"volumeID": "vol-1"}}
+                    ]))
+                    .unwrap_or_default(),
+                );
+            })
+        };
+        info.add_pod(using("a"));
+        info.add_pod(using("b"));
+        assert_eq!(info.pvc_refs.get("default/shared"), Some(&2));
+        assert_eq!(info.pods_with_conflict_volumes, 2);
+        info.remove_pod("a-uid");
+        assert_eq!(info.pvc_refs.get("default/shared"), Some(&1));
+        info.remove_pod("b-uid");
+        assert!(info.pvc_refs.is_empty());
+        assert_eq!(info.pods_with_conflict_volumes, 0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Start with [`run`] and [`scheduler::Scheduler::start`]. Decisions are pure
 //! ([`algorithm::schedule`] over [`framework::NodeInfo`]s with the plugins in [`plugins`];
 //! [`preemption::preempt`] when nothing fits); [`cache`], [`queue`] and [`listers`] hold the
-//! state between decisions; [`config`] reads a `KubeSchedulerConfiguration` into profiles.
+//! state between decisions ([`volumes`] binds the volumes VolumeBinding chose); [`config`] reads a `KubeSchedulerConfiguration` into profiles.
 
 pub mod algorithm;
 pub mod cache;
@@ -16,6 +16,7 @@ pub mod plugins;
 pub mod preemption;
 pub mod queue;
 pub mod scheduler;
+pub mod volumes;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -275,7 +275,13 @@ pub fn preempt(
     pdbs: &[PodDisruptionBudget],
 ) -> Result<Candidate, String> {
     eligible(pod, nodes, fit)?;
-    let state = algorithm::pre_filter(registry, pod, nodes);
+    let Ok(state) = algorithm::pre_filter(registry, pod, nodes) else {
+        // A PreFilter rejects the pod whatever runs where: no node can help.
+        return Err(reason_histogram(
+            nodes.len(),
+            &[(NOT_HELPFUL.to_string(), nodes.len())].into(),
+        ));
+    };
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
     let mut candidates: Vec<Candidate> = Vec::new();
     let wanted = candidates_to_find(nodes.len());

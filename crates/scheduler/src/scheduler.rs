@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{
+    Binding, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, PodCondition,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::store::Writer;
@@ -27,9 +30,10 @@ use crate::events;
 use crate::framework::{ClusterInfo, NodeInfo, PodInfo, Registry};
 use crate::listers::Listers;
 use crate::metrics::{AttemptResult, Metrics};
-use crate::plugins::scheduling_gates;
+use crate::plugins::{scheduling_gates, volume_binding};
 use crate::preemption::{self, Candidate};
 use crate::queue::SchedulingQueue;
+use crate::volumes::VolumeCache;
 
 /// The scheduler name this scheduler answers to.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -42,6 +46,8 @@ pub struct Scheduler {
     queue: SchedulingQueue,
     pods: Store<Pod>,
     listers: Listers,
+    /// Claims, volumes and classes with assumed bindings (VolumeBinding).
+    volumes: VolumeCache,
     /// Scheduler name -> the profile's plugins.
     profiles: Arc<HashMap<String, Arc<Registry>>>,
     /// Unbound pods with `status.nominatedNodeName` (uid -> node, pod): while their victims
@@ -153,12 +159,25 @@ impl Scheduler {
         let pods = pod_writer.as_reader();
         let node_writer = Writer::<Node>::default();
         let nodes = node_writer.as_reader();
+        let claim_writer = Writer::<PersistentVolumeClaim>::default();
+        let volume_writer = Writer::<PersistentVolume>::default();
+        let class_writer = Writer::<StorageClass>::default();
+        let volume_stores = (
+            claim_writer.as_reader(),
+            volume_writer.as_reader(),
+            class_writer.as_reader(),
+        );
         let scheduler = Scheduler {
             client: client.clone(),
             cache: Arc::default(),
             queue: SchedulingQueue::default(),
             pods: pods.clone(),
             listers: Listers::start(&client),
+            volumes: VolumeCache::new(
+                volume_stores.0.clone(),
+                volume_stores.1.clone(),
+                volume_stores.2.clone(),
+            ),
             profiles: Arc::new(
                 profiles
                     .into_iter()
@@ -175,11 +194,35 @@ impl Scheduler {
             node_writer,
             move |event| handler.on_node(event),
         );
+        // A claim, volume or class appearing or changing may let a parked pod's volumes bind.
+        let handler = scheduler.clone();
+        spawn_watch(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            claim_writer,
+            move |event| handler.on_volume_event(event),
+        );
+        let handler = scheduler.clone();
+        spawn_watch(
+            Api::<PersistentVolume>::all(client.clone()),
+            volume_writer,
+            move |event| handler.on_volume_event(event),
+        );
+        let handler = scheduler.clone();
+        spawn_watch(
+            Api::<StorageClass>::all(client.clone()),
+            class_writer,
+            move |event| handler.on_volume_event(event),
+        );
         let handler = scheduler.clone();
         spawn_watch(Api::<Pod>::all(client), pod_writer, move |event| {
             handler.on_pod(event)
         });
-        if nodes.wait_until_ready().await.is_err() || pods.wait_until_ready().await.is_err() {
+        let ready = nodes.wait_until_ready().await.is_ok()
+            && pods.wait_until_ready().await.is_ok()
+            && volume_stores.0.wait_until_ready().await.is_ok()
+            && volume_stores.1.wait_until_ready().await.is_ok()
+            && volume_stores.2.wait_until_ready().await.is_ok();
+        if !ready {
             tracing::warn!("watch ended before the caches were ready");
         }
         let looper = scheduler.clone();
@@ -217,6 +260,12 @@ impl Scheduler {
                 tokio::time::sleep(wait).await;
                 queue.add(key);
             });
+        }
+    }
+
+    fn on_volume_event<K>(&self, event: &Event<K>) {
+        if matches!(event, Event::Apply(_) | Event::Delete(_)) {
+            self.retry_unschedulable();
         }
     }
 
@@ -354,6 +403,9 @@ impl Scheduler {
             info.cluster = Arc::new(ClusterInfo {
                 namespace_labels: self.listers.namespace_labels(),
             });
+            if !info.claims.is_empty() {
+                info.volumes = Some(Arc::new(self.volumes.pod_volumes(&pod, &info.claims)));
+            }
             let mut nodes = self.cache().snapshot();
             self.add_nominated_pods(&info, &mut nodes);
             let start = self.next_start.load(Ordering::Relaxed);
@@ -374,11 +426,22 @@ impl Scheduler {
                     self.next_start
                         .store((start + processed) % nodes.len().max(1), Ordering::Relaxed);
                     tracing::debug!(pod = %key, %node, "scheduled");
+                    // Reserve: the volumes the pod's unbound claims get on the node.
+                    let plan = info
+                        .volumes
+                        .as_ref()
+                        .filter(|_| registry.filters.iter().any(|p| p.name() == "VolumeBinding"))
+                        .and_then(|_| nodes.iter().find(|n| n.name() == node))
+                        .and_then(|n| volume_binding::plan(&info, n))
+                        .map(|plan| self.volumes.assume(&plan, &node));
                     // Released first, so the cache updates its snapshot in place.
                     drop(nodes);
                     self.cache().assume(&pod, &node);
                     let binder = self.clone();
-                    tokio::spawn(async move { binder.bind(pod, node, started).await });
+                    let timeout = registry.volume_bind_timeout;
+                    tokio::spawn(
+                        async move { binder.bind(pod, node, plan, timeout, started).await },
+                    );
                 }
                 Err(mut fit) => {
                     let pdbs = self.listers.pdbs();
@@ -470,9 +533,47 @@ impl Scheduler {
         }
     }
 
-    async fn bind(&self, pod: Arc<Pod>, node: String, started: tokio::time::Instant) {
+    /// PreBind failed: Unreserve (forget the assumed volumes and the pod's place) and retry
+    /// the pod later, as upstream's binding-cycle failure handling does.
+    async fn pre_bind_failed(
+        &self,
+        pod: &Pod,
+        plan: &volume_binding::Plan,
+        message: String,
+        started: tokio::time::Instant,
+    ) {
+        tracing::warn!(pod = %pod.name_any(), %message, "binding volumes failed");
+        self.volumes.revert(plan);
+        self.metrics
+            .observe_attempt(AttemptResult::Error, scheduler_name(pod), started.elapsed());
+        self.cache()
+            .remove_pod(&pod.metadata.uid.clone().unwrap_or_default());
+        events::record(&self.client, pod, true, "FailedScheduling", &message).await;
+        self.queue.add_unschedulable(pod_key(pod));
+        self.retry_unschedulable();
+    }
+
+    async fn bind(
+        &self,
+        pod: Arc<Pod>,
+        node: String,
+        plan: Option<volume_binding::Plan>,
+        volume_bind_timeout: Duration,
+        started: tokio::time::Instant,
+    ) {
         let namespace = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
+        if let Some(plan) = &plan {
+            let bound = self
+                .volumes
+                .bind(&self.client, &node, plan, volume_bind_timeout)
+                .await;
+            if let Err(error) = bound {
+                let message = format!("running PreBind plugin \"VolumeBinding\": {error}");
+                self.pre_bind_failed(&pod, plan, message, started).await;
+                return;
+            }
+        }
         let binding = Binding {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -497,6 +598,11 @@ impl Scheduler {
         };
         self.metrics
             .observe_attempt(outcome, scheduler_name(&pod), started.elapsed());
+        // The informers hold every volume change by now (bound), or the pod goes back
+        // (Unreserve): either way the assumptions are done.
+        if let Some(plan) = &plan {
+            self.volumes.revert(plan);
+        }
         match result {
             Ok(_) => {
                 self.queue.forget(&pod_key(&pod));

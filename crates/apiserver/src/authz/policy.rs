@@ -415,6 +415,18 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(READ, &["scheduling.k8s.io"], &["priorityclasses"]),
             ],
         ),
+        cluster_role(
+            "system:volume-scheduler",
+            &[],
+            vec![
+                rule(
+                    &["get", "list", "watch", "patch", "update"],
+                    &[""],
+                    &["persistentvolumes", "persistentvolumeclaims"],
+                ),
+                rule(READ, &["storage.k8s.io"], &["storageclasses"]),
+            ],
+        ),
         // Our controller-manager runs every controller under its own identity (upstream's
         // per-controller service accounts are not used), so its role covers what they all need:
         // every resource outside RBAC, plus cleaning RBAC objects out of deleted namespaces.
@@ -534,6 +546,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         binding(
             "system:kube-scheduler",
             "system:kube-scheduler",
+            vec![user("system:kube-scheduler")],
+        ),
+        binding(
+            "system:volume-scheduler",
+            "system:volume-scheduler",
             vec![user("system:kube-scheduler")],
         ),
         binding(

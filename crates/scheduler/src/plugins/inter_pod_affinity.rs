@@ -4,14 +4,17 @@
 //!
 //! Start with [`AffinityTerm`]: a term resolved against its pod's namespace. PreFilter counts,
 //! per topology pair (`key`, `value`), the pods matching each side's terms; Filter only reads the
-//! counts, and AddPod/RemovePod keep them right while preemption tries evictions.
+//! counts, and AddPod/RemovePod keep them right while preemption tries evictions. The counts
+//! come from [`AffinityCounts`], kept across cycles, unless the incoming pod's required terms
+//! use namespace selectors (then every pod is visited).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use api_types::selector::Selector;
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
 
+use super::affinity_counts::{memoizable, AffinityCounts};
 use crate::framework::{
     CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE,
 };
@@ -256,40 +259,92 @@ impl FilterState {
     }
 }
 
+/// Fills the filter counts by visiting every pod that matters (the reference the memoized
+/// path must agree with).
+fn scan(data: &mut FilterState, pod: &PodInfo, nodes: &[NodeInfo]) {
+    let incoming_has_required =
+        !data.terms.required_affinity.is_empty() || !data.terms.required_anti_affinity.is_empty();
+    for node in nodes {
+        // Only nodes with pods that have terms matter unless the incoming pod has some.
+        if node.node.is_none() || (!incoming_has_required && node.pods_with_affinity == 0) {
+            continue;
+        }
+        let node_labels = node.labels();
+        for existing in node.pods.values() {
+            if incoming_has_required || existing.affinity_terms.is_some() {
+                data.update(pod, existing, node_labels, 1);
+            }
+        }
+    }
+}
+
+/// Fills the filter counts from the cross-cycle memo.
+fn from_memo(data: &mut FilterState, pod: &PodInfo, nodes: &[NodeInfo], memo: &mut AffinityCounts) {
+    let namespaces = &pod.cluster.namespace_labels;
+    let terms = data.terms.clone();
+    let existing = &mut data.existing_anti_affinity;
+    memo.existing_anti_affinity(
+        nodes,
+        |term| term.matches(&pod.pod, namespaces),
+        |node, term, pods| bump(existing, &term.topology_key, node.labels(), pods),
+    );
+    if !terms.required_affinity.is_empty() {
+        let affinity = &mut data.affinity;
+        memo.matching(&terms.required_affinity, nodes, |node, pods| {
+            for term in &terms.required_affinity {
+                bump(affinity, &term.topology_key, node.labels(), pods);
+            }
+        });
+    }
+    for term in &terms.required_anti_affinity {
+        let anti = &mut data.anti_affinity;
+        memo.matching(std::slice::from_ref(term), nodes, |node, pods| {
+            bump(anti, &term.topology_key, node.labels(), pods)
+        });
+    }
+}
+
 /// The InterPodAffinity plugin.
-pub struct InterPodAffinity;
+#[derive(Debug, Default)]
+pub struct InterPodAffinity {
+    /// PreFilter counts kept across cycles.
+    memo: Mutex<AffinityCounts>,
+}
 
 impl FilterPlugin for InterPodAffinity {
     fn name(&self) -> &'static str {
         "InterPodAffinity"
     }
 
-    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[NodeInfo]) {
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[NodeInfo],
+    ) -> Result<(), Unfit> {
         let terms = pod.affinity_terms.clone().unwrap_or_default();
         let self_affinity = terms
             .required_affinity
             .iter()
             .all(|t| t.matches(&pod.pod, &pod.cluster.namespace_labels));
-        let incoming_has_required =
-            !terms.required_affinity.is_empty() || !terms.required_anti_affinity.is_empty();
+        let memo_applies =
+            memoizable(&terms.required_affinity) && memoizable(&terms.required_anti_affinity);
         let mut data = FilterState {
             terms,
             self_affinity,
             ..FilterState::default()
         };
-        for node in nodes {
-            // Only nodes with pods that have terms matter unless the incoming pod has some.
-            if node.node.is_none() || (!incoming_has_required && node.pods_with_affinity == 0) {
-                continue;
-            }
-            let node_labels = node.labels();
-            for existing in node.pods.values() {
-                if incoming_has_required || existing.affinity_terms.is_some() {
-                    data.update(pod, existing, node_labels, 1);
-                }
-            }
+        if memo_applies {
+            let mut memo = match self.memo.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            from_memo(&mut data, pod, nodes, &mut memo);
+        } else {
+            scan(&mut data, pod, nodes);
         }
         state.write(FILTER_KEY, data);
+        Ok(())
     }
 
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
@@ -504,6 +559,74 @@ mod tests {
             {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": HOSTNAME}]}})
     }
 
+    /// The memoized counts and a full scan agree for `incoming` on `nodes`.
+    fn assert_counts_fresh(plugin: &InterPodAffinity, incoming: &PodInfo, nodes: &[NodeInfo]) {
+        let mut state = CycleState::default();
+        assert!(plugin.pre_filter(&mut state, incoming, nodes).is_ok());
+        let memoized = state
+            .read::<FilterState>(FILTER_KEY)
+            .cloned()
+            .unwrap_or_default();
+        let mut scanned = FilterState {
+            terms: incoming.affinity_terms.clone().unwrap_or_default(),
+            ..FilterState::default()
+        };
+        scan(&mut scanned, incoming, nodes);
+        assert_eq!(
+            memoized.existing_anti_affinity,
+            scanned.existing_anti_affinity
+        );
+        assert_eq!(memoized.affinity, scanned.affinity);
+        assert_eq!(memoized.anti_affinity, scanned.anti_affinity);
+    }
+
+    #[test]
+    fn memoized_counts_follow_pods_and_labels_across_cycles() {
+        let plugin = InterPodAffinity::default();
+        let affinity_to_db = serde_json::json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}]}});
+        let web = |name: &str| labelled_pod(name, &[("app", "web")], anti_to_self());
+        let db = |name: &str| labelled_pod(name, &[("app", "db")], affinity_to_db.clone());
+        let plain = |name: &str| labelled_pod(name, &[("app", "web")], serde_json::Value::Null);
+        let incoming = [web("in-web"), db("in-db"), plain("in-plain")];
+        let mut nodes = vec![zoned("a", "z1"), zoned("b", "z1"), zoned("c", "z2")];
+        let check = |nodes: &[NodeInfo]| {
+            for pod in &incoming {
+                assert_counts_fresh(&plugin, pod, nodes);
+            }
+        };
+        check(&nodes);
+        nodes[0].add_pod(web("w1"));
+        nodes[2].add_pod(db("d1"));
+        check(&nodes);
+        // The existing anti-affinity now rejects web pods on node a only.
+        let mut state = CycleState::default();
+        assert!(plugin.pre_filter(&mut state, &incoming[2], &nodes).is_ok());
+        assert!(plugin.filter(&state, &incoming[2], &nodes[0]).is_err());
+        assert!(plugin.filter(&state, &incoming[2], &nodes[1]).is_ok());
+        nodes[1].add_pod(web("w2"));
+        nodes[1].add_pod(plain("p1"));
+        check(&nodes);
+        nodes[0].remove_pod("w1-uid");
+        check(&nodes);
+        let mut state = CycleState::default();
+        assert!(plugin.pre_filter(&mut state, &incoming[2], &nodes).is_ok());
+        assert!(plugin.filter(&state, &incoming[2], &nodes[0]).is_ok());
+        // A node moving to another zone takes its pods' counts along.
+        nodes[2] = with_node(nodes[2].clone(), |n| {
+            if let Some(labels) = n.metadata.labels.as_mut() {
+                labels.insert("zone".into(), "z1".into());
+            }
+        });
+        check(&nodes);
+        // Nodes come and go (snapshot positions shift).
+        nodes.remove(0);
+        check(&nodes);
+        nodes.push(zoned("d", "z3"));
+        nodes[2].add_pod(db("d2"));
+        check(&nodes);
+    }
+
     #[test]
     fn anti_affinity_to_itself_spreads_one_pod_per_node() {
         let registry = Registry::default();
@@ -605,13 +728,19 @@ mod tests {
         let p = labelled_pod("p", &[], preferred);
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
         let mut state = CycleState::default();
-        ScorePlugin::pre_score(&InterPodAffinity, &mut state, &p, &feasible, &nodes);
+        ScorePlugin::pre_score(
+            &InterPodAffinity::default(),
+            &mut state,
+            &p,
+            &feasible,
+            &nodes,
+        );
         let mut scores: Vec<i64> = nodes
             .iter()
-            .map(|n| ScorePlugin::score(&InterPodAffinity, &state, &p, n))
+            .map(|n| ScorePlugin::score(&InterPodAffinity::default(), &state, &p, n))
             .collect();
         assert_eq!(scores, vec![0, 50]);
-        ScorePlugin::normalize(&InterPodAffinity, &state, &feasible, &mut scores);
+        ScorePlugin::normalize(&InterPodAffinity::default(), &state, &feasible, &mut scores);
         assert_eq!(scores, vec![0, 100]);
     }
 }

@@ -1,5 +1,6 @@
 //! One module per scheduler plugin; each keeps its predicate or score as a pure function.
 
+pub mod affinity_counts;
 pub mod balanced_allocation;
 pub mod image_locality;
 pub mod inter_pod_affinity;
@@ -11,3 +12,5 @@ pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod scheduling_gates;
 pub mod taint_toleration;
+pub mod volume_binding;
+pub mod volume_restrictions;

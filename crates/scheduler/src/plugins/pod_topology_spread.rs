@@ -414,10 +414,15 @@ impl FilterPlugin for PodTopologySpread {
         "PodTopologySpread"
     }
 
-    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[NodeInfo]) {
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[NodeInfo],
+    ) -> Result<(), Unfit> {
         let hard = constraints(&pod.pod, "DoNotSchedule");
         if hard.is_empty() {
-            return;
+            return Ok(());
         }
         let memoizable =
             !has_node_constraints(&pod.pod) && hard.iter().all(|c| !c.honor_node_taints);
@@ -439,6 +444,7 @@ impl FilterPlugin for PodTopologySpread {
         };
         data.refresh_minimum();
         state.write(FILTER_KEY, data);
+        Ok(())
     }
 
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
@@ -910,7 +916,7 @@ mod tests {
         nodes[0].add_pod(web("w2"));
         for round in 0..2 {
             let mut state = CycleState::default();
-            plugin.pre_filter(&mut state, &p, &nodes);
+            assert!(plugin.pre_filter(&mut state, &p, &nodes).is_ok());
             let fits: Vec<bool> = nodes
                 .iter()
                 .map(|n| plugin.filter(&state, &p, n).is_ok())
