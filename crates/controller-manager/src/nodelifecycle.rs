@@ -2,7 +2,9 @@
 //! posting status) for `--node-monitor-grace-period` gets its conditions set to `Unknown` and the
 //! `node.kubernetes.io/unreachable` taint; a NotReady node gets `node.kubernetes.io/not-ready`;
 //! a Ready node loses both. Each is applied with effect NoSchedule (condition-based tainting) and
-//! NoExecute (taint-based eviction, carried out by [`crate::tainteviction`]).
+//! NoExecute (taint-based eviction, carried out by [`crate::tainteviction`]). As upstream, the
+//! pressure conditions a kubelet reports (MemoryPressure, DiskPressure, PIDPressure) and
+//! NetworkUnavailable become NoSchedule taints while they are True.
 //!
 //! Staleness is measured with this process's own clock from when it last saw the heartbeat
 //! change (as upstream does), so clock skew between hosts does not matter.
@@ -124,6 +126,61 @@ pub fn mark_unknown(node: &Node, now: jiff::Timestamp) -> Node {
     node
 }
 
+/// Node conditions that become a NoSchedule taint while True, with the taint key.
+pub const CONDITION_TAINTS: [(&str, &str); 4] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+    (
+        "NetworkUnavailable",
+        "node.kubernetes.io/network-unavailable",
+    ),
+];
+
+/// The node's taints with the condition taints ([`CONDITION_TAINTS`], effect NoSchedule) set to
+/// match its conditions (others untouched; a taint already present keeps its `timeAdded`).
+pub fn reconcile_condition_taints(
+    node: &Node,
+    taints: Vec<Taint>,
+    now: jiff::Timestamp,
+) -> Vec<Taint> {
+    let conditions = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let is_true = |type_: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    };
+    let wanted: Vec<&str> = CONDITION_TAINTS
+        .iter()
+        .filter(|(condition, _)| is_true(condition))
+        .map(|(_, key)| *key)
+        .collect();
+    let managed =
+        |t: &Taint| t.effect == "NoSchedule" && CONDITION_TAINTS.iter().any(|(_, k)| *k == t.key);
+    let mut taints: Vec<Taint> = taints
+        .into_iter()
+        .filter(|t| !managed(t) || wanted.contains(&t.key.as_str()))
+        .collect();
+    for key in wanted {
+        if !taints
+            .iter()
+            .any(|t| t.key == key && t.effect == "NoSchedule")
+        {
+            taints.push(Taint {
+                key: key.to_string(),
+                effect: "NoSchedule".into(),
+                time_added: Some(Time(now)),
+                value: None,
+            });
+        }
+    }
+    taints
+}
+
 /// The last heartbeat seen for a node and when (by our clock) it was first seen.
 type Probe = (Option<jiff::Timestamp>, Instant);
 
@@ -209,7 +266,11 @@ impl Controller {
             .as_ref()
             .and_then(|s| s.taints.clone())
             .unwrap_or_default();
-        let wanted = reconcile_taints(&existing, &desired_taints(ready.as_deref()), now);
+        let wanted = reconcile_condition_taints(
+            node,
+            reconcile_taints(&existing, &desired_taints(ready.as_deref()), now),
+            now,
+        );
         let same = wanted.len() == existing.len()
             && wanted.iter().all(|w| {
                 existing
@@ -243,6 +304,50 @@ mod tests {
             }),
             ..Node::default()
         }
+    }
+
+    #[test]
+    fn pressure_conditions_become_no_schedule_taints_and_go_away() {
+        let now = jiff::Timestamp::now();
+        let mut pressured = node("True");
+        let conditions = pressured
+            .status
+            .as_mut()
+            .and_then(|s| s.conditions.as_mut())
+            .expect("conditions");
+        for (type_, status) in [("MemoryPressure", "True"), ("DiskPressure", "False")] {
+            conditions.push(NodeCondition {
+                type_: type_.into(),
+                status: status.into(),
+                ..Default::default()
+            });
+        }
+        let other = Taint {
+            key: "dedicated".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        let stale = Taint {
+            key: "node.kubernetes.io/disk-pressure".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
+        let taints = reconcile_condition_taints(&pressured, vec![other.clone(), stale], now);
+        let keys: Vec<(&str, &str)> = taints
+            .iter()
+            .map(|t| (t.key.as_str(), t.effect.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("dedicated", "NoSchedule"),
+                ("node.kubernetes.io/memory-pressure", "NoSchedule")
+            ]
+        );
+        let calm = node("True");
+        let taints = reconcile_condition_taints(&calm, taints, now);
+        assert_eq!(taints.len(), 1);
+        assert_eq!(taints[0].key, other.key);
     }
 
     #[test]

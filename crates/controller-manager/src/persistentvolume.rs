@@ -484,9 +484,14 @@ impl Controller {
         if volume_name.is_empty() {
             let volumes = self.all_volumes();
             let found = find_best_match(volumes.iter().map(Arc::as_ref), claim).cloned();
-            let Some(pv) = found else {
-                self.report_no_match(claim).await;
-                return self.set_claim_phase(claim, "Pending").await;
+            // As upstream, a claim whose class delays binding only takes a volume the scheduler
+            // has pre-bound to it; any other match waits for the claim's first pod.
+            let pv = match found {
+                Some(pv) if is_bound_to(&pv, claim) || !self.delays_binding(claim).await? => pv,
+                _ => {
+                    self.report_no_match(claim).await;
+                    return self.set_claim_phase(claim, "Pending").await;
+                }
             };
             return self.bind(pv, claim).await;
         }
@@ -518,6 +523,24 @@ impl Controller {
         }
         // Pre-bound by the user to a volume someone else holds: wait.
         self.set_claim_phase(claim, "Pending").await
+    }
+
+    /// Whether the claim's StorageClass has `volumeBindingMode: WaitForFirstConsumer`.
+    async fn delays_binding(&self, claim: &PersistentVolumeClaim) -> Result<bool, Error> {
+        let class = claim_class(claim);
+        if class.is_empty() {
+            return Ok(false);
+        }
+        let classes: Api<StorageClass> = Api::all(self.ctx.client.clone());
+        match classes.get_opt(&class).await {
+            Ok(Some(sc)) => Ok(sc.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")),
+            Ok(None) => Ok(false),
+            Err(source) => Err(Error::Claim {
+                action: "reading the storage class of",
+                claim: ObjectKey::of(claim).to_string(),
+                source,
+            }),
+        }
     }
 
     async fn report_no_match(&self, claim: &PersistentVolumeClaim) {

@@ -2,7 +2,8 @@
 //! volume by size, class, access modes and selector; both sides carry the upstream annotations,
 //! phases and claim status; a claim with no match stays Pending with the upstream event and
 //! binds when a volume appears; volumes and claims pre-bound by the user are honoured; reclaim
-//! policy Retain releases the volume, Delete deletes it.
+//! policy Retain releases the volume, Delete deletes it; a claim whose class waits for its first
+//! consumer binds only to the volume the scheduler pre-bound.
 
 use std::time::Duration;
 
@@ -329,5 +330,73 @@ async fn pre_bound_volumes_and_claims_and_reclaim_policies() -> anyhow::Result<(
         Ok(volumes.get_opt("pv-delete").await?.is_none())
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_first_consumer_claims_bind_only_to_volumes_the_scheduler_picked(
+) -> anyhow::Result<()> {
+    let (_server, client) = start().await?;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let class: k8s_openapi::api::storage::v1::StorageClass = serde_json::from_value(json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "local"},
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer"
+    }))?;
+    Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone())
+        .create(&PostParams::default(), &class)
+        .await?;
+    let rwo = ["ReadWriteOnce"];
+    create_pv(&client, "local-a", "1Gi", &rwo, "local", json!({})).await?;
+    create_pv(&client, "local-b", "1Gi", &rwo, "local", json!({})).await?;
+    create_claim(&client, "data", "1Gi", &rwo, "local", json!({})).await?;
+
+    // A matching volume exists, but the claim waits for its first pod, with the upstream event.
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    wait_for(WAIT, "WaitForFirstConsumer event", || async {
+        let pending = claim_phase(&claims.get("data").await?) == "Pending";
+        let found = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|e| {
+                e.involved_object.name.as_deref() == Some("data")
+                    && e.reason.as_deref() == Some("WaitForFirstConsumer")
+                    && e.message.as_deref()
+                        == Some("waiting for first consumer to be created before binding")
+            });
+        Ok(pending && found)
+    })
+    .await?;
+    for name in ["local-a", "local-b"] {
+        let pv = volumes.get(name).await?;
+        assert_eq!(pv_phase(&pv), "Available", "{name}");
+        assert!(pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .is_none());
+    }
+
+    // The scheduler pre-binds the volume on the chosen node; the binder completes that binding.
+    let claim = claims.get("data").await?;
+    let patch = json!({
+        "metadata": {"annotations": {"pv.kubernetes.io/bound-by-controller": "yes"}},
+        "spec": {"claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1",
+                              "namespace": "default", "name": "data",
+                              "uid": claim.metadata.uid}}
+    });
+    volumes
+        .patch(
+            "local-b",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    assert_eq!(wait_bound(&client, "data").await?, "local-b");
+    assert_eq!(pv_phase(&volumes.get("local-a").await?), "Available");
     Ok(())
 }
