@@ -1,13 +1,14 @@
 //! The kube-proxy process: options, start-up, the watch-and-sync loop.
 //!
-//! Services and EndpointSlices are mirrored by kube-rs reflectors; every change wakes the sync
-//! loop, which (no more often than `--min-sync-period`, and at least every `--sync-period`)
-//! builds the whole desired ruleset and hands it to the [`Syncer`].
+//! Services and EndpointSlices are watched into [`Objects`], which notes the services each event
+//! touches; every change wakes the sync loop, which (no more often than `--min-sync-period`)
+//! hands just those services to the [`Proxier`], or every service for the full resync (at least
+//! every `--sync-period`), after a relist or when the Node changed.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -18,13 +19,15 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use tokio::sync::Notify;
 
-use crate::conntrack::{stale_flows, Conntrack, ConntrackCommand};
+use crate::conntrack::{Conntrack, ConntrackCommand};
 use crate::healthcheck::HealthCheckServers;
 use crate::model::{delete_table_transaction, Ruleset};
 use crate::nft::{NftCommand, NftError, Nftables};
+use crate::objects::{Objects, ServiceInput};
+use crate::proxier::Proxier;
 use crate::rules::{build_ruleset, RuleConfig, SERVICE_NAME_LABEL};
 use crate::status::{self, Health, Metrics, StatusError};
-use crate::sync::{SyncKind, Syncer};
+use crate::sync::SyncKind;
 use crate::sysctl;
 
 /// How soon a failed sync is retried (the next one recreates the table).
@@ -210,6 +213,63 @@ where
     store
 }
 
+/// How one kind's watch events change [`Objects`].
+struct Handlers<K> {
+    apply: fn(&mut Objects, K),
+    delete: fn(&mut Objects, &K),
+    replace: fn(&mut Objects, Vec<K>),
+}
+
+/// Feeds the watch events of kind `K` into `objects`, waking `notify` on each change. The
+/// returned flag turns true once the first list is in.
+fn track<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    objects: Arc<Mutex<Objects>>,
+    notify: Arc<Notify>,
+    handlers: Handlers<K>,
+) -> tokio::sync::watch::Receiver<bool>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (listed, ready) = tokio::sync::watch::channel(false);
+    let stream = watcher(api, config).default_backoff();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        // A relist is buffered and replaces the kind at once (deletions may have been missed).
+        let mut relist: Vec<K> = Vec::new();
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(%error, kind = K::kind(&()).as_ref(), "watch error");
+                    continue;
+                }
+            };
+            let mut objects = objects.lock().unwrap_or_else(|p| p.into_inner());
+            match event {
+                watcher::Event::Init => relist.clear(),
+                watcher::Event::InitApply(object) => relist.push(object),
+                watcher::Event::InitDone => {
+                    (handlers.replace)(&mut objects, std::mem::take(&mut relist));
+                    listed.send_replace(true);
+                }
+                watcher::Event::Apply(object) => (handlers.apply)(&mut objects, object),
+                watcher::Event::Delete(object) => (handlers.delete)(&mut objects, &object),
+            }
+            drop(objects);
+            notify.notify_one();
+        }
+    });
+    ready
+}
+
 /// Runs kube-proxy until SIGINT/SIGTERM (or, with `--cleanup`, removes the table and returns).
 pub async fn run(options: Options) -> Result<(), RunError> {
     let nft: Arc<dyn Nftables> = Arc::new(NftCommand::new(&options.nft_path));
@@ -245,15 +305,28 @@ pub async fn run_with(
         watcher::Config::default().fields(&format!("metadata.name={node}")),
         notify.clone(),
     );
-    let services = mirror(
+    let objects = Arc::new(Mutex::new(Objects::new()));
+    let mut services_listed = track(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
+        objects.clone(),
         notify.clone(),
+        Handlers {
+            apply: Objects::apply_service,
+            delete: Objects::delete_service,
+            replace: Objects::replace_services,
+        },
     );
-    let slices = mirror(
+    let mut slices_listed = track(
         Api::<EndpointSlice>::all(client),
         watcher::Config::default().labels(SERVICE_NAME_LABEL),
+        objects.clone(),
         notify.clone(),
+        Handlers {
+            apply: Objects::apply_slice,
+            delete: Objects::delete_slice,
+            replace: Objects::replace_slices,
+        },
     );
     tracing::info!(
         node = %node,
@@ -265,9 +338,13 @@ pub async fn run_with(
     tokio::pin!(shutdown);
     tokio::select! {
         _ = &mut shutdown => return Ok(()),
-        ready = async { tokio::join!(services.wait_until_ready(), slices.wait_until_ready()) } => {
+        ready = async {
+            let services = services_listed.wait_for(|l| *l).await.map(|_| ());
+            let slices = slices_listed.wait_for(|l| *l).await.map(|_| ());
+            (services, slices)
+        } => {
             if let (Err(error), _) | (_, Err(error)) = ready {
-                tracing::warn!(%error, "store writer dropped before the first list");
+                tracing::warn!(%error, "watch task ended before the first list");
             }
         }
     }
@@ -281,7 +358,7 @@ pub async fn run_with(
     };
     let mut health_checks =
         HealthCheckServers::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), health.clone());
-    let mut syncer = Syncer::new(nft, options.sync_period);
+    let mut proxier = Proxier::new(nft, options.sync_period);
     let mut last_sync: Option<Instant> = None;
     loop {
         if let Some(at) = last_sync {
@@ -300,29 +377,55 @@ pub async fn run_with(
             health.sync_node(own_node);
         }
         let config = with_node(&base_config, own_node.as_deref());
-        let desired = desired_ruleset(&config, &services, &slices);
-        let (chains, rules) = (desired.chains.len(), desired.rule_count());
-        let wanted_health_checks: BTreeMap<_, _> = desired.health_checks.clone();
-        let no_local = (desired.no_local_internal, desired.no_local_external);
-        let previous_udp = syncer.last_applied().map(|r| r.udp_destinations.clone());
-        let flushes = stale_flows(previous_udp.as_ref(), &desired.udp_destinations);
+        // Only the services that changed, unless everything must be looked at.
+        let (everything, inputs): (bool, Vec<ServiceInput>) = {
+            let mut objects = objects.lock().unwrap_or_else(|p| p.into_inner());
+            let changes = objects.take_changes();
+            if changes.everything || proxier.needs_all(&config, started) {
+                (true, objects.all_inputs())
+            } else {
+                let inputs = changes.services.iter().map(|k| objects.input(k)).collect();
+                (false, inputs)
+            }
+        };
         let mut next_sync = options.sync_period;
-        match tokio::task::block_in_place(|| syncer.sync(desired, started)) {
-            Ok(kind) => {
-                for flush in flushes {
+        let result = tokio::task::block_in_place(|| {
+            if everything {
+                proxier.sync_all(&config, &inputs, started)
+            } else {
+                proxier.sync_changed(&inputs)
+            }
+        });
+        match (result, proxier.ruleset()) {
+            (Ok(report), Some(desired)) => {
+                let (chains, rules) = (desired.chains.len(), desired.rule_count());
+                let wanted_health_checks: BTreeMap<_, _> = desired.health_checks.clone();
+                let no_local = (desired.no_local_internal, desired.no_local_external);
+                for flush in report.flushes {
                     if let Err(error) = tokio::task::block_in_place(|| conntrack.flush(flush)) {
                         tracing::warn!(%error, ?flush, "clearing stale UDP conntrack entries");
                     }
                 }
                 health_checks.sync(&wanted_health_checks).await;
                 let took = started.elapsed();
-                metrics.observe_sync(took, chains, rules);
-                metrics.observe_kind(matches!(kind, SyncKind::Recreate | SyncKind::Full), took);
+                let kind = report.kind;
+                if kind != SyncKind::Unchanged {
+                    metrics.observe_sync(took, chains, rules);
+                    metrics.observe_kind(matches!(kind, SyncKind::Recreate | SyncKind::Full), took);
+                }
                 metrics.set_no_local_endpoints(no_local.0, no_local.1);
                 health.updated();
-                tracing::debug!(?kind, chains, rules, ?took, "synced proxy rules");
+                tracing::debug!(
+                    ?kind,
+                    chains,
+                    rules,
+                    services = inputs.len(),
+                    ?took,
+                    "synced proxy rules"
+                );
             }
-            Err(error) => {
+            (Ok(_), None) => {}
+            (Err(error), _) => {
                 metrics.observe_error();
                 tracing::error!(%error, "syncing proxy rules failed; retrying soon");
                 next_sync = SYNC_RETRY.max(options.min_sync_period);

@@ -37,6 +37,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use sha2::{Digest, Sha256};
 
 use crate::model::{Collection, Ruleset};
+use crate::table::{DesiredTable, ServiceKey};
 
 /// The EndpointSlice label naming the Service it belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -55,7 +56,7 @@ pub const SERVICE_ENDPOINTS_MAP: &str = "service-endpoints";
 pub const HAIRPIN_SET: &str = "hairpin-endpoints";
 
 /// What the rules depend on besides the API objects.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleConfig {
     /// The nftables table (`kube-proxy`; unique names in tests).
     pub table: String,
@@ -465,10 +466,18 @@ pub fn balance_chain(count: usize) -> String {
     format!("balance-{count}")
 }
 
+/// The elements `rules` holds for the standard set or map `name` (created empty in a service's
+/// fragment; only the static part of the table declares it).
+fn elements<'a>(rules: &'a mut Ruleset, name: &str) -> &'a mut BTreeMap<String, Option<String>> {
+    &mut rules
+        .collections
+        .entry(name.to_string())
+        .or_insert_with(|| Collection::set(""))
+        .elements
+}
+
 fn insert_element(rules: &mut Ruleset, map: &str, key: String, verdict: String) {
-    if let Some(collection) = rules.collections.get_mut(map) {
-        collection.elements.insert(key, Some(verdict));
-    }
+    elements(rules, map).insert(key, Some(verdict));
 }
 
 /// The ClusterIP of a service if it gets rules: not headless, not ExternalName, IPv4.
@@ -594,10 +603,7 @@ fn add_flat_service_port(
             format!("{key} . {index}"),
             format!("{} . {}", endpoint.ip, endpoint.port),
         );
-        if let Some(set) = rules.collections.get_mut(HAIRPIN_SET) {
-            set.elements
-                .insert(format!("{} . {}", endpoint.ip, endpoint.ip), None);
-        }
+        elements(rules, HAIRPIN_SET).insert(format!("{} . {}", endpoint.ip, endpoint.ip), None);
     }
     insert_element(
         rules,
@@ -794,44 +800,80 @@ fn add_service_port(
     }
 }
 
-/// Builds the whole desired ruleset from the current Services and EndpointSlices.
+/// The part of the table that does not depend on any Service: base chains, shared chains, the
+/// declarations of the standard sets and maps (and the node's addresses).
+pub fn static_ruleset(config: &RuleConfig) -> Ruleset {
+    let mut rules = Ruleset::new(&config.table);
+    add_static(config, &mut rules);
+    rules
+}
+
+/// What one Service contributes to the table (its fragment): its own chains and affinity sets,
+/// and its elements of the standard sets and maps (collections with an empty spec, declared by
+/// [`static_ruleset`]). `slices` are the service's EndpointSlices. `None` when the service gets
+/// no rules (headless, ExternalName, no IPv4 ClusterIP).
+pub fn service_rules(
+    config: &RuleConfig,
+    service: &Service,
+    slices: &[&EndpointSlice],
+) -> Option<Ruleset> {
+    let vip = cluster_ip(service)?;
+    let mut rules = Ruleset::new(&config.table);
+    elements(&mut rules, "cluster-ips").insert(vip.to_string(), None);
+    let ports = service.spec.as_ref().and_then(|s| s.ports.as_ref());
+    for port in ports.into_iter().flatten() {
+        add_service_port(config, &mut rules, service, vip, port, slices);
+    }
+    Some(rules)
+}
+
+/// `namespace/name` of a Service (the key of its fragment).
+pub fn service_key(service: &Service) -> ServiceKey {
+    let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
+    let name = service.metadata.name.as_deref().unwrap_or("");
+    ServiceKey::from(format!("{namespace}/{name}"))
+}
+
+/// `namespace/service` of the Service an EndpointSlice belongs to (its `service-name` label).
+pub fn slice_service_key(slice: &EndpointSlice) -> Option<ServiceKey> {
+    let namespace = slice.metadata.namespace.as_deref().unwrap_or("");
+    let labels = slice.metadata.labels.as_ref();
+    let service = labels.and_then(|l| l.get(SERVICE_NAME_LABEL))?;
+    Some(ServiceKey::from(format!("{namespace}/{service}")))
+}
+
+/// Builds the whole desired ruleset from the current Services and EndpointSlices (the same
+/// merge of per-service fragments as the incremental path, see [`DesiredTable`]).
 pub fn build_ruleset<'a>(
     config: &RuleConfig,
     services: impl IntoIterator<Item = &'a Service>,
     slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> Ruleset {
-    // Slices by (namespace, service), so each service looks only at its own.
-    let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+    build_table(config, services, slices).into_ruleset()
+}
+
+/// [`build_ruleset`], keeping the per-service fragments for later incremental updates.
+pub fn build_table<'a>(
+    config: &RuleConfig,
+    services: impl IntoIterator<Item = &'a Service>,
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+) -> DesiredTable {
+    // Slices by service, so each service looks only at its own.
+    let mut by_service: HashMap<ServiceKey, Vec<&EndpointSlice>> = HashMap::new();
     for slice in slices {
-        let namespace = slice.metadata.namespace.as_deref().unwrap_or("");
-        let labels = slice.metadata.labels.as_ref();
-        if let Some(service) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-            by_service
-                .entry((namespace, service.as_str()))
-                .or_default()
-                .push(slice);
+        if let Some(key) = slice_service_key(slice) {
+            by_service.entry(key).or_default().push(slice);
         }
     }
-    let mut rules = Ruleset::new(&config.table);
-    add_static(config, &mut rules);
+    let mut table = DesiredTable::new(static_ruleset(config));
     for service in services {
-        let Some(vip) = cluster_ip(service) else {
-            continue;
-        };
-        if let Some(set) = rules.collections.get_mut("cluster-ips") {
-            set.elements.insert(vip.to_string(), None);
-        }
-        let key = (
-            service.metadata.namespace.as_deref().unwrap_or("default"),
-            service.metadata.name.as_deref().unwrap_or(""),
-        );
+        let key = service_key(service);
         let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-        let ports = service.spec.as_ref().and_then(|s| s.ports.as_ref());
-        for port in ports.into_iter().flatten() {
-            add_service_port(config, &mut rules, service, vip, port, slices);
-        }
+        let fragment = service_rules(config, service, slices);
+        table.set_service(key, fragment);
     }
-    rules
+    table.mark_applied();
+    table
 }
 
 #[cfg(test)]

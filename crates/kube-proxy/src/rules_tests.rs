@@ -162,8 +162,10 @@ fn cluster_ip_with_two_endpoints_load_balances_between_them() {
     assert!(text.contains(
         "add element ip kube-proxy service-ips { 10.96.0.20 . tcp . 80 : goto balance-2 }"
     ));
+    // Elements go in batches, one command per map.
     assert!(text.contains(
-        "add element ip kube-proxy service-endpoints { 10.96.0.20 . tcp . 80 . 1 : 10.244.0.6 . 8080 }"
+        "add element ip kube-proxy service-endpoints { 10.96.0.20 . tcp . 80 . 0 : 10.244.0.5 . 8080, \
+         10.96.0.20 . tcp . 80 . 1 : 10.244.0.6 . 8080 }\n"
     ));
     assert!(text.contains(
         "add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100; }"

@@ -24,7 +24,7 @@ pub enum SyncKind {
 /// Whether an object present in both rulesets changed its declaration (a set's timeout, a base
 /// chain's hook, a fixed chain's rules, the table): nft cannot redeclare those in place, so the
 /// table is recreated.
-fn declarations_changed(previous: &Ruleset, desired: &Ruleset) -> bool {
+pub(crate) fn declarations_changed(previous: &Ruleset, desired: &Ruleset) -> bool {
     previous.table != desired.table
         || desired.collections.iter().any(|(name, collection)| {
             previous

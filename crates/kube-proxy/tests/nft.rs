@@ -150,6 +150,157 @@ fn ruleset_applies_replaces_atomically_and_cleans_up() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `nft list table` output in a form that does not depend on creation order: the table name
+/// replaced, each chain/set/map block with its elements sorted, the blocks sorted.
+fn normalized_listing(listing: &str, table: &str) -> Vec<String> {
+    let mut blocks: Vec<String> = Vec::new();
+    let mut block: Vec<String> = Vec::new();
+    let mut elements: Option<String> = None;
+    for line in listing.lines() {
+        let line = line.trim();
+        if let Some(collected) = elements.as_mut() {
+            collected.push(' ');
+            collected.push_str(line);
+        } else if let Some(rest) = line.strip_prefix("elements = {") {
+            elements = Some(rest.to_string());
+        } else if line == "}" {
+            if !block.is_empty() {
+                blocks.push(block.join("\n"));
+            }
+            block.clear();
+            continue;
+        } else if !line.starts_with("table ") && !line.starts_with("comment ") && !line.is_empty() {
+            block.push(line.to_string());
+        }
+        if let Some(collected) = elements.take_if(|c| c.trim_end().ends_with('}')) {
+            let inner = collected.trim_end().trim_end_matches('}');
+            let mut items: Vec<&str> = inner.split(',').map(str::trim).collect();
+            items.sort();
+            block.push(format!("elements = {{ {} }}", items.join(", ")));
+        }
+    }
+    blocks.sort();
+    blocks
+        .into_iter()
+        .map(|b| b.replace(table, "TABLE"))
+        .collect()
+}
+
+#[test]
+fn incremental_proxier_syncs_match_a_freshly_written_table() -> anyhow::Result<()> {
+    use kube_proxy::model::full_transaction;
+    use kube_proxy::objects::Objects;
+    use kube_proxy::proxier::Proxier;
+
+    if !is_root() {
+        eprintln!("note: skipping the nft test: needs root and /usr/sbin/nft");
+        return Ok(());
+    }
+    let nft = NftCommand::default();
+    let (table, fresh) = (table_name("delta"), table_name("fresh"));
+    let _guards = (TableGuard(table.clone()), TableGuard(fresh.clone()));
+    let config = RuleConfig {
+        table: table.clone(),
+        cluster_cidr: Some("10.244.0.0/16".into()),
+        node_name: Some("node-a".into()),
+        node_ips: vec!["192.0.2.2".parse()?],
+        ..RuleConfig::default()
+    };
+    let fresh_config = RuleConfig {
+        table: fresh.clone(),
+        ..config.clone()
+    };
+    let mut local = web_service("10.96.0.33");
+    local.metadata.name = Some("local".into());
+    if let Some(spec) = local.spec.as_mut() {
+        spec.external_traffic_policy = Some("Local".into());
+        spec.health_check_node_port = Some(32100);
+        spec.ports
+            .iter_mut()
+            .flatten()
+            .for_each(|p| p.node_port = Some(31081));
+    }
+    let steps: Vec<(Vec<Service>, Vec<EndpointSlice>)> = vec![
+        (
+            vec![web_service("10.96.0.30"), sticky_service(), empty_service()],
+            vec![
+                web_slice("web", Some("http"), 8080, "TCP", &["10.244.0.5"]),
+                web_slice("sticky", None, 5353, "UDP", &["10.244.0.7"]),
+            ],
+        ),
+        // An endpoint more, a sticky endpoint replaced, the empty service gets one.
+        (
+            vec![web_service("10.96.0.30"), sticky_service(), empty_service()],
+            vec![
+                web_slice(
+                    "web",
+                    Some("http"),
+                    8080,
+                    "TCP",
+                    &["10.244.0.5", "10.244.0.6"],
+                ),
+                web_slice("sticky", None, 5353, "UDP", &["10.244.0.8"]),
+                web_slice("empty", None, 80, "TCP", &["10.244.0.9", "10.244.0.5"]),
+            ],
+        ),
+        // A Local-policy service appears; web loses its endpoints; sticky is deleted.
+        (
+            vec![web_service("10.96.0.30"), empty_service(), local.clone()],
+            vec![
+                web_slice("sticky", None, 5353, "UDP", &["10.244.0.8"]),
+                web_slice("empty", None, 80, "TCP", &["10.244.0.9"]),
+                web_slice("local", Some("http"), 8080, "TCP", &["10.244.0.10"]),
+            ],
+        ),
+        // Everything goes.
+        (vec![], vec![]),
+    ];
+    let mut proxier = Proxier::new(Arc::new(nft.clone()), Duration::from_secs(3600));
+    let mut objects = Objects::new();
+    let now = Instant::now();
+    for (step, (services, slices)) in steps.iter().enumerate() {
+        objects.replace_services(services.clone());
+        objects.replace_slices(slices.clone());
+        let changes = objects.take_changes();
+        let report = if step == 0 {
+            proxier.sync_all(&config, &objects.all_inputs(), now)?
+        } else {
+            // Every service and slice that may have changed, as single watch events would.
+            let mut keys = changes.services;
+            for (prev_services, prev_slices) in &steps[step - 1..step] {
+                keys.extend(prev_services.iter().map(kube_proxy::rules::service_key));
+                keys.extend(
+                    prev_slices
+                        .iter()
+                        .filter_map(kube_proxy::rules::slice_service_key),
+                );
+            }
+            keys.extend(services.iter().map(kube_proxy::rules::service_key));
+            keys.extend(
+                slices
+                    .iter()
+                    .filter_map(kube_proxy::rules::slice_service_key),
+            );
+            let inputs: Vec<_> = keys.iter().map(|k| objects.input(k)).collect();
+            proxier.sync_changed(&inputs)?
+        };
+        let expected_kind = if step == 0 {
+            SyncKind::Recreate
+        } else {
+            SyncKind::Incremental
+        };
+        assert_eq!(report.kind, expected_kind, "step {step}");
+        let desired = build_ruleset(&fresh_config, services, slices);
+        nft.apply(&full_transaction(&desired, None, true))?;
+        assert_eq!(
+            normalized_listing(&nft.list_table(&table)?, &table),
+            normalized_listing(&nft.list_table(&fresh)?, &fresh),
+            "step {step}"
+        );
+    }
+    Ok(())
+}
+
 /// Deletes the test table when dropped, also when an assertion panics.
 struct TableGuard(String);
 
