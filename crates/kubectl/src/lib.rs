@@ -80,7 +80,11 @@ async fn dispatch(s: &mut Session, command: Command) -> Result<()> {
         Command::Rollout(a) => cmd::rollout::run(s, a).await,
         Command::Expose(a) => cmd::expose::run(s, a).await,
         Command::Run(a) => cmd::run::run(s, a).await,
-        Command::Set(a) => cmd::set_image::run(s, a).await,
+        Command::Set(a) => match a.command {
+            cli::SetCommand::Image(a) => cmd::set_image::run(s, a).await,
+            cli::SetCommand::Env(a) => cmd::set_env::run(s, a).await,
+            cli::SetCommand::Resources(a) => cmd::set_resources::run(s, a).await,
+        },
         Command::Version(a) => cmd::version::run(s, a).await,
         Command::ClusterInfo(_) => cmd::cluster_info::run(s).await,
         Command::ApiResources(a) => cmd::api_resources::run(s, a).await,
@@ -102,5 +106,9 @@ async fn dispatch(s: &mut Session, command: Command) -> Result<()> {
         Command::Attach(a) => cmd::attach::run(s, a).await,
         Command::Cp(a) => cmd::cp::run(s, a).await,
         Command::Diff(a) => cmd::diff::run(s, a).await,
+        Command::Autoscale(a) => cmd::autoscale::run(s, a).await,
+        Command::Replace(a) => cmd::replace::run(s, a).await,
+        Command::Top(a) => cmd::top::run(s, a).await,
+        Command::Completion(a) => cmd::completion::run(s, a),
     }
 }

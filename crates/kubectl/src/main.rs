@@ -5,6 +5,13 @@ use clap::Parser;
 #[tokio::main]
 async fn main() {
     let argv: Vec<String> = std::env::args().collect();
+    // The shell completion scripts ask the binary: `kubectl __complete WORD... CURRENT`.
+    if argv.get(1).map(String::as_str) == Some("__complete") {
+        for candidate in kubectl::cmd::completion::complete(&argv[2..]).await {
+            println!("{candidate}");
+        }
+        return;
+    }
     let options = match kubectl::Options::try_parse_from(&argv) {
         Ok(options) => options,
         Err(err) if !err.use_stderr() => {

@@ -2,10 +2,12 @@
 //! names. Parsing only; each command's behaviour lives in `crate::cmd`.
 
 mod extra;
+mod more;
 mod pod_tools;
 mod usage;
 
 pub use extra::*;
+pub use more::*;
 pub use pod_tools::*;
 
 pub use usage::upstream_usage_error;
@@ -159,6 +161,14 @@ pub enum Command {
     Cp(CpArgs),
     /// Diff the live version against a would-be applied version.
     Diff(DiffArgs),
+    /// Auto-scale a deployment, replica set, stateful set, or replication controller.
+    Autoscale(AutoscaleArgs),
+    /// Replace a resource by file name or stdin.
+    Replace(ReplaceArgs),
+    /// Display resource (CPU/memory) usage.
+    Top(TopArgs),
+    /// Output shell completion code for the specified shell (bash or zsh).
+    Completion(CompletionArgs),
 }
 
 /// `kubectl get`.
@@ -589,6 +599,10 @@ pub struct SetArgs {
 pub enum SetCommand {
     /// Update the image of a pod template.
     Image(SetImageArgs),
+    /// Update environment variables on a pod template.
+    Env(SetEnvArgs),
+    /// Update resource requests/limits on objects with pod templates.
+    Resources(SetResourcesArgs),
 }
 
 /// `kubectl set image deployment/NAME CONTAINER=IMAGE...`.

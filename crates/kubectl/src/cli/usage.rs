@@ -10,15 +10,11 @@ pub fn upstream_usage_error(err: &clap::Error, argv: &[String]) -> String {
         Some(ContextValue::String(s)) => s.clone(),
         _ => String::new(),
     };
-    let command = argv
-        .iter()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .cloned()
-        .unwrap_or_default();
+    let words = command_words(argv);
+    let command = words.first().cloned().unwrap_or_default();
     match err.kind() {
         ErrorKind::InvalidSubcommand => {
-            if argv.iter().skip(1).filter(|a| !a.starts_with('-')).count() > 1 {
+            if words.len() > 1 {
                 format!("error: unknown command \"{invalid}\"\nSee 'kubectl {command} -h' for help and examples")
             } else {
                 format!("error: unknown command \"{invalid}\" for \"kubectl\"")
@@ -38,6 +34,48 @@ pub fn upstream_usage_error(err: &clap::Error, argv: &[String]) -> String {
         }
         _ => err.to_string().trim_end().to_string(),
     }
+}
+
+/// Global flags whose value is the next word when not written `--flag=value`.
+const VALUED_GLOBALS: [&str; 21] = [
+    "--kubeconfig",
+    "--context",
+    "-n",
+    "--namespace",
+    "--request-timeout",
+    "-v",
+    "--v",
+    "--as",
+    "--as-group",
+    "--as-uid",
+    "-s",
+    "--server",
+    "--cluster",
+    "--user",
+    "--token",
+    "--certificate-authority",
+    "--client-certificate",
+    "--client-key",
+    "--tls-server-name",
+    "--username",
+    "--password",
+];
+
+/// The words of the command line that are not flags or the values of global flags.
+fn command_words(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    for arg in argv.iter().skip(1) {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        if arg.starts_with('-') {
+            skip_value = VALUED_GLOBALS.contains(&arg.as_str());
+            continue;
+        }
+        out.push(arg.clone());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -62,6 +100,10 @@ mod tests {
         assert_eq!(
             message(&["kubectl", "rollout", "frob"]).as_deref(),
             Some("error: unknown command \"frob\"\nSee 'kubectl rollout -h' for help and examples")
+        );
+        assert_eq!(
+            message(&["kubectl", "-n", "x", "top", "frob"]).as_deref(),
+            Some("error: unknown command \"frob\"\nSee 'kubectl top -h' for help and examples")
         );
         assert_eq!(
             message(&["kubectl", "get", "pods", "--bogus"]).as_deref(),

@@ -1,6 +1,8 @@
 //! `kubectl attach POD [-c C] [-i] [-t]`: attaches to the main process of a running container
 //! through the `attach` subresource (WebSocket channel protocol, via kube-rs): its output from now
 //! on, and our stdin with `-i`. Ends when the process exits (with its status) or the stream ends.
+//! With `-it` on a terminal, the local terminal is in raw mode for the session and its size follows
+//! the local window, as with `exec -it`.
 
 use std::io::Write;
 
@@ -68,7 +70,18 @@ pub async fn run(s: &mut Session, args: AttachArgs) -> Result<()> {
         tty,
         ..AttachParams::default()
     };
+    let raw_terminal = tty && args.stdin && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let _raw = if raw_terminal {
+        super::exec::raw::RawTerminal::enter()
+    } else {
+        None
+    };
     let mut process = pods.attach(&name, &params).await?;
+    if raw_terminal {
+        if let Some(resize) = process.terminal_size() {
+            tokio::spawn(super::exec::follow_terminal_size(resize));
+        }
+    }
     if let Some(mut writer) = process.stdin() {
         tokio::spawn(async move {
             let mut stdin = tokio::io::stdin();
@@ -95,6 +108,7 @@ pub async fn run(s: &mut Session, args: AttachArgs) -> Result<()> {
     if let Err(e) = process.join().await {
         tracing::debug!(error = %e, "attach session ended");
     }
+    drop(_raw);
     outcome(status)
 }
 

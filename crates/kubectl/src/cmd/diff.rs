@@ -126,6 +126,17 @@ async fn merged_object(
     // As upstream, the merged object keeps the live last-applied annotation.
     let modified = without_last_applied(&with_namespace(object.clone()));
     let Some(live) = live else {
+        // A new object is sent as written (no empty annotations left by the stripping above).
+        let mut modified = modified;
+        if let Some(meta) = modified["metadata"].as_object_mut() {
+            if meta
+                .get("annotations")
+                .and_then(Value::as_object)
+                .is_some_and(|a| a.is_empty())
+            {
+                meta.remove("annotations");
+            }
+        }
         let dynamic: DynamicObject = serde_json::from_value(modified)
             .map_err(|e| Error::Usage(format!("invalid object: {e}")))?;
         let params = PostParams {
@@ -153,6 +164,34 @@ async fn merged_object(
         PatchKind::Merge => api.patch(&name, &params, &Patch::Merge(patch)).await?,
     };
     Ok(to_value(merged, info))
+}
+
+/// Hides Secret values as upstream's diff does: every `data` value becomes `***`, and a key whose
+/// value changes shows `*** (before)` / `*** (after)` so the change stays visible.
+pub fn mask_secret_data(live: Option<Value>, mut merged: Value) -> (Option<Value>, Value) {
+    const MASK: &str = "***";
+    let mut live = live;
+    let before = live.as_ref().and_then(|l| l["data"].as_object().cloned());
+    let after = merged["data"].as_object().cloned();
+    if let (Some(live), Some(before)) = (live.as_mut(), &before) {
+        for (key, value) in before {
+            let masked = match after.as_ref().and_then(|a| a.get(key)) {
+                Some(other) if other != value => "*** (before)",
+                _ => MASK,
+            };
+            live["data"][key] = Value::String(masked.into());
+        }
+    }
+    if let Some(after) = &after {
+        for (key, value) in after {
+            let masked = match before.as_ref().and_then(|b| b.get(key)) {
+                Some(other) if other != value => "*** (after)",
+                _ => MASK,
+            };
+            merged["data"][key] = Value::String(masked.into());
+        }
+    }
+    (live, merged)
 }
 
 async fn diff(s: &mut Session, args: DiffArgs) -> Result<()> {
@@ -193,6 +232,11 @@ async fn diff(s: &mut Session, args: DiffArgs) -> Result<()> {
             &args,
         )
         .await?;
+        let (live, merged) = if info.group.is_empty() && info.kind == "Secret" {
+            mask_secret_data(live, merged)
+        } else {
+            (live, merged)
+        };
         let file = file_name(&info, ns.as_deref(), &name);
         let clean = |v: Value| {
             if args.show_managed_fields {
@@ -201,8 +245,14 @@ async fn diff(s: &mut Session, args: DiffArgs) -> Result<()> {
                 without_managed_fields(v)
             }
         };
-        if let Some(live) = live {
-            write_yaml(live_dir.path(), &file, &clean(live))?;
+        match live {
+            Some(live) => write_yaml(live_dir.path(), &file, &clean(live))?,
+            // Upstream's Secret masker turns a missing live object into a `null` document.
+            None if info.group.is_empty() && info.kind == "Secret" => {
+                std::fs::write(live_dir.path().join(&file), "null\n")
+                    .map_err(|e| Error::io(format!("writing {file}"), e))?
+            }
+            None => {}
         }
         write_yaml(merged_dir.path(), &file, &clean(merged))?;
     }
@@ -246,6 +296,24 @@ mod tests {
             ))
         );
         assert!(diff_command(Some("diff $(rm -rf x)")).is_err());
+    }
+
+    #[test]
+    fn secret_values_are_masked() {
+        let live = serde_json::json!({"kind": "Secret", "data": {"same": "YQ==", "changed": "Yg==", "gone": "Yw=="}});
+        let merged = serde_json::json!({"kind": "Secret", "data": {"same": "YQ==", "changed": "Yw==", "new": "ZA=="}});
+        let (live, merged) = mask_secret_data(Some(live), merged);
+        assert_eq!(
+            live.map(|l| l["data"].clone()),
+            Some(serde_json::json!({"same": "***", "changed": "*** (before)", "gone": "***"}))
+        );
+        assert_eq!(
+            merged["data"],
+            serde_json::json!({"same": "***", "changed": "*** (after)", "new": "***"})
+        );
+        let (none, created) = mask_secret_data(None, serde_json::json!({"data": {"k": "dg=="}}));
+        assert!(none.is_none());
+        assert_eq!(created["data"], serde_json::json!({"k": "***"}));
     }
 
     #[test]

@@ -101,7 +101,7 @@ async fn pump<R: AsyncRead + Unpin>(
 }
 
 /// Sends the local terminal's size now and after every SIGWINCH, until the session ends.
-async fn follow_terminal_size(mut resize: futures::channel::mpsc::Sender<TerminalSize>) {
+pub(crate) async fn follow_terminal_size(mut resize: futures::channel::mpsc::Sender<TerminalSize>) {
     use futures::SinkExt;
     use tokio::signal::unix::{signal, SignalKind};
     let mut winch = signal(SignalKind::window_change()).ok();
@@ -170,7 +170,7 @@ pub fn outcome(status: Option<Status>) -> Result<()> {
     ))
 }
 
-mod raw {
+pub(crate) mod raw {
     //! Raw terminal mode for `exec -it`, restored when the guard drops.
     use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 

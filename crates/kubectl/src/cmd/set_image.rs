@@ -6,13 +6,12 @@ use serde_json::{json, Value};
 
 use super::create::finish;
 use super::{dynamic_api, get_object, parse_targets, resolve_targets, scope};
-use crate::cli::{SetArgs, SetCommand};
+use crate::cli::SetImageArgs;
 use crate::error::{Error, Result};
 use crate::session::Session;
 
 /// Runs `kubectl set image`.
-pub async fn run(s: &mut Session, args: SetArgs) -> Result<()> {
-    let SetCommand::Image(args) = args.command;
+pub async fn run(s: &mut Session, args: SetImageArgs) -> Result<()> {
     let (images, resources): (Vec<String>, Vec<String>) =
         args.args.into_iter().partition(|a| a.contains('='));
     if images.is_empty() {
