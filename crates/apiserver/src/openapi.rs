@@ -8,8 +8,10 @@
 //! fields carry `x-kubernetes-list-type` (`atomic`, `set`, `map` with
 //! `x-kubernetes-list-map-keys`) and, for merging lists, `x-kubernetes-patch-merge-key` and
 //! `x-kubernetes-patch-strategy`, from the same merge keys the strategic merge patch uses. The
-//! schema file has no descriptions, so the schemas have none. Every PATCH operation declares
-//! the `fieldValidation` parameter, so kubectl leaves validation to the server. Documents are
+//! schema file has no descriptions, so the schemas have none. Both versions list every
+//! operation of every resource as upstream (`v3_paths`; `v2_paths` converts them to swagger
+//! 2.0); every PATCH operation declares the `fieldValidation` parameter inline, so kubectl
+//! leaves validation to the server. Documents are
 //! built once, served as JSON with an `ETag` (304 on `If-None-Match`), and the v3 index links
 //! them with `?hash=`. `/openapi/v2` is also served as gnostic protobuf (`v2_proto`) to
 //! clients whose `Accept` asks for it, as kubectl does.
@@ -27,6 +29,7 @@ use crate::patch::{apply::map_keys, strategic};
 use crate::protobuf::{is_special, message_fields, message_for, FieldShape};
 use crate::status::ApiError;
 
+mod v2_paths;
 mod v2_proto;
 mod v3_paths;
 
@@ -174,15 +177,6 @@ fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
-fn object_path(r: &Resource) -> String {
-    let base = format!("/{}", gv_path(r.group, r.version));
-    if r.namespaced {
-        format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
-    } else {
-        format!("{base}/{}/{{name}}", r.plural)
-    }
-}
-
 /// The schemas (with group-version-kind extensions) of `resources`.
 fn schemas(resources: &[&Resource], flavor: Flavor) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
@@ -209,34 +203,6 @@ fn schemas(resources: &[&Resource], flavor: Flavor) -> BTreeMap<String, Value> {
     out
 }
 
-/// The PATCH operations of `resources` (declaring `fieldValidation`).
-fn paths(resources: &[&Resource], flavor: Flavor) -> Map<String, Value> {
-    let mut paths = Map::new();
-    for r in resources.iter().filter(|r| r.supports("patch")) {
-        let param = |name: &str| match flavor {
-            Flavor::V2 => {
-                json!({"name": name, "in": "query", "type": "string", "uniqueItems": true})
-            }
-            Flavor::V3 => json!({"name": name, "in": "query", "schema": {"type": "string"}}),
-        };
-        paths.insert(
-            object_path(r),
-            json!({
-                "patch": {
-                    "operationId": format!("patch{}", r.kind),
-                    "x-kubernetes-group-version-kind": {
-                        "group": r.group, "version": r.version, "kind": r.kind,
-                    },
-                    "parameters": [param("fieldValidation"), param("fieldManager"),
-                                   param("dryRun"), param("force")],
-                    "responses": {"200": {"description": "OK"}},
-                }
-            }),
-        );
-    }
-    paths
-}
-
 /// `/openapi/v3/<api/v1 | apis/group/version>` (path without query), or `None` when not served.
 pub fn group_version(path: &str) -> Option<Value> {
     let rest = path.trim_start_matches('/').strip_prefix("openapi/v3/")?;
@@ -251,8 +217,8 @@ pub fn group_version(path: &str) -> Option<Value> {
         return None;
     }
     let mut schemas: Map<String, Value> = schemas(&resources, Flavor::V3).into_iter().collect();
-    let mut all_paths = paths(&resources, Flavor::V3);
-    v3_paths::complete(&resources, &mut all_paths, &mut schemas);
+    let mut all_paths = Map::new();
+    v3_paths::complete(&resources, &mut all_paths, &mut schemas, Flavor::V3);
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": crate::discovery::GIT_VERSION},
@@ -261,14 +227,24 @@ pub fn group_version(path: &str) -> Option<Value> {
     }))
 }
 
-/// `/openapi/v2`: every served kind.
+/// `/openapi/v2`: every served kind, and every operation of every group version (the v3
+/// operations, converted by [`v2_paths`]).
 pub fn v2() -> Value {
     let resources: Vec<&Resource> = registry::RESOURCES.iter().collect();
-    let definitions: Map<String, Value> = schemas(&resources, Flavor::V2).into_iter().collect();
+    let mut definitions: Map<String, Value> = schemas(&resources, Flavor::V2).into_iter().collect();
+    let mut all_paths = Map::new();
+    for g in registry::groups() {
+        for v in &g.versions {
+            let in_version = registry::resources_in(g.name, v);
+            let mut v3 = Map::new();
+            v3_paths::complete(&in_version, &mut v3, &mut definitions, Flavor::V2);
+            all_paths.extend(v2_paths::convert(v3));
+        }
+    }
     json!({
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": crate::discovery::GIT_VERSION},
-        "paths": paths(&resources, Flavor::V2),
+        "paths": all_paths,
         "definitions": definitions,
     })
 }
@@ -449,7 +425,14 @@ mod tests {
         let doc = group_version("/openapi/v3/apis/apps/v1").expect("apps/v1");
         let op = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(op["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-        assert_eq!(op["parameters"][0]["name"], "fieldValidation");
+        assert_eq!(op["x-kubernetes-action"], "patch");
+        let names: Vec<&str> = op["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(names.contains(&"fieldValidation"), "{names:?}");
         assert!(group_version("/openapi/v3/apis/nope/v1").is_none());
     }
 
@@ -503,6 +486,85 @@ mod tests {
             defs["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"]["$ref"],
             "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
         );
+    }
+
+    #[test]
+    fn v2_lists_every_verb_with_actions_and_kinds() {
+        let doc = v2();
+        let paths = &doc["paths"];
+        let collection = &paths["/api/v1/namespaces/{namespace}/pods"];
+        assert_eq!(collection["get"]["operationId"], "listCoreV1NamespacedPod");
+        assert_eq!(collection["get"]["x-kubernetes-action"], "list");
+        assert_eq!(collection["post"]["x-kubernetes-action"], "post");
+        assert_eq!(
+            collection["delete"]["x-kubernetes-action"],
+            "deletecollection"
+        );
+        assert_eq!(
+            collection["post"]["parameters"][0],
+            json!({"name": "body", "in": "body", "required": true,
+                "schema": {"$ref": "#/definitions/io.k8s.api.core.v1.Pod"}})
+        );
+        let object = &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"];
+        for (verb, action) in [
+            ("get", "get"),
+            ("put", "put"),
+            ("patch", "patch"),
+            ("delete", "delete"),
+        ] {
+            assert_eq!(object[verb]["x-kubernetes-action"], action, "{verb}");
+            assert_eq!(
+                object[verb]["x-kubernetes-group-version-kind"],
+                json!({"group": "apps", "version": "v1", "kind": "Deployment"}),
+                "{verb}"
+            );
+        }
+        let patch_params: Vec<&str> = object["patch"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(
+            patch_params.contains(&"fieldValidation"),
+            "{patch_params:?}"
+        );
+        assert_eq!(
+            object["patch"]["consumes"],
+            json!([
+                "application/apply-patch+yaml",
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json"
+            ])
+        );
+        assert_eq!(
+            paths["/apis/apps/v1/watch/namespaces/{namespace}/deployments"]["get"]
+                ["x-kubernetes-action"],
+            "watchlist"
+        );
+        assert_eq!(
+            paths["/api/v1/namespaces/{namespace}/pods/{name}/exec"]["post"]["x-kubernetes-action"],
+            "connect"
+        );
+        assert_eq!(
+            paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["put"]
+                ["x-kubernetes-group-version-kind"]["kind"],
+            "Scale"
+        );
+        // Every reference resolves to a definition.
+        let text = doc.to_string();
+        for piece in text.split("\"$ref\":\"").skip(1) {
+            let target = piece.split('"').next().unwrap_or_default();
+            let name = target
+                .strip_prefix("#/definitions/")
+                .expect("a v2 reference");
+            assert!(doc["definitions"][name].is_object(), "{target}");
+        }
+        let containers =
+            &doc["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
     }
 
     #[test]

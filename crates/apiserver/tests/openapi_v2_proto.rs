@@ -1,10 +1,11 @@
 //! `/openapi/v2` in gnostic's protobuf form, as upstream kubectl and client-go ask for it
 //! (`Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf`): the Content-Type,
-//! JSON for other Accept values and 406 for unservable ones, every definition decoded from the
-//! protobuf by a small independent wire decoder equal to the JSON document's, and the upstream
-//! `kubectl` reading it (an unknown kind gives upstream's "resource mapping not found" error,
-//! `--validate=true` reports unknown fields and accepts a valid manifest). The kubectl parts are
-//! skipped with a note when kubectl is not installed.
+//! JSON for other Accept values and 406 for unservable ones, every definition and every path
+//! item (each verb's operation with its body, path and query parameters and responses) decoded
+//! from the protobuf by a small independent wire decoder equal to the JSON document's, and the
+//! upstream `kubectl` reading it (an unknown kind gives upstream's "resource mapping not found"
+//! error, `--validate=true` reports unknown fields and accepts a valid manifest). The kubectl
+//! parts are skipped with a note when kubectl is not installed.
 
 use std::path::Path;
 
@@ -151,6 +152,15 @@ fn schema(buf: &[u8]) -> anyhow::Result<Value> {
             2 => {
                 out.insert("format".into(), json!(text(&w)?));
             }
+            4 => {
+                out.insert("description".into(), json!(text(&w)?));
+            }
+            19 => {
+                let required = out.entry("required").or_insert_with(|| json!([]));
+                if let Some(list) = required.as_array_mut() {
+                    list.push(json!(text(&w)?));
+                }
+            }
             16 => {
                 out.insert("uniqueItems".into(), json!(matches!(w, Wire::Varint(1))));
             }
@@ -195,51 +205,108 @@ fn schema(buf: &[u8]) -> anyhow::Result<Value> {
     Ok(Value::Object(out))
 }
 
-/// `Operation` back into JSON (operationId, parameters, responses, extensions).
+/// A repeated string field's values, appended to the array member `key`.
+fn push_text(out: &mut Map<String, Value>, key: &str, w: &Wire) -> anyhow::Result<()> {
+    let list = out.entry(key).or_insert_with(|| json!([]));
+    if let Some(list) = list.as_array_mut() {
+        list.push(json!(text(w)?));
+    }
+    Ok(())
+}
+
+/// A non-body parameter (`query`: the query/formData field layout; otherwise the header/path
+/// layout, which lacks `allowEmptyValue` and so numbers every later field one lower).
+fn non_body_parameter(buf: &[u8], query: bool) -> anyhow::Result<Value> {
+    let shift = u64::from(!query);
+    let mut p = Map::new();
+    for (f, v) in fields(buf)? {
+        match (f, v) {
+            (1, Wire::Varint(b)) => p.insert("required".into(), json!(b == 1)),
+            (2, v) => p.insert("in".into(), json!(text(&v)?)),
+            (4, v) => p.insert("name".into(), json!(text(&v)?)),
+            (f, v) if f == 6 - shift => p.insert("type".into(), json!(text(&v)?)),
+            (f, Wire::Varint(b)) if f == 20 - shift => {
+                p.insert("uniqueItems".into(), json!(b == 1))
+            }
+            other => anyhow::bail!("unexpected non-body parameter field {other:?}"),
+        };
+    }
+    Ok(Value::Object(p))
+}
+
+/// `ParametersItem` -> `Parameter` -> a body parameter (1) or a non-body one (2: query 3,
+/// path 4).
+fn parameter(buf: &[u8]) -> anyhow::Result<Value> {
+    let item = fields(buf)?;
+    anyhow::ensure!(item.len() == 1 && item[0].0 == 1, "an inline parameter");
+    let parameter = fields(bytes(&item[0].1)?)?;
+    anyhow::ensure!(parameter.len() == 1, "one parameter kind");
+    match parameter[0].0 {
+        1 => {
+            let mut p = Map::new();
+            for (f, v) in fields(bytes(&parameter[0].1)?)? {
+                match (f, v) {
+                    (2, v) => p.insert("name".into(), json!(text(&v)?)),
+                    (3, v) => p.insert("in".into(), json!(text(&v)?)),
+                    (4, Wire::Varint(b)) => p.insert("required".into(), json!(b == 1)),
+                    (5, v) => p.insert("schema".into(), schema(bytes(&v)?)?),
+                    other => anyhow::bail!("unexpected body parameter field {other:?}"),
+                };
+            }
+            Ok(Value::Object(p))
+        }
+        2 => {
+            let non_body = fields(bytes(&parameter[0].1)?)?;
+            anyhow::ensure!(non_body.len() == 1, "one non-body parameter kind");
+            match non_body[0].0 {
+                3 => non_body_parameter(bytes(&non_body[0].1)?, true),
+                4 => non_body_parameter(bytes(&non_body[0].1)?, false),
+                other => anyhow::bail!("unexpected non-body parameter kind {other}"),
+            }
+        }
+        other => anyhow::bail!("unexpected parameter kind {other}"),
+    }
+}
+
+/// `Operation` back into JSON (tags, operationId, media types, parameters, responses with
+/// their schemas, schemes, extensions).
 fn operation(buf: &[u8]) -> anyhow::Result<Value> {
     let mut out = Map::new();
     let mut parameters = Vec::new();
     for (field, w) in fields(buf)? {
         match field {
+            1 => push_text(&mut out, "tags", &w)?,
             5 => {
                 out.insert("operationId".into(), json!(text(&w)?));
             }
-            8 => {
-                // ParametersItem.parameter(1) -> Parameter.non_body(2) -> query(3).
-                let item = fields(bytes(&w)?)?;
-                anyhow::ensure!(item.len() == 1 && item[0].0 == 1, "a parameter");
-                let parameter = fields(bytes(&item[0].1)?)?;
-                anyhow::ensure!(parameter[0].0 == 2, "a non-body parameter");
-                let non_body = fields(bytes(&parameter[0].1)?)?;
-                anyhow::ensure!(non_body[0].0 == 3, "a query parameter");
-                let mut p = Map::new();
-                for (f, v) in fields(bytes(&non_body[0].1)?)? {
-                    match (f, v) {
-                        (2, v) => p.insert("in".into(), json!(text(&v)?)),
-                        (4, v) => p.insert("name".into(), json!(text(&v)?)),
-                        (6, v) => p.insert("type".into(), json!(text(&v)?)),
-                        (20, Wire::Varint(b)) => p.insert("uniqueItems".into(), json!(b == 1)),
-                        other => anyhow::bail!("unexpected query parameter field {other:?}"),
-                    };
-                }
-                parameters.push(Value::Object(p));
-            }
+            6 => push_text(&mut out, "produces", &w)?,
+            7 => push_text(&mut out, "consumes", &w)?,
+            8 => parameters.push(parameter(bytes(&w)?)?),
             9 => {
                 let mut responses = Map::new();
                 for (_, r) in fields(bytes(&w)?)? {
                     let (code, value) = named(bytes(&r)?)?;
                     let response = fields(&value)?;
                     anyhow::ensure!(response[0].0 == 1, "an inline response");
-                    let mut description = String::new();
+                    let mut decoded = Map::new();
                     for (f, v) in fields(bytes(&response[0].1)?)? {
-                        if f == 1 {
-                            description = text(&v)?;
+                        match f {
+                            1 => {
+                                decoded.insert("description".into(), json!(text(&v)?));
+                            }
+                            2 => {
+                                let item = fields(bytes(&v)?)?;
+                                anyhow::ensure!(item.len() == 1 && item[0].0 == 1, "a schema");
+                                decoded.insert("schema".into(), schema(bytes(&item[0].1)?)?);
+                            }
+                            other => anyhow::bail!("unexpected Response field {other}"),
                         }
                     }
-                    responses.insert(code, json!({ "description": description }));
+                    responses.insert(code, Value::Object(decoded));
                 }
                 out.insert("responses".into(), Value::Object(responses));
             }
+            10 => push_text(&mut out, "schemes", &w)?,
             13 => {
                 let (name, value) = vendor_extension(bytes(&w)?)?;
                 out.insert(name, value);
@@ -247,7 +314,9 @@ fn operation(buf: &[u8]) -> anyhow::Result<Value> {
             other => anyhow::bail!("unexpected Operation field {other}"),
         }
     }
-    out.insert("parameters".into(), Value::Array(parameters));
+    if !parameters.is_empty() {
+        out.insert("parameters".into(), Value::Array(parameters));
+    }
     Ok(Value::Object(out))
 }
 
@@ -277,9 +346,24 @@ fn document(buf: &[u8]) -> anyhow::Result<Value> {
                     anyhow::ensure!(f == 2, "a named path item");
                     let (name, item) = named(bytes(&p)?)?;
                     let mut verbs = Map::new();
-                    for (verb, op) in fields(&item)? {
-                        anyhow::ensure!(verb == 8, "only patch operations are served");
-                        verbs.insert("patch".into(), operation(bytes(&op)?)?);
+                    let mut parameters = Vec::new();
+                    for (field, value) in fields(&item)? {
+                        let verb = match field {
+                            2 => "get",
+                            3 => "put",
+                            4 => "post",
+                            5 => "delete",
+                            8 => "patch",
+                            9 => {
+                                parameters.push(parameter(bytes(&value)?)?);
+                                continue;
+                            }
+                            other => anyhow::bail!("unexpected PathItem field {other}"),
+                        };
+                        verbs.insert(verb.into(), operation(bytes(&value)?)?);
+                    }
+                    if !parameters.is_empty() {
+                        verbs.insert("parameters".into(), Value::Array(parameters));
                     }
                     paths.insert(name, Value::Object(verbs));
                 }

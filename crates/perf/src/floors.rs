@@ -1,6 +1,7 @@
 //! Physical floors measured in the same run: raw etcd put and range (etcd-client, the same
-//! payload size, 64 concurrent clients), a raw HTTP/1.1 round trip on loopback, raw `nft -f`
-//! and raw `ctr run` (the last two live with their scenarios).
+//! payload size, 64 concurrent clients), raw etcd create transactions through one connection
+//! with a watch (what an apiserver create costs etcd), a raw HTTP/1.1 round trip on loopback,
+//! raw `nft -f` and raw `ctr run` (the last two live with their scenarios).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +33,8 @@ pub struct EtcdFloor {
     pub put_latency: Latencies,
     /// Latency of one single-key range with no other load.
     pub get_latency: Latencies,
+    /// The same for a serializable range (served by the member without a read index).
+    pub serializable_get_latency: Latencies,
     /// Payload size (bytes).
     pub payload: usize,
 }
@@ -83,6 +86,8 @@ pub async fn etcd(endpoint: &str, payload: usize, ops: usize) -> Result<EtcdFloo
     let range_per_sec = run(false).await?;
     let mut put_latency = Latencies::new();
     let mut get_latency = Latencies::new();
+    let mut serializable_get_latency = Latencies::new();
+    let serializable = etcd_client::GetOptions::new().with_serializable();
     if let Some(client) = clients.first_mut() {
         for i in 0..200 {
             let key = format!("/kube-perf-floor/seq/{i}");
@@ -90,8 +95,11 @@ pub async fn etcd(endpoint: &str, payload: usize, ops: usize) -> Result<EtcdFloo
             client.put(key.clone(), value.clone(), None).await?;
             put_latency.push(t.elapsed());
             let t = Instant::now();
-            client.get(key, None).await?;
+            client.get(key.clone(), None).await?;
             get_latency.push(t.elapsed());
+            let t = Instant::now();
+            client.get(key, Some(serializable.clone())).await?;
+            serializable_get_latency.push(t.elapsed());
         }
         let prefix = etcd_client::DeleteOptions::new().with_prefix();
         client.delete("/kube-perf-floor/", Some(prefix)).await?;
@@ -101,8 +109,74 @@ pub async fn etcd(endpoint: &str, payload: usize, ops: usize) -> Result<EtcdFloo
         range_per_sec,
         put_latency,
         get_latency,
+        serializable_get_latency,
         payload,
     })
+}
+
+/// What etcd must do for one apiserver create, as fast as etcd does it: `ops` create
+/// transactions (put if the key does not exist) of `payload`-byte values through ONE
+/// connection with [`ETCD_CLIENTS`] in flight, while one watch on their prefix (with previous
+/// values, as a watch cache asks) receives every event. Returns creates per second.
+pub async fn etcd_create_txn(
+    endpoint: &str,
+    payload: usize,
+    ops: usize,
+) -> Result<f64, FloorError> {
+    const PREFIX: &str = "/kube-perf-floor-txn/";
+    let mut client = etcd_client::Client::connect([endpoint], None).await?;
+    let options = etcd_client::WatchOptions::new()
+        .with_prefix()
+        .with_prev_key();
+    let mut events = client.watch(PREFIX, Some(options)).await?;
+    let per = ops.div_ceil(ETCD_CLIENTS).max(1);
+    let total = per * ETCD_CLIENTS;
+    let watcher = tokio::spawn(async move {
+        let mut seen = 0;
+        while seen < total {
+            match events.message().await {
+                Ok(Some(response)) => seen += response.events().len(),
+                _ => break,
+            }
+        }
+    });
+    let value = vec![b'x'; payload];
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..ETCD_CLIENTS {
+        let mut kv = client.kv_client();
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                let key = format!("{PREFIX}{c}/{i}");
+                let txn = etcd_client::Txn::new()
+                    .when([etcd_client::Compare::create_revision(
+                        key.clone(),
+                        etcd_client::CompareOp::Equal,
+                        0,
+                    )])
+                    .and_then([etcd_client::TxnOp::put(key, value.clone(), None)]);
+                kv.txn(txn).await?;
+            }
+            Ok::<_, etcd_client::Error>(())
+        }));
+    }
+    for t in tasks {
+        match t.await {
+            Ok(r) => r?,
+            Err(e) => tracing::warn!(error = %e, "etcd txn floor task failed"),
+        }
+    }
+    let per_sec = total as f64 / started.elapsed().as_secs_f64();
+    if tokio::time::timeout(Duration::from_secs(10), watcher)
+        .await
+        .is_err()
+    {
+        tracing::warn!("etcd txn floor: the watch did not see every event");
+    }
+    let prefix = etcd_client::DeleteOptions::new().with_prefix();
+    client.delete(PREFIX, Some(prefix)).await?;
+    Ok(per_sec)
 }
 
 /// Round trips of a minimal HTTP/1.1 request over one keep-alive loopback connection to an

@@ -8,8 +8,8 @@
 //! checked as upstream's: only a significant one ([`significant_update`]: a changed image, a
 //! changed seccomp annotation, added or removed containers, the `ephemeralcontainers`
 //! subresource) is evaluated, so metadata changes to a pod that predates its namespace's label
-//! still go through (warnings of updates are not sent back yet). Audit annotations are not
-//! written.
+//! still go through; a workload is judged on every update of its main resource. The warnings
+//! of creates and updates go back as `Warning` headers. Audit annotations are not written.
 
 use serde_json::Value;
 
@@ -683,8 +683,9 @@ pub fn significant_update(new: &Value, old: &Value) -> bool {
 }
 
 /// Checks a pod being created (or significantly updated) against its namespace's labels (403
-/// on an `enforce` violation); for a workload's pod template being created, violations of the
-/// `enforce` and `warn` levels are warnings only, as upstream. Returns the warnings.
+/// on an `enforce` violation); for a workload's pod template being created or updated,
+/// violations of the `enforce` and `warn` levels are warnings only, as upstream. Returns the
+/// warnings.
 pub async fn admit(req: &Request<'_>, object: &Value) -> Result<Vec<String>, ApiError> {
     let is_pod = req.is("", "pods");
     match (req.operation, req.subresource) {
@@ -696,6 +697,9 @@ pub async fn admit(req: &Request<'_>, object: &Value) -> Result<Vec<String>, Api
                 }
             }
         }
+        // Workloads are judged on every update of the main resource, as upstream's
+        // ValidatePodController (their warnings go back with the update).
+        (Operation::Update, None) => {}
         _ => return Ok(Vec::new()),
     }
     let template = match template_path(req.resource.group, req.resource.plural) {

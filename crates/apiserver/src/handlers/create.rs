@@ -52,10 +52,11 @@ fn active_in_cache(ctx: &Ctx, ns_resource: &api_types::registry::Resource, key: 
     else {
         return false;
     };
+    // Only whether it is terminating matters: no need to decode the namespace.
     cache
         .get(key)
         .0
-        .is_some_and(|ns| !objects::is_deleting(&ns.value()))
+        .is_some_and(|ns| !ns.has_field(&["metadata", "deletionTimestamp"]))
 }
 
 /// Checks `kind`/`apiVersion` of a body against the resource.
@@ -258,7 +259,13 @@ pub async fn create_object(
     }
     admission::allocate(&ctx.state, resource, &mut object, None).await?;
     let mut object = crate::conversion::normalized(resource, object);
-    let value = objects::encode_as(resource, &object)?;
+    // Most resources are stored in the form they are served in: encode the tree itself
+    // instead of a converted copy.
+    let value = if crate::conversion::stored_form_differs(resource) {
+        objects::encode_as(resource, &object)?
+    } else {
+        objects::encode(&object)?
+    };
     // The answer is the stored bytes with the new resourceVersion spliced in, when the client
     // wants the object as stored (no second serialization of the tree).
     let plain = !ctx.output.table && !ctx.output.metadata_only;

@@ -157,6 +157,18 @@ pub fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Respo
     response
 }
 
+/// The field warnings of a request followed by the admission warnings of its write, each
+/// once (upstream's warning recorder drops repeated texts).
+fn merged_warnings(fields: Vec<String>, admission: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(fields.len() + admission.len());
+    for w in fields.into_iter().chain(admission) {
+        if !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    out
+}
+
 /// The 409 of an apply whose fields other managers own (upstream `FieldManagerConflict`).
 fn conflict_error(err: apply::ApplyError) -> ApiError {
     match err {
@@ -180,6 +192,9 @@ pub struct Updated {
     pub object: Value,
     /// The object was removed (finalizers emptied while deleting).
     pub deleted: bool,
+    /// Admission warnings of the write that went through (PodSecurity's `would violate ...`),
+    /// for `Warning` headers.
+    pub warnings: Vec<String>,
 }
 
 /// Metadata fields the server owns on update.
@@ -368,7 +383,7 @@ where
             resource.plural,
             &new,
         )?;
-        admission::plugins::admit(
+        let warnings = admission::plugins::admit(
             &admission::plugins::Request {
                 state: &ctx.state,
                 user: &ctx.user,
@@ -392,12 +407,14 @@ where
             return Ok(Updated {
                 object: current,
                 deleted: false,
+                warnings,
             });
         }
         if ctx.dry_run() {
             return Ok(Updated {
                 object: new,
                 deleted: false,
+                warnings,
             });
         }
         if ready_to_remove(resource, &new) {
@@ -408,6 +425,7 @@ where
                     return Ok(Updated {
                         object: new,
                         deleted: true,
+                        warnings,
                     });
                 }
                 Err(crate::storage::StorageError::Conflict { .. }) => continue,
@@ -427,6 +445,7 @@ where
                 return Ok(Updated {
                     object: new,
                     deleted: false,
+                    warnings,
                 });
             }
             Err(crate::storage::StorageError::Conflict { .. }) => {
@@ -493,6 +512,7 @@ pub async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
     if updated.deleted {
         tracing::debug!(resource = resource.plural, %name, "finalized and removed");
     }
+    let warnings = merged_warnings(warnings, updated.warnings);
     Ok(with_warnings(
         object_response(ctx, StatusCode::OK, updated.object),
         &warnings,
@@ -567,7 +587,7 @@ pub async fn patch(ctx: &Ctx, content_type: &str, body: &[u8]) -> Result<Respons
         Ok(patched)
     })
     .await?;
-    let warnings = field_warnings(ctx, &updated.object);
+    let warnings = merged_warnings(field_warnings(ctx, &updated.object), updated.warnings);
     Ok(with_warnings(
         object_response(ctx, StatusCode::OK, updated.object),
         &warnings,
@@ -637,6 +657,7 @@ async fn server_side_apply(ctx: &Ctx, name: &str, body: &[u8]) -> Result<Respons
         Ok(merged)
     })
     .await?;
+    let warnings = merged_warnings(warnings, updated.warnings);
     Ok(with_warnings(
         object_response(ctx, StatusCode::OK, updated.object),
         &warnings,

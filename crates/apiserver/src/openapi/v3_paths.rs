@@ -221,15 +221,17 @@ fn connects(sub: &Subresource) -> bool {
     matches!(sub.name, "exec" | "attach" | "portforward" | "proxy")
 }
 
-/// Adds the path items of `resources` to `paths`, and the schemas they refer to to `schemas`.
+/// Adds the path items of `resources` to `paths`, and the schemas they refer to to `schemas`
+/// (written for `flavor`: the v2 document converts these path items, see `super::v2_paths`).
 pub(super) fn complete(
     resources: &[&Resource],
     paths: &mut Map<String, Value>,
     schemas: &mut Map<String, Value>,
+    flavor: Flavor,
 ) {
     let mut extra = BTreeMap::new();
     for message in ["Status", "DeleteOptions"] {
-        collect(&format!("{META}.{message}"), Flavor::V3, &mut extra);
+        collect(&format!("{META}.{message}"), flavor, &mut extra);
     }
     extra.insert(
         def_name(&format!("{META}.Patch")),
@@ -405,7 +407,7 @@ pub(super) fn complete(
 
         for sub in r.subresources {
             let sub_schema = message_for(&format_api_version(sub), sub.kind).map(|m| {
-                collect(&m, Flavor::V3, &mut extra);
+                collect(&m, flavor, &mut extra);
                 def_name(&m)
             });
             let sub_gvk = json!({"group": sub.group, "version": sub.version, "kind": sub.kind});

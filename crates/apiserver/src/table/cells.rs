@@ -29,12 +29,16 @@ pub(super) fn or_none(s: String) -> String {
     }
 }
 
-pub(super) fn name(v: &Value) -> Value {
-    json!(s(v, "/metadata/name"))
+fn or_unknown(s: &str) -> &str {
+    if s.is_empty() {
+        "<unknown>"
+    } else {
+        s
+    }
 }
 
-pub(super) fn default_row(v: &Value) -> Vec<Value> {
-    vec![name(v), json!(object_age(v))]
+pub(super) fn name(v: &Value) -> Value {
+    json!(s(v, "/metadata/name"))
 }
 
 /// The STATUS column of a pod, as kubectl prints it.
@@ -42,6 +46,12 @@ pub fn pod_status(pod: &Value) -> String {
     let mut reason = s(pod, "/status/phase").to_string();
     if !s(pod, "/status/reason").is_empty() {
         reason = s(pod, "/status/reason").to_string();
+    }
+    let gated = arr(pod, "/status/conditions")
+        .iter()
+        .any(|c| s(c, "/type") == "PodScheduled" && s(c, "/reason") == "SchedulingGated");
+    if gated {
+        reason = "SchedulingGated".into();
     }
     let init_specs = arr(pod, "/spec/initContainers").len();
     let mut initializing = false;
@@ -109,16 +119,25 @@ pub fn pod_status(pod: &Value) -> String {
         }
     }
     if pod.pointer("/metadata/deletionTimestamp").is_some() {
-        reason = if s(pod, "/status/reason") == "NodeLost" {
-            "Unknown".into()
-        } else {
-            "Terminating".into()
-        };
+        let terminal = matches!(s(pod, "/status/phase"), "Succeeded" | "Failed");
+        if s(pod, "/status/reason") == "NodeLost" {
+            reason = "Unknown".into();
+        } else if !terminal {
+            reason = "Terminating".into();
+        }
     }
     if reason.is_empty() {
         "Pending".into()
     } else {
         reason
+    }
+}
+
+/// The first of a pod's IPs (`status.podIPs`, else `status.podIP`).
+fn pod_ip(p: &Value) -> &str {
+    match arr(p, "/status/podIPs").first().map(|ip| s(ip, "/ip")) {
+        Some(ip) if !ip.is_empty() => ip,
+        _ => s(p, "/status/podIP"),
     }
 }
 
@@ -161,7 +180,7 @@ pub(super) fn pod(p: &Value) -> Vec<Value> {
         json!(pod_status(p)),
         json!(restarts),
         json!(object_age(p)),
-        json!(or_none(s(p, "/status/podIP").to_string())),
+        json!(or_none(pod_ip(p).to_string())),
         json!(or_none(s(p, "/spec/nodeName").to_string())),
         json!(or_none(s(p, "/status/nominatedNodeName").to_string())),
         json!(gates),
@@ -223,6 +242,7 @@ pub(super) fn statefulset(r: &Value) -> Vec<Value> {
 }
 
 pub(super) fn daemonset(r: &Value) -> Vec<Value> {
+    let (containers, images) = containers_images(r);
     let selector = r
         .pointer("/spec/template/spec/nodeSelector")
         .and_then(Value::as_object)
@@ -244,6 +264,9 @@ pub(super) fn daemonset(r: &Value) -> Vec<Value> {
         json!(i(r, "/status/numberAvailable")),
         json!(or_none(selector)),
         json!(object_age(r)),
+        json!(containers),
+        json!(images),
+        json!(or_none(selector_string(r.pointer("/spec/selector")))),
     ]
 }
 
@@ -306,60 +329,6 @@ pub(super) fn service(svc: &Value) -> Vec<Value> {
     ]
 }
 
-pub(super) fn limited(list: Vec<String>) -> String {
-    if list.is_empty() {
-        return "<none>".into();
-    }
-    let shown = list.iter().take(3).cloned().collect::<Vec<_>>().join(",");
-    if list.len() > 3 {
-        format!("{shown} + {} more...", list.len() - 3)
-    } else {
-        shown
-    }
-}
-
-pub(super) fn endpoints(ep: &Value) -> Vec<Value> {
-    let mut list = Vec::new();
-    for subset in arr(ep, "/subsets") {
-        for addr in arr(subset, "/addresses") {
-            let ports = arr(subset, "/ports");
-            if ports.is_empty() {
-                list.push(s(addr, "/ip").to_string());
-            }
-            for p in ports {
-                list.push(format!("{}:{}", s(addr, "/ip"), i(p, "/port")));
-            }
-        }
-    }
-    vec![name(ep), json!(limited(list)), json!(object_age(ep))]
-}
-
-pub(super) fn endpointslice(es: &Value) -> Vec<Value> {
-    let ports: Vec<String> = arr(es, "/ports")
-        .iter()
-        .map(|p| i(p, "/port").to_string())
-        .collect();
-    let addrs: Vec<String> = arr(es, "/endpoints")
-        .iter()
-        .flat_map(|e| {
-            arr(e, "/addresses")
-                .iter()
-                .filter_map(|a| a.as_str().map(str::to_string))
-        })
-        .collect();
-    vec![
-        name(es),
-        json!(s(es, "/addressType")),
-        json!(if ports.is_empty() {
-            "<unset>".to_string()
-        } else {
-            ports.join(",")
-        }),
-        json!(limited(addrs)),
-        json!(object_age(es)),
-    ]
-}
-
 pub(super) fn node(n: &Value) -> Vec<Value> {
     let ready = arr(n, "/status/conditions")
         .iter()
@@ -407,11 +376,9 @@ pub(super) fn node(n: &Value) -> Vec<Value> {
         json!(s(n, "/status/nodeInfo/kubeletVersion")),
         json!(addr("InternalIP")),
         json!(addr("ExternalIP")),
-        json!(or_none(s(n, "/status/nodeInfo/osImage").to_string())),
-        json!(or_none(s(n, "/status/nodeInfo/kernelVersion").to_string())),
-        json!(or_none(
-            s(n, "/status/nodeInfo/containerRuntimeVersion").to_string()
-        )),
+        json!(or_unknown(s(n, "/status/nodeInfo/osImage"))),
+        json!(or_unknown(s(n, "/status/nodeInfo/kernelVersion"))),
+        json!(or_unknown(s(n, "/status/nodeInfo/containerRuntimeVersion"))),
     ]
 }
 
@@ -423,37 +390,10 @@ pub(super) fn namespace(ns: &Value) -> Vec<Value> {
     ]
 }
 
-pub(super) fn event(e: &Value) -> Vec<Value> {
-    let last = [
-        "/series/lastObservedTime",
-        "/lastTimestamp",
-        "/eventTime",
-        "/firstTimestamp",
-        "/metadata/creationTimestamp",
-    ]
-    .iter()
-    .map(|p| s(e, p))
-    .find(|t| !t.is_empty())
-    .map(|t| age(Some(t)))
-    .unwrap_or_else(|| "<unknown>".into());
-    let object = format!(
-        "{}/{}",
-        s(e, "/involvedObject/kind").to_ascii_lowercase(),
-        s(e, "/involvedObject/name")
-    );
-    vec![
-        json!(last),
-        json!(s(e, "/type")),
-        json!(s(e, "/reason")),
-        json!(object),
-        json!(s(e, "/message").trim()),
-    ]
-}
-
 pub(super) fn lease(l: &Value) -> Vec<Value> {
     vec![
         name(l),
-        json!(or_none(s(l, "/spec/holderIdentity").to_string())),
+        json!(s(l, "/spec/holderIdentity")),
         json!(object_age(l)),
     ]
 }
@@ -481,7 +421,7 @@ pub(super) fn secret(c: &Value) -> Vec<Value> {
     vec![
         name(c),
         json!(s(c, "/type")),
-        json!(count(c, &["/data", "/stringData"])),
+        json!(count(c, &["/data"])),
         json!(object_age(c)),
     ]
 }
@@ -806,10 +746,6 @@ pub(super) fn role_binding(b: &Value) -> Vec<Value> {
     ]
 }
 
-pub(super) fn role(r: &Value) -> Vec<Value> {
-    vec![name(r), json!(s(r, "/metadata/creationTimestamp"))]
-}
-
 pub(super) fn controller_revision(r: &Value) -> Vec<Value> {
     let owner = arr(r, "/metadata/ownerReferences")
         .iter()
@@ -846,7 +782,7 @@ pub(super) fn priority_class(p: &Value) -> Vec<Value> {
         json!(i(p, "/value")),
         json!(default),
         json!(object_age(p)),
-        json!(unset(p, "/preemptionPolicy")),
+        json!(s(p, "/preemptionPolicy")),
     ]
 }
 

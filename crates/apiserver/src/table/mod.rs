@@ -1,9 +1,12 @@
 //! Server-side tables (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`): the columns
-//! `kubectl get` prints, per resource, with a NAME/AGE default.
+//! `kubectl get` prints, per resource, as upstream's printers declare them (name, type,
+//! format, priority 1 for `-o wide`; the server always fills the wide cells), and upstream's
+//! default table (`Name`, `Created At`) for the resources that have no printer.
 //!
 //! Start with [`table`]; per-resource printers live in [`printers`].
 
 mod cells;
+mod extra;
 mod printers;
 
 use api_types::registry::Resource;
@@ -32,11 +35,31 @@ pub struct Column {
     pub description: &'static str,
 }
 
-/// Shorthand for a column.
+/// Shorthand for a `string` column.
 pub const fn col(name: &'static str, priority: u8, description: &'static str) -> Column {
+    typed(name, "string", priority, description)
+}
+
+/// Shorthand for an `integer` column (its cells are numbers).
+pub const fn int_col(name: &'static str, priority: u8, description: &'static str) -> Column {
+    typed(name, "integer", priority, description)
+}
+
+/// Shorthand for a `boolean` column (its cells are `true`/`false`).
+pub const fn bool_col(name: &'static str, priority: u8, description: &'static str) -> Column {
+    typed(name, "boolean", priority, description)
+}
+
+/// A column of any type.
+pub const fn typed(
+    name: &'static str,
+    kind: &'static str,
+    priority: u8,
+    description: &'static str,
+) -> Column {
     Column {
         name,
-        kind: "string",
+        kind,
         priority,
         description,
     }
@@ -145,8 +168,8 @@ mod tests {
     }
 
     #[test]
-    fn default_table_has_name_and_age_with_metadata_rows() {
-        let r = api_types::registry::find("", "v1", "podtemplates").expect("podtemplates");
+    fn default_table_has_name_and_creation_time_with_metadata_rows() {
+        let r = api_types::registry::find("", "v1", "limitranges").expect("limitranges");
         let t = table(
             r,
             &[json!({"metadata": {"name": "x", "creationTimestamp": "2020-01-01T00:00:00Z"}})],
@@ -156,7 +179,11 @@ mod tests {
         );
         assert_eq!(t["kind"], "Table");
         assert_eq!(t["columnDefinitions"][0]["name"], "Name");
+        assert_eq!(t["columnDefinitions"][0]["format"], "name");
+        assert_eq!(t["columnDefinitions"][1]["name"], "Created At");
+        assert_eq!(t["columnDefinitions"][1]["type"], "date");
         assert_eq!(t["rows"][0]["cells"][0], "x");
+        assert_eq!(t["rows"][0]["cells"][1], "2020-01-01T00:00:00Z");
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["metadata"]["resourceVersion"], "5");
     }

@@ -1,16 +1,22 @@
-//! Per-resource table columns, following upstream's printers
-//! (`pkg/printers/internalversion/printers.go`); the cells are in [`super::cells`].
+//! Per-resource table columns (names, types, priorities), following upstream's printers
+//! (`pkg/printers/internalversion/printers.go`); the cells are in [`super::cells`] and
+//! [`super::extra`]. Resources without a printer get upstream's default table.
 
 use api_types::registry::Resource;
 use serde_json::Value;
 
 use super::cells::*;
-use super::{col, Column};
+use super::extra;
+use super::{bool_col, col, int_col, typed, Column};
 
 type Printer = fn(&Value) -> Vec<Value>;
 
 const NAME: Column = col("Name", 0, "The object's name.");
 const AGE: Column = col("Age", 0, "Time since the object was created.");
+const CREATED_AT: Column = typed("Created At", "date", 0, "When the object was created.");
+const CONTAINERS: Column = col("Containers", 1, "Container names of the pod template.");
+const IMAGES: Column = col("Images", 1, "Container images of the pod template.");
+const SELECTOR: Column = col("Selector", 1, "Label selector of the pods.");
 
 /// Columns and cell printer for `resource`.
 pub fn printer(resource: &Resource) -> (Vec<Column>, Printer) {
@@ -57,9 +63,9 @@ pub fn printer(resource: &Resource) -> (Vec<Column>, Printer) {
         ("apps", "replicasets") | ("", "replicationcontrollers") => (
             vec![
                 NAME,
-                col("Desired", 0, "Desired replicas."),
-                col("Current", 0, "Replicas that exist."),
-                col("Ready", 0, "Ready replicas."),
+                int_col("Desired", 0, "Desired replicas."),
+                int_col("Current", 0, "Replicas that exist."),
+                int_col("Ready", 0, "Ready replicas."),
                 AGE,
                 col("Containers", 1, "Container names of the pod template."),
                 col("Images", 1, "Container images of the pod template."),
@@ -80,13 +86,16 @@ pub fn printer(resource: &Resource) -> (Vec<Column>, Printer) {
         ("apps", "daemonsets") => (
             vec![
                 NAME,
-                col("Desired", 0, "Nodes that should run the pod."),
-                col("Current", 0, "Eligible nodes running the pod."),
-                col("Ready", 0, "Eligible nodes with the pod ready."),
-                col("Up-to-date", 0, "Nodes running the current template."),
-                col("Available", 0, "Nodes with the pod available."),
+                int_col("Desired", 0, "Nodes that should run the pod."),
+                int_col("Current", 0, "Eligible nodes running the pod."),
+                int_col("Ready", 0, "Eligible nodes with the pod ready."),
+                int_col("Up-to-date", 0, "Nodes running the current template."),
+                int_col("Available", 0, "Nodes with the pod available."),
                 col("Node Selector", 0, "Node selector of the pod template."),
                 AGE,
+                CONTAINERS,
+                IMAGES,
+                SELECTOR,
             ],
             daemonset,
         ),
@@ -112,7 +121,7 @@ pub fn printer(resource: &Resource) -> (Vec<Column>, Printer) {
                 col("Endpoints", 0, "Backend addresses and ports."),
                 AGE,
             ],
-            endpoints,
+            extra::endpoints,
         ),
         ("discovery.k8s.io", "endpointslices") => (
             vec![
@@ -122,7 +131,7 @@ pub fn printer(resource: &Resource) -> (Vec<Column>, Printer) {
                 col("Endpoints", 0, "Endpoint addresses."),
                 AGE,
             ],
-            endpointslice,
+            extra::endpointslice,
         ),
         ("", "nodes") => (
             vec![
@@ -143,15 +152,68 @@ pub fn printer(resource: &Resource) -> (Vec<Column>, Printer) {
             vec![NAME, col("Status", 0, "Active or Terminating."), AGE],
             namespace,
         ),
-        ("", "events") => (
+        ("", "events") => (event_columns(), extra::core_event),
+        ("events.k8s.io", "events") => (event_columns(), extra::events_v1_event),
+        ("", "podtemplates") => (
             vec![
-                col("Last Seen", 0, "Time since the event was last seen."),
-                col("Type", 0, "Normal or Warning."),
-                col("Reason", 0, "Short machine-readable reason."),
-                col("Object", 0, "The object the event is about."),
-                col("Message", 0, "What happened."),
+                NAME,
+                col("Containers", 0, "Container names of the template."),
+                col("Images", 0, "Container images of the template."),
+                col("Pod Labels", 0, "Labels of the template's pods."),
             ],
-            event,
+            extra::pod_template,
+        ),
+        ("", "resourcequotas") => (
+            vec![
+                NAME,
+                col("Request", 0, "Used and hard request quotas."),
+                col("Limit", 0, "Used and hard limit quotas."),
+                AGE,
+            ],
+            extra::resource_quota,
+        ),
+        ("networking.k8s.io", "ingresses") => (
+            vec![
+                NAME,
+                col("Class", 0, "The ingress class."),
+                col("Hosts", 0, "Hosts the rules match."),
+                col("Address", 0, "Load-balancer addresses."),
+                col("Ports", 0, "Ports served."),
+                AGE,
+            ],
+            extra::ingress,
+        ),
+        ("networking.k8s.io", "ingressclasses") => (
+            vec![
+                NAME,
+                col("Controller", 0, "The controller handling the class."),
+                col("Parameters", 0, "The parameters resource."),
+                AGE,
+            ],
+            extra::ingress_class,
+        ),
+        ("networking.k8s.io", "networkpolicies") => (
+            vec![
+                NAME,
+                col("Pod-Selector", 0, "The pods the policy applies to."),
+                AGE,
+            ],
+            extra::network_policy,
+        ),
+        ("storage.k8s.io", "storageclasses") => (
+            vec![
+                NAME,
+                col("Provisioner", 0, "The volume provisioner."),
+                col("ReclaimPolicy", 0, "What happens to released volumes."),
+                col("VolumeBindingMode", 0, "When volumes are bound."),
+                col(
+                    "AllowVolumeExpansion",
+                    0,
+                    "Whether volumes may be expanded.",
+                ),
+                AGE,
+            ],
+            extra::storage_class,
         ),
         ("coordination.k8s.io", "leases") => {
             (vec![NAME, col("Holder", 0, "Current holder."), AGE], lease)
@@ -199,8 +261,8 @@ pub fn printer(resource: &Resource) -> (Vec<Column>, Printer) {
                 NAME,
                 col("Schedule", 0, "Cron schedule."),
                 col("Timezone", 0, "Time zone of the schedule."),
-                col("Suspend", 0, "Whether new runs are held back."),
-                col("Active", 0, "Jobs running now."),
+                bool_col("Suspend", 0, "Whether new runs are held back."),
+                int_col("Active", 0, "Jobs running now."),
                 col("Last Schedule", 0, "Time since a job was last started."),
                 AGE,
                 col(
@@ -264,7 +326,7 @@ pub fn printer(resource: &Resource) -> (Vec<Column>, Printer) {
                 NAME,
                 col("Min Available", 0, "Pods that must stay available."),
                 col("Max Unavailable", 0, "Pods that may be unavailable."),
-                col("Allowed Disruptions", 0, "Evictions allowed now."),
+                int_col("Allowed Disruptions", 0, "Evictions allowed now."),
                 AGE,
             ],
             pod_disruption_budget,
@@ -280,9 +342,6 @@ pub fn printer(resource: &Resource) -> (Vec<Column>, Printer) {
             ],
             role_binding,
         ),
-        ("rbac.authorization.k8s.io", "roles" | "clusterroles") => {
-            (vec![NAME, col("Created At", 0, "Creation time.")], role)
-        }
         ("apps", "controllerrevisions") => (
             vec![
                 NAME,
@@ -295,8 +354,8 @@ pub fn printer(resource: &Resource) -> (Vec<Column>, Printer) {
         ("scheduling.k8s.io", "priorityclasses") => (
             vec![
                 NAME,
-                col("Value", 0, "Priority of pods in this class."),
-                col(
+                int_col("Value", 0, "Priority of pods in this class."),
+                bool_col(
                     "Global-Default",
                     0,
                     "Whether pods without a class get this one.",
@@ -310,6 +369,34 @@ pub fn printer(resource: &Resource) -> (Vec<Column>, Printer) {
             ],
             priority_class,
         ),
-        _ => (vec![NAME, AGE], default_row),
+        // Upstream's default table (roles, cluster roles, limit ranges, ...).
+        _ => (vec![NAME, CREATED_AT], extra::created_at_row),
     }
+}
+
+/// The columns of core and `events.k8s.io` Events.
+fn event_columns() -> Vec<Column> {
+    vec![
+        col("Last Seen", 0, "Time since the event was last seen."),
+        col("Type", 0, "Normal or Warning."),
+        col("Reason", 0, "Short machine-readable reason."),
+        col("Object", 0, "The object the event is about."),
+        col(
+            "Subobject",
+            1,
+            "The part of the object, such as a container.",
+        ),
+        col(
+            "Source",
+            1,
+            "The component (and host) that reported the event.",
+        ),
+        col("Message", 0, "What happened."),
+        col("First Seen", 1, "Time since the event was first seen."),
+        col("Count", 1, "How many times the event occurred."),
+        Column {
+            priority: 1,
+            ..NAME
+        },
+    ]
 }

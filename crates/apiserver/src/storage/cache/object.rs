@@ -63,17 +63,31 @@ impl CachedObject {
         revision: Revision,
         index_field: Option<&str>,
     ) -> Result<Self, DecodeError> {
-        let json = match raw::splice_resource_version(stored, revision)? {
-            Some(json) => json,
-            None => {
-                // Not the shape we write (no metadata object, or one that already carries a
-                // resourceVersion): go through the tree once.
-                let mut value: Value = serde_json::from_slice(stored)?;
-                crate::objects::set_resource_version(&mut value, revision);
-                serde_json::to_vec(&value)?
-            }
+        let path: Option<Vec<&str>> = index_field.map(|f| f.split('.').collect());
+        let Some(layout) = raw::layout(stored, path.as_deref())? else {
+            // Not the shape we write (no metadata object, or one that already carries a
+            // resourceVersion): go through the tree once.
+            let mut value: Value = serde_json::from_slice(stored)?;
+            crate::objects::set_resource_version(&mut value, revision);
+            return Self::from_json(key, serde_json::to_vec(&value)?, revision, index_field);
         };
-        Self::from_json(key, json, revision, index_field)
+        // One walk found every field the cache reads; the splice only moves them.
+        let (json, layout) = layout.splice(stored, revision);
+        let indexed = layout
+            .indexed
+            .as_ref()
+            .and_then(|r| json.get(r.clone()))
+            .and_then(raw::non_empty_string);
+        Ok(CachedObject {
+            key,
+            revision,
+            indexed,
+            // A boxed slice drops the spare capacity of the vector.
+            json: Bytes::from(json.into_boxed_slice()),
+            kind: span(layout.kind),
+            api_version: span(layout.api_version),
+            labels: span(layout.labels),
+        })
     }
 
     /// A cached object from JSON that already carries its resourceVersion.
@@ -156,6 +170,12 @@ impl CachedObject {
                 Value::Object(Default::default())
             }
         }
+    }
+
+    /// Whether the object sets the field at `path` (keys from the root; found without decoding
+    /// the object), e.g. `["metadata", "deletionTimestamp"]`.
+    pub fn has_field(&self, path: &[&str]) -> bool {
+        matches!(raw::ranges(&self.json, [path]), Ok([Some(_)]))
     }
 
     /// `metadata.labels`, decoded (None when unset).
@@ -349,6 +369,8 @@ mod tests {
         expected["metadata"]["resourceVersion"] = json!("42");
         assert_eq!(object.value(), expected);
         assert_eq!(object.indexed.as_deref(), Some("n1"));
+        assert!(object.has_field(&["spec", "nodeName"]));
+        assert!(!object.has_field(&["metadata", "deletionTimestamp"]));
         assert_eq!(object.name(), "p");
         assert_eq!(object.labels(), Some(json!({"app": "web"})));
         assert!(object.has_type_meta("v1", "Pod"));

@@ -117,50 +117,111 @@ pub(super) fn ranges<const N: usize>(
 pub(super) fn string_at(json: &[u8], path: &str) -> Result<Option<String>, serde_json::Error> {
     let segments: Vec<&str> = path.split('.').collect();
     let [range] = ranges(json, [segments.as_slice()])?;
-    Ok(range
-        .and_then(|r| serde_json::from_slice::<Value>(&json[r]).ok())
-        .and_then(|v| match v {
-            Value::String(s) if !s.is_empty() => Some(s),
-            _ => None,
-        }))
+    Ok(range.and_then(|r| non_empty_string(&json[r])))
 }
 
-/// `stored` with `"resourceVersion":"<revision>"` added at the start of its metadata; None when
-/// it is not an object with a metadata object free of a resourceVersion (the caller then goes
-/// through a `Value`). Fails when `stored` is not valid JSON.
-pub(super) fn splice_resource_version(
+/// Where the fields the cache reads sit in a stored object whose metadata can take a spliced
+/// `resourceVersion`, found in one walk of the document (see [`layout`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Layout {
+    /// The raw `kind` value.
+    pub kind: Option<Range<usize>>,
+    /// The raw `apiVersion` value.
+    pub api_version: Option<Range<usize>>,
+    /// The raw `metadata.labels` value.
+    pub labels: Option<Range<usize>>,
+    /// The raw value at the index path.
+    pub indexed: Option<Range<usize>>,
+    /// Just after the `{` of the metadata object: where `resourceVersion` goes.
+    pub at: usize,
+    /// Whether the metadata object is empty (the spliced field then takes no comma).
+    pub empty: bool,
+}
+
+impl Layout {
+    /// `stored` with `"resourceVersion":"<revision>"` spliced in, and the ranges moved to
+    /// where they are in the result.
+    pub(super) fn splice(mut self, stored: &[u8], revision: Revision) -> (Vec<u8>, Self) {
+        let field = format!(
+            "\"resourceVersion\":\"{revision}\"{}",
+            if self.empty { "" } else { "," }
+        );
+        let mut out = Vec::with_capacity(stored.len() + field.len());
+        out.extend_from_slice(&stored[..self.at]);
+        out.extend_from_slice(field.as_bytes());
+        out.extend_from_slice(&stored[self.at..]);
+        let at = self.at;
+        let shift = |r: &mut Option<Range<usize>>| {
+            if let Some(r) = r.as_mut().filter(|r| r.start >= at) {
+                *r = r.start + field.len()..r.end + field.len();
+            }
+        };
+        shift(&mut self.kind);
+        shift(&mut self.api_version);
+        shift(&mut self.labels);
+        shift(&mut self.indexed);
+        (out, self)
+    }
+}
+
+/// The [`Layout`] of `stored` (with the value at `index_path` when given), in one walk of the
+/// top level plus the metadata object; None when `stored` is not an object with a metadata
+/// object free of a resourceVersion (the caller then goes through a `Value`). Fails when
+/// `stored` is not valid JSON.
+pub(super) fn layout(
     stored: &[u8],
-    revision: Revision,
-) -> Result<Option<Vec<u8>>, serde_json::Error> {
+    index_path: Option<&[&str]>,
+) -> Result<Option<Layout>, serde_json::Error> {
     if stored.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         // Validate, then let the caller handle the odd shape.
         serde_json::from_slice::<IgnoredAny>(stored)?;
         return Ok(None);
     }
-    let top = top_level(stored, &["metadata"])?;
-    let Some(metadata) = top.first().copied().flatten() else {
+    let index_first = index_path.and_then(|p| p.first().copied());
+    let mut keys = vec!["kind", "apiVersion", "metadata"];
+    if let Some(first) = index_first.filter(|f| !keys.contains(f)) {
+        keys.push(first);
+    }
+    let top = top_level(stored, &keys)?;
+    let found = |key: &str| {
+        keys.iter()
+            .position(|k| *k == key)
+            .and_then(|i| top.get(i).copied().flatten())
+    };
+    let Some(metadata) = found("metadata").filter(|m| m.get().starts_with('{')) else {
         return Ok(None);
     };
-    if !metadata.get().starts_with('{') {
+    let [resource_version, labels] =
+        <[Option<&RawValue>; 2]>::try_from(nested(metadata, &["resourceVersion", "labels"]))
+            .unwrap_or([None, None]);
+    if resource_version.is_some() {
         return Ok(None);
     }
-    if nested(metadata, &["resourceVersion"])
-        .first()
-        .is_some_and(Option::is_some)
-    {
-        return Ok(None);
+    let indexed = index_path.and_then(|path| {
+        let (first, rest) = path.split_first()?;
+        let mut current = found(first);
+        for key in rest {
+            current = current.and_then(|raw| nested(raw, &[key]).pop().flatten());
+        }
+        current
+    });
+    let range = |raw: Option<&RawValue>| raw.map(|raw| range_in(stored, raw));
+    Ok(Some(Layout {
+        kind: range(found("kind")),
+        api_version: range(found("apiVersion")),
+        labels: range(labels),
+        indexed: range(indexed),
+        at: range_in(stored, metadata).start + 1,
+        empty: metadata.get()[1..].trim_start().starts_with('}'),
+    }))
+}
+
+/// The non-empty JSON string `raw` holds, if it is one.
+pub(super) fn non_empty_string(raw: &[u8]) -> Option<String> {
+    match serde_json::from_slice::<Value>(raw).ok()? {
+        Value::String(s) if !s.is_empty() => Some(s),
+        _ => None,
     }
-    let at = range_in(stored, metadata).start + 1;
-    let empty = metadata.get()[1..].trim_start().starts_with('}');
-    let field = format!(
-        "\"resourceVersion\":\"{revision}\"{}",
-        if empty { "" } else { "," }
-    );
-    let mut out = Vec::with_capacity(stored.len() + field.len());
-    out.extend_from_slice(&stored[..at]);
-    out.extend_from_slice(field.as_bytes());
-    out.extend_from_slice(&stored[at..]);
-    Ok(Some(out))
 }
 
 /// Appends `s` as a JSON string.
@@ -199,6 +260,46 @@ mod tests {
     }
 
     #[test]
+    fn one_walk_finds_what_separate_lookups_find_after_the_splice() {
+        let docs: [&[u8]; 4] = [
+            br#"{"apiVersion":"v1","kind":"Pod","metadata":{"labels":{"a":"b"},"name":"p"},"spec":{"nodeName":"n1"}}"#,
+            br#"{"metadata":{"name":"p","labels":{"a":"b"}},"spec":{"nodeName":""},"kind":"Pod","apiVersion":"v1"}"#,
+            br#"{ "spec" : {"x": {"nodeName": "no"}}, "metadata" : { } , "kind":"K"}"#,
+            br#"{"metadata":{"labels":null},"spec":"s","apiVersion":"a/b"}"#,
+        ];
+        let path: &[&str] = &["spec", "nodeName"];
+        for doc in docs {
+            let layout = layout(doc, Some(path)).expect("valid").expect("spliceable");
+            let (out, moved) = layout.splice(doc, 77);
+            let [kind, api_version, labels, indexed, rv] = ranges(
+                &out,
+                [
+                    &["kind"],
+                    &["apiVersion"],
+                    &["metadata", "labels"],
+                    path,
+                    &["metadata", "resourceVersion"],
+                ],
+            )
+            .expect("still JSON");
+            let text = String::from_utf8_lossy(doc);
+            assert_eq!(moved.kind, kind, "{text}");
+            assert_eq!(moved.api_version, api_version, "{text}");
+            assert_eq!(moved.labels, labels, "{text}");
+            assert_eq!(moved.indexed, indexed, "{text}");
+            assert_eq!(rv.map(|r| out[r].to_vec()), Some(br#""77""#.to_vec()));
+        }
+        let indexed = |doc: &[u8]| {
+            let layout = layout(doc, Some(path)).expect("valid").expect("spliceable");
+            let (out, moved) = layout.splice(doc, 1);
+            moved.indexed.and_then(|r| non_empty_string(&out[r]))
+        };
+        assert_eq!(indexed(docs[0]).as_deref(), Some("n1"));
+        assert_eq!(indexed(docs[1]), None);
+        assert_eq!(indexed(docs[2]), None);
+    }
+
+    #[test]
     fn the_resource_version_is_spliced_into_metadata() {
         let cases = [
             (json!({"metadata": {"name": "a"}, "x": 1}), true),
@@ -209,16 +310,17 @@ mod tests {
         ];
         for (value, spliced) in cases {
             let stored = serde_json::to_vec(&value).expect("json");
-            let out = splice_resource_version(&stored, 12).expect("valid");
-            assert_eq!(out.is_some(), spliced, "{value}");
-            if let Some(out) = out {
+            let layout = layout(&stored, None).expect("valid");
+            assert_eq!(layout.is_some(), spliced, "{value}");
+            if let Some(layout) = layout {
+                let (out, _) = layout.splice(&stored, 12);
                 let mut expected = value.clone();
                 expected["metadata"]["resourceVersion"] = json!("12");
                 let got: Value = serde_json::from_slice(&out).expect("still JSON");
                 assert_eq!(got, expected);
             }
         }
-        assert!(splice_resource_version(b"{\"metadata\":{}", 1).is_err());
+        assert!(layout(b"{\"metadata\":{}", None).is_err());
         assert_eq!(
             string_at(br#"{"spec":{"nodeName":"n1"}}"#, "spec.nodeName").expect("valid"),
             Some("n1".to_string())
