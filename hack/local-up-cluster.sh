@@ -11,6 +11,9 @@
 #   KUBE_READY_TIMEOUT=120  seconds to wait for the apiserver and for the node to be Ready
 #   KUBE_UP_ONLY=PHASE      debugging: stop after prereqs|certs|images|containerd|etcd|apiserver and
 #                           leave what started running, as -d does
+#   KUBE_EVICTION_HARD=...  the kubelet's --eviction-hard (default: 100Mi of memory and 1Gi of disk
+#                           left; upstream's percentages would evict pods on a build machine
+#                           whose disk is mostly build output)
 set -euo pipefail
 
 # shellcheck source=hack/lib/cluster.sh
@@ -31,6 +34,7 @@ shift $((OPTIND - 1))
 (($# == 0)) || usage
 
 READY_TIMEOUT=${KUBE_READY_TIMEOUT:-120}
+EVICTION_HARD=${KUBE_EVICTION_HARD:-memory.available<100Mi,nodefs.available<1Gi,imagefs.available<1Gi}
 UP_ONLY=${KUBE_UP_ONLY:-}
 case $UP_ONLY in
     "" | prereqs | certs | images | containerd | etcd | apiserver) ;;
@@ -315,7 +319,8 @@ start kubelet "$KUBE_BIN_DIR/kubelet" \
     --cni-bin-dir /usr/lib/cni --cluster-dns 10.96.0.10 --cluster-domain cluster.local \
     --port 10250 --tls-cert-file "$CERTS/kubelet.crt" --tls-private-key-file "$CERTS/kubelet.key" \
     --client-ca-file "$CERTS/ca.crt" --healthz-port 10248 \
-    --authentication-token-webhook --authorization-mode Webhook
+    --authentication-token-webhook --authorization-mode Webhook \
+    --eviction-hard "$EVICTION_HARD"
 
 start kube-proxy "$KUBE_BIN_DIR/kube-proxy" \
     --kubeconfig "$DIR/kube-proxy.kubeconfig" --hostname-override "$NODE_NAME" \

@@ -16,12 +16,16 @@ use tokio::task::JoinHandle;
 use crate::network::cni::{check_plugins, CniNetwork};
 use crate::network::{Network, NetworkError};
 use crate::node::agent::NodeAgent;
+use crate::node::eviction::{parse_thresholds, EvictionManager, Pressure, SignalSource};
+use crate::node::features::{EvictionSettings, NodeFeatures, StaticPodSettings};
 use crate::node::image_gc::{ImageGc, StatvfsDisk, IMAGE_GC_PERIOD};
 use crate::node::info::{default_node_ip, machine_info};
+use crate::node::static_pods::{KubeMirrorClient, MirrorClient, StaticPodApi, StaticUids};
+use crate::node::stats::StatsCollector;
 use crate::node::status::NodeConfig;
 use crate::options::Options;
 use crate::pod::files::DnsSettings;
-use crate::pod::manager::PodManager;
+use crate::pod::manager::{PodManager, StaticPodConfig};
 use crate::pod::{KubePodApi, PodApi, PodContext, PodSettings, PodStore};
 use crate::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
 use crate::runtime::{ContainerRuntime, RuntimeError};
@@ -65,6 +69,9 @@ pub enum RunError {
     /// The kubelet API could not start.
     #[error("{0}")]
     Server(#[source] ServerError),
+    /// `--eviction-hard` is malformed.
+    #[error("{0}: check --eviction-hard")]
+    Eviction(#[source] crate::node::eviction::EvictionError),
     /// The healthz endpoint could not start.
     #[error("{0}: pick another with --healthz-port")]
     Health(#[source] HealthError),
@@ -137,8 +144,24 @@ pub async fn start_with_auth(
     deps: Dependencies,
     auth: Option<Arc<crate::server::auth::KubeletAuth>>,
 ) -> Result<RunningKubelet, RunError> {
+    start_with_features(deps, auth, NodeFeatures::default()).await
+}
+
+/// Like [`start_with_auth`], with the optional node `features` (static pods, eviction, stats).
+pub async fn start_with_features(
+    deps: Dependencies,
+    auth: Option<Arc<crate::server::auth::KubeletAuth>>,
+    features: NodeFeatures,
+) -> Result<RunningKubelet, RunError> {
     let store = PodStore::new();
-    let api_addr = crate::server::serve_with_auth(
+    let stats = features.stats.clone().unwrap_or_else(|| {
+        Arc::new(StatsCollector::host(
+            &deps.node.name,
+            deps.pods.root_dir.clone(),
+            deps.pods.pod_logs_dir.clone(),
+        ))
+    });
+    let api_addr = crate::server::serve_with_stats(
         deps.api_addr,
         &deps.tls,
         ServerState {
@@ -147,6 +170,7 @@ pub async fn start_with_auth(
             pod_logs_dir: deps.pods.pod_logs_dir.clone(),
         },
         auth,
+        Some(stats.clone()),
     )
     .await
     .map_err(RunError::Server)?;
@@ -157,13 +181,17 @@ pub async fn start_with_auth(
         // Report the port actually bound (in-process kubelets listen on an ephemeral port).
         node.port = api_addr.port();
     }
-    let agent = Arc::new(NodeAgent::new(
-        deps.client.clone(),
-        node,
-        info,
-        deps.runtime.clone(),
-        deps.network.clone(),
-    ));
+    let pressure = Pressure::default();
+    let agent = Arc::new(
+        NodeAgent::new(
+            deps.client.clone(),
+            node,
+            info,
+            deps.runtime.clone(),
+            deps.network.clone(),
+        )
+        .with_pressure(pressure.clone()),
+    );
     let mut delay = Duration::from_millis(200);
     loop {
         match agent.register().await {
@@ -179,6 +207,15 @@ pub async fn start_with_auth(
         tracing::warn!(%error, "first node status update failed");
     }
     let api: Arc<dyn PodApi> = Arc::new(KubePodApi::new(deps.client.clone(), &deps.node.name));
+    let static_uids = StaticUids::default();
+    let mirrors: Arc<dyn MirrorClient> =
+        Arc::new(KubeMirrorClient::new(deps.client.clone(), &deps.node.name));
+    let api: Arc<dyn PodApi> = Arc::new(StaticPodApi::new(
+        api,
+        deps.client.clone(),
+        mirrors.clone(),
+        static_uids.clone(),
+    ));
     let ctx = Arc::new(PodContext {
         runtime: deps.runtime.clone(),
         network: deps.network.clone(),
@@ -187,13 +224,34 @@ pub async fn start_with_auth(
         store: store.clone(),
         mounter: deps.mounter.clone(),
     });
-    let manager = PodManager::new(ctx).await;
-    let tasks = vec![
+    let mut manager = PodManager::new(ctx).await;
+    if let Some(settings) = &features.static_pods {
+        tracing::info!(dir = %settings.dir.display(), "running static pods");
+        manager = manager.with_static_pods(StaticPodConfig {
+            dir: settings.dir.clone(),
+            period: settings.period,
+            mirrors,
+            uids: static_uids,
+        });
+    }
+    let commands = manager.commands();
+    let mut tasks = vec![
         tokio::spawn(agent.clone().status_loop(deps.status_period)),
         tokio::spawn(agent.clone().lease_loop()),
         tokio::spawn(agent.clone().pod_cidr_loop()),
         tokio::spawn(manager.run(deps.client.clone(), deps.node.name.clone())),
     ];
+    if let Some(settings) = features.eviction.filter(|e| !e.thresholds.is_empty()) {
+        let source: Arc<dyn SignalSource> = settings.source.unwrap_or(stats);
+        let eviction = EvictionManager::new(
+            settings.thresholds,
+            source,
+            store.clone(),
+            pressure,
+            settings.transition_period,
+        );
+        tasks.push(tokio::spawn(eviction.run(settings.interval, commands)));
+    }
     tracing::info!(node = %deps.node.name, api = %api_addr, "kubelet started");
     Ok(RunningKubelet {
         api_addr,
@@ -260,6 +318,20 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         return Err(RunError::NotRoot);
     }
     check_plugins(&options.cni_bin_dir).map_err(RunError::Cni)?;
+    let features = NodeFeatures {
+        static_pods: options
+            .pod_manifest_path
+            .clone()
+            .map(|dir| StaticPodSettings {
+                dir,
+                period: options.file_check_frequency,
+            }),
+        eviction: Some(EvictionSettings::new(
+            parse_thresholds(&options.eviction_hard).map_err(RunError::Eviction)?,
+            options.eviction_pressure_transition_period,
+        )),
+        stats: None,
+    };
     let socket = socket_path(&options.container_runtime_endpoint);
     if !socket.exists() {
         return Err(RunError::RuntimeSocket {
@@ -268,6 +340,13 @@ pub async fn run(options: Options) -> Result<(), RunError> {
     }
     ensure_dir(&options.root_dir)?;
     ensure_dir(&options.pod_logs_dir)?;
+    tokio::spawn(
+        crate::runtime::log_rotation::LogRotation {
+            max_size: options.container_log_max_size,
+            max_files: usize::from(options.container_log_max_files),
+        }
+        .run(options.pod_logs_dir.clone()),
+    );
     let node_name = options
         .hostname_override
         .clone()
@@ -330,7 +409,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
                 options.authorization_mode,
             ))
         });
-    let kubelet = start_with_auth(
+    let kubelet = start_with_features(
         Dependencies {
             client,
             runtime,
@@ -363,6 +442,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
             mounter: Arc::new(crate::pod::mounts::HostMounter),
         },
         auth,
+        features,
     )
     .await?;
     let gc_task = tokio::spawn(image_gc.run(IMAGE_GC_PERIOD));

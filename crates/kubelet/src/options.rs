@@ -87,6 +87,29 @@ pub struct Options {
     /// How often the node status is posted (seconds).
     #[arg(long = "node-status-update-frequency", default_value_t = 10)]
     pub node_status_update_frequency: u64,
+    /// Directory of static pod manifests (YAML or JSON Pods) run without the apiserver.
+    #[arg(long = "pod-manifest-path")]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// How often `--pod-manifest-path` is rescanned.
+    #[arg(long = "file-check-frequency", default_value = "20s",
+        value_parser = component_base::leaderelection::parse_duration)]
+    pub file_check_frequency: std::time::Duration,
+    /// Hard eviction thresholds (`signal<quantity|percent%`, comma-separated; empty disables).
+    #[arg(long = "eviction-hard",
+        default_value = crate::node::eviction::DEFAULT_EVICTION_HARD)]
+    pub eviction_hard: String,
+    /// How long a pressure condition stays after its threshold was last met.
+    #[arg(long = "eviction-pressure-transition-period", default_value = "5m",
+        value_parser = component_base::leaderelection::parse_duration)]
+    pub eviction_pressure_transition_period: std::time::Duration,
+    /// Rotate a container log once it is larger than this (a quantity, e.g. `10Mi`).
+    #[arg(long = "container-log-max-size", default_value = "10Mi",
+        value_parser = crate::runtime::log_rotation::parse_size)]
+    pub container_log_max_size: u64,
+    /// Most log files kept per container (the current one included; at least 2).
+    #[arg(long = "container-log-max-files", default_value_t = 5,
+        value_parser = clap::value_parser!(u16).range(2..))]
+    pub container_log_max_files: u16,
 }
 
 #[cfg(test)]

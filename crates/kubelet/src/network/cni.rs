@@ -15,9 +15,9 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use super::config;
+use super::{config, ipc};
 use super::{
-    netns_name, netns_path, Network, NetworkError, PodNetworkRequest, PodNetworkStatus,
+    netns_name, netns_path, Network, NetworkError, PodIpc, PodNetworkRequest, PodNetworkStatus,
     NETNS_PREFIX,
 };
 
@@ -46,6 +46,7 @@ pub struct CniNetwork {
     bin_dir: PathBuf,
     conf_dir: PathBuf,
     data_dir: PathBuf,
+    ipc_dir: PathBuf,
     bridge: String,
     list: Mutex<Option<Value>>,
     ready: AtomicBool,
@@ -53,12 +54,14 @@ pub struct CniNetwork {
 
 impl CniNetwork {
     /// A network using plugins from `bin_dir` and keeping its configuration and IPAM state
-    /// under `cni_dir` (`<root-dir>/cni`: `net.d/` and `networks/`).
+    /// under `cni_dir` (`<root-dir>/cni`: `net.d/` and `networks/`), and pod IPC namespaces
+    /// under `<root-dir>/ipc`.
     pub fn new(bin_dir: PathBuf, cni_dir: &Path) -> Self {
         Self {
             bin_dir,
             conf_dir: cni_dir.join("net.d"),
             data_dir: cni_dir.join("networks"),
+            ipc_dir: ipc::default_dir(cni_dir),
             bridge: config::BRIDGE_NAME.to_string(),
             list: Mutex::new(None),
             ready: AtomicBool::new(false),
@@ -68,6 +71,12 @@ impl CniNetwork {
     /// Uses another bridge than `cni0` (tests that must not touch the node's bridge).
     pub fn with_bridge(mut self, bridge: &str) -> Self {
         self.bridge = bridge.to_string();
+        self
+    }
+
+    /// Keeps pod IPC namespaces in `dir` instead of `<root-dir>/ipc`.
+    pub fn with_ipc_dir(mut self, dir: PathBuf) -> Self {
+        self.ipc_dir = dir;
         self
     }
 
@@ -286,6 +295,7 @@ impl Network for CniNetwork {
                 });
             }
         }
+        self.teardown_ipc(netns).await?;
         tracing::info!(netns, "pod network torn down");
         Ok(())
     }
@@ -308,8 +318,26 @@ impl Network for CniNetwork {
                 names.push(name);
             }
         }
+        names.extend(ipc::list(&self.ipc_dir));
         names.sort();
+        names.dedup();
         Ok(names)
+    }
+
+    async fn setup_ipc(&self, pod_uid: &str) -> Result<PodIpc, NetworkError> {
+        let dir = self.ipc_dir.clone();
+        let name = netns_name(pod_uid);
+        tokio::task::spawn_blocking(move || ipc::create(&dir, &name))
+            .await
+            .map_err(|e| NetworkError::Ipc {
+                step: "creating the IPC namespace",
+                path: self.ipc_dir.display().to_string(),
+                source: std::io::Error::other(e),
+            })?
+    }
+
+    async fn teardown_ipc(&self, name: &str) -> Result<(), NetworkError> {
+        ipc::remove(&self.ipc_dir, name)
     }
 }
 

@@ -6,7 +6,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use super::{netns_name, netns_path, Network, NetworkError, PodNetworkRequest, PodNetworkStatus};
+use super::{
+    netns_name, netns_path, Network, NetworkError, PodIpc, PodNetworkRequest, PodNetworkStatus,
+};
+
+/// Where the fake pretends pod IPC namespaces live.
+pub const FAKE_IPC_DIR: &str = "/run/fake-ipc";
 
 /// One recorded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,12 +22,17 @@ pub enum NetworkCall {
     Setup(String),
     /// `teardown(netns)`.
     Teardown(String),
+    /// `setup_ipc` for this pod uid.
+    SetupIpc(String),
+    /// `teardown_ipc(name)`.
+    TeardownIpc(String),
 }
 
 #[derive(Default)]
 struct State {
     calls: Vec<NetworkCall>,
     namespaces: BTreeMap<String, IpAddr>,
+    ipc: std::collections::BTreeSet<String>,
     next: u8,
     fail_setup: Option<String>,
 }
@@ -60,6 +70,14 @@ impl FakeNetwork {
         self.state
             .lock()
             .map(|s| s.namespaces.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The pod IPC namespaces that currently exist.
+    pub fn ipc_namespaces(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|s| s.ipc.iter().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -127,10 +145,30 @@ impl Network for FakeNetwork {
         let mut state = self.state.lock().map_err(|_| poisoned())?;
         state.calls.push(NetworkCall::Teardown(netns.to_string()));
         state.namespaces.remove(netns);
+        state.ipc.remove(netns);
         Ok(())
     }
 
     async fn list_netns(&self) -> Result<Vec<String>, NetworkError> {
-        Ok(self.namespaces())
+        let mut names = self.namespaces();
+        names.extend(self.ipc_namespaces());
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn setup_ipc(&self, pod_uid: &str) -> Result<PodIpc, NetworkError> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        state.calls.push(NetworkCall::SetupIpc(pod_uid.to_string()));
+        let name = netns_name(pod_uid);
+        state.ipc.insert(name.clone());
+        Ok(super::ipc::paths(std::path::Path::new(FAKE_IPC_DIR), &name))
+    }
+
+    async fn teardown_ipc(&self, name: &str) -> Result<(), NetworkError> {
+        let mut state = self.state.lock().map_err(|_| poisoned())?;
+        state.calls.push(NetworkCall::TeardownIpc(name.to_string()));
+        state.ipc.remove(name);
+        Ok(())
     }
 }

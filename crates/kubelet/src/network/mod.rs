@@ -1,12 +1,15 @@
-//! Pod networking: one network namespace per pod, wired to the node bridge through CNI.
+//! Pod sandboxes: one network namespace per pod, wired to the node bridge through CNI, and one
+//! IPC namespace (with its `/dev/shm`) shared by the pod's containers.
 //!
 //! Everything goes through the [`Network`] trait: [`cni::CniNetwork`] is the real implementation
-//! (`ip netns` + the CNI `loopback` and `bridge` plugins), [`fake::FakeNetwork`] records calls for
-//! unit tests. Start at [`Network`], then [`cni::CniNetwork`].
+//! (`ip netns` + the CNI `loopback` and `bridge` plugins, [`ipc`] for IPC namespaces),
+//! [`fake::FakeNetwork`] records calls for unit tests. Start at [`Network`], then
+//! [`cni::CniNetwork`].
 
 pub mod cni;
 pub mod config;
 pub mod fake;
+pub mod ipc;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -45,6 +48,15 @@ pub struct PodNetworkStatus {
     pub netns_path: PathBuf,
     /// The pod's IP address.
     pub ip: IpAddr,
+}
+
+/// A pod's IPC namespace, shared by its containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIpc {
+    /// The namespace file to join (a bind mount of an nsfs file).
+    pub ns_path: PathBuf,
+    /// A tmpfs every container of the pod mounts at `/dev/shm`.
+    pub shm_path: PathBuf,
 }
 
 /// Why a network operation failed.
@@ -108,6 +120,17 @@ pub enum NetworkError {
         /// What was wrong.
         detail: String,
     },
+    /// Creating or removing a pod IPC namespace failed.
+    #[error("{step} {path}: {source}")]
+    Ipc {
+        /// What was being done.
+        step: &'static str,
+        /// The file or directory involved.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// An error injected by the fake.
     #[error("injected failure: {0}")]
     Injected(String),
@@ -127,11 +150,20 @@ pub trait Network: Send + Sync + 'static {
     /// that is already attached is returned as it is.
     async fn setup_pod(&self, pod: &PodNetworkRequest) -> Result<PodNetworkStatus, NetworkError>;
 
-    /// Detaches (CNI DEL) and deletes the network namespace `netns_name`. Tolerates a missing one.
+    /// Detaches (CNI DEL) and deletes the network namespace `netns_name`, and the IPC
+    /// namespace of the same name. Tolerates missing ones.
     async fn teardown(&self, netns_name: &str) -> Result<(), NetworkError>;
 
-    /// Names of the existing pod network namespaces (`kube-*`), for garbage collection.
+    /// Names of the existing pod network and IPC namespaces (`kube-*`), for garbage
+    /// collection.
     async fn list_netns(&self) -> Result<Vec<String>, NetworkError>;
+
+    /// Creates the pod's IPC namespace and shared memory (named like its network namespace,
+    /// [`netns_name`]). Idempotent: an existing one is returned as it is.
+    async fn setup_ipc(&self, pod_uid: &str) -> Result<PodIpc, NetworkError>;
+
+    /// Removes the IPC namespace `name` and its shared memory. Tolerates a missing one.
+    async fn teardown_ipc(&self, name: &str) -> Result<(), NetworkError>;
 }
 
 #[async_trait::async_trait]
@@ -150,6 +182,12 @@ impl<T: Network + ?Sized> Network for std::sync::Arc<T> {
     }
     async fn list_netns(&self) -> Result<Vec<String>, NetworkError> {
         (**self).list_netns().await
+    }
+    async fn setup_ipc(&self, pod_uid: &str) -> Result<PodIpc, NetworkError> {
+        (**self).setup_ipc(pod_uid).await
+    }
+    async fn teardown_ipc(&self, name: &str) -> Result<(), NetworkError> {
+        (**self).teardown_ipc(name).await
     }
 }
 

@@ -76,6 +76,9 @@ pub struct NodeAgent {
     previous: Mutex<Option<NodeStatus>>,
     node_uid: Mutex<Option<String>>,
     lease: Mutex<Option<Lease>>,
+    pressure: Option<super::eviction::Pressure>,
+    /// The pressure last reflected in the Node's taints.
+    tainted: Mutex<Option<(bool, bool)>>,
 }
 
 impl NodeAgent {
@@ -96,7 +99,59 @@ impl NodeAgent {
             previous: Mutex::new(None),
             node_uid: Mutex::new(None),
             lease: Mutex::new(None),
+            pressure: None,
+            tainted: Mutex::new(None),
         }
+    }
+
+    /// Reports the eviction manager's `pressure` in the node conditions and taints.
+    pub fn with_pressure(mut self, pressure: super::eviction::Pressure) -> Self {
+        self.pressure = Some(pressure);
+        self
+    }
+
+    /// Adds or removes the memory/disk pressure taints when the pressure changed.
+    async fn sync_taints(&self, health: &NodeHealth) -> Result<(), NodeError> {
+        let state = (health.memory_pressure, health.disk_pressure);
+        let mut tainted = self.tainted.lock().await;
+        if self.pressure.is_none() || *tainted == Some(state) {
+            return Ok(());
+        }
+        let name = self.config.name.clone();
+        let node = self
+            .nodes()
+            .get(&name)
+            .await
+            .map_err(|source| NodeError::Read {
+                node: name.clone(),
+                source,
+            })?;
+        let taints = node.spec.and_then(|s| s.taints).unwrap_or_default();
+        if let Some(taints) = super::status::pressure_taints(&taints, health) {
+            let patch = json!({ "spec": { "taints": taints } });
+            match self
+                .nodes()
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(node = %name, memory_pressure = state.0, disk_pressure = state.1, "node pressure taints updated")
+                }
+                // NodeRestriction: nodes may not change their taints; upstream's node
+                // lifecycle controller taints by condition instead.
+                Err(kube::Error::Api(status)) if status.code == 403 => {
+                    tracing::info!(node = %name, "not allowed to set the node's pressure taints; leaving them to the node lifecycle controller")
+                }
+                Err(source) => {
+                    return Err(NodeError::Register {
+                        node: name.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        *tainted = Some(state);
+        Ok(())
     }
 
     fn nodes(&self) -> Api<Node> {
@@ -137,11 +192,21 @@ impl NodeAgent {
     }
 
     async fn health(&self) -> (NodeHealth, RuntimeVersion) {
+        let (mut health, version) = self.runtime_health().await;
+        if let Some(pressure) = &self.pressure {
+            health.memory_pressure = pressure.memory();
+            health.disk_pressure = pressure.disk();
+        }
+        (health, version)
+    }
+
+    async fn runtime_health(&self) -> (NodeHealth, RuntimeVersion) {
         match self.runtime.version().await {
             Ok(version) => (
                 NodeHealth {
                     runtime_ok: true,
                     network_ready: self.network.ready(),
+                    ..Default::default()
                 },
                 version,
             ),
@@ -151,6 +216,7 @@ impl NodeAgent {
                     NodeHealth {
                         runtime_ok: false,
                         network_ready: self.network.ready(),
+                        ..Default::default()
                     },
                     RuntimeVersion {
                         runtime_name: "containerd".into(),
@@ -194,6 +260,10 @@ impl NodeAgent {
                 source,
             })?;
         *previous = Some(status);
+        drop(previous);
+        if let Err(error) = self.sync_taints(&health).await {
+            tracing::warn!(%error, "updating the node's pressure taints failed");
+        }
         Ok(health)
     }
 

@@ -39,6 +39,10 @@ pub struct NodeHealth {
     pub runtime_ok: bool,
     /// The pod network is configured (pod CIDR known, CNI config written).
     pub network_ready: bool,
+    /// The eviction manager reports memory pressure.
+    pub memory_pressure: bool,
+    /// The eviction manager reports disk pressure.
+    pub disk_pressure: bool,
 }
 
 /// The Node object to register (metadata only; the status is posted separately).
@@ -122,22 +126,38 @@ pub fn conditions(
             "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized (waiting for the node's pod CIDR)".to_string(),
         )
     };
+    let (memory_reason, memory_message) = if health.memory_pressure {
+        (
+            "KubeletHasInsufficientMemory",
+            "kubelet has insufficient memory available",
+        )
+    } else {
+        (
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        )
+    };
+    let (disk_reason, disk_message) = if health.disk_pressure {
+        ("KubeletHasDiskPressure", "kubelet has disk pressure")
+    } else {
+        ("KubeletHasNoDiskPressure", "kubelet has no disk pressure")
+    };
     vec![
         condition(
             "MemoryPressure",
-            true,
+            !health.memory_pressure,
             "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available",
+            memory_reason,
+            memory_message,
             previous,
             now.clone(),
         ),
         condition(
             "DiskPressure",
-            true,
+            !health.disk_pressure,
             "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
+            disk_reason,
+            disk_message,
             previous,
             now.clone(),
         ),
@@ -187,6 +207,45 @@ pub fn repository(name: &str) -> &str {
         Some(colon) if !name[colon..].contains('/') => &name[..colon],
         _ => name,
     }
+}
+
+/// Upstream's taint for a node under memory pressure.
+pub const TAINT_MEMORY_PRESSURE: &str = "node.kubernetes.io/memory-pressure";
+/// Upstream's taint for a node under disk pressure.
+pub const TAINT_DISK_PRESSURE: &str = "node.kubernetes.io/disk-pressure";
+
+/// `taints` with the pressure taints (`NoSchedule`) added or removed per `health`; `None`
+/// when nothing changes.
+pub fn pressure_taints(
+    taints: &[k8s_openapi::api::core::v1::Taint],
+    health: &NodeHealth,
+) -> Option<Vec<k8s_openapi::api::core::v1::Taint>> {
+    let mut out: Vec<_> = taints
+        .iter()
+        .filter(|t| t.key != TAINT_MEMORY_PRESSURE && t.key != TAINT_DISK_PRESSURE)
+        .cloned()
+        .collect();
+    for (key, on) in [
+        (TAINT_MEMORY_PRESSURE, health.memory_pressure),
+        (TAINT_DISK_PRESSURE, health.disk_pressure),
+    ] {
+        if on {
+            out.push(
+                taints
+                    .iter()
+                    .find(|t| t.key == key)
+                    .cloned()
+                    .unwrap_or_else(|| k8s_openapi::api::core::v1::Taint {
+                        key: key.to_string(),
+                        effect: "NoSchedule".into(),
+                        time_added: Some(Time(jiff::Timestamp::now())),
+                        value: None,
+                    }),
+            );
+        }
+    }
+    let same = out.len() == taints.len() && out.iter().all(|t| taints.contains(t));
+    (!same).then_some(out)
 }
 
 /// The full node status.
@@ -282,6 +341,7 @@ mod tests {
             &NodeHealth {
                 runtime_ok: true,
                 network_ready: false,
+                ..Default::default()
             },
             None,
             t0.clone(),
@@ -296,6 +356,7 @@ mod tests {
             &NodeHealth {
                 runtime_ok: true,
                 network_ready: true,
+                ..Default::default()
             },
             Some(&not_ready),
             t1.clone(),

@@ -6,6 +6,7 @@
 //! [`status`] (phase and conditions), [`env`], [`volumes`], [`files`], [`resources`], [`probe`].
 
 pub mod api;
+pub mod claims;
 pub mod env;
 pub mod files;
 pub mod manager;

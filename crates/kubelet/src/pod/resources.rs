@@ -133,6 +133,67 @@ pub fn container_resources(container: &Container) -> Resources {
     }
 }
 
+/// `oom_score_adj` of Guaranteed pods' containers (and of node-critical pods).
+pub const GUARANTEED_OOM_SCORE_ADJ: i32 = -997;
+/// `oom_score_adj` of BestEffort pods' containers.
+pub const BEST_EFFORT_OOM_SCORE_ADJ: i32 = 1000;
+
+/// The `oom_score_adj` of a container, as upstream's QoS policy computes it: -997 for
+/// Guaranteed (and `system-node-critical`) pods, 1000 for BestEffort, and for Burstable
+/// `1000 - 1000 * memoryRequest / machineMemory`, kept within 3 ..= 999 so Burstable
+/// containers always rank between the two.
+pub fn oom_score_adj(pod: &Pod, container: &Container, machine_memory: i64) -> i32 {
+    let critical = pod
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.priority_class_name.as_deref() == Some("system-node-critical"));
+    if critical {
+        return GUARANTEED_OOM_SCORE_ADJ;
+    }
+    match qos_class(pod) {
+        "Guaranteed" => return GUARANTEED_OOM_SCORE_ADJ,
+        "BestEffort" => return BEST_EFFORT_OOM_SCORE_ADJ,
+        _ => {}
+    }
+    let request = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("memory"))
+        .and_then(memory_bytes)
+        .unwrap_or(0)
+        .max(0);
+    let capacity = machine_memory.max(1);
+    // i128: 1000 * request cannot overflow.
+    let adj = 1000 - (1000 * i128::from(request)) / i128::from(capacity);
+    let floor = i128::from(1000 + GUARANTEED_OOM_SCORE_ADJ);
+    let adj = if adj < floor {
+        floor
+    } else if adj == i128::from(BEST_EFFORT_OOM_SCORE_ADJ) {
+        adj - 1
+    } else {
+        adj
+    };
+    i32::try_from(adj).unwrap_or(BEST_EFFORT_OOM_SCORE_ADJ - 1)
+}
+
+/// The machine's memory in bytes (`MemTotal` of `/proc/meminfo`), read once; `None` if it
+/// cannot be read.
+pub fn machine_memory_bytes() -> Option<i64> {
+    static TOTAL: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        parse_mem_total(&meminfo)
+    })
+}
+
+/// `MemTotal` of a `/proc/meminfo` text, in bytes.
+pub fn parse_mem_total(meminfo: &str) -> Option<i64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +266,44 @@ mod tests {
         assert_eq!(r.cpu_quota, 50_000);
         assert_eq!(r.cpu_period, 100_000);
         assert_eq!(r.memory_limit_bytes, 134_217_728);
+    }
+
+    #[test]
+    fn oom_score_adj_follows_the_qos_class() {
+        const GIB: i64 = 1 << 30;
+        type Quantities<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Quantities, Quantities, i32); 6] = [
+            (&[], &[], 1000),
+            (&[], &[("cpu", "1"), ("memory", "1Gi")], -997),
+            // 1 GiB of 4 GiB requested: 1000 - 250.
+            (&[("memory", "1Gi")], &[], 750),
+            // All of the machine requested: still above Guaranteed.
+            (&[("memory", "4Gi")], &[], 3),
+            (&[("memory", "8Gi")], &[("memory", "16Gi")], 3),
+            // A CPU request only: just below BestEffort.
+            (&[("cpu", "100m")], &[], 999),
+        ];
+        for (requests, limits, want) in cases {
+            let pod = pod_with(requests, limits);
+            let container = &pod.spec.as_ref().expect("spec").containers[0];
+            assert_eq!(
+                oom_score_adj(&pod, container, 4 * GIB),
+                want,
+                "{requests:?} {limits:?}"
+            );
+        }
+        let mut critical = pod_with(&[("memory", "1Gi")], &[]);
+        if let Some(spec) = critical.spec.as_mut() {
+            spec.priority_class_name = Some("system-node-critical".into());
+        }
+        let container = critical.spec.as_ref().expect("spec").containers[0].clone();
+        assert_eq!(oom_score_adj(&critical, &container, 4 * GIB), -997);
+    }
+
+    #[test]
+    fn mem_total_is_read_in_bytes() {
+        let meminfo = "MemTotal:        8049560 kB\nMemFree:         1000 kB\n";
+        assert_eq!(parse_mem_total(meminfo), Some(8_049_560 * 1024));
+        assert_eq!(parse_mem_total("nothing"), None);
     }
 }

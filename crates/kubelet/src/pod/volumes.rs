@@ -46,6 +46,16 @@ pub enum VolumeError {
     /// Mounting a memory-backed volume failed.
     #[error(transparent)]
     Mount(#[from] super::mounts::MountError),
+    /// A persistentVolumeClaim volume whose claim is not bound to a usable volume yet (the
+    /// pod manager replaces bound claims by their volume's host path, see
+    /// [`crate::pod::claims`]).
+    #[error("error processing PVC {namespace}/{claim}: PVC is not bound")]
+    ClaimNotBound {
+        /// The pod's namespace.
+        namespace: String,
+        /// The claim.
+        claim: String,
+    },
     /// Writing volume files failed.
     #[error("preparing volume {path}: {source}")]
     Io {
@@ -341,6 +351,12 @@ pub fn prepare_volumes(
         .collect();
     for volume in &volumes {
         check_supported(volume)?;
+        if let Some(claim) = &volume.persistent_volume_claim {
+            return Err(VolumeError::ClaimNotBound {
+                namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                claim: claim.claim_name.clone(),
+            });
+        }
     }
     let mut dirs = BTreeMap::new();
     for volume in volumes {

@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::{
     PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -29,8 +30,10 @@ use super::env::PodSources;
 use super::probe::ContainerProbes;
 use super::volumes::{has_file_volumes, prepare_volumes, refresh_file_volumes};
 use super::{PodContext, PodEntry};
-use crate::network::{PodNetworkRequest, PodNetworkStatus};
-use crate::runtime::{ContainerState, ContainerSummary, PullPolicy, LABEL_RESTART_COUNT};
+use crate::network::{PodIpc, PodNetworkRequest, PodNetworkStatus};
+use crate::runtime::{
+    ContainerExit, ContainerState, ContainerSummary, PullPolicy, LABEL_RESTART_COUNT,
+};
 
 /// First CrashLoopBackOff delay.
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
@@ -89,6 +92,8 @@ pub struct PodWorker {
     pod: Pod,
     uid: String,
     network: Option<PodNetworkStatus>,
+    /// The pod's IPC namespace (none for hostIPC pods).
+    ipc: Option<PodIpc>,
     tracks: BTreeMap<String, Track>,
     start_time: Option<Time>,
     last_posted: Option<PodStatus>,
@@ -153,6 +158,16 @@ fn waiting(reason: &str, message: Option<String>) -> ApiState {
     }
 }
 
+/// The next container exit from the runtime's stream; never resolves without one.
+async fn next_exit(
+    exits: &mut Option<broadcast::Receiver<ContainerExit>>,
+) -> Result<ContainerExit, RecvError> {
+    match exits {
+        Some(exits) => exits.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The pull policy of a container: as written, else `Always` for `:latest` or untagged images,
 /// else `IfNotPresent`.
 pub fn pull_policy(container: &Container) -> PullPolicy {
@@ -184,6 +199,7 @@ impl PodWorker {
             pod,
             uid,
             network: None,
+            ipc: None,
             tracks: BTreeMap::new(),
             start_time,
             last_posted: None,
@@ -278,6 +294,19 @@ impl PodWorker {
             .unwrap_or(false)
     }
 
+    fn host_ipc(&self) -> bool {
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_ipc)
+            .unwrap_or(false)
+    }
+
+    /// The pod as upstream names it in messages: `name_namespace(uid)`.
+    fn pod_ref(&self) -> String {
+        format!("{}_{}({})", self.name(), self.namespace(), self.uid)
+    }
+
     fn restart_policy(&self) -> String {
         self.pod
             .spec
@@ -317,17 +346,40 @@ impl PodWorker {
         }
     }
 
-    /// Runs the worker until the pod is finished and gone.
+    /// Whether `id` is the current instance of one of this pod's containers.
+    fn owns_container(&self, id: &str) -> bool {
+        self.tracks
+            .values()
+            .any(|t| t.current.as_ref().is_some_and(|i| i.id == id))
+    }
+
+    /// Runs the worker until the pod is finished and gone. It syncs when its resync time
+    /// comes, when the pod changes, and at once when one of its containers exits (if the
+    /// runtime reports exits).
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<WorkerMessage>) {
-        let mut delay = Duration::ZERO;
+        let mut exits = self.ctx.runtime.exits();
+        let mut next_sync = Instant::now();
         loop {
             let mut removed = false;
-            tokio::select! {
-                message = rx.recv() => match message {
-                    Some(WorkerMessage::Update(pod)) => self.update_pod(*pod),
-                    Some(WorkerMessage::Removed) | None => removed = true,
-                },
-                _ = tokio::time::sleep(delay) => {}
+            loop {
+                tokio::select! {
+                    message = rx.recv() => {
+                        match message {
+                            Some(WorkerMessage::Update(pod)) => self.update_pod(*pod),
+                            Some(WorkerMessage::Removed) | None => removed = true,
+                        }
+                        break;
+                    }
+                    _ = tokio::time::sleep_until(next_sync) => break,
+                    exit = next_exit(&mut exits) => match exit {
+                        Ok(exit) if self.owns_container(&exit.id) => break,
+                        // Another pod's container: keep waiting.
+                        Ok(_) => {}
+                        // Missed some: one of them may be ours.
+                        Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => exits = None,
+                    },
+                }
             }
             while let Ok(message) = rx.try_recv() {
                 match message {
@@ -340,7 +392,7 @@ impl PodWorker {
                 break;
             }
             match self.sync().await {
-                SyncOutcome::Continue(next) => delay = next,
+                SyncOutcome::Continue(next) => next_sync = Instant::now() + next,
                 SyncOutcome::Done => break,
             }
         }
@@ -372,7 +424,8 @@ impl PodWorker {
         match refresh_file_volumes(&self.pod, &dirs, &fetched, &self.fields()) {
             Ok(0) => {}
             Ok(changed) => {
-                tracing::info!(pod = %self.key(), changed, "volumes updated from their ConfigMaps and Secrets")
+                tracing::info!(pod = %self.key(), changed, "volumes updated from their ConfigMaps and Secrets");
+                self.apply_fs_group(&dirs);
             }
             Err(error) => {
                 tracing::warn!(pod = %self.key(), %error, "refreshing volumes failed; will retry")
@@ -491,6 +544,21 @@ impl PodWorker {
                 }
             }
         }
+        if !self.host_ipc() && self.ipc.is_none() {
+            match self.ctx.network.setup_ipc(&self.uid).await {
+                Ok(ipc) => self.ipc = Some(ipc),
+                Err(error) => {
+                    tracing::warn!(pod = %self.key(), %error, "pod IPC namespace set-up failed; will retry");
+                    self.event(
+                        None,
+                        true,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {error}"),
+                    );
+                    return Some(Duration::from_secs(2));
+                }
+            }
+        }
         let pod_ip = self.pod_ip();
         if self.files_written_for != Some(pod_ip) {
             if let Err(error) = self.write_pod_files(pod_ip) {
@@ -510,7 +578,10 @@ impl PodWorker {
             let pod_dir = self.ctx.settings.pod_dir(&self.uid);
             let mounter = self.ctx.mounter.as_ref();
             match prepare_volumes(&self.pod, &pod_dir, &sources, &self.fields(), mounter) {
-                Ok(dirs) => self.volume_dirs = Some(dirs),
+                Ok(dirs) => {
+                    self.apply_fs_group(&dirs);
+                    self.volume_dirs = Some(dirs);
+                }
                 Err(error) => {
                     tracing::warn!(pod = %self.key(), %error, "volume set-up failed; will retry");
                     self.pod_message = Some(format!("MountVolume.SetUp failed: {error}"));
@@ -634,13 +705,26 @@ impl PodWorker {
         }
     }
 
+    /// Gives the pod's volumes the group of its `fsGroup` (logged on failure).
+    fn apply_fs_group(&self, dirs: &BTreeMap<String, PathBuf>) {
+        if let Err(error) = security::apply_fs_group(&self.pod, dirs) {
+            tracing::warn!(pod = %self.key(), %error, "applying fsGroup to volumes failed");
+        }
+    }
+
     async fn kill_container(&mut self, name: &str) {
         let grace = self.grace_period();
         let runtime = self.ctx.runtime.clone();
+        let running = self
+            .tracks
+            .get(name)
+            .and_then(|t| t.current.as_ref())
+            .filter(|i| running_state(&i.state))
+            .map(|i| i.id.clone());
+        if let Some(id) = running {
+            self.stop_one(name, &id, grace).await;
+        }
         if let Some(instance) = self.tracks.get_mut(name).and_then(|t| t.current.as_mut()) {
-            if let Err(error) = runtime.stop_container(&instance.id, grace).await {
-                tracing::warn!(container = %name, %error, "stopping container failed");
-            }
             if let Ok(state) = runtime.container_status(&instance.id).await {
                 instance.state = state;
                 instance.exited_seen = Some(Instant::now());
@@ -770,7 +854,10 @@ impl PodWorker {
                 } else {
                     "Failed"
                 };
-                self.event(Some(&container.name), true, event_reason, event_message);
+                // A failed postStart hook has had its own events.
+                if reason != "PostStartHookError" {
+                    self.event(Some(&container.name), true, event_reason, event_message);
+                }
                 if reason == "ErrImagePull" {
                     self.event(
                         Some(&container.name),
@@ -801,9 +888,11 @@ impl PodWorker {
     }
 }
 
+mod hooks;
 mod image;
 mod projected;
 mod report;
+mod security;
 mod start;
 mod teardown;
 

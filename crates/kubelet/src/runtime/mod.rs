@@ -20,6 +20,7 @@ pub mod cri_log;
 pub mod error;
 pub mod fake;
 pub mod image_name;
+pub mod log_rotation;
 pub mod registry;
 pub mod types;
 
@@ -31,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use error::RuntimeError;
 pub use image_name::normalize_image;
 pub use registry::RegistryCredential;
+pub use types::ContainerExit;
 pub use types::{
     AttachRequest, ContainerConfig, ContainerState, ContainerSummary, ExecRequest, ExecSession,
     ImageInfo, Mount, PullPolicy, Resources, RuntimeVersion, TerminalSize, LABEL_CONTAINER_NAME,
@@ -114,6 +116,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// container's exit code.
     async fn attach(&self, id: &str, request: AttachRequest) -> Result<ExecSession, RuntimeError>;
 
+    /// Exits of containers' main processes from now on, as the runtime reports them, for
+    /// callers that want to react at once rather than at their next
+    /// [`container_status`](Self::container_status) poll (which stays the source of truth);
+    /// `None` if the runtime has no event stream.
+    fn exits(&self) -> Option<tokio::sync::broadcast::Receiver<ContainerExit>> {
+        None
+    }
+
     /// Opens a TCP connection to `127.0.0.1:port` inside the network namespace at `netns`
     /// (`None`: the host's, for `hostNetwork` pods). Used by port-forward.
     async fn port_forward(
@@ -176,6 +186,9 @@ impl<T: ContainerRuntime + ?Sized> ContainerRuntime for std::sync::Arc<T> {
     }
     async fn attach(&self, id: &str, request: AttachRequest) -> Result<ExecSession, RuntimeError> {
         (**self).attach(id, request).await
+    }
+    fn exits(&self) -> Option<tokio::sync::broadcast::Receiver<ContainerExit>> {
+        (**self).exits()
     }
     async fn port_forward(
         &self,

@@ -132,6 +132,22 @@ pub struct ContainerConfig {
     pub run_as_group: Option<u32>,
     /// Run privileged (all capabilities, no masked paths, devices).
     pub privileged: bool,
+    /// Extra groups of the process (`supplementalGroups` and `fsGroup`).
+    pub supplemental_groups: Vec<u32>,
+    /// Mount the root filesystem read-only (`readOnlyRootFilesystem`).
+    pub read_only_root_filesystem: bool,
+    /// Capabilities added to the default set (`NET_ADMIN` or `CAP_NET_ADMIN`; `ALL`).
+    pub capabilities_add: Vec<String>,
+    /// Capabilities dropped from the default set (`ALL` drops every one).
+    pub capabilities_drop: Vec<String>,
+    /// Set `no_new_privs` (`allowPrivilegeEscalation: false`).
+    pub no_new_privileges: bool,
+    /// `oom_score_adj` of the process (from the pod's QoS class); `None` = inherited.
+    pub oom_score_adj: Option<i32>,
+    /// IPC namespace to join (the pod's); `None` = a private one, unless `host_ipc`.
+    pub ipc_ns_path: Option<PathBuf>,
+    /// Share the host's IPC namespace (`hostIPC`).
+    pub host_ipc: bool,
 }
 
 /// State of one container.
@@ -251,4 +267,13 @@ impl fmt::Debug for ExecSession {
             .field("resize", &self.resize.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// A container's main process exited (see [`ContainerRuntime::exits`](super::ContainerRuntime::exits)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerExit {
+    /// Container id.
+    pub id: String,
+    /// Exit status.
+    pub exit_code: u32,
 }

@@ -11,6 +11,7 @@ pub mod portforward;
 pub mod query;
 pub mod routes;
 pub mod spdy;
+pub mod stats;
 pub mod stream;
 
 use std::net::SocketAddr;
@@ -161,6 +162,17 @@ pub async fn serve_with_auth(
     state: ServerState,
     auth: Option<Arc<auth::KubeletAuth>>,
 ) -> Result<SocketAddr, ServerError> {
+    serve_with_stats(addr, files, state, auth, None).await
+}
+
+/// Like [`serve_with_auth`], with `/stats/summary` answered from `stats`.
+pub async fn serve_with_stats(
+    addr: SocketAddr,
+    files: &TlsFiles,
+    state: ServerState,
+    auth: Option<Arc<auth::KubeletAuth>>,
+    stats: Option<Arc<crate::node::stats::StatsCollector>>,
+) -> Result<SocketAddr, ServerError> {
     let client_ca = client_ca(files)?;
     let config = tls_config_with(files, client_ca.clone())?;
     let listener = TcpListener::bind(addr)
@@ -170,7 +182,10 @@ pub async fn serve_with_auth(
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
     let acceptor = TlsAcceptor::from(Arc::new(config));
-    let app = router(state);
+    let mut app = router(state);
+    if let Some(collector) = stats {
+        app = app.layer(axum::Extension(stats::StatsSource(collector)));
+    }
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = match listener.accept().await {

@@ -48,6 +48,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/pods", get(pods))
         .route("/pods/", get(pods))
+        .route("/stats/summary", get(super::stats::summary))
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),

@@ -8,11 +8,15 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::Container;
 use tokio::time::Instant;
 
+use super::hooks::{run_hook, HookTarget};
+use super::security::security_settings;
 use super::{exit_code, running_state, Instance, PodWorker};
 use crate::pod::env::{container_env, PodSources, RuntimeFields};
 use crate::pod::files;
 use crate::pod::probe::ContainerProbes;
-use crate::pod::resources::{cgroup_parent, container_resources};
+use crate::pod::resources::{
+    cgroup_parent, container_resources, machine_memory_bytes, oom_score_adj,
+};
 use crate::pod::volumes::{container_mounts, referenced_objects};
 use crate::runtime::{
     ContainerConfig, ContainerState, Mount, LABEL_CONTAINER_NAME, LABEL_POD_NAME,
@@ -153,12 +157,19 @@ impl PodWorker {
             (LABEL_CONTAINER_NAME.to_string(), container.name.clone()),
             (LABEL_RESTART_COUNT.to_string(), restart_count.to_string()),
         ]);
-        let security = container.security_context.as_ref();
-        let pod_security = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.security_context.as_ref());
+        let security = security_settings(&self.pod, container);
+        let host_ipc = self.host_ipc();
+        if let (false, Some(ipc)) = (host_ipc, &self.ipc) {
+            if !mounts.iter().any(|m| m.container_path == "/dev/shm") {
+                mounts.push(Mount {
+                    host_path: ipc.shm_path.clone(),
+                    container_path: "/dev/shm".into(),
+                    read_only: false,
+                });
+            }
+        }
+        let oom_score_adj =
+            machine_memory_bytes().map(|memory| oom_score_adj(&self.pod, container, memory));
         let config = ContainerConfig {
             name: container.name.clone(),
             labels,
@@ -180,15 +191,21 @@ impl PodWorker {
             stdin_once: container.stdin_once.unwrap_or(false),
             cgroup_parent: cgroup_parent(&self.pod),
             resources: container_resources(container),
-            run_as_user: security
-                .and_then(|s| s.run_as_user)
-                .or_else(|| pod_security.and_then(|s| s.run_as_user))
-                .and_then(|u| u32::try_from(u).ok()),
-            run_as_group: security
-                .and_then(|s| s.run_as_group)
-                .or_else(|| pod_security.and_then(|s| s.run_as_group))
-                .and_then(|g| u32::try_from(g).ok()),
-            privileged: security.and_then(|s| s.privileged).unwrap_or(false),
+            run_as_user: security.run_as_user,
+            run_as_group: security.run_as_group,
+            privileged: security.privileged,
+            supplemental_groups: security.supplemental_groups,
+            read_only_root_filesystem: security.read_only_root_filesystem,
+            capabilities_add: security.capabilities_add,
+            capabilities_drop: security.capabilities_drop,
+            no_new_privileges: security.no_new_privileges,
+            oom_score_adj,
+            ipc_ns_path: if host_ipc {
+                None
+            } else {
+                self.ipc.as_ref().map(|i| i.ns_path.clone())
+            },
+            host_ipc,
         };
         let id = runtime
             .create_container(&config)
@@ -224,13 +241,62 @@ impl PodWorker {
         let track = self.tracks.entry(container.name.clone()).or_default();
         track.image_id = image_id;
         track.current = Some(Instance {
-            id,
+            id: id.clone(),
             probes: ContainerProbes::new(container, now),
             running_since: (running || exited).then_some(now),
             exited_seen: exited.then_some(now),
             state,
         });
+        if let Some(handler) = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.as_ref())
+        {
+            if let Err(message) = self.post_start(container, &id, handler).await {
+                return Err(("PostStartHookError".into(), message));
+            }
+        }
         Ok(())
+    }
+
+    /// Runs the postStart hook of a container that just started; on failure records
+    /// `FailedPostStartHook`, kills the container and returns the message.
+    async fn post_start(
+        &mut self,
+        container: &Container,
+        id: &str,
+        handler: &k8s_openapi::api::core::v1::LifecycleHandler,
+    ) -> Result<(), String> {
+        let pod_ref = self.pod_ref();
+        let result = run_hook(
+            handler,
+            &HookTarget {
+                runtime: &self.ctx.runtime,
+                container_id: id,
+                container,
+                ip: self.pod_ip(),
+                pod_ref: &pod_ref,
+            },
+        )
+        .await;
+        let Err(message) = result else {
+            return Ok(());
+        };
+        tracing::warn!(pod = %self.key(), container = %container.name, %message, "postStart hook failed; killing the container");
+        self.event(
+            Some(&container.name),
+            true,
+            "FailedPostStartHook",
+            message.clone(),
+        );
+        self.event(
+            Some(&container.name),
+            false,
+            "Killing",
+            "FailedPostStartHook".to_string(),
+        );
+        self.kill_container(&container.name).await;
+        Err(message)
     }
 
     /// `repo@sha256:...` of an image, as `imageID` reports it.

@@ -1,11 +1,16 @@
-//! Stopping a pod: stop containers within the grace period, tear down the network, remove
-//! containers and files, and for a deleted pod post the final status and delete it for good.
+//! Stopping a pod: run preStop hooks and stop containers within the grace period, tear down
+//! the network and IPC namespaces, remove containers and files, and for a deleted pod post the
+//! final status and delete it for good.
 
 use std::time::Duration;
 
+use super::hooks::{run_hook, HookTarget};
 use super::{running_state, PodWorker, SyncOutcome};
 use crate::network::netns_name;
 use crate::runtime::ContainerState;
+
+/// The least stop grace left after a preStop hook (upstream's minimum).
+pub const MIN_GRACE_AFTER_PRE_STOP: Duration = Duration::from_secs(2);
 
 impl PodWorker {
     pub(super) fn grace_period(&self) -> Duration {
@@ -38,31 +43,71 @@ impl PodWorker {
                 format!("Stopping container {name}"),
             );
         }
-        let runtime = self.ctx.runtime.clone();
         let stops = self
             .tracks
-            .values()
-            .filter_map(|t| t.current.as_ref())
-            .filter(|i| !matches!(i.state, ContainerState::Exited { .. }))
-            .map(|i| {
-                let runtime = runtime.clone();
-                let id = i.id.clone();
-                async move {
-                    if let Err(error) = runtime.stop_container(&id, grace).await {
-                        if !error.is_not_found() {
-                            tracing::warn!(%id, %error, "stopping container failed");
-                        }
-                    }
-                }
-            })
+            .iter()
+            .filter_map(|(name, t)| t.current.as_ref().map(|i| (name, i)))
+            .filter(|(_, i)| !matches!(i.state, ContainerState::Exited { .. }))
+            .map(|(name, i)| self.stop_one(name, &i.id, grace))
             .collect::<Vec<_>>();
         futures::future::join_all(stops).await;
         self.refresh_states().await;
     }
 
+    /// Stops one container: its preStop hook first (if any, and if there is a grace period),
+    /// bounded by the grace period, then the stop signal with what is left of it (at least
+    /// [`MIN_GRACE_AFTER_PRE_STOP`]), as upstream.
+    pub(super) async fn stop_one(&self, name: &str, id: &str, grace: Duration) {
+        let mut grace = grace;
+        let spec = self.container_spec(name);
+        let pre_stop = spec
+            .as_ref()
+            .and_then(|c| c.lifecycle.as_ref())
+            .and_then(|l| l.pre_stop.as_ref());
+        if let (Some(container), Some(handler)) = (spec.as_ref(), pre_stop) {
+            if !grace.is_zero() {
+                let started = tokio::time::Instant::now();
+                let pod_ref = self.pod_ref();
+                let target = HookTarget {
+                    runtime: &self.ctx.runtime,
+                    container_id: id,
+                    container,
+                    ip: self.pod_ip(),
+                    pod_ref: &pod_ref,
+                };
+                match tokio::time::timeout(grace, run_hook(handler, &target)).await {
+                    Ok(Ok(())) => {
+                        tracing::debug!(pod = %self.key(), container = %name, "preStop hook done")
+                    }
+                    Ok(Err(message)) => {
+                        tracing::warn!(pod = %self.key(), container = %name, %message, "preStop hook failed");
+                        self.event(Some(name), true, "FailedPreStopHook", message);
+                    }
+                    Err(_) => {
+                        tracing::warn!(pod = %self.key(), container = %name, grace_seconds = grace.as_secs(), "preStop hook did not finish within the grace period");
+                    }
+                }
+                grace = grace
+                    .saturating_sub(started.elapsed())
+                    .max(MIN_GRACE_AFTER_PRE_STOP);
+            }
+        }
+        if let Err(error) = self.ctx.runtime.stop_container(id, grace).await {
+            if !error.is_not_found() {
+                tracing::warn!(%id, %error, "stopping container failed");
+            }
+        }
+    }
+
     pub(super) async fn teardown_network(&mut self) {
         if self.host_network() {
-            self.torn_down = true;
+            // No network namespace; the IPC namespace (if any) goes on its own.
+            match self.ctx.network.teardown_ipc(&netns_name(&self.uid)).await {
+                Ok(()) => self.torn_down = true,
+                Err(error) => {
+                    tracing::warn!(pod = %self.key(), %error, "IPC namespace teardown failed")
+                }
+            }
             return;
         }
         let netns = self

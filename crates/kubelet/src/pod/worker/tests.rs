@@ -850,3 +850,307 @@ async fn a_config_map_change_reaches_the_mounted_files() {
     worker.sync().await;
     assert_eq!(std::fs::read_to_string(&file).expect("file"), "green");
 }
+
+fn exec_handler(command: &[&str]) -> k8s_openapi::api::core::v1::LifecycleHandler {
+    k8s_openapi::api::core::v1::LifecycleHandler {
+        exec: Some(k8s_openapi::api::core::v1::ExecAction {
+            command: Some(command.iter().map(|s| s.to_string()).collect()),
+        }),
+        ..Default::default()
+    }
+}
+
+fn exec_commands(runtime: &FakeRuntime) -> Vec<String> {
+    runtime
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Exec(_, request) => Some(request.command.join(" ")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_post_start_hook_kills_the_container_with_upstream_events() {
+    let h = harness();
+    h.runtime
+        .set_exec_handler(|_, request| crate::runtime::fake::ExecResult {
+            stderr: b"no such file\n".to_vec(),
+            exit_code: if request.command[0] == "bad" { 1 } else { 0 },
+            ..Default::default()
+        });
+    let mut c = container("hooked");
+    c.lifecycle = Some(k8s_openapi::api::core::v1::Lifecycle {
+        post_start: Some(exec_handler(&["bad", "hook"])),
+        ..Default::default()
+    });
+    let p = pod("poststart", vec![], vec![c], "Always");
+    let mut worker = PodWorker::new(h.ctx.clone(), p, vec![]);
+    worker.sync().await;
+
+    assert_eq!(exec_commands(&h.runtime), vec!["bad hook"]);
+    let events = h.api.events();
+    let failed = events
+        .iter()
+        .find(|(reason, _)| reason == "FailedPostStartHook")
+        .expect("FailedPostStartHook event");
+    assert!(
+        failed.1.starts_with(
+            "Exec lifecycle hook ([bad hook]) for Container \"hooked\" in Pod \"poststart_default(poststart-0000-1111-2222-333344445555)\" failed - error: command 'bad hook' exited with 1"
+        ),
+        "{}",
+        failed.1
+    );
+    assert!(events
+        .iter()
+        .any(|(reason, message)| reason == "Killing" && message == "FailedPostStartHook"));
+    assert!(h
+        .runtime
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::StopContainer(..))));
+    let status = h.api.last_status("poststart").expect("status");
+    let hooked = status_of(&status, "hooked");
+    assert!(!hooked.ready);
+    assert!(hooked
+        .state
+        .as_ref()
+        .and_then(|s| s.running.as_ref())
+        .is_none());
+
+    // It is restarted like any exited container (the first restart is immediate).
+    tokio::time::advance(Duration::from_secs(3)).await;
+    worker.sync().await;
+    assert_eq!(started_names(&h.runtime), vec!["hooked", "hooked"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successful_post_start_hook_leaves_the_container_running() {
+    let h = harness();
+    let mut c = container("hooked");
+    c.lifecycle = Some(k8s_openapi::api::core::v1::Lifecycle {
+        post_start: Some(exec_handler(&["touch", "/started"])),
+        ..Default::default()
+    });
+    let p = pod("poststart-ok", vec![], vec![c], "Always");
+    let mut worker = PodWorker::new(h.ctx.clone(), p, vec![]);
+    worker.sync().await;
+    assert_eq!(exec_commands(&h.runtime), vec!["touch /started"]);
+    assert!(!h
+        .api
+        .events()
+        .iter()
+        .any(|(reason, _)| reason == "FailedPostStartHook"));
+    let status = h.api.last_status("poststart-ok").expect("status");
+    assert!(status_of(&status, "hooked")
+        .state
+        .as_ref()
+        .and_then(|s| s.running.as_ref())
+        .is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn pre_stop_runs_before_the_stop_signal_and_shortens_the_grace_period() {
+    let h = harness();
+    let mut c = container("web");
+    c.lifecycle = Some(k8s_openapi::api::core::v1::Lifecycle {
+        pre_stop: Some(k8s_openapi::api::core::v1::LifecycleHandler {
+            sleep: Some(k8s_openapi::api::core::v1::SleepAction { seconds: 4 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mut other = container("sidecar");
+    other.lifecycle = Some(k8s_openapi::api::core::v1::Lifecycle {
+        pre_stop: Some(exec_handler(&["fail"])),
+        ..Default::default()
+    });
+    h.runtime
+        .set_exec_handler(|_, _| crate::runtime::fake::ExecResult {
+            exit_code: 2,
+            ..Default::default()
+        });
+    let mut p = pod("prestop", vec![], vec![c, other], "Always");
+    let mut worker = PodWorker::new(h.ctx.clone(), p.clone(), vec![]);
+    worker.sync().await;
+    h.runtime.clear_calls();
+
+    p.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+    p.metadata.deletion_grace_period_seconds = Some(10);
+    worker.update_pod(p);
+    assert_eq!(worker.sync().await, SyncOutcome::Done);
+
+    let ids: std::collections::BTreeMap<String, String> = h
+        .runtime
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            Call::StopContainer(id, grace) => Some((id.clone(), format!("{grace:?}"))),
+            _ => None,
+        })
+        .collect();
+    // The sleeping hook used 4 of the 10 seconds; the failed exec hook took none.
+    let mut graces: Vec<String> = ids.values().cloned().collect();
+    graces.sort();
+    assert_eq!(graces, vec!["10s", "6s"]);
+    let calls = h.runtime.calls();
+    let exec_at = calls
+        .iter()
+        .position(|c| matches!(c, Call::Exec(_, r) if r.command == vec!["fail".to_string()]))
+        .expect("preStop exec");
+    let sidecar_stop = calls
+        .iter()
+        .position(|c| matches!(c, Call::StopContainer(_, g) if *g == Duration::from_secs(10)))
+        .expect("sidecar stop");
+    assert!(exec_at < sidecar_stop);
+    assert!(h
+        .api
+        .events()
+        .iter()
+        .any(|(reason, message)| reason == "FailedPreStopHook"
+            && message.starts_with("Exec lifecycle hook ([fail]) for Container \"sidecar\"")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn containers_share_the_pod_ipc_namespace_unless_host_ipc() {
+    let h = harness();
+    let p = pod(
+        "ipc",
+        vec![],
+        vec![container("a"), container("b")],
+        "Always",
+    );
+    let mut worker = PodWorker::new(h.ctx.clone(), p.clone(), vec![]);
+    worker.sync().await;
+    let configs: Vec<crate::runtime::ContainerConfig> = h
+        .runtime
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::CreateContainer(config) => Some(*config),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(configs.len(), 2);
+    let ns = std::path::PathBuf::from("/run/fake-ipc/kube-ipc000011112");
+    for config in &configs {
+        assert_eq!(config.ipc_ns_path.as_ref(), Some(&ns));
+        assert!(!config.host_ipc);
+        let shm = config
+            .mounts
+            .iter()
+            .find(|m| m.container_path == "/dev/shm")
+            .expect("shared /dev/shm");
+        assert_eq!(
+            shm.host_path,
+            std::path::PathBuf::from("/run/fake-ipc/kube-ipc000011112.shm")
+        );
+        // BestEffort.
+        assert_eq!(config.oom_score_adj, Some(1000));
+    }
+    assert_eq!(h.network.ipc_namespaces(), vec!["kube-ipc000011112"]);
+
+    // Deletion removes it with the network namespace.
+    let mut gone = p.clone();
+    gone.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+    gone.metadata.deletion_grace_period_seconds = Some(0);
+    worker.update_pod(gone);
+    assert_eq!(worker.sync().await, SyncOutcome::Done);
+    assert!(h.network.ipc_namespaces().is_empty());
+
+    // hostIPC (and hostNetwork): no pod namespace, the host's is shared.
+    let mut host = pod("hostipc", vec![], vec![container("a")], "Always");
+    if let Some(spec) = host.spec.as_mut() {
+        spec.host_ipc = Some(true);
+        spec.host_network = Some(true);
+    }
+    h.runtime.clear_calls();
+    let mut worker = PodWorker::new(h.ctx.clone(), host, vec![]);
+    worker.sync().await;
+    let config = h
+        .runtime
+        .calls()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::CreateContainer(config) => Some(*config),
+            _ => None,
+        })
+        .expect("created");
+    assert!(config.host_ipc);
+    assert_eq!(config.ipc_ns_path, None);
+    assert!(!config.mounts.iter().any(|m| m.container_path == "/dev/shm"));
+    assert!(!h.network.calls().contains(&NetworkCall::SetupIpc(
+        "hostipc-0000-1111-2222-333344445555".into()
+    )));
+}
+
+#[tokio::test(start_paused = true)]
+async fn security_context_reaches_the_container_config() {
+    let h = harness();
+    let mut c = container("secure");
+    c.security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+        run_as_user: Some(1000),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(k8s_openapi::api::core::v1::Capabilities {
+            add: Some(vec!["NET_ADMIN".into()]),
+            drop: Some(vec!["ALL".into()]),
+        }),
+        ..Default::default()
+    });
+    let mut p = pod("secure", vec![], vec![c], "Always");
+    if let Some(spec) = p.spec.as_mut() {
+        spec.security_context = Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            run_as_group: Some(3000),
+            fs_group: Some(2000),
+            supplemental_groups: Some(vec![4000]),
+            ..Default::default()
+        });
+    }
+    let mut worker = PodWorker::new(h.ctx.clone(), p, vec![]);
+    worker.sync().await;
+    let config = h
+        .runtime
+        .calls()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::CreateContainer(config) => Some(*config),
+            _ => None,
+        })
+        .expect("created");
+    assert_eq!(config.run_as_user, Some(1000));
+    assert_eq!(config.run_as_group, Some(3000));
+    assert_eq!(config.supplemental_groups, vec![2000, 4000]);
+    assert!(config.read_only_root_filesystem && config.no_new_privileges);
+    assert_eq!(config.capabilities_add, vec!["NET_ADMIN"]);
+    assert_eq!(config.capabilities_drop, vec!["ALL"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn exit_events_wake_only_when_the_runtime_has_a_stream() {
+    let mut none: Option<tokio::sync::broadcast::Receiver<crate::runtime::ContainerExit>> = None;
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), next_exit(&mut none))
+            .await
+            .is_err(),
+        "no stream: never resolves"
+    );
+    let (tx, rx) = tokio::sync::broadcast::channel(4);
+    let mut some = Some(rx);
+    tx.send(crate::runtime::ContainerExit {
+        id: "abc".into(),
+        exit_code: 1,
+    })
+    .expect("send");
+    let exit = next_exit(&mut some).await.expect("exit");
+    assert_eq!(exit.id, "abc");
+
+    let h = harness();
+    let p = pod("owner", vec![], vec![container("c")], "Always");
+    let mut worker = PodWorker::new(h.ctx.clone(), p, vec![]);
+    worker.sync().await;
+    let id = h.runtime.containers().keys().next().cloned().expect("id");
+    assert!(worker.owns_container(&id));
+    assert!(!worker.owns_container("someone-else"));
+}

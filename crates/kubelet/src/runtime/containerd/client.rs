@@ -143,6 +143,11 @@ impl Client {
         }
     }
 
+    /// The underlying gRPC channel (for services without an accessor here).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     /// Version service.
     pub fn version(&self) -> VersionClient<Channel> {
         VersionClient::new(self.channel.clone())

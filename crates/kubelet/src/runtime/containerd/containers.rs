@@ -19,6 +19,7 @@ use jiff::Timestamp;
 use sha2::{Digest as _, Sha256};
 
 use super::spec::{build_spec, stop_signal, ImageDefaults};
+use super::timing::Laps;
 use super::unpack::remove_snapshot;
 use super::{image, ContainerdRuntime};
 use crate::runtime::{
@@ -80,6 +81,7 @@ pub async fn create(
 ) -> Result<String, RuntimeError> {
     let client = runtime.client();
     let options = runtime.options();
+    let mut laps = Laps::new();
     let image_name = normalize_image(&config.image);
     let stored =
         image::load(client, &image_name)
@@ -87,6 +89,7 @@ pub async fn create(
             .ok_or_else(|| RuntimeError::ImageNotFound {
                 image: image_name.clone(),
             })?;
+    laps.lap("load-image");
     let defaults = ImageDefaults::from_config(&stored.config);
     let id = new_id(config);
     let spec = build_spec(&id, config, &defaults)?;
@@ -100,80 +103,74 @@ pub async fn create(
         .map(|p| p.display().to_string())
         .unwrap_or_default();
 
-    // The snapshot is unreferenced until the container record exists: hold it in a lease.
-    let lease = client
-        .create_lease("kubelet-create", std::time::Duration::from_secs(600))
-        .await?;
-    let lease = lease.as_str();
-    let result = async {
-        let prepare = client.leased_request(
-            PrepareSnapshotRequest {
-                snapshotter: options.snapshotter.clone(),
-                key: id.clone(),
-                parent: stored.top_chain_id.clone(),
-                ..Default::default()
-            },
-            Some(lease),
-        );
-        client
-            .snapshots()
-            .prepare(prepare)
-            .await
-            .map_err(RuntimeError::rpc("prepare container snapshot"))?;
-
-        let mut labels: HashMap<String, String> = config
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        labels.insert(
-            LABEL_LOG_PATH.to_string(),
-            config.log_path.display().to_string(),
-        );
-        labels.insert(LABEL_TTY.to_string(), config.tty.to_string());
-        labels.insert(LABEL_STDIN.to_string(), config.stdin.to_string());
-        labels.insert(
-            LABEL_STOP_SIGNAL.to_string(),
-            stop_signal(&defaults).to_string(),
-        );
-        labels.insert(LABEL_CGROUP.to_string(), cgroup);
-        let container = Container {
-            id: id.clone(),
-            labels,
-            image: image_name,
-            runtime: Some(Runtime {
-                name: options.runtime.clone(),
-                options: None,
-            }),
-            spec: Some(prost_types::Any {
-                type_url: SPEC_TYPE_URL.to_string(),
-                value: spec_json,
-            }),
-            snapshotter: options.snapshotter.clone(),
-            snapshot_key: id.clone(),
-            ..Default::default()
-        };
-        let request = client.leased_request(
-            CreateContainerRequest {
-                container: Some(container),
-            },
-            Some(lease),
-        );
-        if let Err(source) = client.containers().create(request).await {
-            if let Err(err) = remove_snapshot(client, &options.snapshotter, &id).await {
-                tracing::warn!(id, error = %err, "removing snapshot of failed container");
-            }
-            return Err(RuntimeError::Rpc {
-                step: "create container",
-                source,
-            });
+    laps.lap("spec");
+    let mut labels: HashMap<String, String> = config
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert(
+        LABEL_LOG_PATH.to_string(),
+        config.log_path.display().to_string(),
+    );
+    labels.insert(LABEL_TTY.to_string(), config.tty.to_string());
+    labels.insert(LABEL_STDIN.to_string(), config.stdin.to_string());
+    labels.insert(
+        LABEL_STOP_SIGNAL.to_string(),
+        stop_signal(&defaults).to_string(),
+    );
+    labels.insert(LABEL_CGROUP.to_string(), cgroup);
+    let container = Container {
+        id: id.clone(),
+        labels,
+        image: image_name,
+        runtime: Some(Runtime {
+            name: options.runtime.clone(),
+            options: None,
+        }),
+        spec: Some(prost_types::Any {
+            type_url: SPEC_TYPE_URL.to_string(),
+            value: spec_json,
+        }),
+        snapshotter: options.snapshotter.clone(),
+        snapshot_key: id.clone(),
+        ..Default::default()
+    };
+    // The record comes first: it references the snapshot key, so the snapshot is never
+    // unreferenced and needs no lease against garbage collection (containerd does not require
+    // the snapshot to exist yet). Two metadata transactions fewer than a lease around both.
+    let request = client.request(CreateContainerRequest {
+        container: Some(container),
+    });
+    client
+        .containers()
+        .create(request)
+        .await
+        .map_err(RuntimeError::rpc("create container"))?;
+    laps.lap("create-record");
+    let prepare = client.request(PrepareSnapshotRequest {
+        snapshotter: options.snapshotter.clone(),
+        key: id.clone(),
+        parent: stored.top_chain_id.clone(),
+        ..Default::default()
+    });
+    if let Err(source) = client.snapshots().prepare(prepare).await {
+        let request = client.request(DeleteContainerRequest { id: id.clone() });
+        if let Err(status) = client.containers().delete(request).await {
+            tracing::warn!(id, error = %status, "deleting the record of a container without rootfs");
         }
-        Ok::<(), RuntimeError>(())
+        return Err(RuntimeError::Rpc {
+            step: "prepare container snapshot",
+            source,
+        });
     }
-    .await;
-    client.delete_lease(lease).await;
-    result?;
-    tracing::debug!(id, name = config.name, "container created");
+    laps.lap("prepare-snapshot");
+    tracing::debug!(
+        id,
+        name = config.name,
+        laps = laps.summary(),
+        "container created"
+    );
     Ok(id)
 }
 
@@ -200,6 +197,7 @@ pub async fn set_label(
         .update(request)
         .await
         .map_err(RuntimeError::rpc("update container labels"))?;
+    runtime.states().invalidate(id);
     Ok(())
 }
 
@@ -289,10 +287,22 @@ fn state_of(container: &Container, task: Option<&Process>) -> ContainerState {
 }
 
 /// The state of one container.
+/// Served from the runtime's [`StateCache`](super::events::StateCache) when nothing happened to
+/// the container since it was last read.
 pub async fn status(runtime: &ContainerdRuntime, id: &str) -> Result<ContainerState, RuntimeError> {
+    let states = runtime.states();
+    if let Some(state) = states.get(id) {
+        return Ok(state);
+    }
+    let token = states.begin_read();
     let container = get(runtime, id).await?;
     let task = task(runtime, id).await?;
-    Ok(state_of(&container, task.as_ref()))
+    let state = state_of(&container, task.as_ref());
+    // An unknown state may be a shim that does not answer yet: read it again next time.
+    if state != ContainerState::Unknown {
+        states.store(id, state.clone(), token);
+    }
+    Ok(state)
 }
 
 /// Every container in the namespace with its state.
@@ -354,7 +364,9 @@ pub async fn kill(
         signal,
         all,
     });
-    match client.tasks().kill(request).await {
+    let killed = client.tasks().kill(request).await;
+    runtime.states().invalidate(id);
+    match killed {
         Ok(_) => Ok(()),
         Err(status)
             if matches!(
@@ -425,6 +437,7 @@ pub async fn remove(runtime: &ContainerdRuntime, id: &str) -> Result<(), Runtime
             })
         }
     }
+    runtime.states().invalidate(id);
     remove_snapshot(client, &runtime.options().snapshotter, id).await?;
     runtime.live().remove(id);
     let dir = runtime.container_dir(id);

@@ -11,6 +11,7 @@
 //! that writes logs (no helper binary to install), and the same pipes serve attach.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +20,68 @@ use tokio::sync::broadcast;
 
 use crate::runtime::cri_log::{format_record, LineFramer, Stream};
 use crate::runtime::RuntimeError;
+
+/// How many output chunks an attached client may lag behind before losing some.
+const ATTACH_BUFFER: usize = 256;
+/// First size of a copier's read buffer: most containers write little, and a pod's two copiers
+/// would otherwise hold 64 KiB between them for nothing.
+const MIN_READ_BUFFER: usize = 1024;
+/// Largest read buffer, reached by doubling while reads fill the buffer.
+const MAX_READ_BUFFER: usize = 32 * 1024;
+
+/// The attach listeners of one output stream. The channel (and its ring of slots) is created by
+/// the first attach; until then the copier forwards nothing.
+#[derive(Debug, Default)]
+pub struct Listeners(OnceLock<broadcast::Sender<Bytes>>);
+
+impl Listeners {
+    /// No listeners yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The stream's output from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Bytes> {
+        self.0
+            .get_or_init(|| broadcast::channel(ATTACH_BUFFER).0)
+            .subscribe()
+    }
+
+    /// Forwards a chunk to whoever is attached.
+    fn send(&self, chunk: &[u8]) {
+        let Some(tx) = self.0.get() else {
+            return;
+        };
+        if tx.receiver_count() == 0 {
+            return;
+        }
+        // Receivers may go between the check and the send: that is normal.
+        if tx.send(Bytes::copy_from_slice(chunk)).is_err() {
+            tracing::trace!("no attach listeners");
+        }
+    }
+}
+
+/// A read buffer that doubles while reads fill it and falls back to its first size when
+/// the output calms down.
+#[derive(Debug)]
+struct ReadBuffer(Vec<u8>);
+
+impl ReadBuffer {
+    fn new() -> Self {
+        Self(vec![0; MIN_READ_BUFFER])
+    }
+
+    /// Adjusts the size after a read of `n` bytes.
+    fn after_read(&mut self, n: usize) {
+        let len = self.0.len();
+        if n == len && len < MAX_READ_BUFFER {
+            self.0.resize(len * 2, 0);
+        } else if n < MIN_READ_BUFFER && len > MIN_READ_BUFFER {
+            self.0 = vec![0; MIN_READ_BUFFER];
+        }
+    }
+}
 
 /// Paths of one process's FIFOs (`None` = not connected, `/dev/null` for the shim).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -192,7 +255,7 @@ pub async fn copy_to_log(
     mut reader: impl tokio::io::AsyncRead + Unpin,
     stream: Stream,
     log_path: PathBuf,
-    listeners: Option<broadcast::Sender<Bytes>>,
+    listeners: Option<std::sync::Arc<Listeners>>,
 ) {
     let mut log = match open_log(&log_path).await {
         Ok(log) => Some(log),
@@ -202,9 +265,9 @@ pub async fn copy_to_log(
         }
     };
     let mut framer = LineFramer::new();
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut buf = ReadBuffer::new();
     loop {
-        let n = match reader.read(&mut buf).await {
+        let n = match reader.read(&mut buf.0).await {
             Ok(0) => break,
             Ok(n) => n,
             Err(err) => {
@@ -212,19 +275,17 @@ pub async fn copy_to_log(
                 break;
             }
         };
-        if let Some(tx) = &listeners {
-            // No receivers is normal (nobody attached).
-            if tx.send(Bytes::copy_from_slice(&buf[..n])).is_err() {
-                tracing::trace!("no attach listeners");
-            }
+        if let Some(listeners) = &listeners {
+            listeners.send(&buf.0[..n]);
         }
         let now = jiff::Timestamp::now();
         let records: Vec<u8> = framer
-            .push(&buf[..n])
+            .push(&buf.0[..n])
             .iter()
             .flat_map(|chunk| format_record(now, stream, chunk))
             .collect();
         write_records(&mut log, &log_path, &records).await;
+        buf.after_read(n);
     }
     if let Some(chunk) = framer.finish() {
         let records = format_record(jiff::Timestamp::now(), stream, &chunk);
@@ -264,6 +325,66 @@ mod tests {
         assert!(lines[0].ends_with(" stderr F hello"), "{}", lines[0]);
         assert!(lines[2].ends_with(" stderr F no newline"), "{}", lines[2]);
         assert!(crate::runtime::cri_log::parse_record(lines[1].as_bytes()).is_some());
+    }
+
+    #[test]
+    fn read_buffer_grows_while_full_and_shrinks_when_calm() {
+        let mut buf = ReadBuffer::new();
+        buf.after_read(MIN_READ_BUFFER);
+        assert_eq!(buf.0.len(), 2 * MIN_READ_BUFFER);
+        for _ in 0..10 {
+            let len = buf.0.len();
+            buf.after_read(len);
+        }
+        assert_eq!(buf.0.len(), MAX_READ_BUFFER);
+        buf.after_read(MIN_READ_BUFFER);
+        assert_eq!(buf.0.len(), MAX_READ_BUFFER, "a medium read keeps it");
+        buf.after_read(10);
+        assert_eq!(buf.0.len(), MIN_READ_BUFFER);
+    }
+
+    #[tokio::test]
+    async fn copy_to_log_forwards_output_to_attached_listeners_only_once_subscribed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listeners = std::sync::Arc::new(Listeners::new());
+        let mut rx = listeners.subscribe();
+        let input: &[u8] = b"hello\n";
+        copy_to_log(
+            input,
+            Stream::Stdout,
+            dir.path().join("log"),
+            Some(listeners.clone()),
+        )
+        .await;
+        assert_eq!(
+            rx.try_recv().expect("chunk"),
+            Bytes::from_static(b"hello\n")
+        );
+        let unattached = std::sync::Arc::new(Listeners::new());
+        copy_to_log(
+            input,
+            Stream::Stdout,
+            dir.path().join("log2"),
+            Some(unattached.clone()),
+        )
+        .await;
+        assert!(unattached.0.get().is_none(), "no channel without an attach");
+    }
+
+    #[tokio::test]
+    async fn copy_to_log_keeps_long_lines_whole_across_small_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        let long = "x".repeat(3 * MAX_READ_BUFFER);
+        let input = format!("{long}\nshort\n");
+        copy_to_log(input.as_bytes(), Stream::Stdout, log.clone(), None).await;
+        let text = std::fs::read_to_string(&log).expect("log");
+        let content: String = text
+            .lines()
+            .filter_map(|l| crate::runtime::cri_log::parse_record(l.as_bytes()))
+            .map(|r| String::from_utf8_lossy(r.content).into_owned())
+            .collect();
+        assert_eq!(content, format!("{long}short"));
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ pub mod archive;
 pub mod client;
 pub mod containers;
 pub mod content;
+pub mod events;
 pub mod exec;
 pub mod image;
 pub mod import;
@@ -20,6 +21,7 @@ pub mod pull;
 pub mod spec;
 pub mod tasks;
 pub mod testing;
+pub mod timing;
 pub mod unpack;
 
 use std::collections::HashMap;
@@ -77,6 +79,10 @@ pub struct ContainerdRuntime {
     registry: Arc<dyn Registry>,
     /// Output/stdin plumbing of containers whose output this process is copying.
     live: Mutex<HashMap<String, Arc<LiveIo>>>,
+    /// Container states between containerd events (see [`events`]).
+    states: Arc<events::StateCache>,
+    /// The task following containerd's events into `states`.
+    events_task: tokio::task::AbortHandle,
 }
 
 impl std::fmt::Debug for ContainerdRuntime {
@@ -97,11 +103,20 @@ impl ContainerdRuntime {
             options.connect_timeout,
         )
         .await?;
+        let states = Arc::new(events::StateCache::new());
+        let events_task = tokio::spawn(events::watch(
+            client.clone(),
+            options.namespace.clone(),
+            states.clone(),
+        ))
+        .abort_handle();
         let runtime = Self {
             client,
             options,
             registry: Arc::new(OciRegistry::new()),
             live: Mutex::new(HashMap::new()),
+            states,
+            events_task,
         };
         runtime.version().await?;
         Ok(runtime)
@@ -116,6 +131,11 @@ impl ContainerdRuntime {
     /// The underlying client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Container states kept between containerd events, and the exits seen.
+    pub fn states(&self) -> &events::StateCache {
+        &self.states
     }
 
     /// The options this runtime was built with.
@@ -136,6 +156,7 @@ impl ContainerdRuntime {
 impl Drop for ContainerdRuntime {
     /// Stops copying container output: a new instance picks it up with `recover`.
     fn drop(&mut self) {
+        self.events_task.abort();
         for live in self.live().values() {
             for copier in &live.copiers {
                 copier.abort();
@@ -297,6 +318,10 @@ impl ContainerRuntime for ContainerdRuntime {
 
     async fn attach(&self, id: &str, request: AttachRequest) -> Result<ExecSession, RuntimeError> {
         exec::attach(self, id, request).await
+    }
+
+    fn exits(&self) -> Option<tokio::sync::broadcast::Receiver<super::ContainerExit>> {
+        Some(self.states.exits())
     }
 
     async fn port_forward(

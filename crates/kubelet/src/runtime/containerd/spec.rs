@@ -237,17 +237,45 @@ pub fn stop_signal(image: &ImageDefaults) -> u32 {
         .unwrap_or(SIGTERM)
 }
 
-fn capabilities(privileged: bool) -> Capabilities {
-    if privileged {
-        ALL_CAPABILITIES
-            .iter()
-            .filter_map(|name| {
-                serde_json::from_value(serde_json::json!(format!("CAP_{name}"))).ok()
-            })
-            .collect()
+fn capability(name: &str) -> Result<Capability, RuntimeError> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
     } else {
-        DEFAULT_CAPABILITIES.iter().copied().collect::<HashSet<_>>()
+        format!("CAP_{upper}")
+    };
+    serde_json::from_value(serde_json::json!(full))
+        .map_err(|_| invalid(format!("unknown capability {name:?}")))
+}
+
+fn all_capabilities() -> Capabilities {
+    ALL_CAPABILITIES
+        .iter()
+        .filter_map(|name| capability(name).ok())
+        .collect()
+}
+
+/// The capability set, as containerd's CRI plugin builds it: privileged gets every one;
+/// else the default set, `ALL` in add then `ALL` in drop, then the named adds and drops.
+fn capabilities(config: &ContainerConfig) -> Result<Capabilities, RuntimeError> {
+    if config.privileged {
+        return Ok(all_capabilities());
     }
+    let is_all = |c: &String| c.trim().eq_ignore_ascii_case("ALL");
+    let mut caps: Capabilities = DEFAULT_CAPABILITIES.iter().copied().collect::<HashSet<_>>();
+    if config.capabilities_add.iter().any(is_all) {
+        caps = all_capabilities();
+    }
+    if config.capabilities_drop.iter().any(is_all) {
+        caps.clear();
+    }
+    for name in config.capabilities_add.iter().filter(|c| !is_all(c)) {
+        caps.insert(capability(name)?);
+    }
+    for name in config.capabilities_drop.iter().filter(|c| !is_all(c)) {
+        caps.remove(&capability(name)?);
+    }
+    Ok(caps)
 }
 
 fn namespace(
@@ -282,25 +310,32 @@ fn process(
         .filter(|w| !w.is_empty())
         .or_else(|| image.working_dir.clone())
         .unwrap_or_else(|| "/".to_string());
-    let caps = capabilities(config.privileged);
+    let caps = capabilities(config)?;
+    // No inheritable or ambient capabilities (as containerd): the builder's defaults would
+    // raise ambient ones that are not permitted once capabilities are dropped.
     let caps = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(Capabilities::new())
+        .ambient(Capabilities::new())
         .build()
         .map_err(oci_err("capabilities"))?;
-    let user = UserBuilder::default()
-        .uid(uid)
-        .gid(gid)
-        .build()
-        .map_err(oci_err("user"))?;
+    let mut user = UserBuilder::default().uid(uid).gid(gid);
+    if !config.supplemental_groups.is_empty() {
+        let mut groups = config.supplemental_groups.clone();
+        groups.sort_unstable();
+        groups.dedup();
+        user = user.additional_gids(groups);
+    }
+    let user = user.build().map_err(oci_err("user"))?;
     let nofile = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)
         .hard(nofile_limit())
         .soft(nofile_limit())
         .build()
         .map_err(oci_err("rlimit"))?;
-    ProcessBuilder::default()
+    let mut process = ProcessBuilder::default()
         .terminal(config.tty)
         .user(user)
         .args(args)
@@ -308,9 +343,11 @@ fn process(
         .cwd(cwd)
         .capabilities(caps)
         .rlimits(vec![nofile])
-        .no_new_privileges(false)
-        .build()
-        .map_err(oci_err("process"))
+        .no_new_privileges(config.no_new_privileges && !config.privileged);
+    if let Some(adj) = config.oom_score_adj {
+        process = process.oom_score_adj(adj);
+    }
+    process.build().map_err(oci_err("process"))
 }
 
 fn mounts(config: &ContainerConfig) -> Result<Vec<Mount>, RuntimeError> {
@@ -329,6 +366,24 @@ fn mounts(config: &ContainerConfig) -> Result<Vec<Mount>, RuntimeError> {
                 mount.set_options(Some(options));
             }
         }
+    }
+    if config.host_ipc {
+        // hostIPC: the host's POSIX shared memory, as upstream (the default mqueue mount
+        // already shows the host's queues: it is mounted from the host's IPC namespace).
+        mounts.retain(|m| m.destination().as_path() != Path::new("/dev/shm"));
+        mounts.push(
+            MountBuilder::default()
+                .destination(PathBuf::from("/dev/shm"))
+                .typ("bind")
+                .source(PathBuf::from("/dev/shm"))
+                .options(vec![
+                    "rbind".to_string(),
+                    "rprivate".to_string(),
+                    "rw".to_string(),
+                ])
+                .build()
+                .map_err(oci_err("mount"))?,
+        );
     }
     // A bind mount over a default mount point replaces the default.
     mounts.retain(|m| {
@@ -377,9 +432,15 @@ pub fn build_spec(
     let host_network = config.netns_path.is_none();
     let mut namespaces = vec![
         namespace(LinuxNamespaceType::Pid, None)?,
-        namespace(LinuxNamespaceType::Ipc, None)?,
         namespace(LinuxNamespaceType::Mount, None)?,
     ];
+    if !config.host_ipc {
+        // The pod's IPC namespace when it has one, else a private one.
+        namespaces.push(namespace(
+            LinuxNamespaceType::Ipc,
+            config.ipc_ns_path.clone(),
+        )?);
+    }
     if let Some(netns) = &config.netns_path {
         namespaces.push(namespace(LinuxNamespaceType::Network, Some(netns.clone()))?);
         // Host-network pods share the host's UTS namespace (hostname), as upstream.
@@ -443,7 +504,7 @@ pub fn build_spec(
         .root(
             RootBuilder::default()
                 .path("rootfs")
-                .readonly(false)
+                .readonly(config.read_only_root_filesystem)
                 .build()
                 .map_err(oci_err("root"))?,
         )
@@ -667,5 +728,145 @@ mod tests {
         assert!(caps.len() >= 38, "{}", caps.len());
         assert!(caps.contains(&serde_json::json!("CAP_SYS_ADMIN")));
         assert!(json["linux"]["maskedPaths"].is_null());
+    }
+
+    #[test]
+    fn security_context_settings_reach_the_spec() {
+        let config = ContainerConfig {
+            command: strings(&["sh"]),
+            run_as_user: Some(1000),
+            run_as_group: Some(3000),
+            supplemental_groups: vec![2000, 1234, 2000],
+            read_only_root_filesystem: true,
+            capabilities_add: strings(&["NET_ADMIN", "CAP_SYS_TIME"]),
+            capabilities_drop: strings(&["chown", "KILL"]),
+            no_new_privileges: true,
+            oom_score_adj: Some(-997),
+            ..Default::default()
+        };
+        let spec = build_spec("cid", &config, &ImageDefaults::default()).expect("spec");
+        let json = serde_json::to_value(&spec).expect("json");
+        assert_eq!(json["process"]["user"]["uid"], 1000);
+        assert_eq!(json["process"]["user"]["gid"], 3000);
+        assert_eq!(
+            json["process"]["user"]["additionalGids"],
+            serde_json::json!([1234, 2000])
+        );
+        assert_eq!(json["root"]["readonly"], true);
+        assert_eq!(json["process"]["noNewPrivileges"], true);
+        assert_eq!(json["process"]["oomScoreAdj"], -997);
+        assert_eq!(
+            json["process"]["capabilities"]["ambient"],
+            serde_json::json!([])
+        );
+        assert_eq!(
+            json["process"]["capabilities"]["inheritable"],
+            serde_json::json!([])
+        );
+        for set in ["bounding", "effective", "permitted"] {
+            let caps = json["process"]["capabilities"][set]
+                .as_array()
+                .expect("caps");
+            assert_eq!(caps.len(), 14, "{set}");
+            for name in ["CAP_NET_ADMIN", "CAP_SYS_TIME", "CAP_SETUID"] {
+                assert!(caps.contains(&serde_json::json!(name)), "{set} {name}");
+            }
+            for name in ["CAP_CHOWN", "CAP_KILL"] {
+                assert!(!caps.contains(&serde_json::json!(name)), "{set} {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_keep_a_writable_root_and_privilege_escalation() {
+        let config = ContainerConfig {
+            command: strings(&["sh"]),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(
+            build_spec("cid", &config, &ImageDefaults::default()).expect("spec"),
+        )
+        .expect("json");
+        assert_eq!(json["root"]["readonly"], false);
+        assert_eq!(json["process"]["noNewPrivileges"], false);
+        assert!(json["process"]["oomScoreAdj"].is_null());
+        assert!(json["process"]["user"]["additionalGids"].is_null());
+    }
+
+    #[test]
+    fn drop_all_then_add_keeps_only_the_added_capabilities() {
+        let caps = |add: &[&str], drop: &[&str]| {
+            let config = ContainerConfig {
+                capabilities_add: strings(add),
+                capabilities_drop: strings(drop),
+                ..Default::default()
+            };
+            let mut names: Vec<String> = capabilities(&config)
+                .expect("caps")
+                .iter()
+                .map(|c| {
+                    serde_json::to_value(c)
+                        .expect("json")
+                        .as_str()
+                        .expect("str")
+                        .to_string()
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            caps(&["NET_BIND_SERVICE"], &["ALL"]),
+            vec!["CAP_NET_BIND_SERVICE"]
+        );
+        let all_but_chown = caps(&["ALL"], &["CHOWN"]);
+        assert_eq!(all_but_chown.len(), ALL_CAPABILITIES.len() - 1);
+        assert!(!all_but_chown.contains(&"CAP_CHOWN".to_string()));
+        let config = ContainerConfig {
+            capabilities_add: strings(&["NOT_A_CAP"]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            capabilities(&config),
+            Err(RuntimeError::InvalidConfig { .. })
+        ));
+    }
+
+    #[test]
+    fn containers_join_the_pod_ipc_namespace_or_the_hosts() {
+        let ipc_of = |config: &ContainerConfig| {
+            let json = serde_json::to_value(
+                build_spec("cid", config, &ImageDefaults::default()).expect("spec"),
+            )
+            .expect("json");
+            let namespaces = json["linux"]["namespaces"].as_array().expect("ns").clone();
+            let mounts = json["mounts"].as_array().expect("mounts").clone();
+            (
+                namespaces.into_iter().find(|n| n["type"] == "ipc"),
+                mounts
+                    .into_iter()
+                    .find(|m| m["destination"] == "/dev/shm")
+                    .expect("shm"),
+            )
+        };
+        let mut config = ContainerConfig {
+            command: strings(&["sh"]),
+            ipc_ns_path: Some(PathBuf::from("/var/lib/kubelet/ipc/kube-abc")),
+            ..Default::default()
+        };
+        let (ipc, shm) = ipc_of(&config);
+        assert_eq!(
+            ipc.expect("ipc namespace")["path"],
+            "/var/lib/kubelet/ipc/kube-abc"
+        );
+        assert_eq!(shm["type"], "tmpfs");
+        config.ipc_ns_path = None;
+        let (ipc, _) = ipc_of(&config);
+        assert!(ipc.expect("private ipc namespace")["path"].is_null());
+        config.host_ipc = true;
+        let (ipc, shm) = ipc_of(&config);
+        assert!(ipc.is_none());
+        assert_eq!(shm["source"], "/dev/shm");
+        assert_eq!(shm["type"], "bind");
     }
 }

@@ -5,31 +5,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use containerd_client::services::v1::snapshots::MountsRequest;
 use containerd_client::services::v1::{CreateTaskRequest, DeleteTaskRequest, StartRequest};
 use containerd_client::types::v1::Status;
 use tokio::net::unix::pipe;
-use tokio::sync::{broadcast, Mutex as AsyncMutex};
+use tokio::sync::Mutex as AsyncMutex;
 
 use super::containers::{
     self, LABEL_LOG_PATH, LABEL_STARTED_AT, LABEL_STDIN, LABEL_STOP_SIGNAL, LABEL_TTY,
 };
-use super::io::{copy_to_log, open_reader, open_writer, FifoSet};
+use super::io::{copy_to_log, open_reader, open_writer, FifoSet, Listeners};
+use super::timing::Laps;
 use super::ContainerdRuntime;
 use crate::runtime::cri_log::Stream;
 use crate::runtime::{ContainerState, RuntimeError};
-
-/// How many output chunks an attached client may lag behind before losing some.
-const ATTACH_BUFFER: usize = 256;
 
 /// The live plumbing of a container whose output this process copies.
 #[derive(Debug)]
 pub struct LiveIo {
     /// Raw stdout (the terminal with a tty), for attach.
-    pub stdout: broadcast::Sender<Bytes>,
+    pub stdout: Arc<Listeners>,
     /// Raw stderr, for attach.
-    pub stderr: broadcast::Sender<Bytes>,
+    pub stderr: Arc<Listeners>,
     /// The container's stdin, if it was created with `stdin`.
     pub stdin: AsyncMutex<Option<pipe::Sender>>,
     /// Whether the container has a terminal.
@@ -71,8 +68,8 @@ fn spawn_copiers(
     stderr: Option<pipe::Receiver>,
     stdin: Option<pipe::Sender>,
 ) {
-    let stdout_tx = broadcast::channel(ATTACH_BUFFER).0;
-    let stderr_tx = broadcast::channel(ATTACH_BUFFER).0;
+    let stdout_tx = Arc::new(Listeners::new());
+    let stderr_tx = Arc::new(Listeners::new());
     let mut copiers = Vec::new();
     if let Some(reader) = stdout {
         let copier = tokio::spawn(copy_to_log(
@@ -105,7 +102,9 @@ fn spawn_copiers(
 /// Starts a created container.
 pub async fn start(runtime: &ContainerdRuntime, id: &str) -> Result<(), RuntimeError> {
     let client = runtime.client();
+    let mut laps = Laps::new();
     let container = containers::get(runtime, id).await?;
+    laps.lap("get-container");
     let io = io_settings(&container);
     let mounts = client
         .snapshots()
@@ -117,6 +116,7 @@ pub async fn start(runtime: &ContainerdRuntime, id: &str) -> Result<(), RuntimeE
         .map_err(RuntimeError::rpc("get rootfs mounts"))?
         .into_inner()
         .mounts;
+    laps.lap("mounts");
     let fifos = fifos(runtime, id, &io);
     fifos.create()?;
     let opened = (|| -> Result<_, RuntimeError> {
@@ -141,6 +141,7 @@ pub async fn start(runtime: &ContainerdRuntime, id: &str) -> Result<(), RuntimeE
         terminal: io.tty,
         ..Default::default()
     });
+    laps.lap("fifos");
     if let Err(source) = client.tasks().create(create).await {
         cleanup_fifos(&fifos);
         return Err(RuntimeError::Rpc {
@@ -148,12 +149,15 @@ pub async fn start(runtime: &ContainerdRuntime, id: &str) -> Result<(), RuntimeE
             source,
         });
     }
+    laps.lap("create-task");
     spawn_copiers(runtime, id, &io, stdout, stderr, stdin);
     let start = client.request(StartRequest {
         container_id: id.to_string(),
         exec_id: String::new(),
     });
-    if let Err(source) = client.tasks().start(start).await {
+    let started = client.tasks().start(start).await;
+    runtime.states().invalidate(id);
+    if let Err(source) = started {
         let delete = client.request(DeleteTaskRequest {
             container_id: id.to_string(),
         });
@@ -165,6 +169,7 @@ pub async fn start(runtime: &ContainerdRuntime, id: &str) -> Result<(), RuntimeE
             source,
         });
     }
+    laps.lap("start-task");
     containers::set_label(
         runtime,
         id,
@@ -172,7 +177,8 @@ pub async fn start(runtime: &ContainerdRuntime, id: &str) -> Result<(), RuntimeE
         jiff::Timestamp::now().to_string(),
     )
     .await?;
-    tracing::debug!(id, "container started");
+    laps.lap("label-started-at");
+    tracing::debug!(id, laps = laps.summary(), "container started");
     Ok(())
 }
 
@@ -184,6 +190,17 @@ fn cleanup_fifos(fifos: &FifoSet) {
 
 /// Stops a container: its stop signal, up to `grace`, then SIGKILL.
 pub async fn stop(
+    runtime: &ContainerdRuntime,
+    id: &str,
+    grace: Duration,
+) -> Result<(), RuntimeError> {
+    let stopped = stop_task(runtime, id, grace).await;
+    // The exit event may still be on its way: the next status read must not be the cached one.
+    runtime.states().invalidate(id);
+    stopped
+}
+
+async fn stop_task(
     runtime: &ContainerdRuntime,
     id: &str,
     grace: Duration,

@@ -1,0 +1,735 @@
+//! The eviction manager, as upstream's: every monitoring interval it observes the eviction
+//! signals (`memory.available`, `nodefs.available`, `imagefs.available`), compares them with
+//! the `--eviction-hard` thresholds, reports `MemoryPressure` / `DiskPressure` (kept for
+//! `--eviction-pressure-transition-period` after the last threshold crossing) and, while a
+//! threshold is met, evicts one pod per interval.
+//!
+//! Ranking as upstream: pods using more than they request first, then lower priority, then
+//! larger usage above the request (so BestEffort pods, requesting nothing, go first).
+//! Critical pods (static or mirror pods, priority at least `system-cluster-critical`'s
+//! 2000000000) are never evicted. The evicted pod's status is phase `Failed`, reason
+//! `Evicted`, a `DisruptionTarget` condition and upstream's message
+//! (`The node was low on resource: memory. Threshold quantity: ..., available: .... `).
+//!
+//! Figures come from a [`SignalSource`] (the real one reads
+//! [`crate::node::stats::StatsCollector`]), so tests feed fake ones.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::static_pods::{is_mirror, is_static};
+use super::stats::{entries, StatsCollector};
+use crate::pod::manager::ManagerCommand;
+use crate::pod::{PodEntry, PodStore};
+
+/// Upstream's default hard thresholds (without the inode signal).
+pub const DEFAULT_EVICTION_HARD: &str =
+    "memory.available<100Mi,nodefs.available<10%,imagefs.available<15%";
+/// How often signals are observed (upstream's housekeeping interval).
+pub const MONITORING_INTERVAL: Duration = Duration::from_secs(10);
+/// Priority at or above which a pod is critical.
+pub const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
+
+/// An eviction signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Signal {
+    /// `memory.available`.
+    MemoryAvailable,
+    /// `nodefs.available`.
+    NodeFsAvailable,
+    /// `imagefs.available`.
+    ImageFsAvailable,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Self::MemoryAvailable => "memory.available",
+            Self::NodeFsAvailable => "nodefs.available",
+            Self::ImageFsAvailable => "imagefs.available",
+        }
+    }
+
+    /// The resource reclaimed when this signal fires.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Self::MemoryAvailable => "memory",
+            Self::NodeFsAvailable | Self::ImageFsAvailable => "ephemeral-storage",
+        }
+    }
+}
+
+/// A threshold value: an absolute quantity or a share of capacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThresholdValue {
+    /// Bytes.
+    Bytes(u64),
+    /// Percent of capacity.
+    Percent(f64),
+}
+
+/// One hard threshold (`signal<value`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    /// The signal.
+    pub signal: Signal,
+    /// Met when the signal is below this.
+    pub value: ThresholdValue,
+}
+
+impl Threshold {
+    /// The threshold in bytes for a resource of `capacity` bytes.
+    pub fn quantity(&self, capacity: u64) -> u64 {
+        match self.value {
+            ThresholdValue::Bytes(bytes) => bytes,
+            ThresholdValue::Percent(percent) => (capacity as f64 * percent / 100.0) as u64,
+        }
+    }
+}
+
+/// Why `--eviction-hard` could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvictionError {
+    /// Not `signal<value`.
+    #[error("invalid eviction threshold {0:?}: want signal<quantity or signal<percent%")]
+    Syntax(String),
+    /// An unknown signal.
+    #[error("unsupported eviction signal {0}")]
+    Signal(String),
+    /// A bad value.
+    #[error("invalid eviction threshold value {0:?}")]
+    Value(String),
+}
+
+/// Parses a byte quantity (`100Mi`, `1G`, `512`).
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((number * factor) as u64)
+}
+
+/// Formats bytes as a Kubernetes binary quantity (`100Mi`, `1536Ki`, `1000`).
+pub fn format_bytes(bytes: u64) -> String {
+    for (suffix, unit) in [
+        ("Ti", 1u64 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ] {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
+            return format!("{}{suffix}", bytes / unit);
+        }
+    }
+    bytes.to_string()
+}
+
+/// Parses `--eviction-hard` (`memory.available<100Mi,nodefs.available<10%`).
+pub fn parse_thresholds(text: &str) -> Result<Vec<Threshold>, EvictionError> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (signal, value) = item
+            .split_once('<')
+            .ok_or_else(|| EvictionError::Syntax(item.to_string()))?;
+        let signal = match signal.trim() {
+            "memory.available" => Signal::MemoryAvailable,
+            "nodefs.available" => Signal::NodeFsAvailable,
+            "imagefs.available" => Signal::ImageFsAvailable,
+            other => return Err(EvictionError::Signal(other.to_string())),
+        };
+        let value = value.trim();
+        let value = match value.strip_suffix('%') {
+            Some(percent) => ThresholdValue::Percent(
+                percent
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .ok_or_else(|| EvictionError::Value(value.to_string()))?,
+            ),
+            None => ThresholdValue::Bytes(
+                parse_bytes(value).ok_or_else(|| EvictionError::Value(value.to_string()))?,
+            ),
+        };
+        out.push(Threshold { signal, value });
+    }
+    Ok(out)
+}
+
+/// Available and capacity bytes of one signal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// Available bytes.
+    pub available: u64,
+    /// Capacity bytes.
+    pub capacity: u64,
+}
+
+/// What one pod uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodUsage {
+    /// Memory working set of the pod.
+    pub memory: u64,
+    /// Local disk: writable layers, logs and emptyDir volumes.
+    pub disk: u64,
+    /// Per container: name, memory working set, disk (rootfs + logs).
+    pub containers: Vec<(String, u64, u64)>,
+}
+
+/// One observation round.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observations {
+    /// Node figures by signal.
+    pub signals: BTreeMap<Signal, Observation>,
+    /// Usage by pod uid.
+    pub pods: BTreeMap<String, PodUsage>,
+}
+
+/// Where the eviction manager gets its figures.
+pub trait SignalSource: Send + Sync + 'static {
+    /// Observes the node and the given pods.
+    fn observe(&self, pods: &[PodEntry]) -> Observations;
+}
+
+impl SignalSource for StatsCollector {
+    fn observe(&self, pods: &[PodEntry]) -> Observations {
+        let node = self.node();
+        let mut signals = BTreeMap::new();
+        if let Some(memory) = &node.memory {
+            let working_set = memory.working_set_bytes.unwrap_or(0);
+            let capacity = memory.available_bytes.unwrap_or(0) + working_set;
+            signals.insert(
+                Signal::MemoryAvailable,
+                Observation {
+                    available: capacity.saturating_sub(working_set),
+                    capacity,
+                },
+            );
+        }
+        let fs = |fs: Option<&super::stats::FsStats>| {
+            fs.map(|fs| Observation {
+                available: fs.available_bytes.unwrap_or(0),
+                capacity: fs.capacity_bytes.unwrap_or(0),
+            })
+        };
+        if let Some(o) = fs(node.fs.as_ref()) {
+            signals.insert(Signal::NodeFsAvailable, o);
+        }
+        if let Some(o) = fs(node.runtime.as_ref().and_then(|r| r.image_fs.as_ref())) {
+            signals.insert(Signal::ImageFsAvailable, o);
+        }
+        let pods = pods
+            .iter()
+            .map(|entry| {
+                let stats = self.pod(entry);
+                let usage = PodUsage {
+                    memory: stats
+                        .memory
+                        .as_ref()
+                        .and_then(|m| m.working_set_bytes)
+                        .unwrap_or(0),
+                    disk: stats
+                        .ephemeral_storage
+                        .as_ref()
+                        .and_then(|e| e.used_bytes)
+                        .unwrap_or(0),
+                    containers: stats
+                        .containers
+                        .iter()
+                        .map(|c| {
+                            let used = |fs: Option<&super::stats::FsStats>| {
+                                fs.and_then(|f| f.used_bytes).unwrap_or(0)
+                            };
+                            (
+                                c.name.clone(),
+                                c.memory
+                                    .as_ref()
+                                    .and_then(|m| m.working_set_bytes)
+                                    .unwrap_or(0),
+                                used(c.rootfs.as_ref()) + used(c.logs.as_ref()),
+                            )
+                        })
+                        .collect(),
+                };
+                (stats.pod_ref.uid, usage)
+            })
+            .collect();
+        Observations { signals, pods }
+    }
+}
+
+/// Node pressure, shared with the node agent (conditions and taints).
+#[derive(Debug, Clone, Default)]
+pub struct Pressure {
+    memory: Arc<AtomicBool>,
+    disk: Arc<AtomicBool>,
+}
+
+impl Pressure {
+    /// Whether the node is under memory pressure.
+    pub fn memory(&self) -> bool {
+        self.memory.load(Ordering::Relaxed)
+    }
+
+    /// Whether the node is under disk pressure.
+    pub fn disk(&self) -> bool {
+        self.disk.load(Ordering::Relaxed)
+    }
+
+    /// Sets both.
+    pub fn set(&self, memory: bool, disk: bool) {
+        self.memory.store(memory, Ordering::Relaxed);
+        self.disk.store(disk, Ordering::Relaxed);
+    }
+}
+
+/// The sum of a resource's requests over the pod's containers, in bytes.
+fn requests(pod: &Pod, resource: &str) -> u64 {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get(resource))
+        .filter_map(|q| parse_bytes(&q.0))
+        .sum()
+}
+
+fn container_request(pod: &Pod, container: &str, resource: &str) -> u64 {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .filter(|c| c.name == container)
+        .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get(resource))
+        .filter_map(|q| parse_bytes(&q.0))
+        .sum()
+}
+
+fn priority(pod: &Pod) -> i32 {
+    pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
+}
+
+/// Whether upstream would never evict `pod`.
+pub fn is_critical(pod: &Pod) -> bool {
+    is_static(pod) || is_mirror(pod) || priority(pod) >= SYSTEM_CRITICAL_PRIORITY
+}
+
+/// Orders `pods` for eviction under `signal`, first to evict first.
+pub fn rank<'a>(
+    pods: &[&'a Pod],
+    usage: &BTreeMap<String, PodUsage>,
+    signal: Signal,
+) -> Vec<&'a Pod> {
+    let resource = signal.resource();
+    let used = |pod: &Pod| {
+        let u = pod
+            .metadata
+            .uid
+            .as_deref()
+            .and_then(|uid| usage.get(uid))
+            .cloned()
+            .unwrap_or_default();
+        if resource == "memory" {
+            u.memory
+        } else {
+            u.disk
+        }
+    };
+    let mut ranked: Vec<&Pod> = pods.to_vec();
+    ranked.sort_by_key(|pod| {
+        let used = used(pod);
+        let requested = requests(pod, resource);
+        (
+            // Pods over their requests first (false sorts first).
+            used <= requested,
+            priority(pod),
+            std::cmp::Reverse(used.saturating_sub(requested)),
+        )
+    });
+    ranked
+}
+
+/// Upstream's eviction message for `pod` evicted under `threshold`.
+pub fn eviction_message(
+    pod: &Pod,
+    threshold: &Threshold,
+    observation: &Observation,
+    usage: Option<&PodUsage>,
+) -> String {
+    let resource = threshold.signal.resource();
+    let mut message = format!("The node was low on resource: {resource}. ");
+    message.push_str(&format!(
+        "Threshold quantity: {}, available: {}. ",
+        format_bytes(threshold.quantity(observation.capacity)),
+        format_bytes(observation.available)
+    ));
+    for (name, memory, disk) in usage.map(|u| u.containers.as_slice()).unwrap_or_default() {
+        let used = if resource == "memory" { *memory } else { *disk };
+        let request = container_request(pod, name, resource);
+        if used > request {
+            message.push_str(&format!(
+                "Container {name} was using {}, request is {}, has larger consumption of {resource}. ",
+                format_bytes(used),
+                format_bytes(request)
+            ));
+        }
+    }
+    message
+}
+
+/// The status an evicted pod ends with.
+pub fn evicted_status(pod: &Pod, message: &str, now: Time) -> PodStatus {
+    let mut status = pod.status.clone().unwrap_or_default();
+    status.phase = Some("Failed".into());
+    status.reason = Some("Evicted".into());
+    status.message = Some(message.to_string());
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    conditions.retain(|c| c.type_ != "DisruptionTarget");
+    for condition in conditions.iter_mut() {
+        if condition.type_ == "Ready" || condition.type_ == "ContainersReady" {
+            condition.status = "False".into();
+        }
+    }
+    conditions.push(PodCondition {
+        type_: "DisruptionTarget".into(),
+        status: "True".into(),
+        reason: Some("TerminationByKubelet".into()),
+        message: Some(message.to_string()),
+        last_transition_time: Some(now),
+        ..Default::default()
+    });
+    status
+}
+
+/// The eviction manager.
+pub struct EvictionManager {
+    thresholds: Vec<Threshold>,
+    source: Arc<dyn SignalSource>,
+    store: PodStore,
+    pressure: Pressure,
+    transition_period: Duration,
+    last_memory_met: Option<Instant>,
+    last_disk_met: Option<Instant>,
+}
+
+/// What one round decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Thresholds met this round.
+    pub met: Vec<Signal>,
+    /// The pod to evict (uid), its status and message.
+    pub evict: Option<(String, PodStatus, String)>,
+}
+
+impl EvictionManager {
+    /// A manager over the pods in `store`, reporting pressure into `pressure`.
+    pub fn new(
+        thresholds: Vec<Threshold>,
+        source: Arc<dyn SignalSource>,
+        store: PodStore,
+        pressure: Pressure,
+        transition_period: Duration,
+    ) -> Self {
+        Self {
+            thresholds,
+            source,
+            store,
+            pressure,
+            transition_period,
+            last_memory_met: None,
+            last_disk_met: None,
+        }
+    }
+
+    /// One round: observe, update pressure, pick at most one pod.
+    pub fn synchronize(&mut self) -> Decision {
+        let active: Vec<PodEntry> = entries(&self.store)
+            .into_iter()
+            .filter(|e| {
+                let phase = e.pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                phase != Some("Succeeded") && phase != Some("Failed")
+            })
+            .collect();
+        let observations = self.source.observe(&active);
+        let met: Vec<(Threshold, Observation)> = self
+            .thresholds
+            .iter()
+            .filter_map(|t| {
+                let o = observations.signals.get(&t.signal)?;
+                (o.available < t.quantity(o.capacity)).then_some((*t, *o))
+            })
+            .collect();
+        let now = Instant::now();
+        if met.iter().any(|(t, _)| t.signal == Signal::MemoryAvailable) {
+            self.last_memory_met = Some(now);
+        }
+        if met.iter().any(|(t, _)| t.signal != Signal::MemoryAvailable) {
+            self.last_disk_met = Some(now);
+        }
+        let within = |at: Option<Instant>| {
+            at.is_some_and(|at| now.saturating_duration_since(at) <= self.transition_period)
+        };
+        let (memory, disk) = (within(self.last_memory_met), within(self.last_disk_met));
+        if memory != self.pressure.memory() || disk != self.pressure.disk() {
+            tracing::info!(
+                memory_pressure = memory,
+                disk_pressure = disk,
+                "node pressure changed"
+            );
+        }
+        self.pressure.set(memory, disk);
+        let decision_met = met.iter().map(|(t, _)| t.signal).collect();
+        // Memory first, as upstream orders the signals to reclaim.
+        let Some((threshold, observation)) = met.iter().min_by_key(|(t, _)| t.signal) else {
+            return Decision {
+                met: decision_met,
+                evict: None,
+            };
+        };
+        tracing::warn!(
+            signal = threshold.signal.name(),
+            available = observation.available,
+            "eviction threshold met"
+        );
+        let candidates: Vec<&Pod> = active
+            .iter()
+            .map(|e| &e.pod)
+            .filter(|p| !is_critical(p))
+            .collect();
+        let ranked = rank(&candidates, &observations.pods, threshold.signal);
+        let evict = ranked.first().and_then(|pod| {
+            let uid = pod.metadata.uid.clone()?;
+            let message =
+                eviction_message(pod, threshold, observation, observations.pods.get(&uid));
+            let status = evicted_status(pod, &message, Time(jiff::Timestamp::now()));
+            Some((uid, status, message))
+        });
+        Decision {
+            met: decision_met,
+            evict,
+        }
+    }
+
+    /// Runs a round every `interval`, sending evictions to the pod manager and waiting for
+    /// each to finish before the next round (one pod per interval).
+    pub async fn run(mut self, interval: Duration, manager: mpsc::UnboundedSender<ManagerCommand>) {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            let decision = self.synchronize();
+            let Some((uid, status, message)) = decision.evict else {
+                continue;
+            };
+            let (done, wait) = oneshot::channel();
+            let command = ManagerCommand::Evict {
+                uid,
+                status: Box::new(status),
+                message,
+                done: Some(done),
+            };
+            if manager.send(command).is_err() {
+                tracing::warn!("the pod manager is gone; eviction manager stops");
+                return;
+            }
+            if wait.await.is_err() {
+                tracing::debug!("eviction finished without confirmation");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use kube::api::ObjectMeta;
+    use std::sync::Mutex;
+
+    struct FakeSignals(Mutex<Observations>);
+
+    impl SignalSource for FakeSignals {
+        fn observe(&self, _pods: &[PodEntry]) -> Observations {
+            self.0.lock().expect("lock").clone()
+        }
+    }
+
+    fn pod(name: &str, memory_request: Option<&str>, priority: Option<i32>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(format!("uid-{name}")),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                priority,
+                containers: vec![Container {
+                    name: "c".into(),
+                    resources: memory_request.map(|m| ResourceRequirements {
+                        requests: Some([("memory".to_string(), Quantity(m.into()))].into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn usage(memory: u64) -> PodUsage {
+        PodUsage {
+            memory,
+            disk: 0,
+            containers: vec![("c".into(), memory, 0)],
+        }
+    }
+
+    #[test]
+    fn thresholds_parse_the_upstream_syntax() {
+        let parsed = parse_thresholds(DEFAULT_EVICTION_HARD).expect("parse");
+        assert_eq!(parsed.len(), 3);
+        assert_eq!(parsed[0].value, ThresholdValue::Bytes(100 * 1024 * 1024));
+        assert_eq!(parsed[1].quantity(1000), 100);
+        assert!(parse_thresholds("memory.available>1Gi").is_err());
+        assert!(parse_thresholds("pid.available<10").is_err());
+        assert!(parse_thresholds("memory.available<lots").is_err());
+        assert_eq!(format_bytes(100 * 1024 * 1024), "100Mi");
+        assert_eq!(format_bytes(1000), "1000");
+    }
+
+    #[test]
+    fn ranking_puts_pods_over_requests_first_then_priority_then_usage() {
+        let best_effort = pod("best-effort", None, None);
+        let within = pod("within", Some("500Mi"), None);
+        let over_low = pod("over-low", Some("10Mi"), Some(-5));
+        let over_big = pod("over-big", Some("10Mi"), None);
+        let usage: BTreeMap<String, PodUsage> = [
+            ("uid-best-effort".to_string(), usage(20 << 20)),
+            ("uid-within".to_string(), usage(400 << 20)),
+            ("uid-over-low".to_string(), usage(11 << 20)),
+            ("uid-over-big".to_string(), usage(300 << 20)),
+        ]
+        .into();
+        let ranked = rank(
+            &[&within, &best_effort, &over_big, &over_low],
+            &usage,
+            Signal::MemoryAvailable,
+        );
+        let names: Vec<&str> = ranked
+            .iter()
+            .filter_map(|p| p.metadata.name.as_deref())
+            .collect();
+        assert_eq!(names, vec!["over-low", "over-big", "best-effort", "within"]);
+    }
+
+    #[test]
+    fn memory_pressure_evicts_one_pod_with_the_upstream_status() {
+        let store = PodStore::new();
+        for p in [pod("hog", None, None), pod("calm", Some("1Gi"), None)] {
+            store.upsert(
+                p.metadata.uid.as_deref().expect("uid"),
+                PodEntry {
+                    pod: p.clone(),
+                    containers: [("c".to_string(), "id".to_string())].into(),
+                },
+            );
+        }
+        let mut critical = pod("critical", None, Some(SYSTEM_CRITICAL_PRIORITY));
+        critical.metadata.uid = Some("uid-critical".into());
+        store.upsert(
+            "uid-critical",
+            PodEntry {
+                pod: critical,
+                containers: Default::default(),
+            },
+        );
+        let observations = Observations {
+            signals: [(
+                Signal::MemoryAvailable,
+                Observation {
+                    available: 50 << 20,
+                    capacity: 4 << 30,
+                },
+            )]
+            .into(),
+            pods: [
+                ("uid-hog".to_string(), usage(3 << 30)),
+                ("uid-calm".to_string(), usage(100 << 20)),
+                ("uid-critical".to_string(), usage(3 << 30)),
+            ]
+            .into(),
+        };
+        let signals = Arc::new(FakeSignals(Mutex::new(observations)));
+        let pressure = Pressure::default();
+        let mut manager = EvictionManager::new(
+            parse_thresholds(DEFAULT_EVICTION_HARD).expect("parse"),
+            signals.clone(),
+            store,
+            pressure.clone(),
+            Duration::from_secs(300),
+        );
+        let decision = manager.synchronize();
+        assert_eq!(decision.met, vec![Signal::MemoryAvailable]);
+        assert!(pressure.memory() && !pressure.disk());
+        let (uid, status, message) = decision.evict.expect("a pod is evicted");
+        assert_eq!(uid, "uid-hog");
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert_eq!(status.reason.as_deref(), Some("Evicted"));
+        assert_eq!(
+            message,
+            "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi. \
+             Container c was using 3Gi, request is 0, has larger consumption of memory. "
+        );
+        let target = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "DisruptionTarget")
+            .expect("DisruptionTarget");
+        assert_eq!(target.reason.as_deref(), Some("TerminationByKubelet"));
+
+        // Plenty of memory again: nothing is evicted, but the pressure holds for the
+        // transition period.
+        signals.0.lock().expect("lock").signals.insert(
+            Signal::MemoryAvailable,
+            Observation {
+                available: 2 << 30,
+                capacity: 4 << 30,
+            },
+        );
+        let decision = manager.synchronize();
+        assert!(decision.evict.is_none());
+        assert!(
+            pressure.memory(),
+            "pressure holds for the transition period"
+        );
+        manager.transition_period = Duration::ZERO;
+        manager.last_memory_met = Some(Instant::now() - Duration::from_secs(1));
+        manager.synchronize();
+        assert!(!pressure.memory());
+    }
+}
