@@ -2,37 +2,19 @@
 //! registers and turns Ready, its Lease is renewed, a pod bound to it reaches Running with an
 //! IP, and a graceful delete ends with the kubelet removing the pod for good.
 
-use std::time::Duration;
-
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, PostParams};
 use kube::Api;
-use kube_apiserver::testing::TestServer;
 use kubelet::testing::start_fake;
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+mod support;
+
+use support::{apiserver, eventually};
 
 #[tokio::test]
 async fn a_pod_bound_to_the_node_runs_and_is_deleted_by_the_kubelet() {
-    let server = TestServer::start().await.expect("apiserver");
-    let client = server.client().await.expect("client");
+    let (_server, client) = apiserver().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let kubelet = start_fake(client.clone(), "node-0", dir.path())
         .await

@@ -2,27 +2,18 @@
 //! the state cache goes live, answers for a running container, and an exit is both broadcast
 //! and seen by the next status read.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use kubelet::runtime::containerd::events::ContainerExit;
-use kubelet::runtime::containerd::testing::{unavailable_reason, TestContainerd};
-use kubelet::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
+use kubelet::runtime::containerd::testing::unavailable_reason;
+use kubelet::runtime::containerd::ContainerdRuntime;
 use kubelet::runtime::{ContainerConfig, ContainerRuntime, ContainerState, LABEL_POD_UID};
 
-fn build_images(out: &Path) -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/images/build.sh");
-    let output = Command::new("bash").arg(&script).arg(out).output()?;
-    if !output.status.success() {
-        bail!(
-            "build.sh failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(out.join("busybox.tar"))
-}
+mod support;
+
+use support::{containerd_and_archive, finish};
 
 async fn wait_live(runtime: &ContainerdRuntime) -> Result<()> {
     for _ in 0..200 {
@@ -41,23 +32,9 @@ async fn exits_are_broadcast_and_never_hidden_by_the_state_cache() -> Result<()>
         return Ok(());
     }
     let work = tempfile::tempdir()?;
-    let archive = build_images(&work.path().join("images"))?;
-    let containerd = TestContainerd::start()?;
-    let runtime = ContainerdRuntime::connect(ContainerdOptions::new(
-        containerd.endpoint(),
-        containerd.state_dir(),
-    ))
-    .await?;
+    let (archive, containerd, runtime) = containerd_and_archive(work.path()).await?;
     let result = scenario(&runtime, &archive, work.path()).await;
-    if result.is_err() {
-        eprintln!("containerd log:\n{}", containerd.log());
-    }
-    if let Ok(containers) = runtime.list_containers().await {
-        for c in containers {
-            let _ = runtime.remove_container(&c.id).await;
-        }
-    }
-    result
+    finish(&runtime, &containerd, result).await
 }
 
 async fn scenario(runtime: &ContainerdRuntime, archive: &Path, work: &Path) -> Result<()> {

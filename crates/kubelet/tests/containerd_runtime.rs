@@ -6,13 +6,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use kubelet::runtime::containerd::testing::{unavailable_reason, TestContainerd};
-use kubelet::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
+use kubelet::runtime::containerd::testing::unavailable_reason;
+use kubelet::runtime::containerd::ContainerdRuntime;
 use kubelet::runtime::{
     ContainerConfig, ContainerRuntime, ContainerState, ExecRequest, PullPolicy, RuntimeError,
     LABEL_CONTAINER_NAME, LABEL_POD_UID,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod support;
+
+use support::{connect, containerd_and_archive, finish};
 
 /// A network namespace that is deleted on drop.
 struct Netns(String);
@@ -36,18 +40,6 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
-}
-
-fn build_images(out: &Path) -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/images/build.sh");
-    let output = Command::new("bash").arg(&script).arg(out).output()?;
-    if !output.status.success() {
-        bail!(
-            "build.sh failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(out.join("busybox.tar"))
 }
 
 /// Rewrites the OCI archive as a docker-archive (`docker save` layout) tagged `tag`.
@@ -166,24 +158,9 @@ async fn containerd_runtime_imports_runs_logs_execs_stops_and_removes() -> Resul
         return Ok(());
     }
     let work = tempfile::tempdir()?;
-    let archive = build_images(&work.path().join("images"))?;
-    let containerd = TestContainerd::start()?;
-    let runtime = ContainerdRuntime::connect(ContainerdOptions::new(
-        containerd.endpoint(),
-        containerd.state_dir(),
-    ))
-    .await?;
+    let (archive, containerd, runtime) = containerd_and_archive(work.path()).await?;
     let result = scenario(&runtime, &archive, work.path()).await;
-    if result.is_err() {
-        eprintln!("containerd log:\n{}", containerd.log());
-    }
-    // Whatever happened, leave no containers behind.
-    if let Ok(containers) = runtime.list_containers().await {
-        for c in containers {
-            let _ = runtime.remove_container(&c.id).await;
-        }
-    }
-    result
+    finish(&runtime, &containerd, result).await
 }
 
 async fn scenario(runtime: &ContainerdRuntime, archive: &Path, work: &Path) -> Result<()> {
@@ -327,14 +304,6 @@ async fn scenario(runtime: &ContainerdRuntime, archive: &Path, work: &Path) -> R
     Ok(())
 }
 
-async fn connect(containerd: &TestContainerd) -> Result<ContainerdRuntime> {
-    Ok(ContainerdRuntime::connect(ContainerdOptions::new(
-        containerd.endpoint(),
-        containerd.state_dir(),
-    ))
-    .await?)
-}
-
 /// The `tick N` numbers in a CRI log, in order.
 fn ticks(log: &str) -> Vec<u64> {
     log.lines()
@@ -356,9 +325,7 @@ async fn containerd_runtime_recovers_log_copying_and_serves_tty_exec_and_attach(
         return Ok(());
     }
     let work = tempfile::tempdir()?;
-    let archive = build_images(&work.path().join("images"))?;
-    let containerd = TestContainerd::start()?;
-    let first = connect(&containerd).await?;
+    let (archive, containerd, first) = containerd_and_archive(work.path()).await?;
     first.import_image_archive(&archive).await?;
     let log_path = work.path().join("logs/ticker/0.log");
     let config = ContainerConfig {

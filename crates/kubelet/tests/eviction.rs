@@ -4,7 +4,6 @@
 //! reports `MemoryPressure` with its NoSchedule taint, the well-behaved pod keeps running,
 //! and deleting the evicted pod removes it for good.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,39 +11,17 @@ use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, ResourceRequirem
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::Api;
-use kube_apiserver::testing::TestServer;
-use kubelet::app::{start_with_features, Dependencies};
-use kubelet::network::fake::FakeNetwork;
+use kubelet::app::start_with_features;
 use kubelet::node::eviction::{
     parse_thresholds, Observation, Observations, PodUsage, Signal, SignalSource,
     DEFAULT_EVICTION_HARD,
 };
 use kubelet::node::features::{EvictionSettings, NodeFeatures};
-use kubelet::node::status::NodeConfig;
-use kubelet::pod::files::DnsSettings;
-use kubelet::pod::{PodEntry, PodSettings};
-use kubelet::runtime::fake::FakeRuntime;
-use kubelet::server::TlsFiles;
+use kubelet::pod::PodEntry;
 
-const NODE: &str = "node-0";
+mod support;
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use support::{apiserver, eventually, fake_dependencies, fake_runtime, NODE};
 
 /// Memory is short while the pod `hog` runs (it uses 3Gi); plenty once it is gone.
 struct HogSignals;
@@ -103,12 +80,9 @@ fn pod(name: &str, memory_request: Option<&str>) -> Pod {
 
 #[tokio::test]
 async fn memory_pressure_evicts_the_pod_over_its_request_and_taints_the_node() {
-    let server = TestServer::start().await.expect("apiserver");
-    let client = server.client().await.expect("client");
+    let (_server, client) = apiserver().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = Arc::new(FakeRuntime::with_auto_pull());
-    runtime.add_image("busybox:1.35");
-    let node_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let runtime = fake_runtime();
     let mut eviction = EvictionSettings::new(
         parse_thresholds(DEFAULT_EVICTION_HARD).expect("thresholds"),
         Duration::from_secs(300),
@@ -116,35 +90,12 @@ async fn memory_pressure_evicts_the_pod_over_its_request_and_taints_the_node() {
     eviction.interval = Duration::from_millis(200);
     eviction.source = Some(Arc::new(HogSignals));
     let _kubelet = start_with_features(
-        Dependencies {
-            client: client.clone(),
-            runtime: runtime.clone(),
-            network: Arc::new(FakeNetwork::ready_network()),
-            node: NodeConfig {
-                name: NODE.into(),
-                node_ip,
-                port: 0,
-                max_pods: 110,
-            },
-            pods: PodSettings {
-                node_name: NODE.into(),
-                node_ip,
-                root_dir: dir.path().join("root"),
-                pod_logs_dir: dir.path().join("logs"),
-                dns: DnsSettings {
-                    cluster_dns: vec![],
-                    cluster_domain: "cluster.local".into(),
-                    host_resolv_conf: String::new(),
-                },
-            },
-            api_addr: SocketAddr::new(node_ip, 0),
-            tls: TlsFiles {
-                self_signed_names: vec!["127.0.0.1".into()],
-                ..Default::default()
-            },
-            status_period: Duration::from_millis(300),
-            mounter: Arc::new(kubelet::pod::mounts::FakeMounter::new()),
-        },
+        fake_dependencies(
+            client.clone(),
+            runtime.clone(),
+            dir.path(),
+            Duration::from_millis(300),
+        ),
         None,
         NodeFeatures {
             eviction: Some(eviction),

@@ -3,120 +3,21 @@
 //! `/exec` over WebSocket (`v5.channel.k8s.io`) behave as the apiserver and kubectl expect.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::api::ObjectMeta;
 use kubelet::pod::{PodEntry, PodStore};
 use kubelet::runtime::fake::{ExecResult, FakeRuntime};
 use kubelet::runtime::{ContainerConfig, ContainerRuntime};
 use kubelet::server::{serve, ServerState, TlsFiles};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-struct Pki {
-    ca_pem: String,
-    client_cert: String,
-    client_key: String,
-}
+mod support;
 
-fn write_pki(dir: &Path) -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "test-ca");
-    let ca =
-        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
-
-    let server_key = KeyPair::generate().expect("key");
-    let server = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&server_key, &ca)
-        .expect("server cert");
-    let client_key = KeyPair::generate().expect("key");
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver-kubelet-client");
-    let client = client_params
-        .signed_by(&client_key, &ca)
-        .expect("client cert");
-
-    std::fs::write(dir.join("ca.crt"), ca.pem()).expect("write");
-    std::fs::write(dir.join("kubelet.crt"), server.pem()).expect("write");
-    std::fs::write(dir.join("kubelet.key"), server_key.serialize_pem()).expect("write");
-    Pki {
-        ca_pem: ca.pem(),
-        client_cert: client.pem(),
-        client_key: client_key.serialize_pem(),
-    }
-}
-
-fn connector(pki: &Pki, with_cert: bool) -> TlsConnector {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
-        roots.add(cert.expect("ca")).expect("add");
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots);
-    let config = if with_cert {
-        let certs = CertificateDer::pem_slice_iter(pki.client_cert.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .expect("certs");
-        let key = PrivateKeyDer::from_pem_slice(pki.client_key.as_bytes()).expect("key");
-        builder
-            .with_client_auth_cert(certs, key)
-            .expect("client auth")
-    } else {
-        builder.with_no_client_auth()
-    };
-    TlsConnector::from(Arc::new(config))
-}
-
-async fn tls(
-    addr: SocketAddr,
-    connector: &TlsConnector,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    connector
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("tls")
-}
-
-async fn get(addr: SocketAddr, connector: &TlsConnector, path: &str) -> (u16, String) {
-    let stream = tls(addr, connector).await;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let request = http::Request::get(path)
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).to_string())
-}
+use support::{get, tls, write_pki, Pki};
 
 async fn setup() -> (tempfile::TempDir, Pki, SocketAddr, Arc<FakeRuntime>) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -198,11 +99,14 @@ async fn setup() -> (tempfile::TempDir, Pki, SocketAddr, Arc<FakeRuntime>) {
 #[tokio::test]
 async fn healthz_is_open_but_pods_need_a_client_certificate() {
     let (_dir, pki, addr, _runtime) = setup().await;
-    let anonymous = connector(&pki, false);
-    assert_eq!(get(addr, &anonymous, "/healthz").await, (200, "ok".into()));
-    assert_eq!(get(addr, &anonymous, "/pods").await.0, 401);
-    let client = connector(&pki, true);
-    let (status, body) = get(addr, &client, "/pods").await;
+    let anonymous = pki.connector(false);
+    assert_eq!(
+        get(addr, &anonymous, "/healthz", None).await,
+        (200, "ok".into())
+    );
+    assert_eq!(get(addr, &anonymous, "/pods", None).await.0, 401);
+    let client = pki.connector(true);
+    let (status, body) = get(addr, &client, "/pods", None).await;
     assert_eq!(status, 200);
     let list: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(list["kind"], "PodList");
@@ -212,37 +116,46 @@ async fn healthz_is_open_but_pods_need_a_client_certificate() {
 #[tokio::test]
 async fn container_logs_are_served_from_the_cri_log_files() {
     let (_dir, pki, addr, _runtime) = setup().await;
-    let client = connector(&pki, true);
+    let client = pki.connector(true);
     assert_eq!(
-        get(addr, &client, "/containerLogs/default/web/c").await,
+        get(addr, &client, "/containerLogs/default/web/c", None).await,
         (200, "first\nlast\n".into())
     );
     assert_eq!(
         get(
             addr,
             &client,
-            "/containerLogs/default/web/c?tailLines=1&timestamps=true"
+            "/containerLogs/default/web/c?tailLines=1&timestamps=true",
+            None
         )
         .await,
         (200, "2026-11-22T04:00:01.000000000Z last\n".into())
     );
     assert_eq!(
-        get(addr, &client, "/containerLogs/default/nope/c").await.0,
-        404
-    );
-    assert_eq!(
-        get(addr, &client, "/containerLogs/default/web/other")
+        get(addr, &client, "/containerLogs/default/nope/c", None)
             .await
             .0,
         404
     );
-    let (status, body) = get(addr, &client, "/containerLogs/default/web/c?previous=true").await;
+    assert_eq!(
+        get(addr, &client, "/containerLogs/default/web/other", None)
+            .await
+            .0,
+        404
+    );
+    let (status, body) = get(
+        addr,
+        &client,
+        "/containerLogs/default/web/c?previous=true",
+        None,
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(body.contains("previous terminated container"));
 }
 
 async fn exec(addr: SocketAddr, pki: &Pki, query: &str) -> Vec<(u8, Vec<u8>)> {
-    let stream = tls(addr, &connector(pki, true)).await;
+    let stream = tls(addr, &pki.connector(true)).await;
     let mut request = format!("wss://localhost/exec/default/web/c?{query}")
         .into_client_request()
         .expect("request");
@@ -316,11 +229,16 @@ async fn exec_streams_output_and_ends_with_the_status() {
 #[tokio::test]
 async fn exec_without_websocket_or_command_is_a_bad_request() {
     let (_dir, pki, addr, _runtime) = setup().await;
-    let client = connector(&pki, true);
+    let client = pki.connector(true);
     assert_eq!(
-        get(addr, &client, "/exec/default/web/c?command=ls&stdout=true")
-            .await
-            .0,
+        get(
+            addr,
+            &client,
+            "/exec/default/web/c?command=ls&stdout=true",
+            None
+        )
+        .await
+        .0,
         400
     );
 }

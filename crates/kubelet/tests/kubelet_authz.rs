@@ -6,77 +6,18 @@
 //! ones and ones without client-auth usage complete the TLS handshake and get a 401, as does
 //! an anonymous exec.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use kube_apiserver::testing::TestServer;
 use kubelet::pod::PodStore;
 use kubelet::runtime::fake::FakeRuntime;
 use kubelet::server::auth::{AuthorizationMode, KubeletAuth};
 use kubelet::server::{serve_with_auth, ServerState, TlsFiles};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
-use tokio_rustls::TlsConnector;
 
-fn connector(ca_pem: &str, client: Option<(String, String)>) -> TlsConnector {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.expect("ca")).expect("add");
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots);
-    let config = match client {
-        Some((cert, key)) => {
-            let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .expect("certs");
-            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
-            builder
-                .with_client_auth_cert(certs, key)
-                .expect("client auth")
-        }
-        None => builder.with_no_client_auth(),
-    };
-    TlsConnector::from(Arc::new(config))
-}
+mod support;
 
-async fn get(
-    addr: SocketAddr,
-    connector: &TlsConnector,
-    path: &str,
-    token: Option<&str>,
-) -> (u16, String) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let stream = connector
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("tls");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let mut request = http::Request::get(path).header("host", "localhost");
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let request = request.body(Empty::<Bytes>::new()).expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).to_string())
-}
+use support::{connector, get};
 
 async fn post(client: &kube::Client, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
     let request = http::Request::post(path)

@@ -7,58 +7,25 @@
 //! IPC namespace; container logs rotate by size while the container keeps writing.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::Api;
-use kube_apiserver::testing::TestServer;
-use kubelet::app::{start, Dependencies, RunningKubelet};
-use kubelet::network::cni::{check_plugins, CniNetwork};
+use kubelet::app::RunningKubelet;
 use kubelet::network::Network;
-use kubelet::node::status::NodeConfig;
-use kubelet::pod::files::DnsSettings;
-use kubelet::pod::PodSettings;
-use kubelet::runtime::containerd::testing::{unavailable_reason, TestContainerd};
-use kubelet::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
 use kubelet::runtime::log_rotation::{rotated_files, LogRotation};
 use kubelet::runtime::{ContainerRuntime, ExecRequest};
-use kubelet::server::TlsFiles;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod support;
+
+use support::{eventually_secs as eventually, real_node_unavailable, RealNode, RealNodeConfig};
 
 const BRIDGE: &str = "kubetest-lc";
 const SUBNET: &str = "10.250.91.0/24";
-
-async fn eventually<T, F, Fut>(what: &str, seconds: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Deletes the test bridge however the test ends.
-struct BridgeGuard;
-
-impl Drop for BridgeGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "delete", BRIDGE]).status();
-    }
-}
 
 /// Removes the pod IPC namespaces under a kubelet root however the test ends (a failed
 /// assertion skips the pod deletion that would remove them).
@@ -129,110 +96,6 @@ async fn exec(runtime: &Arc<dyn ContainerRuntime>, id: &str, script: &str) -> (i
 /// A main process that ends on SIGTERM (a plain `sleep` as pid 1 ignores it).
 const IDLE: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
 
-struct Node0 {
-    _containerd: TestContainerd,
-    runtime: Arc<dyn ContainerRuntime>,
-    network: Arc<dyn Network>,
-    kubelet: RunningKubelet,
-    client: kube::Client,
-    _server: TestServer,
-}
-
-async fn start_node(dir: &Path) -> Node0 {
-    let images = dir.join("images");
-    std::fs::create_dir_all(&images).expect("mkdir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/images/build.sh");
-    let built = Command::new("bash")
-        .arg(&script)
-        .arg(&images)
-        .output()
-        .expect("build.sh");
-    assert!(built.status.success(), "build.sh failed");
-
-    let containerd = TestContainerd::start().expect("containerd");
-    let runtime = ContainerdRuntime::connect(ContainerdOptions::new(
-        containerd.endpoint(),
-        containerd.state_dir(),
-    ))
-    .await
-    .expect("connect");
-    let runtime: Arc<dyn ContainerRuntime> = Arc::new(runtime);
-    kubelet::app::import_archives(runtime.as_ref(), &images).await;
-
-    let server = TestServer::start().await.expect("apiserver");
-    let client = server.client().await.expect("client");
-    let network: Arc<dyn Network> =
-        Arc::new(CniNetwork::new("/usr/lib/cni".into(), &dir.join("root/cni")).with_bridge(BRIDGE));
-    let node_ip = "127.0.0.1".parse().expect("ip");
-    let (cert_pem, key_pem) = server
-        .pki
-        .issue("lifecycle-node", &[], &["127.0.0.1", "lifecycle-node"])
-        .expect("kubelet cert");
-    let kubelet_cert = dir.join("kubelet.crt");
-    let kubelet_key = dir.join("kubelet.key");
-    std::fs::write(&kubelet_cert, cert_pem).expect("write cert");
-    std::fs::write(&kubelet_key, key_pem).expect("write key");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let kubelet = start(Dependencies {
-        client: client.clone(),
-        runtime: runtime.clone(),
-        network: network.clone(),
-        node: NodeConfig {
-            name: "lifecycle-node".into(),
-            node_ip,
-            port,
-            max_pods: 110,
-        },
-        pods: PodSettings {
-            node_name: "lifecycle-node".into(),
-            node_ip,
-            root_dir: dir.join("root"),
-            pod_logs_dir: dir.join("logs"),
-            dns: DnsSettings {
-                cluster_dns: vec!["10.96.0.10".parse().expect("ip")],
-                cluster_domain: "cluster.local".into(),
-                host_resolv_conf: String::new(),
-            },
-        },
-        api_addr: std::net::SocketAddr::new(node_ip, port),
-        tls: TlsFiles {
-            cert: Some(kubelet_cert),
-            key: Some(kubelet_key),
-            client_ca: None,
-            self_signed_names: vec![],
-        },
-        status_period: Duration::from_secs(10),
-        mounter: Arc::new(kubelet::pod::mounts::HostMounter),
-    })
-    .await
-    .expect("kubelet");
-    let nodes: Api<Node> = Api::all(client.clone());
-    nodes
-        .patch(
-            "lifecycle-node",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"podCIDR": SUBNET, "podCIDRs": [SUBNET]}})),
-        )
-        .await
-        .expect("set pod CIDR");
-    eventually("network configured", 10, || {
-        let network = network.clone();
-        async move { network.ready().then_some(()) }
-    })
-    .await;
-    Node0 {
-        _containerd: containerd,
-        runtime,
-        network,
-        kubelet,
-        client,
-        _server: server,
-    }
-}
-
 fn container_id(kubelet: &RunningKubelet, pod: &str, container: &str) -> Option<String> {
     kubelet
         .store
@@ -244,20 +107,24 @@ fn container_id(kubelet: &RunningKubelet, pod: &str, container: &str) -> Option<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_shared_ipc_security_and_log_rotation_work_on_real_containers() {
-    if let Some(reason) = unavailable_reason() {
+    if let Some(reason) = real_node_unavailable() {
         eprintln!("skipping lifecycle test: {reason}");
         return;
     }
-    if let Err(error) = check_plugins(Path::new("/usr/lib/cni")) {
-        eprintln!("skipping lifecycle test: {error}");
-        return;
-    }
-    let _bridge = BridgeGuard;
     let dir = tempfile::tempdir().expect("tempdir");
     let _ipc = IpcGuard(dir.path().join("root/ipc"));
     let host = dir.path().join("host");
     std::fs::create_dir_all(&host).expect("mkdir");
-    let node = start_node(dir.path()).await;
+    let node = RealNode::start(
+        dir.path(),
+        RealNodeConfig {
+            name: "lifecycle-node",
+            bridge: BRIDGE,
+            subnet: SUBNET,
+            mounter: Arc::new(kubelet::pod::mounts::HostMounter),
+        },
+    )
+    .await;
     let (hook_port, hook_paths) = recording_server().await;
     let pods: Api<Pod> = Api::namespaced(node.client.clone(), "default");
 

@@ -15,13 +15,14 @@ use kube_apiserver::testing::TestServer;
 use kubelet::pod::{PodEntry, PodStore};
 use kubelet::runtime::fake::{Call, FakeRuntime};
 use kubelet::server::{serve, ServerState, TlsFiles};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+
+mod support;
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 
@@ -285,27 +286,11 @@ async fn kubectl_reports_a_port_nothing_listens_on() {
 }
 
 fn tls_connector(server: &TestServer) -> tokio_rustls::TlsConnector {
-    let (cert, key) = server
+    let client = server
         .pki
         .issue("kube-apiserver-kubelet-client", &["system:masters"], &[])
         .expect("client cert");
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(server.pki.ca_pem.as_bytes()) {
-        roots.add(ca.expect("ca")).expect("add ca");
-    }
-    let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("certs");
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_client_auth_cert(certs, key)
-    .expect("client auth");
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    support::connector(&server.pki.ca_pem, Some(client))
 }
 
 #[tokio::test]
@@ -494,160 +479,52 @@ async fn containerd_runtime_dials_inside_the_pod_network_namespace() {
 /// CNI plugins needed; skipped otherwise), on its own test bridge and subnet.
 mod real_node {
     use std::path::Path;
-    use std::process::Command;
+
     use std::sync::Arc;
     use std::time::Duration;
 
-    use k8s_openapi::api::core::v1::{Node, Pod};
-    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-    use kube_apiserver::testing::TestServer;
-    use kubelet::app::{start, Dependencies};
-    use kubelet::network::cni::{check_plugins, CniNetwork};
-    use kubelet::network::Network;
-    use kubelet::node::status::NodeConfig;
-    use kubelet::pod::files::DnsSettings;
-    use kubelet::pod::PodSettings;
-    use kubelet::runtime::containerd::testing::{unavailable_reason, TestContainerd};
-    use kubelet::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, PostParams};
+
     use kubelet::runtime::ContainerRuntime;
-    use kubelet::server::TlsFiles;
+
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    use crate::support::{
+        eventually_secs as eventually, real_node_unavailable, RealNode, RealNodeConfig,
+    };
 
     const BRIDGE: &str = "kubetest-pf";
     const SUBNET: &str = "10.250.89.0/24";
 
-    struct BridgeGuard;
-
-    impl Drop for BridgeGuard {
-        fn drop(&mut self) {
-            Command::new("ip")
-                .args(["link", "delete", BRIDGE])
-                .status()
-                .ok();
-        }
-    }
-
-    async fn eventually<T, F, Fut>(what: &str, seconds: u64, mut check: F) -> T
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Option<T>>,
-    {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-        loop {
-            if let Some(value) = check().await {
-                return value;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn kubectl_port_forward_reaches_httpd_in_a_real_pod() {
-        if let Some(reason) = unavailable_reason() {
+        if let Some(reason) = real_node_unavailable() {
             eprintln!("skipping real node test: {reason}");
-            return;
-        }
-        if let Err(error) = check_plugins(Path::new("/usr/lib/cni")) {
-            eprintln!("skipping real node test: {error}");
             return;
         }
         if !Path::new(super::KUBECTL).exists() {
             eprintln!("skipping real node test: no {}", super::KUBECTL);
             return;
         }
-        let _bridge = BridgeGuard;
         let dir = tempfile::tempdir().expect("tempdir");
-        let images = dir.path().join("images");
-        std::fs::create_dir_all(&images).expect("mkdir");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/images/build.sh");
-        let built = Command::new("bash")
-            .arg(&script)
-            .arg(&images)
-            .output()
-            .expect("build.sh");
-        assert!(built.status.success(), "build.sh failed");
-        let containerd = TestContainerd::start().expect("containerd");
-        let runtime = ContainerdRuntime::connect(ContainerdOptions::new(
-            containerd.endpoint(),
-            containerd.state_dir(),
-        ))
-        .await
-        .expect("connect");
-        let runtime: Arc<dyn ContainerRuntime> = Arc::new(runtime);
-        kubelet::app::import_archives(runtime.as_ref(), &images).await;
-
-        let server = TestServer::start().await.expect("apiserver");
-        let client = server.client().await.expect("client");
-        let network: Arc<dyn Network> = Arc::new(
-            CniNetwork::new("/usr/lib/cni".into(), &dir.path().join("root/cni"))
-                .with_bridge(BRIDGE),
-        );
-        let node_ip = "127.0.0.1".parse().expect("ip");
-        let (cert_pem, key_pem) = server
-            .pki
-            .issue("pf-node", &[], &["127.0.0.1", "pf-node"])
-            .expect("kubelet cert");
-        let kubelet_cert = dir.path().join("kubelet.crt");
-        let kubelet_key = dir.path().join("kubelet.key");
-        std::fs::write(&kubelet_cert, cert_pem).expect("write cert");
-        std::fs::write(&kubelet_key, key_pem).expect("write key");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let kubelet = start(Dependencies {
-            client: client.clone(),
-            runtime: runtime.clone(),
-            network: network.clone(),
-            node: NodeConfig {
-                name: "pf-node".into(),
-                node_ip,
-                port,
-                max_pods: 110,
+        let RealNode {
+            kubelet,
+            runtime,
+            client,
+            server,
+            containerd: _containerd,
+            bridge: _bridge,
+            ..
+        } = RealNode::start(
+            dir.path(),
+            RealNodeConfig {
+                name: "pf-node",
+                bridge: BRIDGE,
+                subnet: SUBNET,
+                mounter: Arc::new(kubelet::pod::mounts::FakeMounter::new()),
             },
-            pods: PodSettings {
-                node_name: "pf-node".into(),
-                node_ip,
-                root_dir: dir.path().join("root"),
-                pod_logs_dir: dir.path().join("logs"),
-                dns: DnsSettings {
-                    cluster_dns: vec!["10.96.0.10".parse().expect("ip")],
-                    cluster_domain: "cluster.local".into(),
-                    host_resolv_conf: String::new(),
-                },
-            },
-            api_addr: std::net::SocketAddr::new(node_ip, port),
-            tls: TlsFiles {
-                cert: Some(kubelet_cert),
-                key: Some(kubelet_key),
-                // The test apiserver presents no client certificate: trust every caller.
-                client_ca: None,
-                self_signed_names: vec![],
-            },
-            status_period: Duration::from_secs(10),
-            mounter: Arc::new(kubelet::pod::mounts::FakeMounter::new()),
-        })
-        .await
-        .expect("kubelet");
-        let nodes: Api<Node> = Api::all(client.clone());
-        nodes
-            .patch(
-                "pf-node",
-                &PatchParams::default(),
-                &Patch::Merge(
-                    serde_json::json!({"spec": {"podCIDR": SUBNET, "podCIDRs": [SUBNET]}}),
-                ),
-            )
-            .await
-            .expect("set pod CIDR");
-        eventually("network configured", 10, || {
-            let network = network.clone();
-            async move { network.ready().then_some(()) }
-        })
+        )
         .await;
 
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -5,7 +5,6 @@
 //! list pods only once the account is bound to a role that allows it.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use kube::api::{ListParams, PostParams};
@@ -14,23 +13,9 @@ use kube_apiserver::testing::TestServer;
 use kubelet::testing::start_fake;
 use serde_json::json;
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+mod support;
+
+use support::eventually;
 
 /// The first `kube-api-access-*` volume directory of pod `uid` under the kubelet root.
 fn token_dir(root: &Path, uid: &str) -> Option<PathBuf> {

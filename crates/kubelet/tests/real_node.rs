@@ -4,56 +4,23 @@
 //! emptyDir and an HTTP readiness probe becomes Ready, answers HTTP on its pod IP, gets the
 //! cluster DNS resolv.conf, and a delete removes its containers and network namespace.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, PostParams};
 use kube::Api;
-use kube_apiserver::testing::TestServer;
-use kubelet::app::{start, Dependencies};
-use kubelet::network::cni::{check_plugins, CniNetwork};
 use kubelet::network::Network;
-use kubelet::node::status::NodeConfig;
-use kubelet::pod::files::DnsSettings;
-use kubelet::pod::PodSettings;
-use kubelet::runtime::containerd::testing::{unavailable_reason, TestContainerd};
-use kubelet::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
 use kubelet::runtime::{ContainerRuntime, ExecRequest};
-use kubelet::server::TlsFiles;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod support;
+
+use support::{eventually_secs as eventually, real_node_unavailable, RealNode, RealNodeConfig};
 
 const BRIDGE: &str = "kubetest1";
 const SUBNET: &str = "10.250.88.0/24";
-
-async fn eventually<T, F, Fut>(what: &str, seconds: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Deletes the test bridge however the test ends.
-struct BridgeGuard;
-
-impl Drop for BridgeGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "delete", BRIDGE]).status();
-    }
-}
 
 async fn http_get(ip: &str, port: u16) -> Option<String> {
     let mut stream = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
@@ -68,105 +35,28 @@ async fn http_get(ip: &str, port: u16) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_pod_runs_answers_and_is_cleaned_up() {
-    if let Some(reason) = unavailable_reason() {
+    if let Some(reason) = real_node_unavailable() {
         eprintln!("skipping real node test: {reason}");
         return;
     }
-    if let Err(error) = check_plugins(Path::new("/usr/lib/cni")) {
-        eprintln!("skipping real node test: {error}");
-        return;
-    }
-    let _bridge = BridgeGuard;
     let dir = tempfile::tempdir().expect("tempdir");
-    let images = dir.path().join("images");
-    std::fs::create_dir_all(&images).expect("mkdir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/images/build.sh");
-    let built = Command::new("bash")
-        .arg(&script)
-        .arg(&images)
-        .output()
-        .expect("build.sh");
-    assert!(built.status.success(), "build.sh failed");
-
-    let containerd = TestContainerd::start().expect("containerd");
-    let runtime = ContainerdRuntime::connect(ContainerdOptions::new(
-        containerd.endpoint(),
-        containerd.state_dir(),
-    ))
-    .await
-    .expect("connect");
-    let runtime: Arc<dyn ContainerRuntime> = Arc::new(runtime);
-    kubelet::app::import_archives(runtime.as_ref(), &images).await;
-
-    let server = TestServer::start().await.expect("apiserver");
-    let client = server.client().await.expect("client");
-    let network: Arc<dyn Network> = Arc::new(
-        CniNetwork::new("/usr/lib/cni".into(), &dir.path().join("root/cni")).with_bridge(BRIDGE),
-    );
-    let node_ip = "127.0.0.1".parse().expect("ip");
-    // A serving certificate the apiserver trusts.
-    let (cert_pem, key_pem) = server
-        .pki
-        .issue("real-node", &[], &["127.0.0.1", "real-node"])
-        .expect("kubelet cert");
-    let kubelet_cert = dir.path().join("kubelet.crt");
-    let kubelet_key = dir.path().join("kubelet.key");
-    std::fs::write(&kubelet_cert, cert_pem).expect("write cert");
-    std::fs::write(&kubelet_key, key_pem).expect("write key");
-    // The apiserver reaches the kubelet at the port the node status reports: pick a free one.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let kubelet = start(Dependencies {
-        client: client.clone(),
-        runtime: runtime.clone(),
-        network: network.clone(),
-        node: NodeConfig {
-            name: "real-node".into(),
-            node_ip,
-            port,
-            max_pods: 110,
+    let RealNode {
+        kubelet,
+        network,
+        runtime,
+        client,
+        server,
+        containerd: _containerd,
+        bridge: _bridge,
+    } = RealNode::start(
+        dir.path(),
+        RealNodeConfig {
+            name: "real-node",
+            bridge: BRIDGE,
+            subnet: SUBNET,
+            mounter: Arc::new(kubelet::pod::mounts::HostMounter),
         },
-        pods: PodSettings {
-            node_name: "real-node".into(),
-            node_ip,
-            root_dir: dir.path().join("root"),
-            pod_logs_dir: dir.path().join("logs"),
-            dns: DnsSettings {
-                cluster_dns: vec!["10.96.0.10".parse().expect("ip")],
-                cluster_domain: "cluster.local".into(),
-                host_resolv_conf: String::new(),
-            },
-        },
-        api_addr: std::net::SocketAddr::new(node_ip, port),
-        tls: TlsFiles {
-            cert: Some(kubelet_cert),
-            key: Some(kubelet_key),
-            // The test apiserver presents no client certificate: trust every caller.
-            client_ca: None,
-            self_signed_names: vec![],
-        },
-        status_period: Duration::from_secs(10),
-        mounter: Arc::new(kubelet::pod::mounts::HostMounter),
-    })
-    .await
-    .expect("kubelet");
-
-    // The controller-manager's node IPAM would do this.
-    let nodes: Api<Node> = Api::all(client.clone());
-    nodes
-        .patch(
-            "real-node",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"podCIDR": SUBNET, "podCIDRs": [SUBNET]}})),
-        )
-        .await
-        .expect("set pod CIDR");
-    eventually("network configured", 10, || {
-        let network = network.clone();
-        async move { network.ready().then_some(()) }
-    })
+    )
     .await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use kubelet::runtime::containerd::testing::{unavailable_reason, TestContainerd};
-use kubelet::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
+use kubelet::runtime::containerd::ContainerdRuntime;
 use kubelet::runtime::registry::{
     manifest_media_type, FetchedManifest, Registry, RegistryCredential, RegistryError,
 };
@@ -24,17 +24,9 @@ use kubelet::runtime::{
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-fn build_images(out: &Path) -> Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/images/build.sh");
-    let output = Command::new("bash").arg(&script).arg(out).output()?;
-    if !output.status.success() {
-        bail!(
-            "build.sh failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(out.join("busybox.tar"))
-}
+mod support;
+
+use support::{build_images, connect};
 
 fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
@@ -291,12 +283,7 @@ async fn pulls_from_a_registry_with_credentials_indexes_and_blob_reuse() -> Resu
         Some(cred("me", "right")),
     )?);
     let containerd = TestContainerd::start()?;
-    let runtime = ContainerdRuntime::connect(ContainerdOptions::new(
-        containerd.endpoint(),
-        containerd.state_dir(),
-    ))
-    .await?
-    .with_registry(registry.clone());
+    let runtime = connect(&containerd).await?.with_registry(registry.clone());
     let result = memory_scenario(&runtime, &registry, work.path()).await;
     if result.is_err() {
         eprintln!("containerd log:\n{}", containerd.log());
@@ -392,11 +379,7 @@ async fn pulls_from_the_debian_docker_registry_over_plain_http() -> Result<()> {
         );
     }
     let containerd = TestContainerd::start()?;
-    let runtime = ContainerdRuntime::connect(ContainerdOptions::new(
-        containerd.endpoint(),
-        containerd.state_dir(),
-    ))
-    .await?;
+    let runtime = connect(&containerd).await?;
     let result = async {
         runtime.ensure_image(&image, PullPolicy::Always).await?;
         assert!(runtime.image_present(&image).await?);

@@ -4,7 +4,6 @@
 //! container keeps running, a restarted kubelet adopts the container (same uid from the
 //! manifest hash), and removing the manifest stops the pod and deletes the mirror.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,36 +11,14 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::DeleteParams;
 use kube::{Api, Client};
-use kube_apiserver::testing::TestServer;
-use kubelet::app::{start_with_features, Dependencies, RunningKubelet};
-use kubelet::network::fake::FakeNetwork;
+use kubelet::app::{start_with_features, RunningKubelet};
 use kubelet::node::features::{NodeFeatures, StaticPodSettings};
-use kubelet::node::status::NodeConfig;
-use kubelet::pod::files::DnsSettings;
-use kubelet::pod::PodSettings;
 use kubelet::runtime::fake::FakeRuntime;
 use kubelet::runtime::LABEL_POD_UID;
-use kubelet::server::TlsFiles;
 
-const NODE: &str = "node-0";
+mod support;
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use support::{apiserver, eventually, fake_dependencies, fake_runtime, NODE};
 
 async fn start(
     client: Client,
@@ -49,37 +26,8 @@ async fn start(
     dir: &Path,
     manifests: &Path,
 ) -> RunningKubelet {
-    let node_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
     start_with_features(
-        Dependencies {
-            client,
-            runtime,
-            network: Arc::new(FakeNetwork::ready_network()),
-            node: NodeConfig {
-                name: NODE.into(),
-                node_ip,
-                port: 0,
-                max_pods: 110,
-            },
-            pods: PodSettings {
-                node_name: NODE.into(),
-                node_ip,
-                root_dir: dir.join("root"),
-                pod_logs_dir: dir.join("logs"),
-                dns: DnsSettings {
-                    cluster_dns: vec![],
-                    cluster_domain: "cluster.local".into(),
-                    host_resolv_conf: String::new(),
-                },
-            },
-            api_addr: SocketAddr::new(node_ip, 0),
-            tls: TlsFiles {
-                self_signed_names: vec!["127.0.0.1".into()],
-                ..Default::default()
-            },
-            status_period: Duration::from_secs(10),
-            mounter: Arc::new(kubelet::pod::mounts::FakeMounter::new()),
-        },
+        fake_dependencies(client, runtime, dir, Duration::from_secs(10)),
         None,
         NodeFeatures {
             static_pods: Some(StaticPodSettings {
@@ -133,8 +81,7 @@ fn static_containers(runtime: &FakeRuntime) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn a_static_pod_runs_with_a_mirror_that_is_recreated_and_removed_with_its_manifest() {
-    let server = TestServer::start().await.expect("apiserver");
-    let client = server.client().await.expect("client");
+    let (_server, client) = apiserver().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let manifests = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests).expect("mkdir");
@@ -143,8 +90,7 @@ async fn a_static_pod_runs_with_a_mirror_that_is_recreated_and_removed_with_its_
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  containers:\n  - name: httpd\n    image: busybox:1.35\n",
     )
     .expect("manifest");
-    let runtime = Arc::new(FakeRuntime::with_auto_pull());
-    runtime.add_image("busybox:1.35");
+    let runtime = fake_runtime();
     let kubelet = start(client.clone(), runtime.clone(), dir.path(), &manifests).await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

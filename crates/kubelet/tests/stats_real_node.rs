@@ -4,18 +4,19 @@
 //! cgroups, its network from `/proc/<pid>/net/dev`, its writable layer from the overlay
 //! `upperdir`, and counts its processes.
 
-use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::api::ObjectMeta;
 use kubelet::node::stats::StatsCollector;
 use kubelet::pod::PodEntry;
-use kubelet::runtime::containerd::testing::{unavailable_reason, TestContainerd};
-use kubelet::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
+use kubelet::runtime::containerd::testing::unavailable_reason;
 use kubelet::runtime::{ContainerConfig, ContainerRuntime, LABEL_CONTAINER_NAME, LABEL_POD_UID};
+
+mod support;
+
+use support::containerd_with_images;
 
 /// A network namespace with an `eth0` (one end of a veth pair), deleted on drop.
 struct Netns(String);
@@ -73,24 +74,7 @@ async fn a_real_container_has_cpu_memory_network_and_disk_figures() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let images = dir.path().join("images");
-    std::fs::create_dir_all(&images).expect("mkdir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/images/build.sh");
-    let built = Command::new("bash")
-        .arg(&script)
-        .arg(&images)
-        .output()
-        .expect("build.sh");
-    assert!(built.status.success(), "build.sh failed");
-    let containerd = TestContainerd::start().expect("containerd");
-    let runtime = ContainerdRuntime::connect(ContainerdOptions::new(
-        containerd.endpoint(),
-        containerd.state_dir(),
-    ))
-    .await
-    .expect("connect");
-    let runtime: Arc<dyn ContainerRuntime> = Arc::new(runtime);
-    kubelet::app::import_archives(runtime.as_ref(), &images).await;
+    let (_containerd, runtime) = containerd_with_images(dir.path()).await;
 
     let uid = format!("stats-test-{}", std::process::id());
     let parent = format!("/kubepods/besteffort/pod{uid}");

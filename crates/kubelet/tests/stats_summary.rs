@@ -4,23 +4,19 @@
 //! tree), its network namespace (`/proc/<pid>/net/dev` of a process of the pod), its log
 //! files and emptyDir volumes.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use kube::api::ObjectMeta;
 use kubelet::node::stats::{StatsCollector, StatsPaths};
 use kubelet::pod::{PodEntry, PodStore};
 use kubelet::runtime::fake::FakeRuntime;
 use kubelet::server::{serve_with_stats, ServerState, TlsFiles};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio_rustls::TlsConnector;
+
+mod support;
+
+use support::{get, write_pki};
 
 fn write(root: &Path, path: &str, text: &str) {
     let file = root.join(path);
@@ -28,89 +24,12 @@ fn write(root: &Path, path: &str, text: &str) {
     std::fs::write(file, text).expect("write");
 }
 
-/// Writes a CA, the kubelet's serving pair and returns a connector with (or without) a
-/// client certificate from that CA.
-fn pki(dir: &Path) -> (TlsConnector, TlsConnector) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "ca");
-    let ca =
-        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
-    let server_key = KeyPair::generate().expect("key");
-    let server = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&server_key, &ca)
-        .expect("server cert");
-    let client_key = KeyPair::generate().expect("key");
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver-kubelet-client");
-    let client = client_params
-        .signed_by(&client_key, &ca)
-        .expect("client cert");
-    std::fs::write(dir.join("ca.crt"), ca.pem()).expect("write");
-    std::fs::write(dir.join("kubelet.crt"), server.pem()).expect("write");
-    std::fs::write(dir.join("kubelet.key"), server_key.serialize_pem()).expect("write");
-
-    let connector = |with_cert: bool| {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca.pem().as_bytes()) {
-            roots.add(cert.expect("ca")).expect("add");
-        }
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots);
-        let config = if with_cert {
-            let certs = CertificateDer::pem_slice_iter(client.pem().as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .expect("certs");
-            let key =
-                PrivateKeyDer::from_pem_slice(client_key.serialize_pem().as_bytes()).expect("key");
-            builder
-                .with_client_auth_cert(certs, key)
-                .expect("client auth")
-        } else {
-            builder.with_no_client_auth()
-        };
-        TlsConnector::from(Arc::new(config))
-    };
-    (connector(true), connector(false))
-}
-
-async fn get(addr: SocketAddr, connector: &TlsConnector, path: &str) -> (u16, String) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let stream = connector
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("tls");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let request = http::Request::get(path)
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).to_string())
-}
-
 #[tokio::test]
 async fn the_summary_reports_node_pod_and_container_figures_in_the_upstream_shape() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    let (with_cert, without_cert) = pki(root);
+    let pki = write_pki(root);
+    let (with_cert, without_cert) = (pki.connector(true), pki.connector(false));
     // A Burstable pod (it requests memory) with one container, as cgroup v1 shows it.
     let cg = root.join("cgroup");
     let pod_cg = "kubepods/burstable/poduid-1";
@@ -230,10 +149,10 @@ async fn the_summary_reports_node_pod_and_container_figures_in_the_upstream_shap
     .await
     .expect("serve");
 
-    let (status, _) = get(addr, &without_cert, "/stats/summary").await;
+    let (status, _) = get(addr, &without_cert, "/stats/summary", None).await;
     assert_eq!(status, 401, "no client certificate, no stats");
 
-    let (status, body) = get(addr, &with_cert, "/stats/summary").await;
+    let (status, body) = get(addr, &with_cert, "/stats/summary", None).await;
     assert_eq!(status, 200, "{body}");
     let summary: serde_json::Value = serde_json::from_str(&body).expect("json");
     let node = &summary["node"];
@@ -270,7 +189,7 @@ async fn the_summary_reports_node_pod_and_container_figures_in_the_upstream_shap
     assert!(container["rootfs"].is_object());
 
     // A second read reports nanocores from the difference (no new CPU time: zero).
-    let (_, body) = get(addr, &with_cert, "/stats/summary").await;
+    let (_, body) = get(addr, &with_cert, "/stats/summary", None).await;
     let summary: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(summary["pods"][0]["cpu"]["usageNanoCores"], 0);
 }

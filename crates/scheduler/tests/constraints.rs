@@ -3,50 +3,14 @@
 //! within maxSkew, and a high-priority pod preempts a low one.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::Duration;
 
-use anyhow::bail;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::{Api, Client};
-use kube_apiserver::testing::TestServer;
+use kube::Api;
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(true) = check().await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+mod support;
 
-async fn create_node(client: &Client, name: &str, zone: &str, cpu: &str) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {
-            "kubernetes.io/hostname": name, "topology.kubernetes.io/zone": zone}},
-        "status": {
-            "allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True"}]
-        }
-    }))?;
-    let mut created = nodes.create(&PostParams::default(), &node).await?;
-    created.status = node.status;
-    nodes
-        .replace_status(name, &PostParams::default(), &created)
-        .await?;
-    Ok(())
-}
+use support::{create_node, has_event, node_of, wait_for};
 
 fn pod(name: &str, app: &str, cpu: &str, extra_spec: serde_json::Value) -> anyhow::Result<Pod> {
     let mut spec = serde_json::json!({"containers": [{"name": "c", "image": "busybox:1.35",
@@ -61,10 +25,6 @@ fn pod(name: &str, app: &str, cpu: &str, extra_spec: serde_json::Value) -> anyho
     }))?)
 }
 
-fn node_of(pod: &Pod) -> Option<String> {
-    pod.spec.as_ref().and_then(|s| s.node_name.clone())
-}
-
 async fn bound_nodes(pods: &Api<Pod>, app: &str) -> anyhow::Result<Vec<Option<String>>> {
     Ok(pods
         .list(&ListParams::default().labels(&format!("app={app}")))
@@ -77,15 +37,23 @@ async fn bound_nodes(pods: &Api<Pod>, app: &str) -> anyhow::Result<Vec<Option<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anti_affinity_and_topology_spread_are_honoured() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
-    let client = server.client().await?;
+    let (_server, client) = support::start().await?;
     for (name, zone) in [
         ("node-a", "z1"),
         ("node-b", "z2"),
         ("node-c", "z3"),
         ("node-d", "z1"),
     ] {
-        create_node(&client, name, zone, "8").await?;
+        create_node(
+            &client,
+            name,
+            "8",
+            &[
+                ("kubernetes.io/hostname", name),
+                ("topology.kubernetes.io/zone", zone),
+            ],
+        )
+        .await?;
     }
     let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -147,19 +115,12 @@ async fn anti_affinity_and_topology_spread_are_honoured() -> anyhow::Result<()> 
     nodes.sort();
     assert_eq!(nodes, vec!["node-a", "node-b", "node-c", "node-d"]);
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    wait_for("FailedScheduling for the fifth", || async {
-        Ok(events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("FailedScheduling")
-                    && e.message.as_deref().is_some_and(|m| {
-                        m.starts_with(
-                    "0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules.")
-                    })
-            }))
+    wait_for("FailedScheduling for the fifth", || {
+        has_event(&events, "FailedScheduling", |m| {
+            m.starts_with(
+                "0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules.",
+            )
+        })
     })
     .await?;
     Ok(())
@@ -167,9 +128,17 @@ async fn anti_affinity_and_topology_spread_are_honoured() -> anyhow::Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_high_priority_pod_preempts_a_low_priority_one() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
-    let client = server.client().await?;
-    create_node(&client, "node-0", "z1", "1").await?;
+    let (_server, client) = support::start().await?;
+    create_node(
+        &client,
+        "node-0",
+        "1",
+        &[
+            ("kubernetes.io/hostname", "node-0"),
+            ("topology.kubernetes.io/zone", "z1"),
+        ],
+    )
+    .await?;
     let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
 
@@ -253,9 +222,17 @@ async fn a_high_priority_pod_preempts_a_low_priority_one() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_from_a_configuration_file_schedule_their_own_pods() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
-    let client = server.client().await?;
-    create_node(&client, "node-0", "z1", "4").await?;
+    let (server, client) = support::start().await?;
+    create_node(
+        &client,
+        "node-0",
+        "4",
+        &[
+            ("kubernetes.io/hostname", "node-0"),
+            ("topology.kubernetes.io/zone", "z1"),
+        ],
+    )
+    .await?;
     let path = server.dir().join("scheduler-config.yaml");
     std::fs::write(
         &path,

@@ -2,49 +2,18 @@
 //! counted, `PodScheduled=False` with reason `SchedulingGated`, counted as a gated pending pod)
 //! and is bound once its last gate is removed.
 
-use std::future::Future;
 use std::time::Duration;
 
-use anyhow::bail;
 use component_base::metrics::SharedRegistry;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client};
-use kube_apiserver::testing::TestServer;
+use kube::Api;
 use kube_scheduler::metrics::AttemptResult;
 use kube_scheduler::scheduler::{Scheduler, SCHEDULER_NAME};
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    for _ in 0..300 {
-        if let Ok(true) = check().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("timed out waiting for {what}")
-}
+mod support;
 
-async fn create_node(client: &Client, name: &str) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name},
-        "status": {
-            "allocatable": {"cpu": "4", "memory": "4Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True"}]
-        }
-    }))?;
-    let mut created = nodes.create(&PostParams::default(), &node).await?;
-    created.status = node.status;
-    nodes
-        .replace_status(name, &PostParams::default(), &created)
-        .await?;
-    Ok(())
-}
+use support::{create_node, wait_for};
 
 fn condition(pod: &Pod) -> Option<(String, String, String)> {
     let c = pod
@@ -63,9 +32,8 @@ fn condition(pod: &Pod) -> Option<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gated_pod_waits_untried_until_its_last_gate_is_removed() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
-    let client = server.client().await?;
-    create_node(&client, "node-0").await?;
+    let (_server, client) = support::start().await?;
+    create_node(&client, "node-0", "4", &[]).await?;
     let scheduler = Scheduler::start(client.clone()).await;
     let registry = SharedRegistry::default();
     scheduler.register_metrics(&registry);

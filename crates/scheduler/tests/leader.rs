@@ -6,7 +6,6 @@
 //! each on its own runtime so that one can be killed): only the leader schedules, and when it
 //! dies the other takes over and schedules the next pod.
 
-use std::future::Future;
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
@@ -15,11 +14,15 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 use component_base::leaderelection::{LeaderElectionConfig, LeaderElector, Outcome};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use kube_apiserver::testing::TestServer;
 use tokio::sync::oneshot;
+
+mod support;
+
+use support::{create_node, wait_for};
 
 async fn rbac_server() -> anyhow::Result<TestServer> {
     Ok(
@@ -65,20 +68,6 @@ async fn transitions(client: &Client) -> anyhow::Result<i32> {
         .and_then(|l| l.spec)
         .and_then(|s| s.lease_transitions)
         .unwrap_or(-1))
-}
-
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    for _ in 0..600 {
-        if let Ok(true) = check().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("timed out waiting for {what}")
 }
 
 #[tokio::test(start_paused = true)]
@@ -302,24 +291,6 @@ impl Drop for Instance {
     }
 }
 
-async fn create_node(client: &Client, name: &str) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name},
-        "status": {
-            "allocatable": {"cpu": "4", "memory": "4Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True"}]
-        }
-    }))?;
-    let mut created = nodes.create(&PostParams::default(), &node).await?;
-    created.status = node.status;
-    nodes
-        .replace_status(name, &PostParams::default(), &created)
-        .await?;
-    Ok(())
-}
-
 async fn create_pod(pods: &Api<Pod>, name: &str) -> anyhow::Result<()> {
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -352,7 +323,7 @@ async fn only_the_leader_schedules_and_a_follower_takes_over_when_it_dies() -> a
     let server = rbac_server().await?;
     let admin = server.client().await?;
     let kubeconfig = server.kubeconfig_for("system:kube-scheduler", &[])?;
-    create_node(&admin, "node-0").await?;
+    create_node(&admin, "node-0", "4", &[]).await?;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "default");
 
     let mut a = Instance::start(&kubeconfig, "host_a")?;

@@ -2,49 +2,13 @@
 //! event; one that does not gets `FailedScheduling` in upstream words and `PodScheduled=False`,
 //! and is bound once a node with room appears.
 
-use std::future::Future;
-use std::time::Duration;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::PostParams;
+use kube::Api;
 
-use anyhow::bail;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use kube::api::{ListParams, PostParams};
-use kube::{Api, Client};
-use kube_apiserver::testing::TestServer;
+mod support;
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(true) = check().await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn create_node(client: &Client, name: &str, cpu: &str) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name},
-        "status": {
-            "allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True"}]
-        }
-    }))?;
-    let mut created = nodes.create(&PostParams::default(), &node).await?;
-    created.status = node.status;
-    nodes
-        .replace_status(name, &PostParams::default(), &created)
-        .await?;
-    Ok(())
-}
+use support::{create_node, has_event, node_of, wait_for};
 
 fn pod(name: &str, cpu: &str) -> anyhow::Result<Pod> {
     Ok(serde_json::from_value(serde_json::json!({
@@ -55,15 +19,10 @@ fn pod(name: &str, cpu: &str) -> anyhow::Result<Pod> {
     }))?)
 }
 
-fn node_of(pod: &Pod) -> Option<String> {
-    pod.spec.as_ref().and_then(|s| s.node_name.clone())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_are_bound_or_reported_unschedulable_as_upstream() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
-    let client = server.client().await?;
-    create_node(&client, "node-0", "1").await?;
+    let (_server, client) = support::start().await?;
+    create_node(&client, "node-0", "1", &[]).await?;
     let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
@@ -74,32 +33,18 @@ async fn pods_are_bound_or_reported_unschedulable_as_upstream() -> anyhow::Resul
         Ok(node_of(&pods.get("small").await?).as_deref() == Some("node-0"))
     })
     .await?;
-    wait_for("Scheduled event", || async {
-        Ok(events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("Scheduled")
-                    && e.message.as_deref() == Some("Successfully assigned default/small to node-0")
-            }))
+    wait_for("Scheduled event", || {
+        has_event(&events, "Scheduled", |m| {
+            m == "Successfully assigned default/small to node-0"
+        })
     })
     .await?;
 
     // 500m of 1 CPU is taken: 800m does not fit.
     pods.create(&PostParams::default(), &pod("big", "800m")?)
         .await?;
-    wait_for("FailedScheduling event", || async {
-        Ok(events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("FailedScheduling")
-                    && e.message.as_deref() == Some("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.")
-            }))
+    wait_for("FailedScheduling event", || {
+        has_event(&events, "FailedScheduling", |m| m == "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.")
     })
     .await?;
     wait_for("PodScheduled=False", || async {
@@ -119,7 +64,7 @@ async fn pods_are_bound_or_reported_unschedulable_as_upstream() -> anyhow::Resul
     assert_eq!(node_of(&pods.get("big").await?), None);
 
     // A node with room appears: the pod is retried and bound there.
-    create_node(&client, "node-1", "2").await?;
+    create_node(&client, "node-1", "2", &[]).await?;
     wait_for("big bound to node-1", || async {
         Ok(node_of(&pods.get("big").await?).as_deref() == Some("node-1"))
     })

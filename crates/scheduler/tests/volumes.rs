@@ -4,50 +4,16 @@
 //! controller does); a pod whose claim is missing gets upstream's FailedScheduling message and
 //! is scheduled once the claim appears.
 
-use std::future::Future;
 use std::time::Duration;
 
-use anyhow::bail;
-use k8s_openapi::api::core::v1::{Event, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
-use kube_apiserver::testing::TestServer;
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(true) = check().await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+mod support;
 
-async fn create_node(client: &Client, name: &str) -> anyhow::Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-        "status": {
-            "allocatable": {"cpu": "4", "memory": "4Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True"}]
-        }
-    }))?;
-    let mut created = nodes.create(&PostParams::default(), &node).await?;
-    created.status = node.status;
-    nodes
-        .replace_status(name, &PostParams::default(), &created)
-        .await?;
-    Ok(())
-}
+use support::{create_node, has_event, node_of, wait_for};
 
 /// A local volume of class `local` on `node`, Available (as the PV controller would mark it).
 async fn create_local_volume(client: &Client, name: &str, node: &str) -> anyhow::Result<()> {
@@ -95,10 +61,6 @@ fn pod_with_claim(name: &str, claim: &str) -> anyhow::Result<Pod> {
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
         }
     }))?)
-}
-
-fn node_of(pod: &Pod) -> Option<String> {
-    pod.spec.as_ref().and_then(|s| s.node_name.clone())
 }
 
 /// What the PV controller does once the scheduler has set a volume's claimRef (with the
@@ -154,10 +116,21 @@ async fn complete_bindings(client: Client) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_first_consumer_claims_bind_to_the_volume_on_the_chosen_node() -> anyhow::Result<()>
 {
-    let server = TestServer::start().await?;
-    let client = server.client().await?;
-    create_node(&client, "node-0").await?;
-    create_node(&client, "node-1").await?;
+    let (_server, client) = support::start().await?;
+    create_node(
+        &client,
+        "node-0",
+        "4",
+        &[("kubernetes.io/hostname", "node-0")],
+    )
+    .await?;
+    create_node(
+        &client,
+        "node-1",
+        "4",
+        &[("kubernetes.io/hostname", "node-1")],
+    )
+    .await?;
     let classes: Api<StorageClass> = Api::all(client.clone());
     let class: StorageClass = serde_json::from_value(serde_json::json!({
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
@@ -208,17 +181,8 @@ async fn wait_for_first_consumer_claims_bind_to_the_volume_on_the_chosen_node() 
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     pods.create(&PostParams::default(), &pod_with_claim("orphan", "later")?)
         .await?;
-    wait_for("FailedScheduling for the missing claim", || async {
-        Ok(events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("FailedScheduling")
-                    && e.message.as_deref()
-                        == Some("0/2 nodes are available: persistentvolumeclaim \"later\" not found. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
-            }))
+    wait_for("FailedScheduling for the missing claim", || {
+        has_event(&events, "FailedScheduling", |m| m == "0/2 nodes are available: persistentvolumeclaim \"later\" not found. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
     })
     .await?;
     assert_eq!(node_of(&pods.get("orphan").await?), None);

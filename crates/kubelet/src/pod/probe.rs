@@ -1,12 +1,13 @@
 //! Container probes (readiness, liveness, startup): exec through the runtime, HTTP GET to the
 //! pod IP, TCP connect; with upstream's timing fields (initialDelaySeconds, periodSeconds,
-//! timeoutSeconds, successThreshold, failureThreshold).
+//! timeoutSeconds, successThreshold, failureThreshold). The exec and HTTP GET handler code is
+//! shared with the lifecycle hooks (`pod::worker::hooks`), which judge the outcome their way.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPHeader, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -158,7 +159,8 @@ pub struct ProbeTarget<'a> {
     pub ip: Option<IpAddr>,
 }
 
-fn resolve_port(port: &IntOrString, container: &Container) -> Option<u16> {
+/// The named or numbered port of a probe or lifecycle handler.
+pub(crate) fn resolve_port(port: &IntOrString, container: &Container) -> Option<u16> {
     match port {
         IntOrString::Int(p) => u16::try_from(*p).ok(),
         IntOrString::String(name) => container
@@ -169,6 +171,101 @@ fn resolve_port(port: &IntOrString, container: &Container) -> Option<u16> {
             .and_then(|p| u16::try_from(p.container_port).ok())
             .or_else(|| name.parse().ok()),
     }
+}
+
+/// The host a handler talks to: its own `host` field when set, else the pod IP.
+pub(crate) fn handler_host(host: Option<&str>, ip: Option<IpAddr>) -> Option<String> {
+    match host.filter(|h| !h.is_empty()) {
+        Some(h) => Some(h.to_string()),
+        None => ip.map(|ip| ip.to_string()),
+    }
+}
+
+/// What an exec handler (probe or hook) left behind.
+pub(crate) struct ExecOutput {
+    /// The exit code, or why it is unknown.
+    pub exit: Result<i32, String>,
+    /// Stdout followed by stderr.
+    pub output: Vec<u8>,
+    /// Why reading the output failed, if it did.
+    pub read_error: Option<String>,
+}
+
+/// Runs `command` in the container, reading stdout and stderr concurrently so that neither
+/// pipe can fill up and block the process; `Err` when the runtime refuses the exec.
+pub(crate) async fn exec_handler(
+    runtime: &Arc<dyn ContainerRuntime>,
+    container_id: &str,
+    command: Vec<String>,
+) -> Result<ExecOutput, String> {
+    let request = ExecRequest {
+        command,
+        tty: false,
+        stdin: false,
+        stdout: true,
+        stderr: true,
+    };
+    let session = runtime
+        .exec(container_id, request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let read = |stream: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| async move {
+        let mut out = Vec::new();
+        let error = match stream {
+            Some(mut stream) => stream.read_to_end(&mut out).await.err(),
+            None => None,
+        };
+        (out, error)
+    };
+    let ((mut output, out_error), (stderr, err_error)) =
+        tokio::join!(read(session.stdout), read(session.stderr));
+    output.extend(stderr);
+    let read_error = out_error.or(err_error).map(|e| e.to_string());
+    let exit = session.exit.await.map_err(|e| e.to_string());
+    Ok(ExecOutput {
+        exit,
+        output,
+        read_error,
+    })
+}
+
+/// Why an HTTP GET handler got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HttpGetError {
+    /// Nothing accepted the connection.
+    #[error("{0}")]
+    Connect(std::io::Error),
+    /// Sending the request or reading the answer failed.
+    #[error("{0}")]
+    Io(std::io::Error),
+}
+
+/// Sends `GET path` to `host:port` with the handler's headers and returns the first bytes of
+/// the answer (its status line).
+pub(crate) async fn http_get_head(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: Option<&[HTTPHeader]>,
+    user_agent: &str,
+) -> Result<String, HttpGetError> {
+    let mut stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(HttpGetError::Connect)?;
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {user_agent}\r\nAccept: */*\r\nConnection: close\r\n"
+    );
+    for header in headers.into_iter().flatten() {
+        request.push_str(&format!("{}: {}\r\n", header.name, header.value));
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(HttpGetError::Io)?;
+    let mut head = vec![0u8; 64];
+    let n = stream.read(&mut head).await.map_err(HttpGetError::Io)?;
+    Ok(String::from_utf8_lossy(&head[..n]).to_string())
 }
 
 /// Runs one probe; `Err` carries why it failed (as the Unhealthy event says it).
@@ -188,31 +285,12 @@ pub async fn run_probe(
 
 async fn run_inner(probe: &Probe, target: &ProbeTarget<'_>) -> Result<(), String> {
     if let Some(exec) = &probe.exec {
-        let request = ExecRequest {
-            command: exec.command.clone().unwrap_or_default(),
-            tty: false,
-            stdin: false,
-            stdout: true,
-            stderr: true,
-        };
-        let mut session = target
-            .runtime
-            .exec(target.container_id, request)
-            .await
-            .map_err(|e| e.to_string())?;
-        // Drain the output so the process cannot block on a full pipe.
-        let mut sink = Vec::new();
-        if let Some(mut out) = session.stdout.take() {
-            out.read_to_end(&mut sink)
-                .await
-                .map_err(|e| e.to_string())?;
+        let command = exec.command.clone().unwrap_or_default();
+        let done = exec_handler(target.runtime, target.container_id, command).await?;
+        if let Some(error) = done.read_error {
+            return Err(error);
         }
-        if let Some(mut err) = session.stderr.take() {
-            err.read_to_end(&mut sink)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        let code = session.exit.await.map_err(|e| e.to_string())?;
+        let code = done.exit?;
         return if code == 0 {
             Ok(())
         } else {
@@ -221,28 +299,17 @@ async fn run_inner(probe: &Probe, target: &ProbeTarget<'_>) -> Result<(), String
     }
     if let Some(http) = &probe.http_get {
         let port = resolve_port(&http.port, target.container).ok_or("bad port")?;
-        let host = match http.host.as_deref().filter(|h| !h.is_empty()) {
-            Some(h) => h.to_string(),
-            None => target.ip.ok_or("no pod IP")?.to_string(),
-        };
+        let host = handler_host(http.host.as_deref(), target.ip).ok_or("no pod IP")?;
         let path = http.path.clone().unwrap_or_else(|| "/".into());
-        let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
-        );
-        for header in http.http_headers.iter().flatten() {
-            request.push_str(&format!("{}: {}\r\n", header.name, header.value));
-        }
-        request.push_str("\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut head = vec![0u8; 64];
-        let n = stream.read(&mut head).await.map_err(|e| e.to_string())?;
-        let line = String::from_utf8_lossy(&head[..n]).to_string();
+        let line = http_get_head(
+            &host,
+            port,
+            &path,
+            http.http_headers.as_deref(),
+            "kube-probe/1.33",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let code: u16 = line
             .split_whitespace()
             .nth(1)
@@ -256,10 +323,7 @@ async fn run_inner(probe: &Probe, target: &ProbeTarget<'_>) -> Result<(), String
     }
     if let Some(tcp) = &probe.tcp_socket {
         let port = resolve_port(&tcp.port, target.container).ok_or("bad port")?;
-        let host = match tcp.host.as_deref().filter(|h| !h.is_empty()) {
-            Some(h) => h.to_string(),
-            None => target.ip.ok_or("no pod IP")?.to_string(),
-        };
+        let host = handler_host(tcp.host.as_deref(), target.ip).ok_or("no pod IP")?;
         tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| e.to_string())?;

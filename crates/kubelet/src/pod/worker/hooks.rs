@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::runtime::{ContainerRuntime, ExecRequest};
+use crate::pod::probe::{exec_handler, handler_host, http_get_head, resolve_port, HttpGetError};
+use crate::runtime::ContainerRuntime;
 
 /// Where a hook runs.
 pub struct HookTarget<'a> {
@@ -26,20 +25,6 @@ pub struct HookTarget<'a> {
     pub ip: Option<IpAddr>,
     /// The pod as upstream names it in messages: `name_namespace(uid)`.
     pub pod_ref: &'a str,
-}
-
-/// The named or numbered port of a handler.
-fn resolve_port(port: &IntOrString, container: &Container) -> Option<u16> {
-    match port {
-        IntOrString::Int(p) => u16::try_from(*p).ok(),
-        IntOrString::String(name) => container
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref() == Some(name.as_str()))
-            .and_then(|p| u16::try_from(p.container_port).ok())
-            .or_else(|| name.parse().ok()),
-    }
 }
 
 /// Runs one handler to its end; `Err` is the message of the failure event.
@@ -80,34 +65,14 @@ pub async fn run_hook(handler: &LifecycleHandler, target: &HookTarget<'_>) -> Re
 
 /// Runs the command in the container; `Err((error, output))` unless it exits 0.
 async fn run_exec(command: &[String], target: &HookTarget<'_>) -> Result<(), (String, String)> {
-    let request = ExecRequest {
-        command: command.to_vec(),
-        tty: false,
-        stdin: false,
-        stdout: true,
-        stderr: true,
-    };
-    let session = target
-        .runtime
-        .exec(target.container_id, request)
+    let done = exec_handler(target.runtime, target.container_id, command.to_vec())
         .await
-        .map_err(|e| (e.to_string(), String::new()))?;
-    let read = |stream: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| async move {
-        let mut out = Vec::new();
-        if let Some(mut stream) = stream {
-            if let Err(error) = stream.read_to_end(&mut out).await {
-                tracing::debug!(%error, "reading hook output");
-            }
-        }
-        out
-    };
-    let (mut output, stderr) = tokio::join!(read(session.stdout), read(session.stderr));
-    output.extend(stderr);
-    let output = String::from_utf8_lossy(&output).to_string();
-    let code = session
-        .exit
-        .await
-        .map_err(|e| (e.to_string(), output.clone()))?;
+        .map_err(|e| (e, String::new()))?;
+    if let Some(error) = &done.read_error {
+        tracing::debug!(%error, "reading hook output");
+    }
+    let output = String::from_utf8_lossy(&done.output).to_string();
+    let code = done.exit.map_err(|e| (e, output.clone()))?;
     if code == 0 {
         Ok(())
     } else {
@@ -135,31 +100,23 @@ async fn run_http(
     }
     let port = resolve_port(&http.port, target.container)
         .ok_or_else(|| format!("invalid port {:?}", http.port))?;
-    let host = match http.host.as_deref().filter(|h| !h.is_empty()) {
-        Some(h) => h.to_string(),
-        None => target.ip.ok_or("the pod has no IP")?.to_string(),
-    };
+    let host = handler_host(http.host.as_deref(), target.ip).ok_or("the pod has no IP")?;
     let mut path = http.path.clone().unwrap_or_default();
     if !path.starts_with('/') {
         path.insert(0, '/');
     }
-    let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("Get \"http://{host}:{port}{path}\": {e}"))?;
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-lifecycle/1.33\r\nAccept: */*\r\nConnection: close\r\n"
-    );
-    for header in http.http_headers.iter().flatten() {
-        request.push_str(&format!("{}: {}\r\n", header.name, header.value));
-    }
-    request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut head = vec![0u8; 64];
-    let n = stream.read(&mut head).await.map_err(|e| e.to_string())?;
-    let line = String::from_utf8_lossy(&head[..n]).to_string();
+    let line = http_get_head(
+        &host,
+        port,
+        &path,
+        http.http_headers.as_deref(),
+        "kube-lifecycle/1.33",
+    )
+    .await
+    .map_err(|e| match e {
+        HttpGetError::Connect(e) => format!("Get \"http://{host}:{port}{path}\": {e}"),
+        HttpGetError::Io(e) => e.to_string(),
+    })?;
     if line.starts_with("HTTP/") {
         Ok(())
     } else {
@@ -172,6 +129,8 @@ mod tests {
     use super::*;
     use crate::runtime::fake::{ExecResult, FakeRuntime};
     use k8s_openapi::api::core::v1::{ExecAction, HTTPGetAction, SleepAction};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn target<'a>(
         runtime: &'a Arc<dyn ContainerRuntime>,
