@@ -468,6 +468,14 @@ pub static RESOURCES: &[Resource] = &[
             true,
         )
     },
+    res(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        "ingressclass",
+        false,
+    ),
     Resource {
         short_names: &["netpol"],
         ..res(
