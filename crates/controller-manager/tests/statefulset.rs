@@ -127,6 +127,23 @@ async fn status_is(
         && status.updated_replicas == Some(updated))
 }
 
+/// `count` hostPath volumes for the claims of the set's volumeClaimTemplates: the scheduler
+/// places a pod only once its (Immediate) claims are bound, as upstream.
+async fn create_volumes(client: &kube::Client, count: usize) -> anyhow::Result<()> {
+    let volumes: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+    for i in 0..count {
+        let pv = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": format!("pv-{i}")},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "hostPath": {"path": format!("/tmp/pv-{i}")},
+                     "persistentVolumeReclaimPolicy": "Retain"}
+        }))?;
+        volumes.create(&PostParams::default(), &pv).await?;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stateful_set_scales_in_order_and_rolls_out_by_partition() -> anyhow::Result<()> {
     let server = TestServer::start().await.context("starting apiserver")?;
@@ -141,7 +158,12 @@ async fn a_stateful_set_scales_in_order_and_rolls_out_by_partition() -> anyhow::
         },
     )
     .await?;
-    kube_controller_manager::testing::start(client.clone(), Settings::default(), &["statefulset"]);
+    kube_controller_manager::testing::start(
+        client.clone(),
+        Settings::default(),
+        &["statefulset", "persistentvolume-binder"],
+    );
+    create_volumes(&client, 6).await?;
     let _scheduler = support::start_scheduler_and_kubelet(&client, support::spread_pod_ip).await;
     let checking = Arc::new(AtomicBool::new(true));
     let violations = spawn_order_observer(client.clone(), checking.clone());
@@ -299,7 +321,12 @@ async fn a_parallel_on_delete_set_waits_for_deletions_and_drops_claims_on_scale_
         },
     )
     .await?;
-    kube_controller_manager::testing::start(client.clone(), Settings::default(), &["statefulset"]);
+    kube_controller_manager::testing::start(
+        client.clone(),
+        Settings::default(),
+        &["statefulset", "persistentvolume-binder"],
+    );
+    create_volumes(&client, 6).await?;
     let _scheduler = support::start_scheduler_and_kubelet(&client, support::spread_pod_ip).await;
 
     let mut set = stateful_set()?;

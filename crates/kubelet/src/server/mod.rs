@@ -11,6 +11,7 @@ pub mod portforward;
 pub mod query;
 pub mod routes;
 pub mod spdy;
+pub mod spdy_stream;
 pub mod stats;
 pub mod stream;
 

@@ -15,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::logs::{self, LogOptions};
 use super::query;
+use super::spdy_stream;
 use super::stream;
 use crate::pod::{pod_log_dir, PodEntry, PodStore};
 use crate::runtime::{AttachRequest, ContainerRuntime, ContainerState, ExecRequest};
@@ -272,14 +273,23 @@ async fn streaming(
     container: String,
     mut request: Request,
 ) -> Response {
-    if !stream::is_websocket(request.headers()) {
+    let spdy = !stream::is_websocket(request.headers()) && spdy_stream::is_spdy(request.headers());
+    if !spdy && !stream::is_websocket(request.headers()) {
         return text(
             StatusCode::BAD_REQUEST,
-            "this kubelet streams exec and attach over WebSocket only (v5.channel.k8s.io, v4.channel.k8s.io)",
+            "Upgrade request required: exec and attach stream over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1",
         );
     }
-    let protocol = stream::negotiate(request.headers());
-    if protocol.is_none()
+    let protocol = if spdy {
+        match spdy_stream::negotiate(request.headers()) {
+            Ok(protocol) => protocol,
+            Err(message) => return text(StatusCode::FORBIDDEN, message),
+        }
+    } else {
+        stream::negotiate(request.headers())
+    };
+    if !spdy
+        && protocol.is_none()
         && request
             .headers()
             .contains_key(http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -317,7 +327,7 @@ async fn streaming(
             format!("container \"{container}\" in pod \"{pod}\" is not running"),
         );
     };
-    tracing::info!(%namespace, %pod, %container, ?command, tty, stdin, "streaming session");
+    tracing::info!(%namespace, %pod, %container, ?command, tty, stdin, spdy, "streaming session");
     let session = match kind {
         Kind::Exec => {
             state
@@ -349,6 +359,11 @@ async fn streaming(
                 .await
         }
     };
+    if spdy {
+        let response = spdy_stream::switching_protocols::<Body>(protocol);
+        spdy_stream::spawn_upgraded(&mut request, protocol, command, session);
+        return response;
+    }
     let response = stream::switching_protocols::<Body>(request.headers(), protocol);
     stream::spawn_upgraded(&mut request, protocol, command, session);
     response

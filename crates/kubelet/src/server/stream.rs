@@ -164,6 +164,35 @@ async fn pump(
     }
 }
 
+/// How long output may still flow once the process has exited.
+const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits for the process to exit and its output `pumps` to finish. An attached container's
+/// output may outlive its process (the runtime keeps copying it), so once the process has
+/// exited the pumps get [`OUTPUT_GRACE`] to send what is buffered, then they are aborted.
+pub async fn until_exit_and_drained(
+    mut exit: futures::future::BoxFuture<'static, Result<i32, RuntimeError>>,
+    mut pumps: tokio::task::JoinSet<()>,
+) -> Result<i32, RuntimeError> {
+    let drained = async {
+        while let Some(result) = pumps.join_next().await {
+            if let Err(error) = result {
+                tracing::debug!(%error, "output pump failed");
+            }
+        }
+    };
+    tokio::pin!(drained);
+    tokio::select! {
+        () = &mut drained => exit.await,
+        exit = &mut exit => {
+            if tokio::time::timeout(OUTPUT_GRACE, &mut drained).await.is_err() {
+                tracing::debug!("output still open after the exit; closing it");
+            }
+            exit
+        }
+    }
+}
+
 /// Bridges an upgraded connection to a running session: runs until the process ends and the
 /// status has been sent. `session` is the result of starting the exec or attach.
 pub async fn serve<S>(
@@ -204,12 +233,12 @@ pub async fn serve<S>(
             tracing::debug!(%error, "closing websocket failed");
         }
     });
-    let mut pumps = Vec::new();
+    let mut pumps = tokio::task::JoinSet::new();
     if let Some(stdout) = session.stdout.take() {
-        pumps.push(tokio::spawn(pump(stdout, channel::STDOUT, tx.clone())));
+        pumps.spawn(pump(stdout, channel::STDOUT, tx.clone()));
     }
     if let Some(stderr) = session.stderr.take() {
-        pumps.push(tokio::spawn(pump(stderr, channel::STDERR, tx.clone())));
+        pumps.spawn(pump(stderr, channel::STDERR, tx.clone()));
     }
     let mut stdin = session.stdin.take();
     let resize = session.resize.take();
@@ -268,12 +297,8 @@ pub async fn serve<S>(
             }
         }
     });
-    for pump in pumps {
-        if let Err(error) = pump.await {
-            tracing::debug!(%error, "output pump failed");
-        }
-    }
-    let status = match session.exit.await {
+    let exit = until_exit_and_drained(session.exit, pumps).await;
+    let status = match exit {
         Ok(code) => exit_status(&command, code),
         Err(error) => error_status(&error.to_string()),
     };

@@ -7,6 +7,11 @@
 //! - the required anti-affinity terms of the node's pods, as indexes into a table of distinct
 //!   terms with how many pods carry each: a cycle matches each distinct term against the
 //!   incoming pod once, not once per pod;
+//! - the same for the terms existing pods add to the incoming pod's score (required affinity
+//!   with `hardPodAffinityWeight`, preferred affinity and anti-affinity with their signed
+//!   weights), with per distinct term how many pods carry it per topology value, kept up to
+//!   date as nodes change, so a PreScore costs one match per distinct term whatever the number
+//!   of existing pods;
 //! - per set of incoming terms (namespaces and selectors, no namespace selector), how many of
 //!   the node's pods match them all.
 
@@ -16,7 +21,7 @@ use std::sync::Arc;
 use api_types::selector::Selector;
 use k8s_openapi::api::core::v1::Node;
 
-use super::inter_pod_affinity::AffinityTerm;
+use super::inter_pod_affinity::{AffinityTerm, PodTerms, HARD_POD_AFFINITY_WEIGHT};
 use crate::framework::{NodeInfo, PodInfo};
 
 /// What a term matches on, besides the incoming pod: namespaces (sorted), namespace selector,
@@ -76,14 +81,135 @@ fn refresh<T>(
     }
 }
 
+/// Topology value -> pods carrying a term, for the term's topology key.
+pub type ValueCounts = HashMap<String, i64>;
+
+/// A matching existing term: topology key, signed weight, pods per topology value.
+pub type ScoreTerm = (String, i64, Arc<ValueCounts>);
+
+/// An existing pod's terms that weigh on the incoming pod's score, with signed weights.
+fn score_terms(terms: &PodTerms) -> Vec<(&AffinityTerm, i64)> {
+    let required = terms
+        .required_affinity
+        .iter()
+        .map(|t| (t, HARD_POD_AFFINITY_WEIGHT));
+    let preferred = terms.preferred_affinity.iter().map(|t| (t, t.weight));
+    let anti = terms.preferred_anti_affinity.iter().map(|t| (t, -t.weight));
+    required.chain(preferred).chain(anti).collect()
+}
+
+/// A distinct term with its signed weight and pods carrying it per topology value.
+type TableTerm = (AffinityTerm, i64, Arc<ValueCounts>);
+
+/// Distinct (term, signed weight) of existing pods, per node which of them its pods carry, and
+/// per term how many pods carry it per topology value.
+#[derive(Debug, Default)]
+struct TermTable {
+    terms: Vec<TableTerm>,
+    index: HashMap<(Signature, i64), usize>,
+    existing: Vec<Option<Entry<TermCounts>>>,
+}
+
+/// Adds `sign` times a node's term counts to the terms' per-value counts.
+fn account(terms: &mut [TableTerm], entry: &Entry<TermCounts>, sign: i64) {
+    let Some(labels) = entry.node.metadata.labels.as_ref() else {
+        return;
+    };
+    for &(i, count) in &entry.value {
+        let Some((term, _, values)) = terms.get_mut(i) else {
+            continue;
+        };
+        let Some(value) = labels.get(&term.topology_key) else {
+            continue;
+        };
+        let values = Arc::make_mut(values);
+        let total = values.entry(value.clone()).or_default();
+        *total += sign * count;
+        if *total == 0 {
+            values.remove(value);
+        }
+    }
+}
+
+impl TermTable {
+    /// The terms some pod carries that `matches` accepts.
+    fn matching(&self, matches: impl Fn(&AffinityTerm) -> bool) -> Vec<ScoreTerm> {
+        self.terms
+            .iter()
+            .filter(|(term, _, values)| !values.is_empty() && matches(term))
+            .map(|(term, weight, values)| (term.topology_key.clone(), *weight, values.clone()))
+            .collect()
+    }
+
+    /// Brings the table up to date with `nodes`; `of` picks a pod's terms with signed weights.
+    fn refresh(&mut self, nodes: &[NodeInfo], of: fn(&PodTerms) -> Vec<(&AffinityTerm, i64)>) {
+        if self.terms.len() > MAX_TERMS {
+            *self = TermTable::default();
+        }
+        let TermTable {
+            terms,
+            index,
+            existing,
+        } = self;
+        let keep = nodes.len().min(existing.len());
+        for old in existing.drain(keep..).flatten() {
+            account(terms, &old, -1);
+        }
+        existing.resize_with(nodes.len(), || None);
+        for (slot, node) in existing.iter_mut().zip(nodes) {
+            let Some(n) = node.node.as_ref() else {
+                if let Some(old) = slot.take() {
+                    account(terms, &old, -1);
+                }
+                continue;
+            };
+            if slot
+                .as_ref()
+                .is_some_and(|e| Arc::ptr_eq(&e.node, n) && Arc::ptr_eq(&e.pods, &node.pods))
+            {
+                continue;
+            }
+            if let Some(old) = slot.take() {
+                account(terms, &old, -1);
+            }
+            let mut counts: BTreeMap<usize, i64> = BTreeMap::new();
+            if node.pods_with_affinity > 0 {
+                for pod in node.pods.values() {
+                    let Some(theirs) = pod.affinity_terms.as_deref() else {
+                        continue;
+                    };
+                    for (term, weight) in of(theirs) {
+                        let key = (signature(term), weight);
+                        let i = match index.get(&key) {
+                            Some(&i) => i,
+                            None => {
+                                terms.push((term.clone(), weight, Arc::default()));
+                                index.insert(key, terms.len() - 1);
+                                terms.len() - 1
+                            }
+                        };
+                        *counts.entry(i).or_default() += 1;
+                    }
+                }
+            }
+            let entry = Entry {
+                node: n.clone(),
+                pods: node.pods.clone(),
+                value: counts.into_iter().collect(),
+            };
+            account(terms, &entry, 1);
+            *slot = Some(entry);
+        }
+    }
+}
+
 /// The memo; one per InterPodAffinity plugin instance.
 #[derive(Debug, Default)]
 pub struct AffinityCounts {
     /// Distinct required anti-affinity terms of existing pods.
-    terms: Vec<AffinityTerm>,
-    index: HashMap<Signature, usize>,
-    /// Per node: (term index, pods carrying it).
-    existing: Vec<Option<Entry<TermCounts>>>,
+    anti: TermTable,
+    /// Distinct terms of existing pods that weigh on scores.
+    score: TermTable,
     /// Per incoming term set: per node, pods matching every term of the set.
     matching: HashMap<Vec<Signature>, Vec<Option<Entry<i64>>>>,
 }
@@ -94,61 +220,28 @@ pub fn memoizable(terms: &[AffinityTerm]) -> bool {
 }
 
 impl AffinityCounts {
-    /// Calls `visit(node, term, pods)` for every node and every distinct required
-    /// anti-affinity term of its pods that `matches` accepts (asked once per distinct term).
+    /// The existing pods' required anti-affinity terms that `matches` accepts (asked once per
+    /// distinct term) and that some pod carries, with pods per topology value.
     pub fn existing_anti_affinity(
         &mut self,
         nodes: &[NodeInfo],
         matches: impl Fn(&AffinityTerm) -> bool,
-        mut visit: impl FnMut(&NodeInfo, &AffinityTerm, i64),
-    ) {
-        if self.terms.len() > MAX_TERMS {
-            self.terms.clear();
-            self.index.clear();
-            self.existing.clear();
-        }
-        let AffinityCounts {
-            terms,
-            index,
-            existing,
-            ..
-        } = self;
-        refresh(existing, nodes, |node| {
-            if node.pods_with_affinity == 0 {
-                return Vec::new();
-            }
-            let mut counts: BTreeMap<usize, i64> = BTreeMap::new();
-            for pod in node.pods.values() {
-                let Some(theirs) = pod.affinity_terms.as_deref() else {
-                    continue;
-                };
-                for term in &theirs.required_anti_affinity {
-                    let key = signature(term);
-                    let i = match index.get(&key) {
-                        Some(&i) => i,
-                        None => {
-                            terms.push(term.clone());
-                            index.insert(key, terms.len() - 1);
-                            terms.len() - 1
-                        }
-                    };
-                    *counts.entry(i).or_default() += 1;
-                }
-            }
-            counts.into_iter().collect()
+    ) -> Vec<ScoreTerm> {
+        self.anti.refresh(nodes, |t| {
+            t.required_anti_affinity.iter().map(|t| (t, 1)).collect()
         });
-        let mut verdicts: Vec<Option<bool>> = vec![None; terms.len()];
-        for (entry, node) in existing.iter().zip(nodes) {
-            let Some(entry) = entry else {
-                continue;
-            };
-            for &(i, count) in &entry.value {
-                let term = &terms[i];
-                if *verdicts[i].get_or_insert_with(|| matches(term)) {
-                    visit(node, term, count);
-                }
-            }
-        }
+        self.anti.matching(matches)
+    }
+
+    /// The existing pods' terms that `matches` accepts (asked once per distinct term) and that
+    /// some pod carries, with their signed weights and pods per topology value.
+    pub fn existing_score_terms(
+        &mut self,
+        nodes: &[NodeInfo],
+        matches: impl Fn(&AffinityTerm) -> bool,
+    ) -> Vec<ScoreTerm> {
+        self.score.refresh(nodes, score_terms);
+        self.score.matching(matches)
     }
 
     /// Calls `visit(node, pods)` for every node with pods matching every term of `set` (which

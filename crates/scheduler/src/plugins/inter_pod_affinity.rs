@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use api_types::selector::Selector;
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
 
-use super::affinity_counts::{memoizable, AffinityCounts};
+use super::affinity_counts::{memoizable, AffinityCounts, ScoreTerm};
 use crate::framework::{
     CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE,
 };
@@ -172,8 +172,11 @@ struct FilterState {
     terms: Arc<PodTerms>,
     /// Whether the incoming pod matches all its own required affinity terms.
     self_affinity: bool,
-    /// Pairs where running pods' required anti-affinity matches the incoming pod.
+    /// Pairs where running pods' required anti-affinity matches the incoming pod (all of them
+    /// after a full scan; after the memo, what AddPod/RemovePod changed since).
     existing_anti_affinity: Counts,
+    /// The memoized running pods' required anti-affinity terms matching the incoming pod.
+    existing_anti_memo: Vec<ScoreTerm>,
     /// Pairs holding pods that match all the incoming pod's required affinity terms.
     affinity: Counts,
     /// Pairs holding pods that match one of the incoming pod's required anti-affinity terms.
@@ -259,6 +262,41 @@ impl FilterState {
     }
 }
 
+impl FilterState {
+    /// Whether running pods' required anti-affinity rejects the incoming pod on a node.
+    fn existing_anti_rejects(&self, node_labels: &BTreeMap<String, String>) -> bool {
+        let memoized = |key: &str| -> i64 {
+            let Some(value) = node_labels.get(key) else {
+                return 0;
+            };
+            self.existing_anti_memo
+                .iter()
+                .filter(|(k, _, _)| k == key)
+                .filter_map(|(_, _, values)| values.get(value))
+                .sum()
+        };
+        let changed = |key: &str| count(&self.existing_anti_affinity, key, node_labels);
+        self.existing_anti_memo
+            .iter()
+            .map(|(key, _, _)| key.as_str())
+            .chain(self.existing_anti_affinity.keys().map(String::as_str))
+            .any(|key| memoized(key) + changed(key) > 0)
+    }
+
+    /// The pairs where running pods' required anti-affinity matches the incoming pod.
+    #[cfg(test)]
+    fn existing_anti_counts(&self) -> Counts {
+        let mut counts = self.existing_anti_affinity.clone();
+        for (key, _, values) in &self.existing_anti_memo {
+            for (value, pods) in values.iter() {
+                let labels = BTreeMap::from([(key.clone(), value.clone())]);
+                bump(&mut counts, key, &labels, *pods);
+            }
+        }
+        counts
+    }
+}
+
 /// Fills the filter counts by visiting every pod that matters (the reference the memoized
 /// path must agree with).
 fn scan(data: &mut FilterState, pod: &PodInfo, nodes: &[NodeInfo]) {
@@ -282,12 +320,8 @@ fn scan(data: &mut FilterState, pod: &PodInfo, nodes: &[NodeInfo]) {
 fn from_memo(data: &mut FilterState, pod: &PodInfo, nodes: &[NodeInfo], memo: &mut AffinityCounts) {
     let namespaces = &pod.cluster.namespace_labels;
     let terms = data.terms.clone();
-    let existing = &mut data.existing_anti_affinity;
-    memo.existing_anti_affinity(
-        nodes,
-        |term| term.matches(&pod.pod, namespaces),
-        |node, term, pods| bump(existing, &term.topology_key, node.labels(), pods),
-    );
+    data.existing_anti_memo =
+        memo.existing_anti_affinity(nodes, |term| term.matches(&pod.pod, namespaces));
     if !terms.required_affinity.is_empty() {
         let affinity = &mut data.affinity;
         memo.matching(&terms.required_affinity, nodes, |node, pods| {
@@ -301,6 +335,58 @@ fn from_memo(data: &mut FilterState, pod: &PodInfo, nodes: &[NodeInfo], memo: &m
         memo.matching(std::slice::from_ref(term), nodes, |node, pods| {
             bump(anti, &term.topology_key, node.labels(), pods)
         });
+    }
+}
+
+/// Adds to the score counts by visiting every pod: the incoming pod's preferred terms against
+/// every pod and, with `existing`, every existing pod's terms against the incoming pod (the
+/// reference the memoized path must agree with).
+fn score_scan(data: &mut ScoreState, pod: &PodInfo, all: &[NodeInfo], existing: bool) {
+    let incoming = pod.affinity_terms.clone().unwrap_or_default();
+    let incoming_preferred =
+        !incoming.preferred_affinity.is_empty() || !incoming.preferred_anti_affinity.is_empty();
+    let namespaces = &pod.cluster.namespace_labels;
+    for node in all {
+        if node.node.is_none() || (!incoming_preferred && node.pods_with_affinity == 0) {
+            continue;
+        }
+        let node_labels = node.labels();
+        if node_labels.is_empty() {
+            continue;
+        }
+        for existing_pod in node.pods.values() {
+            for term in &incoming.preferred_affinity {
+                if term.matches(&existing_pod.pod, namespaces) {
+                    data.add(term, term.weight, node_labels);
+                }
+            }
+            for term in &incoming.preferred_anti_affinity {
+                if term.matches(&existing_pod.pod, namespaces) {
+                    data.add(term, -term.weight, node_labels);
+                }
+            }
+            if !existing {
+                continue;
+            }
+            let Some(theirs) = existing_pod.affinity_terms.as_deref() else {
+                continue;
+            };
+            for term in &theirs.required_affinity {
+                if term.matches(&pod.pod, namespaces) {
+                    data.add(term, HARD_POD_AFFINITY_WEIGHT, node_labels);
+                }
+            }
+            for term in &theirs.preferred_affinity {
+                if term.matches(&pod.pod, namespaces) {
+                    data.add(term, term.weight, node_labels);
+                }
+            }
+            for term in &theirs.preferred_anti_affinity {
+                if term.matches(&pod.pod, namespaces) {
+                    data.add(term, -term.weight, node_labels);
+                }
+            }
+        }
     }
 }
 
@@ -372,11 +458,7 @@ impl FilterPlugin for InterPodAffinity {
         {
             return Err(vec![REASON_ANTI_AFFINITY.into()]);
         }
-        if data
-            .existing_anti_affinity
-            .keys()
-            .any(|key| count(&data.existing_anti_affinity, key, node_labels) > 0)
-        {
+        if data.existing_anti_rejects(node_labels) {
             return Err(vec![REASON_EXISTING_ANTI_AFFINITY.into()]);
         }
         Ok(())
@@ -405,10 +487,12 @@ impl FilterPlugin for InterPodAffinity {
     }
 }
 
-/// Topology key -> value -> score.
+/// Topology key -> value -> score, plus the memoized existing pods' terms matching the
+/// incoming pod (each adds its weight times its pods in the node's topology value).
 #[derive(Debug, Clone, Default)]
 struct ScoreState {
     topology_score: Counts,
+    existing_terms: Vec<ScoreTerm>,
 }
 
 impl ScoreState {
@@ -435,55 +519,37 @@ impl ScorePlugin for InterPodAffinity {
         all: &[NodeInfo],
     ) {
         let incoming = pod.affinity_terms.clone().unwrap_or_default();
-        let incoming_preferred =
-            !incoming.preferred_affinity.is_empty() || !incoming.preferred_anti_affinity.is_empty();
-        let namespaces = &pod.cluster.namespace_labels;
         let mut data = ScoreState::default();
-        for node in all {
-            if node.node.is_none() || (!incoming_preferred && node.pods_with_affinity == 0) {
-                continue;
+        let preferred: Vec<(&AffinityTerm, i64)> = incoming
+            .preferred_affinity
+            .iter()
+            .map(|t| (t, t.weight))
+            .chain(
+                incoming
+                    .preferred_anti_affinity
+                    .iter()
+                    .map(|t| (t, -t.weight)),
+            )
+            .collect();
+        let memo_applies = preferred
+            .iter()
+            .all(|(t, _)| t.namespace_selector.is_none());
+        let mut memo = match self.memo.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let namespaces = &pod.cluster.namespace_labels;
+        data.existing_terms = memo.existing_score_terms(all, |t| t.matches(&pod.pod, namespaces));
+        if memo_applies {
+            for (term, weight) in preferred {
+                let scores = &mut data.topology_score;
+                memo.matching(std::slice::from_ref(term), all, |node, pods| {
+                    bump(scores, &term.topology_key, node.labels(), weight * pods)
+                });
             }
-            let node_labels = node.labels();
-            if node_labels.is_empty() {
-                continue;
-            }
-            for existing in node.pods.values() {
-                let existing_has = existing.affinity_terms.is_some();
-                if !incoming_preferred && !existing_has {
-                    continue;
-                }
-                for term in &incoming.preferred_affinity {
-                    if term.matches(&existing.pod, namespaces) {
-                        data.add(term, term.weight, node_labels);
-                    }
-                }
-                for term in &incoming.preferred_anti_affinity {
-                    if term.matches(&existing.pod, namespaces) {
-                        data.add(term, -term.weight, node_labels);
-                    }
-                }
-                if !existing_has {
-                    continue;
-                }
-                let Some(theirs) = existing.affinity_terms.as_deref() else {
-                    continue;
-                };
-                for term in &theirs.required_affinity {
-                    if term.matches(&pod.pod, namespaces) {
-                        data.add(term, HARD_POD_AFFINITY_WEIGHT, node_labels);
-                    }
-                }
-                for term in &theirs.preferred_affinity {
-                    if term.matches(&pod.pod, namespaces) {
-                        data.add(term, term.weight, node_labels);
-                    }
-                }
-                for term in &theirs.preferred_anti_affinity {
-                    if term.matches(&pod.pod, namespaces) {
-                        data.add(term, -term.weight, node_labels);
-                    }
-                }
-            }
+        } else {
+            drop(memo);
+            score_scan(&mut data, pod, all, false);
         }
         state.write(SCORE_KEY, data);
     }
@@ -493,16 +559,23 @@ impl ScorePlugin for InterPodAffinity {
             return 0;
         };
         let node_labels = node.labels();
-        data.topology_score
+        let memoized: i64 = data
+            .existing_terms
             .iter()
-            .filter_map(|(key, values)| values.get(node_labels.get(key)?))
-            .sum()
+            .filter_map(|(key, weight, values)| Some(weight * values.get(node_labels.get(key)?)?))
+            .sum();
+        memoized
+            + data
+                .topology_score
+                .iter()
+                .filter_map(|(key, values)| values.get(node_labels.get(key)?))
+                .sum::<i64>()
     }
 
     fn normalize(&self, state: &CycleState, _nodes: &[&NodeInfo], scores: &mut [i64]) {
         if state
             .read::<ScoreState>(SCORE_KEY)
-            .is_none_or(|d| d.topology_score.is_empty())
+            .is_none_or(|d| d.topology_score.is_empty() && d.existing_terms.is_empty())
         {
             return;
         }
@@ -573,8 +646,8 @@ mod tests {
         };
         scan(&mut scanned, incoming, nodes);
         assert_eq!(
-            memoized.existing_anti_affinity,
-            scanned.existing_anti_affinity
+            memoized.existing_anti_counts(),
+            scanned.existing_anti_counts()
         );
         assert_eq!(memoized.affinity, scanned.affinity);
         assert_eq!(memoized.anti_affinity, scanned.anti_affinity);
@@ -604,6 +677,12 @@ mod tests {
         assert!(plugin.pre_filter(&mut state, &incoming[2], &nodes).is_ok());
         assert!(plugin.filter(&state, &incoming[2], &nodes[0]).is_err());
         assert!(plugin.filter(&state, &incoming[2], &nodes[1]).is_ok());
+        // Preemption evicting w1 (RemovePod) lifts the memoized rejection; adding it back restores it.
+        let w1 = web("w1");
+        plugin.remove_pod(&mut state, &incoming[2], &w1, &nodes[0]);
+        assert!(plugin.filter(&state, &incoming[2], &nodes[0]).is_ok());
+        plugin.add_pod(&mut state, &incoming[2], &w1, &nodes[0]);
+        assert!(plugin.filter(&state, &incoming[2], &nodes[0]).is_err());
         nodes[1].add_pod(web("w2"));
         nodes[1].add_pod(plain("p1"));
         check(&nodes);
@@ -624,6 +703,94 @@ mod tests {
         check(&nodes);
         nodes.push(zoned("d", "z3"));
         nodes[2].add_pod(db("d2"));
+        check(&nodes);
+    }
+
+    /// The memoized PreScore and a full scan give every node the same raw score for `incoming`.
+    fn assert_scores_fresh(plugin: &InterPodAffinity, incoming: &PodInfo, nodes: &[NodeInfo]) {
+        let feasible: Vec<&NodeInfo> = nodes.iter().collect();
+        let mut state = CycleState::default();
+        ScorePlugin::pre_score(plugin, &mut state, incoming, &feasible, nodes);
+        let mut scanned = ScoreState::default();
+        score_scan(&mut scanned, incoming, nodes, true);
+        let mut reference = CycleState::default();
+        reference.write(SCORE_KEY, scanned);
+        for node in nodes {
+            assert_eq!(
+                ScorePlugin::score(plugin, &state, incoming, node),
+                ScorePlugin::score(plugin, &reference, incoming, node),
+                "{} for {}",
+                node.name(),
+                incoming.pod.metadata.name.as_deref().unwrap_or_default()
+            );
+        }
+    }
+
+    #[test]
+    fn memoized_scores_follow_pods_labels_and_nodes_across_cycles() {
+        let plugin = InterPodAffinity::default();
+        let term = |app: &str, key: &str| serde_json::json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key});
+        let weighted = |weight: i32, app: &str, key: &str| serde_json::json!({"weight": weight, "podAffinityTerm": term(app, key)});
+        // Required affinity to web pods in the zone, preferred affinity and anti-affinity.
+        let db_terms = serde_json::json!({
+            "podAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [term("web", "zone")],
+                "preferredDuringSchedulingIgnoredDuringExecution": [weighted(7, "web", HOSTNAME)]},
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [weighted(3, "cache", "zone")]}});
+        let cache_terms = serde_json::json!({"podAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [weighted(5, "cache", "zone")]}});
+        let incoming_terms = serde_json::json!({"podAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [weighted(2, "db", "zone")]}});
+        let db = |name: &str| labelled_pod(name, &[("app", "db")], db_terms.clone());
+        let cache = |name: &str| labelled_pod(name, &[("app", "cache")], cache_terms.clone());
+        let incoming = [
+            labelled_pod("in-web", &[("app", "web")], serde_json::Value::Null),
+            labelled_pod("in-cache", &[("app", "cache")], incoming_terms.clone()),
+            labelled_pod("in-db", &[("app", "db")], db_terms.clone()),
+            labelled_pod("in-none", &[("app", "other")], serde_json::Value::Null),
+        ];
+        let mut nodes = vec![zoned("a", "z1"), zoned("b", "z1"), zoned("c", "z2")];
+        let check = |nodes: &[NodeInfo]| {
+            for pod in &incoming {
+                assert_scores_fresh(&plugin, pod, nodes);
+            }
+        };
+        check(&nodes);
+        nodes[0].add_pod(db("d1"));
+        nodes[1].add_pod(db("d2"));
+        nodes[2].add_pod(cache("c1"));
+        check(&nodes);
+        // A web pod scores the zones of the db pods (hard weight) and their nodes (preferred).
+        let mut state = CycleState::default();
+        let feasible: Vec<&NodeInfo> = nodes.iter().collect();
+        ScorePlugin::pre_score(&plugin, &mut state, &incoming[0], &feasible, &nodes);
+        let scores: Vec<i64> = nodes
+            .iter()
+            .map(|n| ScorePlugin::score(&plugin, &state, &incoming[0], n))
+            .collect();
+        assert_eq!(scores, vec![2 + 7, 2 + 7, 0]);
+        nodes[2].add_pod(db("d3"));
+        check(&nodes);
+        nodes[0].remove_pod("d1-uid");
+        check(&nodes);
+        // A pod's labels change: the cache replaces it (same uid, other labels and terms).
+        nodes[2].add_pod(labelled_pod("c1", &[("app", "web")], db_terms.clone()));
+        check(&nodes);
+        // A node moving to another zone takes its pods' counts along.
+        nodes[1] = with_node(nodes[1].clone(), |n| {
+            if let Some(labels) = n.metadata.labels.as_mut() {
+                labels.insert("zone".into(), "z2".into());
+            }
+        });
+        check(&nodes);
+        // Nodes come and go (snapshot positions shift).
+        nodes.remove(0);
+        check(&nodes);
+        nodes.push(zoned("d", "z3"));
+        nodes[2].add_pod(cache("c2"));
+        check(&nodes);
+        nodes.truncate(1);
         check(&nodes);
     }
 
