@@ -9,14 +9,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube_apiserver::testing::TestServer;
-use kubelet::pod::{PodEntry, PodStore};
 use kubelet::runtime::fake::{Call, FakeRuntime};
-use kubelet::server::{serve, ServerState, TlsFiles};
 use rustls::pki_types::ServerName;
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -59,89 +54,16 @@ struct Cluster {
 async fn cluster() -> Cluster {
     let server = TestServer::start().await.expect("apiserver");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = server
-        .pki
-        .issue("kubelet", &[], &["127.0.0.1"])
-        .expect("kubelet cert");
-    std::fs::write(dir.path().join("kubelet.crt"), cert).expect("write");
-    std::fs::write(dir.path().join("kubelet.key"), key).expect("write");
-    std::fs::write(dir.path().join("ca.crt"), &server.pki.ca_pem).expect("write");
     let runtime = Arc::new(FakeRuntime::new());
     runtime.set_port_target(8080, pod_port().await);
-    let pod: Pod = Pod {
-        metadata: ObjectMeta {
-            name: Some("web".into()),
-            namespace: Some("default".into()),
-            uid: Some("0a1b2c3d-4e5f-6789-abcd-ef0123456789".into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: Some("n1".into()),
-            containers: vec![Container {
-                name: "c".into(),
-                image: Some("busybox:1.35".into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        status: None,
-    };
-    let store = PodStore::new();
-    store.upsert(
-        "0a1b2c3d-4e5f-6789-abcd-ef0123456789",
-        PodEntry {
-            pod: pod.clone(),
-            containers: Default::default(),
-        },
-    );
-    let files = TlsFiles {
-        cert: Some(dir.path().join("kubelet.crt")),
-        key: Some(dir.path().join("kubelet.key")),
-        client_ca: Some(dir.path().join("ca.crt")),
-        self_signed_names: vec![],
-    };
-    let kubelet = serve(
-        "127.0.0.1:0".parse().expect("addr"),
-        &files,
-        ServerState {
-            store,
-            runtime: runtime.clone(),
-            pod_logs_dir: dir.path().join("logs"),
-        },
+    let kubelet = support::serve_node_with_pod(
+        &server,
+        dir.path(),
+        runtime.clone(),
+        support::web_pod(),
+        Default::default(),
     )
-    .await
-    .expect("kubelet serve");
-
-    let client = server.client().await.expect("client");
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).expect("node");
-    nodes
-        .create(&PostParams::default(), &node)
-        .await
-        .expect("create node");
-    nodes
-        .patch_status(
-            "n1",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet.port()}}}})),
-        )
-        .await
-        .expect("node status");
-    let pods: Api<Pod> = Api::namespaced(client, "default");
-    let mut api_pod = pod;
-    api_pod.metadata.uid = None;
-    pods.create(&PostParams::default(), &api_pod)
-        .await
-        .expect("create pod");
-    pods.patch_status(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Running"}})),
-    )
-    .await
-    .expect("pod status");
+    .await;
     Cluster {
         server,
         kubelet,

@@ -475,3 +475,109 @@ impl RealNode {
         }
     }
 }
+
+/// The pod `web` (one container `c`, busybox) bound to node `n1`, with a fixed uid.
+pub fn web_pod() -> k8s_openapi::api::core::v1::Pod {
+    use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+    Pod {
+        metadata: kube::api::ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some("default".into()),
+            uid: Some("0a1b2c3d-4e5f-6789-abcd-ef0123456789".into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some("n1".into()),
+            containers: vec![Container {
+                name: "c".into(),
+                image: Some("busybox:1.35".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Serves the kubelet API over TLS (a certificate from `server`'s PKI, written under `dir`) for
+/// `pod` on `runtime`, registers node `n1` pointing at it and creates `pod` in the apiserver as
+/// Running, so the apiserver proxies the pod's subresources to this kubelet. `containers` maps
+/// container names to runtime ids.
+pub async fn serve_node_with_pod(
+    server: &TestServer,
+    dir: &Path,
+    runtime: Arc<FakeRuntime>,
+    pod: k8s_openapi::api::core::v1::Pod,
+    containers: std::collections::BTreeMap<String, String>,
+) -> SocketAddr {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::PostParams;
+    use kubelet::pod::{PodEntry, PodStore};
+    use kubelet::server::{serve, ServerState};
+
+    let (cert, key) = server
+        .pki
+        .issue("kubelet", &[], &["127.0.0.1"])
+        .expect("kubelet cert");
+    std::fs::write(dir.join("kubelet.crt"), cert).expect("write");
+    std::fs::write(dir.join("kubelet.key"), key).expect("write");
+    std::fs::write(dir.join("ca.crt"), &server.pki.ca_pem).expect("write");
+    let store = PodStore::new();
+    store.upsert(
+        pod.metadata.uid.as_deref().unwrap_or_default(),
+        PodEntry {
+            pod: pod.clone(),
+            containers,
+        },
+    );
+    let files = TlsFiles {
+        cert: Some(dir.join("kubelet.crt")),
+        key: Some(dir.join("kubelet.key")),
+        client_ca: Some(dir.join("ca.crt")),
+        self_signed_names: vec![],
+    };
+    let kubelet = serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        &files,
+        ServerState {
+            store,
+            runtime,
+            pod_logs_dir: dir.join("logs"),
+        },
+    )
+    .await
+    .expect("kubelet serve");
+
+    let client = server.client().await.expect("client");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "n1"}})).expect("node");
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("create node");
+    nodes
+        .patch_status(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet.port()}}}})),
+        )
+        .await
+        .expect("node status");
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut api_pod = pod;
+    api_pod.metadata.uid = None;
+    pods.create(&PostParams::default(), &api_pod)
+        .await
+        .expect("create pod");
+    pods.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .expect("pod status");
+    kubelet
+}
