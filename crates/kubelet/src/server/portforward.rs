@@ -24,7 +24,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue};
 use hyper_util::rt::TokioIo;
@@ -36,7 +36,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::spdy::{self, Frame, HeaderDeflater, HeaderInflater};
+use super::spdy::{self, Frame, HeaderInflater};
 use super::{query, stream};
 use crate::network::{netns_name, netns_path};
 use crate::runtime::ContainerRuntime;
@@ -333,7 +333,7 @@ pub async fn serve_spdy<S>(io: S, target: Target)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut reader, mut writer) = tokio::io::split(io);
+    let (mut reader, writer) = tokio::io::split(io);
     let mut inflater = match HeaderInflater::new() {
         Ok(inflater) => inflater,
         Err(error) => {
@@ -341,24 +341,7 @@ where
             return;
         }
     };
-    let (out, mut frames) = mpsc::channel::<Frame>(64);
-    let writer_task = tokio::spawn(async move {
-        let mut deflater = HeaderDeflater::new();
-        let mut buf = BytesMut::new();
-        while let Some(frame) = frames.recv().await {
-            buf.clear();
-            if let Err(error) = spdy::encode_frame(&frame, &mut deflater, &mut buf) {
-                tracing::warn!(%error, "port-forward: encoding a frame failed");
-                break;
-            }
-            if writer.write_all(&buf).await.is_err() || writer.flush().await.is_err() {
-                break;
-            }
-        }
-        if let Err(error) = writer.shutdown().await {
-            tracing::debug!(%error, "port-forward: closing the connection failed");
-        }
-    });
+    let (out, writer_task) = spdy::spawn_frame_writer(writer, "port-forward");
     let mut streams: HashMap<u32, mpsc::Sender<Inbound>> = HashMap::new();
     let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut forwarders = JoinSet::new();

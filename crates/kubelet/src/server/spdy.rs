@@ -11,7 +11,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// The SPDY version spoken.
 pub const VERSION: u16 = 3;
@@ -545,6 +547,37 @@ pub const DICTIONARY: &[u8] = b"\
     \x20Fri,\x20Sat,\x20Sun,\x20GMTchunked,text/html,image/png,image/jpg,image/gif,applicati\
     on/xml,application/xhtml+xml,text/plain,text/javascript,publicprivatemax-age=gzip,deflat\
     e,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.";
+
+/// Starts the task that writes a connection's outgoing frames (header blocks compressed with the
+/// connection's one deflater, in order) and shuts the writer down once every sender is gone or a
+/// write fails. `what` names the protocol in logs.
+pub fn spawn_frame_writer<W>(
+    mut writer: W,
+    what: &'static str,
+) -> (mpsc::Sender<Frame>, JoinHandle<()>)
+where
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let (out, mut frames) = mpsc::channel::<Frame>(64);
+    let task = tokio::spawn(async move {
+        let mut deflater = HeaderDeflater::new();
+        let mut buf = BytesMut::new();
+        while let Some(frame) = frames.recv().await {
+            buf.clear();
+            if let Err(error) = encode_frame(&frame, &mut deflater, &mut buf) {
+                tracing::warn!(%error, what, "encoding a SPDY frame failed");
+                break;
+            }
+            if writer.write_all(&buf).await.is_err() || writer.flush().await.is_err() {
+                break;
+            }
+        }
+        if let Err(error) = writer.shutdown().await {
+            tracing::debug!(%error, what, "closing the SPDY connection failed");
+        }
+    });
+    (out, task)
+}
 
 #[cfg(test)]
 mod tests {

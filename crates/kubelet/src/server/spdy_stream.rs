@@ -9,7 +9,7 @@
 //! `Status` (`Success`, or `Failure` / `NonZeroExitCode`) to the error stream; older versions write
 //! only a failure's message. Then the error stream is finished and the connection closed.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::spdy::{self, Frame, HeaderDeflater, HeaderInflater};
+use super::spdy::{self, Frame, HeaderInflater};
 use super::stream;
 use crate::runtime::{ExecSession, RuntimeError, TerminalSize};
 
@@ -254,7 +254,7 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut reader, mut writer) = tokio::io::split(io);
+    let (mut reader, writer) = tokio::io::split(io);
     let mut inflater = match HeaderInflater::new() {
         Ok(inflater) => inflater,
         Err(error) => {
@@ -262,24 +262,7 @@ pub async fn serve<S>(
             return;
         }
     };
-    let (out, mut frames) = mpsc::channel::<Frame>(64);
-    let writer_task = tokio::spawn(async move {
-        let mut deflater = HeaderDeflater::new();
-        let mut buf = BytesMut::new();
-        while let Some(frame) = frames.recv().await {
-            buf.clear();
-            if let Err(error) = spdy::encode_frame(&frame, &mut deflater, &mut buf) {
-                tracing::warn!(%error, "exec: encoding a frame failed");
-                break;
-            }
-            if writer.write_all(&buf).await.is_err() || writer.flush().await.is_err() {
-                break;
-            }
-        }
-        if let Err(error) = writer.shutdown().await {
-            tracing::debug!(%error, "exec: closing the connection failed");
-        }
-    });
+    let (out, writer_task) = spdy::spawn_frame_writer(writer, "exec");
     let mut stdin = session.as_mut().ok().and_then(|s| s.stdin.take());
     let resize = session.as_mut().ok().and_then(|s| s.resize.take());
     let (error_tx, error_rx) = oneshot::channel();
