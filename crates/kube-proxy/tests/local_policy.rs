@@ -56,7 +56,9 @@ fn setup() -> anyhow::Result<()> {
         (NS_REMOTE, REMOTE_IP, "kpev-r"),
         (NS_CLIENT, CLIENT_IP, "kpev-c"),
     ] {
-        add_netns(ns, ip, veth, BRIDGE, GATEWAY, false)?;
+        // Hairpin on, like the CNI bridge's hairpinMode: the remote pod may reach itself through
+        // the ClusterIP, and that reply leaves by the port the request came in on.
+        add_netns(ns, ip, veth, BRIDGE, GATEWAY, true)?;
     }
     kube_proxy::sysctl::set("net.ipv4.ip_forward", "1")?;
     kube_proxy::sysctl::set("net.bridge.bridge-nf-call-iptables", "1")?;
