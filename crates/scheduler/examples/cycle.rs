@@ -1,7 +1,10 @@
 //! CPU-only microbenchmark of the scheduling cycle: a cache with 5,000 fake nodes (and init pods
 //! already placed, as scheduler_perf has them), then N pods scheduled one by one through the real
 //! framework (snapshot, PreFilter, Filter, Score, assume) with no apiserver. Prints pods/s per
-//! workload shape (the kube-perf `scheduler` scenario's templates).
+//! workload shape (the kube-perf `scheduler` scenario's templates). `preemption` fills the
+//! nodes with 900m init pods (give 4 per node) and schedules priority-10 3000m pods: each fails,
+//! preempts (the victims leave the cache, the pod is nominated) and is scheduled on the next
+//! attempt with the other nominated pods overlaid, as the scheduler's loop does.
 //!
 //! `cargo run --release -p kube-scheduler --example cycle -- [nodes] [init] [pods] [workload...]`
 
@@ -9,10 +12,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use rand::Rng;
+
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube_scheduler::algorithm;
 use kube_scheduler::cache::Cache;
 use kube_scheduler::framework::{ClusterInfo, PodInfo, Registry};
+use kube_scheduler::{algorithm, preemption};
 
 const ZONE: &str = "topology.kubernetes.io/zone";
 const HOSTNAME: &str = "kubernetes.io/hostname";
@@ -45,10 +50,16 @@ fn pod(name: &str, namespace: &str, workload: &str, init: bool) -> Pod {
         labels["color"] = serde_json::json!(color);
     }
     let namespaces = serde_json::json!(["sched", "sched-setup"]);
+    let cpu = match (workload, init) {
+        ("preemption", true) => "900m",
+        ("preemption", false) => "3000m",
+        _ => "100m",
+    };
     let mut spec = serde_json::json!({"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
-        "resources": {"requests": {"cpu": "100m", "memory": "500Mi"},
-                      "limits": {"cpu": "100m", "memory": "500Mi"}}}]});
+        "resources": {"requests": {"cpu": cpu, "memory": "500Mi"},
+                      "limits": {"cpu": cpu, "memory": "500Mi"}}}]});
     match (workload, init) {
+        ("preemption", false) => spec["priority"] = serde_json::json!(10),
         ("node-affinity", false) => {
             spec["affinity"] = serde_json::json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                 "nodeSelectorTerms": [{"matchExpressions": [{"key": ZONE, "operator": "In", "values": ["zone1", "zone2"]}]}]}}});
@@ -84,19 +95,45 @@ fn schedule_all(
 ) -> (usize, usize) {
     let mut rng = rand::rng();
     let (mut ok, mut failed) = (0, 0);
+    // Nominated pods (uid -> node, pod), as the scheduler keeps them.
+    let mut nominated: HashMap<String, (String, PodInfo)> = HashMap::new();
     for pod in pods {
         let pod = Arc::new(pod);
         let mut info = PodInfo::new(pod.clone());
         info.cluster = cluster.clone();
-        let nodes = cache.snapshot();
-        match algorithm::schedule_from(registry, &info, &nodes, *next_start, &mut rng) {
-            Ok((node, processed)) => {
-                *next_start = (*next_start + processed) % nodes.len().max(1);
-                drop(nodes);
-                cache.assume(&pod, &node);
-                ok += 1;
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        // A pod that preempted gets a second attempt, as once its victims are gone.
+        for _attempt in 0..2 {
+            let extra = nominated
+                .iter()
+                .filter(|(other, (_, n))| **other != uid && n.priority >= info.priority)
+                .map(|(_, (node, n))| (node.clone(), n.clone()))
+                .collect();
+            let nodes = cache.snapshot_with(extra);
+            match algorithm::schedule_from(registry, &info, &nodes, *next_start, &mut rng) {
+                Ok((node, processed)) => {
+                    *next_start = (*next_start + processed) % nodes.len().max(1);
+                    drop(nodes);
+                    nominated.remove(&uid);
+                    cache.assume(&pod, &node);
+                    ok += 1;
+                    break;
+                }
+                Err(fit) => {
+                    let start = rng.random_range(0..nodes.len().max(1));
+                    let preempted =
+                        preemption::preempt_from(registry, &info, &nodes, &fit, &[], start);
+                    drop(nodes);
+                    let Ok(candidate) = preempted else {
+                        failed += 1;
+                        break;
+                    };
+                    for victim in &candidate.victims {
+                        cache.remove_pod(victim.metadata.uid.as_deref().unwrap_or_default());
+                    }
+                    nominated.insert(uid.clone(), (candidate.node, info.clone()));
+                }
             }
-            Err(_) => failed += 1,
         }
     }
     (ok, failed)

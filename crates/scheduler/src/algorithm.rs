@@ -25,8 +25,6 @@ pub struct FitError {
     pub nodes: usize,
     /// Reason -> number of nodes that failed for it.
     pub reasons: BTreeMap<String, usize>,
-    /// Node -> why it failed.
-    pub node_reasons: BTreeMap<String, Vec<String>>,
     /// Nodes that failed for a reason evicting pods cannot fix.
     pub unresolvable: BTreeSet<String>,
     /// What PostFilter (preemption) said, e.g. `preemption: 0/3 nodes are available: ...`.
@@ -116,8 +114,6 @@ fn rejected(nodes: &[NodeInfo], reasons: Vec<String>) -> FitError {
     };
     for node in nodes {
         fit.unresolvable.insert(node.name().to_string());
-        fit.node_reasons
-            .insert(node.name().to_string(), reasons.clone());
     }
     for reason in reasons {
         fit.reasons.insert(reason, nodes.len());
@@ -165,13 +161,17 @@ pub fn filter<'a>(
         match filter_node(registry, state, pod, node) {
             Ok(()) => feasible.push(node),
             Err((reasons, unresolvable)) => {
-                for reason in &reasons {
-                    *fit.reasons.entry(reason.clone()).or_default() += 1;
+                for reason in reasons {
+                    match fit.reasons.get_mut(&reason) {
+                        Some(count) => *count += 1,
+                        None => {
+                            fit.reasons.insert(reason, 1);
+                        }
+                    }
                 }
                 if unresolvable {
                     fit.unresolvable.insert(node.name().to_string());
                 }
-                fit.node_reasons.insert(node.name().to_string(), reasons);
             }
         }
     }

@@ -24,8 +24,10 @@ pub struct Cache {
     snapshot: Option<Arc<Vec<NodeInfo>>>,
     /// Node name -> its index in `snapshot`.
     positions: HashMap<String, usize>,
-    /// Nodes changed while a cycle held the snapshot: copied in by the next [`Cache::snapshot`]
-    /// (so bindings observed mid-cycle do not copy the whole node list each).
+    /// Nodes changed while a cycle held the snapshot, and nodes a cycle's overlay
+    /// ([`Cache::snapshot_with`]) added pods to: copied in from `nodes` by the next
+    /// [`Cache::snapshot`] (so bindings observed mid-cycle do not copy the whole node list each,
+    /// and an overlay lasts one cycle).
     stale: HashSet<String>,
 }
 
@@ -179,6 +181,31 @@ impl Cache {
         self.snapshot = Some(snapshot.clone());
         snapshot
     }
+
+    /// [`Cache::snapshot`] with `extra` pods (node name, pod) added for one cycle: the nominated
+    /// pods a cycle must respect (upstream's `RunFilterPluginsWithNominatedPods`). Only the
+    /// touched nodes change, in place while no other cycle holds the snapshot; they are
+    /// restored from the cache by the next [`Cache::snapshot`], so the pods never count as
+    /// bound or assumed.
+    pub fn snapshot_with(&mut self, extra: Vec<(String, PodInfo)>) -> Arc<Vec<NodeInfo>> {
+        let snapshot = self.snapshot();
+        if extra.is_empty() {
+            return snapshot;
+        }
+        drop(snapshot);
+        let Some(shared) = self.snapshot.as_mut() else {
+            return Arc::default();
+        };
+        let nodes = Arc::make_mut(shared);
+        for (node, info) in extra {
+            let Some(slot) = self.positions.get(&node).and_then(|&i| nodes.get_mut(i)) else {
+                continue;
+            };
+            slot.add_pod(info);
+            self.stale.insert(node);
+        }
+        shared.clone()
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +324,47 @@ mod tests {
         let chosen =
             crate::algorithm::schedule(&registry, &plain, &cache.snapshot(), &mut rand::rng());
         assert_eq!(chosen.as_deref(), Ok("a"));
+    }
+
+    #[test]
+    fn an_overlay_lasts_one_cycle_and_never_reaches_other_snapshots() {
+        let mut cache = Cache::default();
+        for name in ["a", "b", "c"] {
+            cache.set_node(
+                ready(node(name, "1", "1Gi", "110"))
+                    .node
+                    .unwrap_or_default(),
+            );
+        }
+        cache.assume(&pod("bound", Some("100m"), None).pod, "b");
+        let held = cache.snapshot();
+        let cpu =
+            |s: &[NodeInfo]| -> Vec<i64> { s.iter().map(|n| n.requested.milli_cpu).collect() };
+        let nominated = vec![
+            ("b".to_string(), pod("n1", Some("300m"), None)),
+            ("c".to_string(), pod("n2", Some("500m"), None)),
+            ("gone".to_string(), pod("n3", Some("700m"), None)),
+        ];
+        let overlaid = cache.snapshot_with(nominated.clone());
+        assert_eq!(cpu(&overlaid), [0, 400, 500]);
+        assert_eq!(overlaid[1].pods.len(), 2);
+        // A snapshot held from before does not see the overlay, nor the pods' nodes in the cache.
+        assert_eq!(cpu(&held), [0, 100, 0]);
+        assert!(!cache.contains_pod("n1-uid"));
+        drop((held, overlaid));
+        // The next cycle without nominated pods sees the cache only.
+        assert_eq!(cpu(&cache.snapshot()), [0, 100, 0]);
+        // In place (no other holder), then a binding seen during the cycle: still restored.
+        let overlaid = cache.snapshot_with(nominated);
+        assert_eq!(cpu(&overlaid), [0, 400, 500]);
+        drop(overlaid);
+        cache.assume(&pod("late", Some("200m"), None).pod, "a");
+        let next = cache.snapshot();
+        assert_eq!(cpu(&next), [200, 100, 0]);
+        assert_eq!(next[2].pods.len(), 0);
+        drop(next);
+        // An empty overlay is the plain snapshot.
+        assert_eq!(cpu(&cache.snapshot_with(Vec::new())), [200, 100, 0]);
     }
 
     #[test]

@@ -283,6 +283,12 @@ pub struct NodeInfo {
     images: Arc<HashMap<String, i64>>,
 }
 
+/// The empty image map every node without images shares.
+fn no_images() -> Arc<HashMap<String, i64>> {
+    static EMPTY: std::sync::OnceLock<Arc<HashMap<String, i64>>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Arc::default).clone()
+}
+
 /// Allocatable cpu (milli), memory (bytes) and pods of a node (falls back to capacity).
 fn node_allocatable(node: &Node) -> Resources {
     let status = node.status.as_ref();
@@ -313,7 +319,13 @@ impl NodeInfo {
         self.name = Arc::from(node.metadata.name.as_deref().unwrap_or_default());
         self.allocatable = node_allocatable(&node);
         self.ready = plugins::node_unschedulable::is_ready(&node);
-        self.images = Arc::new(plugins::image_locality::node_images(&node));
+        let images = plugins::image_locality::node_images(&node);
+        // Nodes without images share one empty map, so scanning them touches one allocation.
+        self.images = if images.is_empty() {
+            no_images()
+        } else {
+            Arc::new(images)
+        };
         self.node = Some(node);
     }
 
@@ -322,7 +334,7 @@ impl NodeInfo {
         self.node = None;
         self.allocatable = Resources::default();
         self.ready = false;
-        self.images = Arc::default();
+        self.images = no_images();
     }
 
     /// The node's name.

@@ -109,6 +109,9 @@ pub fn split_by_pdb_violation(
     pods: Vec<PodInfo>,
     pdbs: &[PodDisruptionBudget],
 ) -> (Vec<PodInfo>, Vec<PodInfo>) {
+    if pdbs.is_empty() {
+        return (Vec::new(), pods);
+    }
     let mut allowed: Vec<i32> = pdbs
         .iter()
         .map(|p| {
@@ -130,7 +133,8 @@ pub fn split_by_pdb_violation(
         .collect();
     let (mut violating, mut fine) = (Vec::new(), Vec::new());
     for pod in pods {
-        let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+        let no_labels = BTreeMap::new();
+        let labels = pod.pod.metadata.labels.as_ref().unwrap_or(&no_labels);
         let mut violated = false;
         if !labels.is_empty() {
             for (i, pdb) in pdbs.iter().enumerate() {
@@ -140,7 +144,7 @@ pub fn split_by_pdb_violation(
                 let Some(selector) = &selectors[i] else {
                     continue;
                 };
-                if !selector.matches(&labels) {
+                if !selector.matches(labels) {
                     continue;
                 }
                 let name = pod.pod.metadata.name.clone().unwrap_or_default();
@@ -266,13 +270,28 @@ pub fn candidates_to_find(nodes: usize) -> usize {
 }
 
 /// Runs preemption for a pod no node fits: the chosen candidate, or upstream's message (without
-/// the `preemption: ` prefix, with its final period) for why none exists.
+/// the `preemption: ` prefix, with its final period) for why none exists. The dry run starts at
+/// the first node; see [`preempt_from`].
 pub fn preempt(
     registry: &Registry,
     pod: &PodInfo,
     nodes: &[NodeInfo],
     fit: &FitError,
     pdbs: &[PodDisruptionBudget],
+) -> Result<Candidate, String> {
+    preempt_from(registry, pod, nodes, fit, pdbs, 0)
+}
+
+/// [`preempt`] with the dry run starting at node `start` and wrapping around (upstream starts
+/// at a random offset, so concurrent preemptors spread over the cluster), stopping once
+/// [`candidates_to_find`] candidates are found.
+pub fn preempt_from(
+    registry: &Registry,
+    pod: &PodInfo,
+    nodes: &[NodeInfo],
+    fit: &FitError,
+    pdbs: &[PodDisruptionBudget],
+    start: usize,
 ) -> Result<Candidate, String> {
     eligible(pod, nodes, fit)?;
     let Ok(state) = algorithm::pre_filter(registry, pod, nodes) else {
@@ -285,7 +304,8 @@ pub fn preempt(
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
     let mut candidates: Vec<Candidate> = Vec::new();
     let wanted = candidates_to_find(nodes.len());
-    for node in nodes {
+    let start = start.checked_rem(nodes.len()).unwrap_or(0);
+    for node in nodes[start..].iter().chain(&nodes[..start]) {
         // Enough candidates, one of them violating no PDB: stop the dry run (as upstream).
         if candidates.len() >= wanted && candidates.iter().any(|c| c.pdb_violations == 0) {
             break;

@@ -2,6 +2,10 @@
 //! `spec.priority` first, then the earlier enqueued), and pods that did not fit (unschedulable)
 //! which come back with exponential back-off when the cluster changes, or after a while in any
 //! case. Pods held back by `spec.schedulingGates` wait in a gated set until ungated.
+//!
+//! A cluster event moves each parked pod once: to active if its back-off is over, otherwise
+//! into the back-off set, which [`SchedulingQueue::flush_backoff`] drains as back-offs end
+//! (upstream's backoffQ), so events cost nothing per pod already moved.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -35,6 +39,18 @@ struct State {
     attempts: HashMap<PodKey, u32>,
     /// Pods with scheduling gates: never popped until added again without them.
     gated: HashSet<PodKey>,
+    /// Moved by an event while still backing off: (back-off end, pod), popped once it ends.
+    backoff: BTreeSet<(Instant, PodKey)>,
+    /// Pod -> its back-off end, for the pods in `backoff`.
+    backoff_until: HashMap<PodKey, Instant>,
+}
+
+impl State {
+    fn leave_backoff(&mut self, key: &str) {
+        if let Some(until) = self.backoff_until.remove(key) {
+            self.backoff.remove(&(until, key.to_string()));
+        }
+    }
 }
 
 /// How many pods wait in each sub-queue (upstream `scheduler_pending_pods{queue}`).
@@ -76,11 +92,7 @@ impl SchedulingQueue {
         let mut state = self.lock();
         state.unschedulable.remove(&key);
         state.gated.remove(&key);
-        if state.queued.insert(key.clone()) {
-            let priority = state.priorities.get(&key).copied().unwrap_or(0);
-            state.sequence += 1;
-            let sequence = state.sequence;
-            state.active.insert((Reverse(priority), sequence, key));
+        if Self::activate(&mut state, key) {
             drop(state);
             self.notify.notify_one();
         }
@@ -116,6 +128,7 @@ impl SchedulingQueue {
             *entry
         };
         if !state.queued.contains(&key) {
+            state.leave_backoff(&key);
             state.unschedulable.insert(key, (attempts, Instant::now()));
         }
     }
@@ -124,6 +137,7 @@ impl SchedulingQueue {
     pub fn gate(&self, key: PodKey) {
         let mut state = self.lock();
         state.unschedulable.remove(&key);
+        state.leave_backoff(&key);
         if state.queued.remove(&key) {
             state.active.retain(|(_, _, queued)| *queued != key);
         }
@@ -135,30 +149,74 @@ impl SchedulingQueue {
         let mut state = self.lock();
         state.gated.remove(key);
         state.unschedulable.remove(key);
+        state.leave_backoff(key);
         state.attempts.remove(key);
         state.priorities.remove(key);
     }
 
-    /// Something changed in the cluster: retry parked pods once their back-off has passed
-    /// (returns the pods still backing off with their remaining wait).
-    pub fn move_all_to_active(&self) -> Vec<(PodKey, Duration)> {
+    /// Something changed in the cluster: parked pods whose back-off has passed become active,
+    /// the others move to the back-off set ([`SchedulingQueue::flush_backoff`] activates them);
+    /// returns how many are backing off.
+    pub fn move_all_to_active(&self) -> usize {
         let now = Instant::now();
-        let parked: Vec<(PodKey, u32, Instant)> = self
-            .lock()
-            .unschedulable
-            .iter()
-            .map(|(k, (a, t))| (k.clone(), *a, *t))
-            .collect();
-        let mut waiting = Vec::new();
-        for (key, attempts, since) in parked {
+        let mut state = self.lock();
+        if state.unschedulable.is_empty() {
+            return state.backoff.len();
+        }
+        let parked: Vec<(PodKey, (u32, Instant))> = state.unschedulable.drain().collect();
+        let mut woken = false;
+        for (key, (attempts, since)) in parked {
             let ready_at = since + backoff(attempts);
             if ready_at <= now {
-                self.add(key);
+                woken |= Self::activate(&mut state, key);
             } else {
-                waiting.push((key, ready_at - now));
+                state.backoff_until.insert(key.clone(), ready_at);
+                state.backoff.insert((ready_at, key));
             }
         }
-        waiting
+        let backing_off = state.backoff.len();
+        drop(state);
+        if woken {
+            self.notify.notify_one();
+        }
+        backing_off
+    }
+
+    /// Queues `key` as active (the lock held); whether it was not queued yet.
+    fn activate(state: &mut State, key: PodKey) -> bool {
+        state.leave_backoff(&key);
+        if !state.queued.insert(key.clone()) {
+            return false;
+        }
+        let priority = state.priorities.get(&key).copied().unwrap_or(0);
+        state.sequence += 1;
+        let sequence = state.sequence;
+        state.active.insert((Reverse(priority), sequence, key));
+        true
+    }
+
+    /// Activates the pods of the back-off set whose back-off has ended; returns when the next
+    /// one ends (`None` when the set is empty).
+    pub fn flush_backoff(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut woken = false;
+        while let Some((until, _)) = state.backoff.first() {
+            if *until > now {
+                break;
+            }
+            let Some((_, key)) = state.backoff.pop_first() else {
+                break;
+            };
+            state.backoff_until.remove(&key);
+            woken |= Self::activate(&mut state, key);
+        }
+        let next = state.backoff.first().map(|(until, _)| *until);
+        drop(state);
+        if woken {
+            self.notify.notify_one();
+        }
+        next
     }
 
     /// Retries pods parked for longer than [`MAX_UNSCHEDULABLE`].
@@ -173,6 +231,12 @@ impl SchedulingQueue {
         for key in stale {
             self.add(key);
         }
+    }
+
+    /// Whether the pod is parked (unschedulable or backing off after a move).
+    pub fn is_parked(&self, key: &str) -> bool {
+        let state = self.lock();
+        state.unschedulable.contains_key(key) || state.backoff_until.contains_key(key)
     }
 
     /// Pods waiting for a decision.
@@ -190,15 +254,15 @@ impl SchedulingQueue {
     pub fn pending(&self) -> PendingCounts {
         let now = Instant::now();
         let state = self.lock();
-        let backoff = state
+        let parked_in_backoff = state
             .unschedulable
             .values()
             .filter(|(attempts, since)| *since + backoff(*attempts) > now)
             .count();
         PendingCounts {
             active: state.active.len(),
-            backoff,
-            unschedulable: state.unschedulable.len() - backoff,
+            backoff: parked_in_backoff + state.backoff.len(),
+            unschedulable: state.unschedulable.len() - parked_in_backoff,
             gated: state.gated.len(),
         }
     }
@@ -272,11 +336,54 @@ mod tests {
         assert_eq!(queue.pop().await, "default/a");
         queue.add_unschedulable("default/a".into());
         assert_eq!(queue.unschedulable_len(), 1);
-        let waiting = queue.move_all_to_active();
-        assert_eq!(waiting.len(), 1);
+        assert_eq!(queue.move_all_to_active(), 1);
         assert_eq!(queue.active_len(), 0);
+        assert_eq!(queue.pending().backoff, 1);
+        // Still backing off: a flush leaves it, a second event does not count it twice.
+        assert!(queue.flush_backoff().is_some());
+        assert_eq!(queue.move_all_to_active(), 1);
+        assert_eq!(queue.active_len(), 0);
+        assert!(queue.is_parked("default/a"));
         queue.add("default/a".into());
+        assert!(!queue.is_parked("default/a"));
         assert_eq!(queue.unschedulable_len(), 0);
+        assert_eq!(queue.pending().backoff, 0);
         assert_eq!(queue.active_len(), 1);
+    }
+
+    #[tokio::test]
+    async fn pods_moved_while_backing_off_become_active_once_it_ends() {
+        let queue = SchedulingQueue::default();
+        {
+            // Failed 1.5 s ago with a 1 s back-off: ready; 0.5 s ago: still backing off.
+            let mut state = queue.lock();
+            let now = Instant::now();
+            let ago = |ms| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
+            state
+                .unschedulable
+                .insert("default/ready".into(), (1, ago(1500)));
+            state
+                .unschedulable
+                .insert("default/later".into(), (1, ago(500)));
+        }
+        assert_eq!(queue.move_all_to_active(), 1);
+        assert_eq!(queue.pop().await, "default/ready");
+        let next = queue.flush_backoff();
+        assert!(next.is_some_and(|at| at > Instant::now()));
+        {
+            // Its back-off has ended now.
+            let mut state = queue.lock();
+            let Some((_, key)) = state.backoff.pop_first() else {
+                panic!("the pod left the back-off set early");
+            };
+            let past = Instant::now()
+                .checked_sub(Duration::from_millis(1))
+                .unwrap_or_else(Instant::now);
+            state.backoff_until.insert(key.clone(), past);
+            state.backoff.insert((past, key));
+        }
+        assert_eq!(queue.flush_backoff(), None);
+        assert_eq!(queue.pop().await, "default/later");
+        assert_eq!(queue.pending(), PendingCounts::default());
     }
 }

@@ -22,6 +22,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
+use rand::Rng;
 use serde::de::DeserializeOwned;
 
 use crate::algorithm;
@@ -38,6 +39,9 @@ use crate::volumes::VolumeCache;
 /// The scheduler name this scheduler answers to.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 
+/// How often pods whose back-off ended move from the back-off set to the active queue.
+const BACKOFF_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
 /// A running scheduler's shared state.
 #[derive(Clone)]
 pub struct Scheduler {
@@ -45,6 +49,7 @@ pub struct Scheduler {
     cache: Arc<Mutex<Cache>>,
     queue: SchedulingQueue,
     pods: Store<Pod>,
+    nodes: Store<Node>,
     listers: Listers,
     /// Claims, volumes and classes with assumed bindings (VolumeBinding).
     volumes: VolumeCache,
@@ -55,7 +60,18 @@ pub struct Scheduler {
     nominated: Arc<Mutex<HashMap<String, (String, PodInfo)>>>,
     /// Where the next cycle starts filtering (upstream `nextStartNodeIndex`).
     next_start: Arc<AtomicUsize>,
+    /// Parked pods as their last attempt saw them: an update changing only their status (the
+    /// scheduler's own condition or nomination) does not retry them (upstream's
+    /// `isPodUpdated`), cluster events and back-off do.
+    failed: Arc<Mutex<HashMap<String, Arc<Pod>>>>,
     metrics: Metrics,
+}
+
+fn nominated_node_name(pod: &Pod) -> Option<&str> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .filter(|n| !n.is_empty())
 }
 
 fn pod_key(pod: &Pod) -> String {
@@ -172,6 +188,7 @@ impl Scheduler {
             cache: Arc::default(),
             queue: SchedulingQueue::default(),
             pods: pods.clone(),
+            nodes: nodes.clone(),
             listers: Listers::start(&client),
             volumes: VolumeCache::new(
                 volume_stores.0.clone(),
@@ -186,6 +203,7 @@ impl Scheduler {
             ),
             nominated: Arc::default(),
             next_start: Arc::default(),
+            failed: Arc::default(),
             metrics: Metrics::default(),
         };
         let handler = scheduler.clone();
@@ -235,6 +253,15 @@ impl Scheduler {
                 flusher.queue.flush_stale();
             }
         });
+        let flusher = scheduler.queue.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(BACKOFF_FLUSH_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                flusher.flush_backoff();
+            }
+        });
         scheduler
     }
 
@@ -252,15 +279,11 @@ impl Scheduler {
         needs_scheduling_by(pod, |name| self.profiles.contains_key(name))
     }
 
-    /// Cluster changed: give parked pods another chance (after their back-off).
+    /// Cluster changed: give parked pods another chance (after their back-off, through the
+    /// back-off set the flusher drains).
     fn retry_unschedulable(&self) {
-        for (key, wait) in self.queue.move_all_to_active() {
-            let queue = self.queue.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                queue.add(key);
-            });
-        }
+        let backing_off = self.queue.move_all_to_active();
+        tracing::trace!(backing_off, "moved the parked pods");
     }
 
     fn on_volume_event<K>(&self, event: &Event<K>) {
@@ -275,7 +298,7 @@ impl Scheduler {
                 let changed = {
                     let mut cache = self.cache();
                     let old = cache.node(&node.name_any());
-                    cache.set_node(Arc::new(node.clone()));
+                    cache.set_node(self.shared(&self.nodes, node));
                     old.is_none_or(|old| scheduling_relevant_change(&old, node))
                 };
                 // Heartbeats change nothing a decision depends on; do not retry for them.
@@ -288,6 +311,37 @@ impl Scheduler {
         }
     }
 
+    /// The store's copy of an object just applied to it (one copy in memory for the store and
+    /// the cache), or a new one if the store has moved on.
+    fn shared<K>(&self, store: &Store<K>, object: &K) -> Arc<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        store
+            .get(&ObjectRef::from_obj(object))
+            .filter(|stored| stored.meta().resource_version == object.meta().resource_version)
+            .unwrap_or_else(|| Arc::new(object.clone()))
+    }
+
+    fn failed(&self) -> MutexGuard<'_, HashMap<String, Arc<Pod>>> {
+        match self.failed.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Whether `pod` is parked and differs from its last failed attempt only in status.
+    fn only_status_changed(&self, pod: &Pod) -> bool {
+        let key = pod_key(pod);
+        let same = self.failed().get(&key).is_some_and(|old| {
+            old.metadata.uid == pod.metadata.uid
+                && old.metadata.labels == pod.metadata.labels
+                && old.metadata.annotations == pod.metadata.annotations
+                && old.spec == pod.spec
+        });
+        same && self.queue.is_parked(&key)
+    }
+
     fn nominated(&self) -> MutexGuard<'_, HashMap<String, (String, PodInfo)>> {
         match self.nominated.lock() {
             Ok(guard) => guard,
@@ -295,27 +349,18 @@ impl Scheduler {
         }
     }
 
-    /// Adds nominated pods of at least `pod`'s priority (other than `pod`) to their nodes, as
-    /// upstream's `RunFilterPluginsWithNominatedPods` does.
-    fn add_nominated_pods(&self, pod: &PodInfo, nodes: &mut Arc<Vec<NodeInfo>>) {
+    /// The snapshot for `pod`'s cycle: with the nominated pods of at least its priority (other
+    /// than itself) on their nodes, as upstream's `RunFilterPluginsWithNominatedPods` has them,
+    /// as an overlay of the touched nodes only ([`Cache::snapshot_with`]).
+    fn snapshot_for(&self, pod: &PodInfo) -> Arc<Vec<NodeInfo>> {
         let uid = pod.pod.metadata.uid.as_deref().unwrap_or_default();
-        let mut by_node: HashMap<String, Vec<PodInfo>> = HashMap::new();
-        for (other_uid, (node, info)) in self.nominated().iter() {
-            if other_uid != uid && info.priority >= pod.priority {
-                by_node.entry(node.clone()).or_default().push(info.clone());
-            }
-        }
-        if by_node.is_empty() {
-            return;
-        }
-        // A private copy: the cache's snapshot must not see the nominated pods.
-        for node in Arc::make_mut(nodes).iter_mut() {
-            if let Some(pods) = by_node.remove(node.name()) {
-                for info in pods {
-                    node.add_pod(info);
-                }
-            }
-        }
+        let extra: Vec<(String, PodInfo)> = self
+            .nominated()
+            .iter()
+            .filter(|(other_uid, (_, info))| *other_uid != uid && info.priority >= pod.priority)
+            .map(|(_, (node, info))| (node.clone(), info.clone()))
+            .collect();
+        self.cache().snapshot_with(extra)
     }
 
     fn on_pod(&self, event: &Event<Pod>) {
@@ -332,17 +377,36 @@ impl Scheduler {
                     .as_ref()
                     .and_then(|s| s.nominated_node_name.clone())
                     .filter(|n| !n.is_empty());
+                let pending = !bound
+                    && pod.metadata.deletion_timestamp.is_none()
+                    && !(nominated_node.is_some() && self.cache().contains_pod(&uid));
+                let mut nominated = self.nominated();
                 match nominated_node {
-                    Some(node) if !bound && pod.metadata.deletion_timestamp.is_none() => {
-                        let info = PodInfo::new(Arc::new(pod.clone()));
-                        self.nominated().insert(uid.clone(), (node, info));
+                    // An assumed pod's nomination is over (upstream drops it on assume).
+                    Some(node) if pending => {
+                        let info = PodInfo::new(self.shared(&self.pods, pod));
+                        nominated.insert(uid.clone(), (node, info));
+                    }
+                    // A nomination made by this scheduler's preemption and not yet written to
+                    // the status stays when an update without it arrives (upstream's nominator
+                    // keeps it the same way); one written and then cleared goes.
+                    None if pending
+                        && nominated
+                            .get(&uid)
+                            .is_some_and(|(_, info)| nominated_node_name(&info.pod).is_none()) =>
+                    {
+                        if let Some((_, info)) = nominated.get_mut(&uid) {
+                            *info = PodInfo::new(self.shared(&self.pods, pod));
+                        }
                     }
                     _ => {
-                        self.nominated().remove(&uid);
+                        nominated.remove(&uid);
                     }
                 }
+                drop(nominated);
                 if bound {
-                    self.cache().set_pod(Arc::new(pod.clone()));
+                    self.cache().set_pod(self.shared(&self.pods, pod));
+                    self.failed().remove(&pod_key(pod));
                     self.queue.forget(&pod_key(pod));
                     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
                     if matches!(phase, Some("Succeeded") | Some("Failed")) {
@@ -356,7 +420,7 @@ impl Scheduler {
                         tokio::spawn(async move { marker.mark_gated(&pod).await });
                     }
                 } else if self.responsible(pod) {
-                    if !self.cache().contains_pod(&uid) {
+                    if !self.cache().contains_pod(&uid) && !self.only_status_changed(pod) {
                         let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
                         self.queue.add_with_priority(pod_key(pod), priority);
                     }
@@ -368,6 +432,7 @@ impl Scheduler {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 self.nominated().remove(&uid);
                 self.cache().remove_pod(&uid);
+                self.failed().remove(&pod_key(pod));
                 self.queue.forget(&pod_key(pod));
                 self.retry_unschedulable();
             }
@@ -406,8 +471,7 @@ impl Scheduler {
             if !info.claims.is_empty() {
                 info.volumes = Some(Arc::new(self.volumes.pod_volumes(&pod, &info.claims)));
             }
-            let mut nodes = self.cache().snapshot();
-            self.add_nominated_pods(&info, &mut nodes);
+            let nodes = self.snapshot_for(&info);
             let start = self.next_start.load(Ordering::Relaxed);
             let started = tokio::time::Instant::now();
             let decision =
@@ -436,6 +500,8 @@ impl Scheduler {
                         .map(|plan| self.volumes.assume(&plan, &node));
                     // Released first, so the cache updates its snapshot in place.
                     drop(nodes);
+                    self.nominated().remove(&uid);
+                    self.failed().remove(&key);
                     self.cache().assume(&pod, &node);
                     let binder = self.clone();
                     let timeout = registry.volume_bind_timeout;
@@ -449,8 +515,17 @@ impl Scheduler {
                     let preempted = if nodes.is_empty() {
                         None
                     } else {
-                        match preemption::preempt(&registry, &info, &nodes, &fit, &pdbs) {
-                            Ok(candidate) => Some(candidate),
+                        let offset = rand::rng().random_range(0..nodes.len());
+                        match preemption::preempt_from(
+                            &registry, &info, &nodes, &fit, &pdbs, offset,
+                        ) {
+                            Ok(candidate) => {
+                                // Nominated now, so the next cycles leave it the room (the
+                                // status follows asynchronously).
+                                self.nominated()
+                                    .insert(uid.clone(), (candidate.node.clone(), info.clone()));
+                                Some(candidate)
+                            }
                             Err(message) => {
                                 fit.post_filter = Some(format!("preemption: {message}"));
                                 None
@@ -459,6 +534,7 @@ impl Scheduler {
                     };
                     let message = fit.to_string();
                     tracing::info!(pod = %key, %message, "unschedulable");
+                    self.failed().insert(key.clone(), pod.clone());
                     self.queue.add_unschedulable(key.clone());
                     let reporter = self.clone();
                     tokio::spawn(async move {
@@ -482,54 +558,62 @@ impl Scheduler {
     /// Evicts the victims (marked `DisruptionTarget`, deleted gracefully, with a `Preempted`
     /// event) so the preemptor fits on the candidate node.
     async fn prepare_candidate(&self, preemptor: &Pod, candidate: Candidate) {
-        for victim in &candidate.victims {
-            let namespace = victim.namespace().unwrap_or_default();
-            let name = victim.name_any();
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-            let mut conditions: Vec<PodCondition> = victim
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|c| c.type_ != preemption::DISRUPTION_TARGET)
-                .collect();
-            conditions.push(PodCondition {
-                type_: preemption::DISRUPTION_TARGET.into(),
-                status: "True".into(),
-                reason: Some(preemption::PREEMPTION_BY_SCHEDULER.into()),
-                message: Some(format!(
-                    "{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"
-                )),
-                last_transition_time: Some(Time(jiff::Timestamp::now())),
-                ..PodCondition::default()
-            });
-            let patch = serde_json::json!({"status": {"conditions": conditions}});
-            if let Err(error) = api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                tracing::debug!(pod = %name, %error, "could not mark the victim");
+        // All victims at once (upstream evicts them in parallel too).
+        let evictions = candidate
+            .victims
+            .iter()
+            .map(|victim| self.evict(preemptor, victim, &candidate.node));
+        futures::future::join_all(evictions).await;
+    }
+
+    /// Marks one victim `DisruptionTarget`, deletes it and records `Preempted`.
+    async fn evict(&self, preemptor: &Pod, victim: &Pod, node: &str) {
+        let namespace = victim.namespace().unwrap_or_default();
+        let name = victim.name_any();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let mut conditions: Vec<PodCondition> = victim
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.type_ != preemption::DISRUPTION_TARGET)
+            .collect();
+        conditions.push(PodCondition {
+            type_: preemption::DISRUPTION_TARGET.into(),
+            status: "True".into(),
+            reason: Some(preemption::PREEMPTION_BY_SCHEDULER.into()),
+            message: Some(format!(
+                "{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"
+            )),
+            last_transition_time: Some(Time(jiff::Timestamp::now())),
+            ..PodCondition::default()
+        });
+        let patch = serde_json::json!({"status": {"conditions": conditions}});
+        if let Err(error) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::debug!(pod = %name, %error, "could not mark the victim");
+        }
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {
+                tracing::info!(victim = %name, preemptor = %preemptor.name_any(), %node, "preempted");
+                events::record(
+                    &self.client,
+                    victim,
+                    false,
+                    "Preempted",
+                    &format!(
+                        "Preempted by pod {} on node {}",
+                        preemptor.metadata.uid.clone().unwrap_or_default(),
+                        node
+                    ),
+                )
+                .await;
             }
-            match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {
-                    tracing::info!(victim = %name, preemptor = %preemptor.name_any(), node = %candidate.node, "preempted");
-                    events::record(
-                        &self.client,
-                        victim,
-                        false,
-                        "Preempted",
-                        &format!(
-                            "Preempted by pod {} on node {}",
-                            preemptor.metadata.uid.clone().unwrap_or_default(),
-                            candidate.node
-                        ),
-                    )
-                    .await;
-                }
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => tracing::warn!(victim = %name, %error, "could not delete the victim"),
-            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => tracing::warn!(victim = %name, %error, "could not delete the victim"),
         }
     }
 

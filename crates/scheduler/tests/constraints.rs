@@ -221,6 +221,87 @@ async fn a_high_priority_pod_preempts_a_low_priority_one() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preemptors_arriving_together_are_nominated_to_different_nodes() -> anyhow::Result<()> {
+    let (_server, client) = support::start().await?;
+    let names = ["node-a", "node-b", "node-c", "node-d"];
+    for name in names {
+        create_node(&client, name, "1", &[("kubernetes.io/hostname", name)]).await?;
+    }
+    let _scheduler = kube_scheduler::scheduler::Scheduler::start(client.clone()).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let immediate = serde_json::json!({"priority": 0, "terminationGracePeriodSeconds": 0});
+    for i in 0..4 {
+        let name = format!("low-{i}");
+        pods.create(
+            &PostParams::default(),
+            &pod(&name, "low", "800m", immediate.clone())?,
+        )
+        .await?;
+    }
+    wait_for("the low pods bound, one per node", || async {
+        let mut nodes: Vec<Option<String>> = bound_nodes(&pods, "low").await?;
+        nodes.sort();
+        nodes.dedup();
+        Ok(nodes.len() == 4 && nodes.iter().all(Option::is_some))
+    })
+    .await?;
+    // Every nomination the preemptors get, in the order the watch sees them.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, Vec<String>>::new()));
+    let recorder = seen.clone();
+    let watched = pods.clone();
+    let watch = tokio::spawn(async move {
+        use futures::StreamExt;
+        let config = kube::runtime::watcher::Config::default().labels("app=high");
+        let stream = kube::runtime::watcher(watched, config);
+        futures::pin_mut!(stream);
+        while let Some(Ok(event)) = stream.next().await {
+            if let kube::runtime::watcher::Event::Apply(p)
+            | kube::runtime::watcher::Event::InitApply(p) = event
+            {
+                let node = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.clone());
+                if let (Some(name), Some(node)) = (p.metadata.name.clone(), node) {
+                    if let Ok(mut seen) = recorder.lock() {
+                        seen.entry(name).or_default().push(node);
+                    }
+                }
+            }
+        }
+    });
+    let high = serde_json::json!({"priority": 1000, "terminationGracePeriodSeconds": 0});
+    for i in 0..4 {
+        let name = format!("high-{i}");
+        pods.create(
+            &PostParams::default(),
+            &pod(&name, "high", "800m", high.clone())?,
+        )
+        .await?;
+    }
+    wait_for("the high pods bound", || async {
+        Ok(bound_nodes(&pods, "high")
+            .await?
+            .iter()
+            .all(Option::is_some))
+    })
+    .await?;
+    watch.abort();
+    let mut bound: Vec<Option<String>> = bound_nodes(&pods, "high").await?;
+    bound.sort();
+    bound.dedup();
+    assert_eq!(bound.len(), 4, "one high pod per node: {bound:?}");
+    // Each preemptor saw the others' nominations at once: no node was nominated twice, so
+    // no victim beyond the one per node was evicted.
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut first: Vec<&String> = seen.values().filter_map(|nodes| nodes.first()).collect();
+    first.sort();
+    first.dedup();
+    assert_eq!(first.len(), seen.len(), "nominations: {seen:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_from_a_configuration_file_schedule_their_own_pods() -> anyhow::Result<()> {
     let (server, client) = support::start().await?;
     create_node(

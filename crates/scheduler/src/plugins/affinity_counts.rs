@@ -21,7 +21,7 @@ use std::sync::Arc;
 use api_types::selector::Selector;
 use k8s_openapi::api::core::v1::Node;
 
-use super::inter_pod_affinity::{AffinityTerm, PodTerms, HARD_POD_AFFINITY_WEIGHT};
+use super::inter_pod_affinity::{bump, AffinityTerm, Counts, PodTerms, HARD_POD_AFFINITY_WEIGHT};
 use crate::framework::{NodeInfo, PodInfo};
 
 /// What a term matches on, besides the incoming pod: namespaces (sorted), namespace selector,
@@ -212,6 +212,29 @@ pub struct AffinityCounts {
     score: TermTable,
     /// Per incoming term set: per node, pods matching every term of the set.
     matching: HashMap<Vec<Signature>, Vec<Option<Entry<i64>>>>,
+    /// Per incoming term set: per node, pods matching every term of the set, and their sum per
+    /// (term's topology key, node's value), kept up to date as nodes change.
+    counts: HashMap<Vec<Signature>, SetCounts>,
+}
+
+/// The per-node matches of one incoming term set and their sums per topology pair.
+#[derive(Debug, Default)]
+struct SetCounts {
+    entries: Vec<Option<Entry<i64>>>,
+    counts: Arc<Counts>,
+}
+
+/// Adds `sign` times an entry's matching pods to every term's (key, node value) pair.
+fn account_set(counts: &mut Counts, set: &[AffinityTerm], entry: &Entry<i64>, sign: i64) {
+    if entry.value == 0 {
+        return;
+    }
+    let Some(labels) = entry.node.metadata.labels.as_ref() else {
+        return;
+    };
+    for term in set {
+        bump(counts, &term.topology_key, labels, sign * entry.value);
+    }
 }
 
 /// Whether the counts of pods matching `terms` do not depend on namespace labels.
@@ -242,6 +265,54 @@ impl AffinityCounts {
     ) -> Vec<ScoreTerm> {
         self.score.refresh(nodes, score_terms);
         self.score.matching(matches)
+    }
+
+    /// Per (topology key of a term of `set`, value) the pods matching every term of `set`
+    /// (which must be [`memoizable`]), summed over the nodes with that value: what a full
+    /// scan bumping each term's key per matching pod gives, updated only for the nodes that
+    /// changed since the last call.
+    pub fn matching_counts(&mut self, set: &[AffinityTerm], nodes: &[NodeInfo]) -> Arc<Counts> {
+        let key: Vec<Signature> = set.iter().map(signature).collect();
+        if !self.counts.contains_key(&key) && self.counts.len() >= MAX_MATCHING {
+            self.counts.clear();
+        }
+        let SetCounts { entries, counts } = self.counts.entry(key).or_default();
+        let no_labels = HashMap::new();
+        let keep = nodes.len().min(entries.len());
+        for old in entries.drain(keep..).flatten() {
+            account_set(Arc::make_mut(counts), set, &old, -1);
+        }
+        entries.resize_with(nodes.len(), || None);
+        for (slot, node) in entries.iter_mut().zip(nodes) {
+            let Some(n) = node.node.as_ref() else {
+                if let Some(old) = slot.take() {
+                    account_set(Arc::make_mut(counts), set, &old, -1);
+                }
+                continue;
+            };
+            if slot
+                .as_ref()
+                .is_some_and(|e| Arc::ptr_eq(&e.node, n) && Arc::ptr_eq(&e.pods, &node.pods))
+            {
+                continue;
+            }
+            if let Some(old) = slot.take() {
+                account_set(Arc::make_mut(counts), set, &old, -1);
+            }
+            let matching = node
+                .pods
+                .values()
+                .filter(|p| set.iter().all(|t| t.matches(&p.pod, &no_labels)))
+                .count();
+            let entry = Entry {
+                node: n.clone(),
+                pods: node.pods.clone(),
+                value: i64::try_from(matching).unwrap_or(i64::MAX),
+            };
+            account_set(Arc::make_mut(counts), set, &entry, 1);
+            *slot = Some(entry);
+        }
+        counts.clone()
     }
 
     /// Calls `visit(node, pods)` for every node with pods matching every term of `set` (which

@@ -165,7 +165,7 @@ pub fn has_pod_affinity(pod: &Pod) -> bool {
 }
 
 /// Topology key -> value -> number of pods.
-type Counts = HashMap<String, HashMap<String, i64>>;
+pub(super) type Counts = HashMap<String, HashMap<String, i64>>;
 
 #[derive(Debug, Clone, Default)]
 struct FilterState {
@@ -177,14 +177,15 @@ struct FilterState {
     existing_anti_affinity: Counts,
     /// The memoized running pods' required anti-affinity terms matching the incoming pod.
     existing_anti_memo: Vec<ScoreTerm>,
-    /// Pairs holding pods that match all the incoming pod's required affinity terms.
-    affinity: Counts,
+    /// Pairs holding pods that match all the incoming pod's required affinity terms (shared
+    /// with the memo until preemption changes them).
+    affinity: Arc<Counts>,
     /// Pairs holding pods that match one of the incoming pod's required anti-affinity terms.
-    anti_affinity: Counts,
+    anti_affinity: Arc<Counts>,
 }
 
 /// Adds `delta` to the count of (`key`, the node's value for it); entries reaching 0 go.
-fn bump(counts: &mut Counts, key: &str, node: &BTreeMap<String, String>, delta: i64) {
+pub(super) fn bump(counts: &mut Counts, key: &str, node: &BTreeMap<String, String>, delta: i64) {
     let Some(value) = node.get(key) else {
         return;
     };
@@ -245,14 +246,15 @@ impl FilterState {
                 .iter()
                 .all(|t| t.matches(existing, namespaces))
         {
+            let affinity = Arc::make_mut(&mut self.affinity);
             for term in &terms.required_affinity {
-                bump(&mut self.affinity, &term.topology_key, node_labels, delta);
+                bump(affinity, &term.topology_key, node_labels, delta);
             }
         }
         for term in &terms.required_anti_affinity {
             if term.matches(existing, namespaces) {
                 bump(
-                    &mut self.anti_affinity,
+                    Arc::make_mut(&mut self.anti_affinity),
                     &term.topology_key,
                     node_labels,
                     delta,
@@ -323,18 +325,22 @@ fn from_memo(data: &mut FilterState, pod: &PodInfo, nodes: &[NodeInfo], memo: &m
     data.existing_anti_memo =
         memo.existing_anti_affinity(nodes, |term| term.matches(&pod.pod, namespaces));
     if !terms.required_affinity.is_empty() {
-        let affinity = &mut data.affinity;
-        memo.matching(&terms.required_affinity, nodes, |node, pods| {
-            for term in &terms.required_affinity {
-                bump(affinity, &term.topology_key, node.labels(), pods);
-            }
-        });
+        data.affinity = memo.matching_counts(&terms.required_affinity, nodes);
     }
-    for term in &terms.required_anti_affinity {
-        let anti = &mut data.anti_affinity;
-        memo.matching(std::slice::from_ref(term), nodes, |node, pods| {
-            bump(anti, &term.topology_key, node.labels(), pods)
-        });
+    for (i, term) in terms.required_anti_affinity.iter().enumerate() {
+        let counts = memo.matching_counts(std::slice::from_ref(term), nodes);
+        if i == 0 {
+            data.anti_affinity = counts;
+            continue;
+        }
+        // Several terms: their counts add up per topology pair.
+        let anti = Arc::make_mut(&mut data.anti_affinity);
+        for (key, values) in counts.iter() {
+            for (value, pods) in values {
+                let labels = BTreeMap::from([(key.clone(), value.clone())]);
+                bump(anti, key, &labels, *pods);
+            }
+        }
     }
 }
 
