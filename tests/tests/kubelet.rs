@@ -2,8 +2,9 @@
 //! driven with the upstream kubectl: liveness restarts, readiness in and out of a Service's
 //! EndpointSlice, a live ConfigMap update, a tmpfs secret volume, an OOMKilled memory hog, a bad
 //! image (ErrImagePull then ImagePullBackOff), a pull from a local Debian `docker-registry`,
-//! `kubectl logs -f`, `exec -i`, `port-forward` and `cp`, bad input that must not crash the
-//! kubelet, and a kubelet restart that restarts no container.
+//! `kubectl logs -f`, `exec -i`, `exec -it` on a real pseudo-terminal (size, resize, exit
+//! code), `port-forward` and `cp`, bad input that must not crash the kubelet, and a kubelet
+//! restart that restarts no container.
 //!
 //! Needs root and the release binaries, so it is ignored by default; `hack/test.sh` runs it.
 
@@ -384,6 +385,186 @@ fn restart_kubelet(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
+/// Every process below `ancestor` (children, grandchildren, ...).
+fn descendants(ancestor: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                    let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                    // `pid (comm) state ppid ...`; comm may hold spaces: split at the last ')'.
+                    let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+                    Some((pid, ppid.parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = vec![ancestor];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.split_off(1)
+}
+
+/// Text a process under a pseudo-terminal printed, gathered by a reader thread.
+struct PtyOutput {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    text: String,
+}
+
+impl PtyOutput {
+    /// Reads until `found` picks something out of the text so far, or `timeout` passes.
+    fn until<T>(&mut self, timeout: Duration, found: impl Fn(&str) -> Option<T>) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = found(&self.text) {
+                return Some(value);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.rx.recv_timeout(left.min(SECOND / 5)) {
+                Ok(chunk) => self.text.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return found(&self.text),
+            }
+        }
+    }
+}
+
+/// What follows the last `marker` in `text`, up to the end of its line (the echoed command
+/// line holds the marker too, but followed by `$(`, which no answer starts with).
+fn answer_after(text: &str, marker: &str) -> Option<String> {
+    text.match_indices(marker)
+        .map(|(at, _)| &text[at + marker.len()..])
+        .filter(|rest| !rest.starts_with("$(") && rest.contains('\n'))
+        .filter_map(|rest| rest.split(['\r', '\n']).next())
+        .last()
+        .map(str::to_string)
+}
+
+/// Runs upstream `kubectl exec -it <pod> -- sh` under a real pseudo-terminal (util-linux
+/// `script`) of 91x37 and requires: a tty inside, the outer size seen inside, a resize of the
+/// outer terminal (SIGWINCH to kubectl) seen inside, and the shell's exit code 3 as kubectl's.
+fn exec_tty(k: &Kubectl, pod: &str) -> Result<()> {
+    let kubectl = format!(
+        "{} --kubeconfig {} -n {} exec -it {pod} -- sh",
+        k.binary.display(),
+        k.kubeconfig.display(),
+        k.namespace
+    );
+    let mut script = Reaped(
+        Command::new("script")
+            .args([
+                "-qec",
+                &format!("stty cols 91 rows 37 && exec {kubectl}"),
+                "/dev/null",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting script(1)")?,
+    );
+    let mut stdin = script.0.stdin.take().context("script stdin")?;
+    let mut stdout = script.0.stdout.take().context("script stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = PtyOutput {
+        rx,
+        text: String::new(),
+    };
+    let prompt = out.until(30 * SECOND, |t| t.contains("# ").then_some(()));
+    ensure!(
+        prompt.is_some(),
+        "no shell prompt through exec -it: {:?}",
+        out.text
+    );
+    stdin.write_all(b"echo A tty=$(tty) size=$(stty size) sum=$((6*7)) end\n")?;
+    stdin.flush()?;
+    let first = out
+        .until(30 * SECOND, |t| answer_after(t, "A tty="))
+        .with_context(|| format!("no answer to the first command: {:?}", out.text))?;
+    let (tty, rest) = first.split_once(" size=").context("size missing")?;
+    ensure!(
+        tty.starts_with("/dev/pts/"),
+        "exec -it gave no terminal inside: {first:?}"
+    );
+    ensure!(
+        rest == "37 91 sum=42 end",
+        "exec -it inside size or sum wrong (want rows 37 cols 91, 42): {first:?}"
+    );
+
+    // Resize the outer terminal, as a terminal emulator would, and tell kubectl.
+    // kubectl (here gcloud's version dispatcher and the kubectl it runs) sits below script.
+    let (kubectl, pts) = wait_for(
+        "kubectl on script's terminal",
+        10 * SECOND,
+        SECOND / 5,
+        || {
+            Ok(descendants(script.0.id()).into_iter().find_map(|pid| {
+                let tty = std::fs::read_link(format!("/proc/{pid}/fd/0")).ok()?;
+                tty.starts_with("/dev/pts/").then_some((pid, tty))
+            }))
+        },
+    )?;
+    run_ok(
+        Command::new("stty")
+            .arg("-F")
+            .arg(&pts)
+            .args(["cols", "120", "rows", "40"]),
+    )?;
+    // The kernel signals the terminal's foreground group; signal each process too, in case
+    // the dispatcher moved its child to a group of its own.
+    for pid in std::iter::once(kubectl).chain(descendants(kubectl)) {
+        run_ok(Command::new("kill").args(["-WINCH", &pid.to_string()]))?;
+    }
+    let mut resized = None;
+    for _ in 0..15 {
+        stdin.write_all(b"echo B size=$(stty size) end\n")?;
+        stdin.flush()?;
+        resized = out.until(SECOND, |t| {
+            answer_after(t, "B size=").filter(|a| a == "40 120 end")
+        });
+        if resized.is_some() {
+            break;
+        }
+    }
+    ensure!(
+        resized.is_some(),
+        "the resize to 120x40 never reached the shell: {:?}",
+        out.text
+    );
+
+    stdin.write_all(b"exit 3\n")?;
+    stdin.flush()?;
+    let status = wait_for("kubectl exec -it to exit", 30 * SECOND, SECOND / 5, || {
+        Ok(script.0.try_wait()?)
+    })?;
+    drop(stdin);
+    ensure!(
+        status.code() == Some(3),
+        "kubectl exec -it exited {status}, want the remote 3: {:?}",
+        out.text
+    );
+    Ok(())
+}
+
 fn flow(k: &Kubectl, cluster: &Cluster, registry: &LocalRegistry) -> Result<()> {
     let start = Instant::now();
     k.ok_with_stdin(&["apply", "-f", "-"], &manifests(registry.port))?;
@@ -423,7 +604,19 @@ fn flow(k: &Kubectl, cluster: &Cluster, registry: &LocalRegistry) -> Result<()> 
             Ok((reason == "ImagePullBackOff").then_some(()))
         },
     )?;
-    let events = events_of(k, "badimage")?;
+    // Events are recorded asynchronously: wait for the failed pull's own.
+    let events = wait_for(
+        "badimage's failed pull event",
+        30 * SECOND,
+        SECOND / 2,
+        || {
+            let events = events_of(k, "badimage")?;
+            Ok(events
+                .iter()
+                .any(|(r, m)| r == "Failed" && m.starts_with("Failed to pull image"))
+                .then_some(events))
+        },
+    )?;
     // ErrImagePull lasts one sync (about a second) before the back-off; the recorder may fold
     // "Error: ErrImagePull" into the series of the first Failed event: the failed pull itself
     // is the ErrImagePull event.
@@ -432,12 +625,6 @@ fn flow(k: &Kubectl, cluster: &Cluster, registry: &LocalRegistry) -> Result<()> 
             || events.iter().any(|(r, m)| r == "Failed"
                 && (m == "Error: ErrImagePull" || m.starts_with("Failed to pull image"))),
         "no ErrImagePull before ImagePullBackOff: reasons {seen:?}, events {events:?}"
-    );
-    ensure!(
-        events
-            .iter()
-            .any(|(r, m)| r == "Failed" && m.starts_with("Failed to pull image")),
-        "badimage events: {events:?}"
     );
 
     // upstream `kubectl logs -f` streams new lines.
@@ -487,6 +674,9 @@ fn flow(k: &Kubectl, cluster: &Cluster, registry: &LocalRegistry) -> Result<()> 
         "hello-stdin\n",
     )?;
     ensure!(counted.trim() == "12", "exec -i counted {counted:?}");
+
+    // upstream `kubectl exec -it` on a real pseudo-terminal: size, resize and exit code.
+    exec_tty(k, "pulled")?;
 
     // Volumes: a tmpfs secret, a ConfigMap change seen in the mounted file.
     wait_for("pod volumes ready", 60 * SECOND, SECOND / 2, || {

@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 use crate::network::cni::{check_plugins, CniNetwork};
 use crate::network::{Network, NetworkError};
 use crate::node::agent::NodeAgent;
-use crate::node::eviction::{parse_thresholds, EvictionManager, Pressure, SignalSource};
+use crate::node::eviction::{
+    parse_soft_thresholds, parse_thresholds, EvictionManager, Pressure, SignalSource,
+};
 use crate::node::features::{EvictionSettings, NodeFeatures, StaticPodSettings};
 use crate::node::image_gc::{ImageGc, StatvfsDisk, IMAGE_GC_PERIOD};
 use crate::node::info::{default_node_ip, machine_info};
@@ -30,6 +32,20 @@ use crate::pod::{KubePodApi, PodApi, PodContext, PodSettings, PodStore};
 use crate::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::server::{ServerError, ServerState, TlsFiles};
+
+/// The eviction manager's settings from `--eviction-hard`, `--eviction-soft`,
+/// `--eviction-soft-grace-period` and `--eviction-max-pod-grace-period`.
+fn eviction_settings(options: &Options) -> Result<EvictionSettings, RunError> {
+    let mut thresholds = parse_thresholds(&options.eviction_hard).map_err(RunError::Eviction)?;
+    thresholds.extend(
+        parse_soft_thresholds(&options.eviction_soft, &options.eviction_soft_grace_period)
+            .map_err(RunError::Eviction)?,
+    );
+    let mut settings =
+        EvictionSettings::new(thresholds, options.eviction_pressure_transition_period);
+    settings.max_pod_grace_period = options.eviction_max_pod_grace_period;
+    Ok(settings)
+}
 
 /// Why the kubelet could not start. Each message names the cause and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +85,8 @@ pub enum RunError {
     /// The kubelet API could not start.
     #[error("{0}")]
     Server(#[source] ServerError),
-    /// `--eviction-hard` is malformed.
-    #[error("{0}: check --eviction-hard")]
+    /// An eviction flag is malformed.
+    #[error("{0}: check --eviction-hard, --eviction-soft and --eviction-soft-grace-period")]
     Eviction(#[source] crate::node::eviction::EvictionError),
     /// The healthz endpoint could not start.
     #[error("{0}: pick another with --healthz-port")]
@@ -249,7 +265,8 @@ pub async fn start_with_features(
             store.clone(),
             pressure,
             settings.transition_period,
-        );
+        )
+        .with_max_pod_grace_period(settings.max_pod_grace_period);
         tasks.push(tokio::spawn(eviction.run(settings.interval, commands)));
     }
     tracing::info!(node = %deps.node.name, api = %api_addr, "kubelet started");
@@ -326,10 +343,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
                 dir,
                 period: options.file_check_frequency,
             }),
-        eviction: Some(EvictionSettings::new(
-            parse_thresholds(&options.eviction_hard).map_err(RunError::Eviction)?,
-            options.eviction_pressure_transition_period,
-        )),
+        eviction: Some(eviction_settings(&options)?),
         stats: None,
     };
     let socket = socket_path(&options.container_runtime_endpoint);

@@ -98,6 +98,16 @@ pub struct Options {
     #[arg(long = "eviction-hard",
         default_value = crate::node::eviction::DEFAULT_EVICTION_HARD)]
     pub eviction_hard: String,
+    /// Soft eviction thresholds (`signal<quantity|percent%`, comma-separated), met once
+    /// crossed for their `--eviction-soft-grace-period`.
+    #[arg(long = "eviction-soft", default_value = "")]
+    pub eviction_soft: String,
+    /// Grace periods of the soft thresholds (`signal=duration`, comma-separated).
+    #[arg(long = "eviction-soft-grace-period", default_value = "")]
+    pub eviction_soft_grace_period: String,
+    /// The longest grace period (seconds) a pod evicted under a soft threshold gets.
+    #[arg(long = "eviction-max-pod-grace-period", default_value_t = 0)]
+    pub eviction_max_pod_grace_period: i64,
     /// How long a pressure condition stays after its threshold was last met.
     #[arg(long = "eviction-pressure-transition-period", default_value = "5m",
         value_parser = component_base::leaderelection::parse_duration)]

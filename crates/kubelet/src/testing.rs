@@ -94,6 +94,10 @@ pub struct HollowConfig {
     /// How often the node status is posted (upstream kubemark keeps the kubelet's 10 s; larger
     /// values lighten the apiserver when thousands of nodes run).
     pub status_period: Duration,
+    /// The longest time between two status PATCHes when nothing changed (upstream
+    /// `nodeStatusReportFrequency`; kubemark: 5 min). The status is computed every
+    /// `status_period` and PATCHed only when it changed or this much time passed.
+    pub status_report_period: Duration,
     /// `status.capacity.pods`.
     pub max_pods: u32,
     /// Kubelet port reported in `status.daemonEndpoints` (nothing listens there).
@@ -172,7 +176,11 @@ pub async fn start_hollow(
     });
     let manager = PodManager::new(ctx).await;
     let tasks = vec![
-        tokio::spawn(agent.clone().status_loop(config.status_period)),
+        tokio::spawn(
+            agent
+                .clone()
+                .status_report_loop(config.status_period, config.status_report_period),
+        ),
         tokio::spawn(agent.clone().lease_loop()),
         tokio::spawn(agent.clone().pod_cidr_loop()),
         tokio::spawn(manager.run(client, node_name.to_string())),
@@ -219,6 +227,7 @@ mod tests {
         let config = HollowConfig {
             machine: MachineInfo::default(),
             status_period: Duration::from_secs(60),
+            status_report_period: Duration::from_secs(300),
             max_pods: 110,
             port: 10250,
         };
@@ -279,6 +288,32 @@ mod tests {
         assert!(
             nodes[0].store.find("default", "p").is_none(),
             "and not on hollow-0"
+        );
+    }
+
+    #[tokio::test]
+    async fn hollow_node_patches_an_unchanged_status_only_at_the_report_period() {
+        let server = TestServer::start().await.expect("apiserver");
+        let client = server.client().await.expect("client");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = HollowConfig {
+            machine: MachineInfo::default(),
+            status_period: Duration::from_millis(200),
+            status_report_period: Duration::from_secs(300),
+            max_pods: 110,
+            port: 10250,
+        };
+        let _node = start_hollow(client.clone(), "quiet", &dir.path().join("quiet"), &config)
+            .await
+            .expect("hollow node");
+        let node_api: Api<Node> = Api::all(client.clone());
+        let first = node_api.get("quiet").await.expect("node registered");
+        // Several status periods pass: each computes the status, none changes it.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let later = node_api.get("quiet").await.expect("node");
+        assert_eq!(
+            first.metadata.resource_version, later.metadata.resource_version,
+            "the unchanged status was not PATCHed again"
         );
     }
 }

@@ -66,6 +66,15 @@ pub enum NodeError {
     },
 }
 
+/// `status` with the conditions' heartbeat times cleared (they change on every computation).
+fn without_heartbeats(status: &NodeStatus) -> NodeStatus {
+    let mut status = status.clone();
+    for condition in status.conditions.iter_mut().flatten() {
+        condition.last_heartbeat_time = None;
+    }
+    status
+}
+
 /// The node's API-facing agent.
 pub struct NodeAgent {
     client: Client,
@@ -284,6 +293,52 @@ impl NodeAgent {
                 Err(error) => tracing::warn!(%error, "node status update failed"),
             }
         }
+    }
+
+    /// Computes the status every `period` but PATCHes it only when it changed (heartbeat times
+    /// aside) or `report_period` passed since the last PATCH, as upstream's kubelet does with
+    /// `nodeStatusUpdateFrequency` / `nodeStatusReportFrequency` while the Lease is the
+    /// heartbeat. The first PATCH is the caller's.
+    pub async fn status_report_loop(self: Arc<Self>, period: Duration, report_period: Duration) {
+        let mut ticker = tokio::time::interval(period);
+        ticker.tick().await;
+        let mut last_post = tokio::time::Instant::now();
+        loop {
+            ticker.tick().await;
+            if last_post.elapsed() < report_period && !self.status_changed().await {
+                continue;
+            }
+            match self.post_status().await {
+                Ok(_) => last_post = tokio::time::Instant::now(),
+                Err(error) => tracing::warn!(%error, "node status update failed"),
+            }
+        }
+    }
+
+    /// Whether the status computed now differs from the last one posted, heartbeat times aside.
+    async fn status_changed(&self) -> bool {
+        let (health, version) = self.health().await;
+        let images = match self.runtime.list_images().await {
+            Ok(images) => images,
+            Err(error) => {
+                tracing::warn!(%error, "listing images failed");
+                Vec::new()
+            }
+        };
+        let previous = self.previous.lock().await;
+        let Some(previous) = previous.as_ref() else {
+            return true;
+        };
+        let status = node_status(
+            &self.config,
+            &self.info,
+            &version,
+            &images,
+            &health,
+            Some(previous),
+            Time(jiff::Timestamp::now()),
+        );
+        without_heartbeats(previous) != without_heartbeats(&status)
     }
 
     /// Renews (or creates) the node's Lease once.

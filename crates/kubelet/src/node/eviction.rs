@@ -1,8 +1,11 @@
 //! The eviction manager, as upstream's: every monitoring interval it observes the eviction
 //! signals (`memory.available`, `nodefs.available`, `imagefs.available`), compares them with
-//! the `--eviction-hard` thresholds, reports `MemoryPressure` / `DiskPressure` (kept for
-//! `--eviction-pressure-transition-period` after the last threshold crossing) and, while a
-//! threshold is met, evicts one pod per interval.
+//! the `--eviction-hard` and `--eviction-soft` thresholds, reports `MemoryPressure` /
+//! `DiskPressure` as soon as one is crossed (kept for `--eviction-pressure-transition-period`
+//! after the last crossing) and, while a threshold is met, evicts one pod per interval. A hard
+//! threshold is met when crossed; a soft one once it has stayed crossed for its
+//! `--eviction-soft-grace-period`, and its evictions give the pod
+//! `min(terminationGracePeriodSeconds, --eviction-max-pod-grace-period)` to stop.
 //!
 //! Ranking as upstream: pods using more than they request first, then lower priority, then
 //! larger usage above the request (so BestEffort pods, requesting nothing, go first).
@@ -75,16 +78,23 @@ pub enum ThresholdValue {
     Percent(f64),
 }
 
-/// One hard threshold (`signal<value`).
+/// One threshold (`signal<value`): hard without a grace period, soft with one.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Threshold {
     /// The signal.
     pub signal: Signal,
     /// Met when the signal is below this.
     pub value: ThresholdValue,
+    /// How long the signal must stay crossed before the threshold is met (zero: hard).
+    pub grace_period: Duration,
 }
 
 impl Threshold {
+    /// Whether this is a hard threshold (met at once), as upstream tells them apart.
+    pub fn is_hard(&self) -> bool {
+        self.grace_period.is_zero()
+    }
+
     /// The threshold in bytes for a resource of `capacity` bytes.
     pub fn quantity(&self, capacity: u64) -> u64 {
         match self.value {
@@ -106,6 +116,12 @@ pub enum EvictionError {
     /// A bad value.
     #[error("invalid eviction threshold value {0:?}")]
     Value(String),
+    /// Not `signal=duration`.
+    #[error("invalid eviction grace period {0:?}: want signal=duration")]
+    GracePeriod(String),
+    /// A soft threshold without its grace period.
+    #[error("grace period must be specified for the soft eviction threshold {0}")]
+    MissingGracePeriod(&'static str),
 }
 
 /// Parses a byte quantity (`100Mi`, `1G`, `512`).
@@ -153,12 +169,7 @@ pub fn parse_thresholds(text: &str) -> Result<Vec<Threshold>, EvictionError> {
         let (signal, value) = item
             .split_once('<')
             .ok_or_else(|| EvictionError::Syntax(item.to_string()))?;
-        let signal = match signal.trim() {
-            "memory.available" => Signal::MemoryAvailable,
-            "nodefs.available" => Signal::NodeFsAvailable,
-            "imagefs.available" => Signal::ImageFsAvailable,
-            other => return Err(EvictionError::Signal(other.to_string())),
-        };
+        let signal = parse_signal(signal)?;
         let value = value.trim();
         let value = match value.strip_suffix('%') {
             Some(percent) => ThresholdValue::Percent(
@@ -172,9 +183,50 @@ pub fn parse_thresholds(text: &str) -> Result<Vec<Threshold>, EvictionError> {
                 parse_bytes(value).ok_or_else(|| EvictionError::Value(value.to_string()))?,
             ),
         };
-        out.push(Threshold { signal, value });
+        out.push(Threshold {
+            signal,
+            value,
+            grace_period: Duration::ZERO,
+        });
     }
     Ok(out)
+}
+
+fn parse_signal(text: &str) -> Result<Signal, EvictionError> {
+    match text.trim() {
+        "memory.available" => Ok(Signal::MemoryAvailable),
+        "nodefs.available" => Ok(Signal::NodeFsAvailable),
+        "imagefs.available" => Ok(Signal::ImageFsAvailable),
+        other => Err(EvictionError::Signal(other.to_string())),
+    }
+}
+
+/// Parses `--eviction-soft` with `--eviction-soft-grace-period`
+/// (`memory.available=1m30s,nodefs.available=2m`); every soft threshold needs a grace period.
+pub fn parse_soft_thresholds(
+    soft: &str,
+    grace_periods: &str,
+) -> Result<Vec<Threshold>, EvictionError> {
+    let mut periods = BTreeMap::new();
+    for item in grace_periods
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (signal, period) = item
+            .split_once('=')
+            .ok_or_else(|| EvictionError::GracePeriod(item.to_string()))?;
+        let period = component_base::leaderelection::parse_duration(period)
+            .map_err(|_| EvictionError::GracePeriod(item.to_string()))?;
+        periods.insert(parse_signal(signal)?, period);
+    }
+    let mut thresholds = parse_thresholds(soft)?;
+    for threshold in &mut thresholds {
+        threshold.grace_period = *periods
+            .get(&threshold.signal)
+            .ok_or(EvictionError::MissingGracePeriod(threshold.signal.name()))?;
+    }
+    Ok(thresholds)
 }
 
 /// Available and capacity bytes of one signal.
@@ -427,8 +479,11 @@ pub struct EvictionManager {
     store: PodStore,
     pressure: Pressure,
     transition_period: Duration,
+    max_pod_grace_period: i64,
     last_memory_met: Option<Instant>,
     last_disk_met: Option<Instant>,
+    /// When each crossed threshold (by index) was first seen crossed, in this crossing.
+    first_crossed: BTreeMap<usize, Instant>,
 }
 
 /// What one round decided.
@@ -438,6 +493,9 @@ pub struct Decision {
     pub met: Vec<Signal>,
     /// The pod to evict (uid), its status and message.
     pub evict: Option<(String, PodStatus, String)>,
+    /// The grace period the evicted pod gets (soft thresholds; `None`: a hard threshold's
+    /// immediate stop).
+    pub grace_period: Option<Duration>,
 }
 
 impl EvictionManager {
@@ -455,9 +513,18 @@ impl EvictionManager {
             store,
             pressure,
             transition_period,
+            max_pod_grace_period: 0,
             last_memory_met: None,
             last_disk_met: None,
+            first_crossed: BTreeMap::new(),
         }
+    }
+
+    /// `--eviction-max-pod-grace-period`: the longest grace period (seconds) a pod evicted
+    /// under a soft threshold gets.
+    pub fn with_max_pod_grace_period(mut self, seconds: i64) -> Self {
+        self.max_pod_grace_period = seconds;
+        self
     }
 
     /// One round: observe, update pressure, pick at most one pod.
@@ -470,19 +537,33 @@ impl EvictionManager {
             })
             .collect();
         let observations = self.source.observe(&active);
-        let met: Vec<(Threshold, Observation)> = self
+        let crossed: Vec<(usize, Threshold, Observation)> = self
             .thresholds
             .iter()
-            .filter_map(|t| {
+            .enumerate()
+            .filter_map(|(i, t)| {
                 let o = observations.signals.get(&t.signal)?;
-                (o.available < t.quantity(o.capacity)).then_some((*t, *o))
+                (o.available < t.quantity(o.capacity)).then_some((i, *t, *o))
             })
             .collect();
         let now = Instant::now();
-        if met.iter().any(|(t, _)| t.signal == Signal::MemoryAvailable) {
+        self.first_crossed
+            .retain(|i, _| crossed.iter().any(|(j, _, _)| j == i));
+        for (i, _, _) in &crossed {
+            self.first_crossed.entry(*i).or_insert(now);
+        }
+        // The node conditions follow every crossed threshold, soft ones within their grace
+        // period included, as upstream's do.
+        if crossed
+            .iter()
+            .any(|(_, t, _)| t.signal == Signal::MemoryAvailable)
+        {
             self.last_memory_met = Some(now);
         }
-        if met.iter().any(|(t, _)| t.signal != Signal::MemoryAvailable) {
+        if crossed
+            .iter()
+            .any(|(_, t, _)| t.signal != Signal::MemoryAvailable)
+        {
             self.last_disk_met = Some(now);
         }
         let within = |at: Option<Instant>| {
@@ -497,12 +578,24 @@ impl EvictionManager {
             );
         }
         self.pressure.set(memory, disk);
+        let met: Vec<(Threshold, Observation)> = crossed
+            .iter()
+            .filter(|(i, t, _)| {
+                self.first_crossed
+                    .get(i)
+                    .is_some_and(|at| now.saturating_duration_since(*at) >= t.grace_period)
+            })
+            .map(|(_, t, o)| (*t, *o))
+            .collect();
         let decision_met = met.iter().map(|(t, _)| t.signal).collect();
-        // Memory first, as upstream orders the signals to reclaim.
-        let Some((threshold, observation)) = met.iter().min_by_key(|(t, _)| t.signal) else {
+        // Memory first, as upstream orders the signals to reclaim; hard before soft.
+        let Some((threshold, observation)) =
+            met.iter().min_by_key(|(t, _)| (t.signal, !t.is_hard()))
+        else {
             return Decision {
                 met: decision_met,
                 evict: None,
+                grace_period: None,
             };
         };
         tracing::warn!(
@@ -516,6 +609,10 @@ impl EvictionManager {
             .filter(|p| !is_critical(p))
             .collect();
         let ranked = rank(&candidates, &observations.pods, threshold.signal);
+        let grace_period = ranked
+            .first()
+            .filter(|_| !threshold.is_hard())
+            .map(|pod| self.soft_grace_period(pod));
         let evict = ranked.first().and_then(|pod| {
             let uid = pod.metadata.uid.clone()?;
             let message =
@@ -526,7 +623,19 @@ impl EvictionManager {
         Decision {
             met: decision_met,
             evict,
+            grace_period,
         }
+    }
+
+    /// The pod's own grace period, capped by `--eviction-max-pod-grace-period`.
+    fn soft_grace_period(&self, pod: &Pod) -> Duration {
+        let own = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        let seconds = own.min(self.max_pod_grace_period).max(0);
+        Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
     }
 
     /// Runs a round every `interval`, sending evictions to the pod manager and waiting for
@@ -544,6 +653,7 @@ impl EvictionManager {
                 uid,
                 status: Box::new(status),
                 message,
+                grace_period: decision.grace_period,
                 done: Some(done),
             };
             if manager.send(command).is_err() {
@@ -731,5 +841,150 @@ mod tests {
         manager.last_memory_met = Some(Instant::now() - Duration::from_secs(1));
         manager.synchronize();
         assert!(!pressure.memory());
+    }
+
+    #[test]
+    fn soft_thresholds_need_their_grace_periods() {
+        let soft = parse_soft_thresholds(
+            "memory.available<1Gi,nodefs.available<15%",
+            "memory.available=1m30s, nodefs.available=2m",
+        )
+        .expect("parse");
+        assert_eq!(soft[0].grace_period, Duration::from_secs(90));
+        assert_eq!(soft[1].grace_period, Duration::from_secs(120));
+        assert!(!soft[0].is_hard());
+        assert!(parse_thresholds("memory.available<1Gi").expect("hard")[0].is_hard());
+        assert_eq!(
+            parse_soft_thresholds("memory.available<1Gi", "nodefs.available=1m")
+                .expect_err("no grace period for memory")
+                .to_string(),
+            "grace period must be specified for the soft eviction threshold memory.available"
+        );
+        assert!(parse_soft_thresholds("memory.available<1Gi", "memory.available").is_err());
+        assert!(parse_soft_thresholds("memory.available<1Gi", "memory.available=soon").is_err());
+        assert!(parse_soft_thresholds("", "").expect("empty").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn soft_thresholds_report_pressure_at_once_and_evict_after_their_grace_period() {
+        let store = PodStore::new();
+        let mut patient = pod("patient", None, None);
+        patient
+            .spec
+            .as_mut()
+            .expect("spec")
+            .termination_grace_period_seconds = Some(45);
+        store.upsert(
+            "uid-patient",
+            PodEntry {
+                pod: patient,
+                containers: [("c".to_string(), "id".to_string())].into(),
+            },
+        );
+        let low = Observations {
+            signals: [(
+                Signal::MemoryAvailable,
+                Observation {
+                    available: 500 << 20,
+                    capacity: 4 << 30,
+                },
+            )]
+            .into(),
+            pods: [("uid-patient".to_string(), usage(3 << 30))].into(),
+        };
+        let signals = Arc::new(FakeSignals(Mutex::new(low.clone())));
+        let pressure = Pressure::default();
+        let soft =
+            parse_soft_thresholds("memory.available<1Gi", "memory.available=1m").expect("parse");
+        let mut manager = EvictionManager::new(
+            soft,
+            signals.clone(),
+            store,
+            pressure.clone(),
+            Duration::from_secs(300),
+        )
+        .with_max_pod_grace_period(20);
+
+        let decision = manager.synchronize();
+        assert!(
+            pressure.memory(),
+            "pressure is reported within the grace period"
+        );
+        assert!(decision.met.is_empty() && decision.evict.is_none());
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(manager.synchronize().evict.is_none());
+
+        // Recovering resets the clock: the next crossing waits a whole grace period again.
+        signals.0.lock().expect("lock").signals.insert(
+            Signal::MemoryAvailable,
+            Observation {
+                available: 2 << 30,
+                capacity: 4 << 30,
+            },
+        );
+        assert!(manager.synchronize().evict.is_none());
+        *signals.0.lock().expect("lock") = low;
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(manager.synchronize().evict.is_none());
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(manager.synchronize().evict.is_none());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let decision = manager.synchronize();
+        assert_eq!(decision.met, vec![Signal::MemoryAvailable]);
+        let (uid, status, message) = decision.evict.expect("evicted after the grace period");
+        assert_eq!(uid, "uid-patient");
+        assert_eq!(status.reason.as_deref(), Some("Evicted"));
+        assert!(
+            message.starts_with(
+                "The node was low on resource: memory. Threshold quantity: 1Gi, available: 500Mi. "
+            ),
+            "{message}"
+        );
+        // min(terminationGracePeriodSeconds 45, --eviction-max-pod-grace-period 20).
+        assert_eq!(decision.grace_period, Some(Duration::from_secs(20)));
+        manager.max_pod_grace_period = 60;
+        assert_eq!(
+            manager.synchronize().grace_period,
+            Some(Duration::from_secs(45))
+        );
+    }
+
+    #[test]
+    fn hard_thresholds_win_over_soft_ones_and_stop_pods_at_once() {
+        let store = PodStore::new();
+        store.upsert(
+            "uid-hog",
+            PodEntry {
+                pod: pod("hog", None, None),
+                containers: [("c".to_string(), "id".to_string())].into(),
+            },
+        );
+        let observations = Observations {
+            signals: [(
+                Signal::MemoryAvailable,
+                Observation {
+                    available: 50 << 20,
+                    capacity: 4 << 30,
+                },
+            )]
+            .into(),
+            pods: [("uid-hog".to_string(), usage(3 << 30))].into(),
+        };
+        let mut thresholds = parse_soft_thresholds("memory.available<1Gi", "memory.available=0s")
+            .expect("soft with a zero grace period");
+        thresholds.extend(parse_thresholds("memory.available<100Mi").expect("hard"));
+        thresholds[0].grace_period = Duration::from_secs(1);
+        let mut manager = EvictionManager::new(
+            thresholds,
+            Arc::new(FakeSignals(Mutex::new(observations))),
+            store,
+            Pressure::default(),
+            Duration::from_secs(300),
+        )
+        .with_max_pod_grace_period(20);
+        let decision = manager.synchronize();
+        let (_, _, message) = decision.evict.expect("the hard threshold evicts at once");
+        assert!(message.contains("Threshold quantity: 100Mi"), "{message}");
+        assert_eq!(decision.grace_period, None);
     }
 }

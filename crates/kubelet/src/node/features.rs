@@ -22,8 +22,10 @@ pub struct StaticPodSettings {
 /// Eviction manager settings.
 #[derive(Clone)]
 pub struct EvictionSettings {
-    /// `--eviction-hard`.
+    /// `--eviction-hard` and `--eviction-soft` (with their grace periods).
     pub thresholds: Vec<Threshold>,
+    /// `--eviction-max-pod-grace-period` (seconds).
+    pub max_pod_grace_period: i64,
     /// `--eviction-pressure-transition-period`.
     pub transition_period: Duration,
     /// How often signals are observed.
@@ -37,6 +39,7 @@ impl EvictionSettings {
     pub fn new(thresholds: Vec<Threshold>, transition_period: Duration) -> Self {
         Self {
             thresholds,
+            max_pod_grace_period: 0,
             transition_period,
             interval: MONITORING_INTERVAL,
             source: None,

@@ -83,6 +83,8 @@ pub enum ManagerCommand {
         status: Box<PodStatus>,
         /// The event message.
         message: String,
+        /// How long the containers get to stop (`None`: the immediate stop of a removed pod).
+        grace_period: Option<Duration>,
         /// Signalled when finished.
         done: Option<tokio::sync::oneshot::Sender<()>>,
     },
@@ -495,8 +497,9 @@ impl PodManager {
                 uid,
                 status,
                 message,
+                grace_period,
                 done,
-            } => self.evict(uid, *status, message, done).await,
+            } => self.evict(uid, *status, message, grace_period, done).await,
         }
     }
 
@@ -505,6 +508,7 @@ impl PodManager {
         uid: String,
         status: PodStatus,
         message: String,
+        grace_period: Option<Duration>,
         done: Option<tokio::sync::oneshot::Sender<()>>,
     ) {
         let entry = self
@@ -523,7 +527,11 @@ impl PodManager {
         };
         tracing::info!(pod = %key_of(&pod), %uid, %message, "evicting pod");
         self.evicted.insert(uid.clone());
-        if handle.tx.send(WorkerMessage::Removed).is_err() {
+        let stop = match grace_period {
+            Some(grace) => WorkerMessage::Stop(grace),
+            None => WorkerMessage::Removed,
+        };
+        if handle.tx.send(stop).is_err() {
             tracing::debug!(%uid, "worker already finished");
         }
         let api = self.ctx.api.clone();

@@ -9,6 +9,7 @@ pub mod api;
 pub mod claims;
 pub mod env;
 pub mod files;
+pub mod insecure_tls;
 pub mod manager;
 pub mod mounts;
 pub mod probe;

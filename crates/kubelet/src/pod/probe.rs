@@ -1,7 +1,8 @@
 //! Container probes (readiness, liveness, startup): exec through the runtime, HTTP GET to the
-//! pod IP, TCP connect; with upstream's timing fields (initialDelaySeconds, periodSeconds,
-//! timeoutSeconds, successThreshold, failureThreshold). The exec and HTTP GET handler code is
-//! shared with the lifecycle hooks (`pod::worker::hooks`), which judge the outcome their way.
+//! pod IP (HTTPS without certificate checks, as upstream), TCP connect; with upstream's timing
+//! fields (initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold,
+//! failureThreshold). The exec and HTTP GET handler code is shared with the lifecycle hooks
+//! (`pod::worker::hooks`), which judge the outcome their way.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -229,27 +230,59 @@ pub(crate) async fn exec_handler(
     })
 }
 
+/// The scheme of an `httpGet` handler (`HTTP` unless it says `HTTPS`, in any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS, the server's certificate not verified (as upstream).
+    Https,
+}
+
+impl Scheme {
+    /// The scheme a handler's `scheme` field asks for.
+    pub(crate) fn of(scheme: Option<&str>) -> Self {
+        if scheme.is_some_and(|s| s.eq_ignore_ascii_case("HTTPS")) {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        }
+    }
+
+    /// The URL scheme (`http` / `https`), for messages.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
 /// Why an HTTP GET handler got no answer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HttpGetError {
     /// Nothing accepted the connection.
     #[error("{0}")]
     Connect(std::io::Error),
+    /// The TLS handshake failed (or the server answered in plain HTTP).
+    #[error("{0}")]
+    Tls(crate::pod::insecure_tls::InsecureTlsError),
     /// Sending the request or reading the answer failed.
     #[error("{0}")]
     Io(std::io::Error),
 }
 
-/// Sends `GET path` to `host:port` with the handler's headers and returns the first bytes of
-/// the answer (its status line).
+/// Sends `GET path` to `host:port` with the handler's headers (over TLS for
+/// [`Scheme::Https`]) and returns the first bytes of the answer (its status line).
 pub(crate) async fn http_get_head(
+    scheme: Scheme,
     host: &str,
     port: u16,
     path: &str,
     headers: Option<&[HTTPHeader]>,
     user_agent: &str,
 ) -> Result<String, HttpGetError> {
-    let mut stream = tokio::net::TcpStream::connect((host, port))
+    let stream = tokio::net::TcpStream::connect((host, port))
         .await
         .map_err(HttpGetError::Connect)?;
     let mut request = format!(
@@ -259,10 +292,24 @@ pub(crate) async fn http_get_head(
         request.push_str(&format!("{}: {}\r\n", header.name, header.value));
     }
     request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(HttpGetError::Io)?;
+    match scheme {
+        Scheme::Http => exchange(stream, request.as_bytes()).await,
+        Scheme::Https => {
+            let tls = crate::pod::insecure_tls::connect(host, stream)
+                .await
+                .map_err(HttpGetError::Tls)?;
+            exchange(tls, request.as_bytes()).await
+        }
+    }
+}
+
+/// Writes the request and reads the first bytes of the answer.
+async fn exchange(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    request: &[u8],
+) -> Result<String, HttpGetError> {
+    stream.write_all(request).await.map_err(HttpGetError::Io)?;
+    stream.flush().await.map_err(HttpGetError::Io)?;
     let mut head = vec![0u8; 64];
     let n = stream.read(&mut head).await.map_err(HttpGetError::Io)?;
     Ok(String::from_utf8_lossy(&head[..n]).to_string())
@@ -302,6 +349,7 @@ async fn run_inner(probe: &Probe, target: &ProbeTarget<'_>) -> Result<(), String
         let host = handler_host(http.host.as_deref(), target.ip).ok_or("no pod IP")?;
         let path = http.path.clone().unwrap_or_else(|| "/".into());
         let line = http_get_head(
+            Scheme::of(http.scheme.as_deref()),
             &host,
             port,
             &path,
@@ -355,19 +403,63 @@ mod tests {
         assert_eq!(tracker.next_at, now + Duration::from_secs(5));
     }
 
+    fn https_probe(port: u16) -> Probe {
+        Probe {
+            http_get: Some(k8s_openapi::api::core::v1::HTTPGetAction {
+                port: IntOrString::Int(i32::from(port)),
+                path: Some("/healthz".into()),
+                scheme: Some("HTTPS".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn https_probes_skip_certificate_checks_and_judge_the_status_code() {
+        let runtime: Arc<dyn ContainerRuntime> = Arc::new(crate::runtime::fake::FakeRuntime::new());
+        let container = Container::default();
+        let target = ProbeTarget {
+            runtime: &runtime,
+            container_id: "x",
+            container: &container,
+            ip: Some("127.0.0.1".parse().expect("ip")),
+        };
+        let (ok, mut seen) =
+            crate::pod::insecure_tls::testing::tls_server(b"HTTP/1.1 200 OK\r\n\r\n").await;
+        assert_eq!(
+            run_probe(&https_probe(ok), &target, Duration::from_secs(5)).await,
+            Ok(())
+        );
+        let request = seen.recv().await.expect("request");
+        assert!(
+            request.starts_with("GET /healthz HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("User-Agent: kube-probe/1.33\r\n"),
+            "{request}"
+        );
+        let (failing, _seen) =
+            crate::pod::insecure_tls::testing::tls_server(b"HTTP/1.1 500 Oops\r\n\r\n").await;
+        assert_eq!(
+            run_probe(&https_probe(failing), &target, Duration::from_secs(5)).await,
+            Err("HTTP probe failed with statuscode: 500".to_string())
+        );
+        // A plain HTTP server behind an HTTPS probe is a failure (no fallback for probes).
+        let (plain, _plain_seen) =
+            crate::pod::insecure_tls::testing::http_server(b"HTTP/1.1 200 OK\r\n\r\n").await;
+        let error = run_probe(&https_probe(plain), &target, Duration::from_secs(5))
+            .await
+            .expect_err("TLS to a plain server");
+        assert!(error.contains("HTTP response to HTTPS client"), "{error}");
+    }
+
     #[tokio::test]
     async fn tcp_and_http_probes_reach_a_local_server() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let mut buf = [0u8; 1024];
-                let _read = socket.read(&mut buf).await;
-                let _write = socket.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await;
-            }
-        });
+        let (port, _seen) =
+            crate::pod::insecure_tls::testing::http_server(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await;
         let runtime: Arc<dyn ContainerRuntime> = Arc::new(crate::runtime::fake::FakeRuntime::new());
         let container = Container::default();
         let target = ProbeTarget {

@@ -51,7 +51,12 @@ pub enum WorkerMessage {
     Update(Box<Pod>),
     /// The pod is gone from the API: stop everything, no API calls.
     Removed,
+    /// The pod is evicted: stop everything within this grace period, no API calls.
+    Stop(Duration),
 }
+
+/// The grace period of the containers of a pod gone from the API.
+const REMOVED_GRACE: Duration = Duration::from_secs(2);
 
 /// One container instance the worker started (or recovered).
 #[derive(Debug)]
@@ -360,13 +365,14 @@ impl PodWorker {
         let mut exits = self.ctx.runtime.exits();
         let mut next_sync = Instant::now();
         loop {
-            let mut removed = false;
+            let mut removed = None;
             loop {
                 tokio::select! {
                     message = rx.recv() => {
                         match message {
                             Some(WorkerMessage::Update(pod)) => self.update_pod(*pod),
-                            Some(WorkerMessage::Removed) | None => removed = true,
+                            Some(WorkerMessage::Removed) | None => removed = Some(REMOVED_GRACE),
+                            Some(WorkerMessage::Stop(grace)) => removed = Some(grace),
                         }
                         break;
                     }
@@ -384,11 +390,12 @@ impl PodWorker {
             while let Ok(message) = rx.try_recv() {
                 match message {
                     WorkerMessage::Update(pod) => self.update_pod(*pod),
-                    WorkerMessage::Removed => removed = true,
+                    WorkerMessage::Removed => removed = Some(REMOVED_GRACE),
+                    WorkerMessage::Stop(grace) => removed = Some(grace),
                 }
             }
-            if removed {
-                self.cleanup(Duration::from_secs(2)).await;
+            if let Some(grace) = removed {
+                self.cleanup(grace).await;
                 break;
             }
             match self.sync().await {

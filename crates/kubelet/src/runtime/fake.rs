@@ -141,6 +141,8 @@ struct State {
     auto_pull: bool,
     exec_handler: Option<ExecHandler>,
     port_targets: HashMap<u16, SocketAddr>,
+    /// Calls are not recorded (hollow nodes: their pod workers call the runtime every resync).
+    no_record: bool,
 }
 
 /// The fake runtime. Cheap to share behind an `Arc`.
@@ -262,6 +264,14 @@ impl FakeRuntime {
         self.lock().calls.clear();
     }
 
+    /// Forgets the recorded calls and records no more (a long-running hollow node would
+    /// otherwise keep every call of every pod worker).
+    pub fn stop_recording(&self) {
+        let mut state = self.lock();
+        state.calls = Vec::new();
+        state.no_record = true;
+    }
+
     /// A snapshot of every container, by id.
     pub fn containers(&self) -> BTreeMap<String, FakeContainer> {
         self.lock().containers.clone()
@@ -280,7 +290,9 @@ impl FakeRuntime {
     /// Records the call and pops an injected failure for the method, if any.
     fn enter(&self, method: Method, call: Call) -> Result<MutexGuard<'_, State>, RuntimeError> {
         let mut guard = self.lock();
-        guard.calls.push(call);
+        if !guard.no_record {
+            guard.calls.push(call);
+        }
         if let Some(message) = guard
             .failures
             .get_mut(&method)
@@ -633,6 +645,24 @@ mod tests {
         fake.remove_container(&id).await.expect("remove twice");
         assert!(fake.list_containers().await.expect("list").is_empty());
         assert!(matches!(fake.calls()[0], Call::CreateContainer(_)));
+    }
+
+    #[tokio::test]
+    async fn fake_that_stopped_recording_still_runs_containers() {
+        let fake = FakeRuntime::new();
+        fake.add_image("busybox:1.35");
+        fake.create_container(&config("first"))
+            .await
+            .expect("create");
+        fake.stop_recording();
+        assert!(fake.calls().is_empty(), "earlier calls are forgotten");
+        let id = fake.create_container(&config("web")).await.expect("create");
+        fake.start_container(&id).await.expect("start");
+        assert!(matches!(
+            fake.container_status(&id).await.expect("status"),
+            ContainerState::Running { .. }
+        ));
+        assert!(fake.calls().is_empty(), "no call is recorded any more");
     }
 
     #[tokio::test]

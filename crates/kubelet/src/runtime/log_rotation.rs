@@ -1,18 +1,22 @@
 //! Container log rotation by size, as upstream's container log manager does it: every
-//! [`ROTATION_PERIOD`] each container log (`<pod-logs-dir>/<ns>_<pod>_<uid>/<container>/<n>.log`)
-//! larger than `--container-log-max-size` is rotated to `<n>.log.<YYYYMMDD-hhmmss>`, older
-//! rotated files are gzip-compressed (`.gz`), and at most `--container-log-max-files` files
-//! (the current one included) are kept. `kubectl logs` keeps reading `<n>.log`.
+//! [`ROTATION_PERIOD`] each log of a running container
+//! (`<pod-logs-dir>/<ns>_<pod>_<uid>/<container>/<n>.log`) larger than
+//! `--container-log-max-size` is renamed to `<n>.log.<YYYYMMDD-hhmmss>` and a fresh `<n>.log`
+//! is opened in its place, older rotated files are gzip-compressed (`.gz`), and at most
+//! `--container-log-max-files` files (the current one included) are kept. `kubectl logs` keeps
+//! reading `<n>.log`.
 //!
-//! The writer keeps its append-mode handle, so rotation copies the file and truncates it in
-//! place (output written between the copy and the truncation, microseconds, can be lost);
-//! readers following the log notice the truncation and start over at its beginning.
+//! The rename and the reopen happen under the log writer's lock ([`log_writer`]), so a record
+//! written during a rotation lands in exactly one file, in order. Logs with no writer open
+//! (exited containers) are left alone, as upstream rotates running containers only.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
+
+use crate::runtime::log_writer;
 
 /// How often logs are checked.
 pub const ROTATION_PERIOD: Duration = Duration::from_secs(10);
@@ -105,9 +109,10 @@ fn compress(path: &Path) -> std::io::Result<()> {
 }
 
 impl LogRotation {
-    /// Rotates the log at `path` if it is over the size limit: drops the oldest rotated files
-    /// beyond the limit, compresses the older ones and makes a new rotated file from the
-    /// current content. Returns the new rotated file, if any.
+    /// Rotates the log at `path` if it is over the size limit and a writer has it open: drops
+    /// the oldest rotated files beyond the limit, compresses the older ones and renames the
+    /// current file to a new rotated one, the writer reopening `path`. Returns the new rotated
+    /// file, if any.
     pub fn rotate(&self, path: &Path, now: Timestamp) -> std::io::Result<Option<PathBuf>> {
         let size = match std::fs::metadata(path) {
             Ok(meta) => meta.len(),
@@ -115,6 +120,9 @@ impl LogRotation {
             Err(e) => return Err(e),
         };
         if size <= self.max_size {
+            return Ok(None);
+        }
+        if !log_writer::is_open(path) {
             return Ok(None);
         }
         // After this rotation: the current file plus `max_files - 1` rotated ones.
@@ -130,12 +138,12 @@ impl LogRotation {
             }
         }
         let target = rotated_name(path, now);
-        std::fs::copy(path, &target)?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)?
-            .set_len(0)?;
-        Ok(Some(target))
+        if log_writer::rotate(path, &target)? {
+            Ok(Some(target))
+        } else {
+            // The container stopped meanwhile.
+            Ok(None)
+        }
     }
 
     /// Rotates every container log under `pod_logs_dir` that needs it; returns how many were
@@ -212,6 +220,7 @@ pub fn container_logs(pod_logs_dir: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::log_writer::LogWriter;
 
     fn at(s: &str) -> Timestamp {
         s.parse().expect("timestamp")
@@ -234,17 +243,30 @@ mod tests {
         );
     }
 
+    /// The text of a rotated or current log file, gunzipped if need be.
+    fn read_log(path: &Path) -> String {
+        let mut text = String::new();
+        let file = std::fs::File::open(path).expect("open log");
+        if path.extension().is_some_and(|e| e == "gz") {
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(file), &mut text)
+                .expect("gunzip");
+        } else {
+            std::io::Read::read_to_string(&mut { file }, &mut text).expect("read");
+        }
+        text
+    }
+
     #[test]
     fn a_log_over_the_limit_is_rotated_compressed_and_pruned() {
         let dir = tempfile::tempdir().expect("tempdir");
         let container = dir.path().join("default_web_uid/httpd");
-        std::fs::create_dir_all(&container).expect("mkdir");
         let log = container.join("0.log");
+        let writer = LogWriter::open(&log).expect("writer");
         let policy = LogRotation {
             max_size: 10,
             max_files: 3,
         };
-        std::fs::write(&log, "short\n").expect("write");
+        writer.write(b"short\n").expect("write");
         assert_eq!(policy.rotate_all(dir.path(), at("2026-11-22T13:00:00Z")), 0);
         let stamps = [
             "2026-11-22T13:00:01Z",
@@ -252,7 +274,9 @@ mod tests {
             "2026-11-22T13:00:03Z",
         ];
         for (i, stamp) in stamps.iter().enumerate() {
-            std::fs::write(&log, format!("line number {i} is long\n")).expect("write");
+            writer
+                .write(format!("line number {i} is long\n").as_bytes())
+                .expect("write");
             assert_eq!(policy.rotate_all(dir.path(), at(stamp)), 1);
             assert_eq!(std::fs::metadata(&log).expect("current").len(), 0);
         }
@@ -265,45 +289,104 @@ mod tests {
             names,
             vec!["0.log.20261122-130002.gz", "0.log.20261122-130003"]
         );
-        let newest = std::fs::read_to_string(container.join("0.log.20261122-130003"))
-            .expect("newest rotated");
-        assert_eq!(newest, "line number 2 is long\n");
-        let mut text = String::new();
-        let gz = std::fs::File::open(container.join("0.log.20261122-130002.gz")).expect("gz");
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(gz), &mut text)
-            .expect("gunzip");
-        assert_eq!(text, "line number 1 is long\n");
-        // The log reader still finds only the current file.
-        assert_eq!(container_logs(dir.path()), vec![log]);
+        assert_eq!(
+            read_log(&container.join("0.log.20261122-130003")),
+            "line number 2 is long\n"
+        );
+        assert_eq!(
+            read_log(&container.join("0.log.20261122-130002.gz")),
+            "line number 1 is long\n"
+        );
+        // The log reader still finds only the current file, which the writer still fills.
+        assert_eq!(container_logs(dir.path()), vec![log.clone()]);
+        writer.write(b"after\n").expect("write");
+        assert_eq!(read_log(&log), "after\n");
     }
 
-    #[tokio::test]
-    async fn an_append_mode_writer_keeps_writing_to_the_current_file_after_rotation() {
-        use tokio::io::AsyncWriteExt;
+    #[test]
+    fn logs_without_a_writer_are_left_alone_as_upstream_rotates_running_containers_only() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("0.log");
-        let mut writer = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .await
-            .expect("open");
-        writer.write_all(b"before rotation\n").await.expect("write");
-        writer.flush().await.expect("flush");
+        let log = dir.path().join("default_done_uid/main/0.log");
+        std::fs::create_dir_all(log.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&log, "a line longer than the limit\n").expect("write");
         let policy = LogRotation {
             max_size: 4,
             max_files: 2,
         };
-        let rotated = policy
-            .rotate(&log, at("2026-11-22T13:00:00Z"))
-            .expect("rotate")
-            .expect("rotated");
-        writer.write_all(b"after\n").await.expect("write");
-        writer.flush().await.expect("flush");
-        assert_eq!(std::fs::read_to_string(&log).expect("log"), "after\n");
-        assert_eq!(
-            std::fs::read_to_string(rotated).expect("rotated"),
-            "before rotation\n"
-        );
+        assert_eq!(policy.rotate_all(dir.path(), at("2026-11-22T13:00:00Z")), 0);
+        assert_eq!(read_log(&log), "a line longer than the limit\n");
+        assert!(rotated_files(&log).is_empty());
+    }
+
+    #[test]
+    fn every_line_written_during_rotations_lands_in_exactly_one_file_in_order() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("default_busy_uid/main/0.log");
+        let stop = Arc::new(AtomicBool::new(false));
+        // Two writers (as a container's stdout and stderr copiers), each numbering its lines.
+        let writers: Vec<_> = ["out", "err"]
+            .into_iter()
+            .map(|stream| {
+                let writer = LogWriter::open(&log).expect("writer");
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        writer
+                            .write(format!("{stream} {n}\n").as_bytes())
+                            .expect("write");
+                        n += 1;
+                        // Pause now and then, as a copier waits for output: a thread that
+                        // retakes the lock at once would starve the rotation.
+                        if n.is_multiple_of(8) {
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        let policy = LogRotation {
+            max_size: 2000,
+            max_files: 100,
+        };
+        let start: Timestamp = at("2026-11-22T13:00:00Z");
+        let mut rotations = 0i64;
+        while rotations < 20 {
+            let now = start + jiff::SignedDuration::from_secs(rotations);
+            if policy.rotate(&log, now).expect("rotate").is_some() {
+                rotations += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let written: Vec<u64> = writers
+            .into_iter()
+            .map(|w| w.join().expect("writer thread"))
+            .collect();
+
+        let mut files = rotated_files(&log);
+        assert_eq!(files.len(), 20, "{files:?}");
+        files.push(log.clone());
+        let mut next = [0u64, 0u64];
+        for file in &files {
+            for line in read_log(file).lines() {
+                let (stream, n) = line.split_once(' ').expect("numbered line");
+                let i = usize::from(stream == "err");
+                let n: u64 = n.parse().expect("number");
+                assert_eq!(
+                    n,
+                    next[i],
+                    "{stream} line {n} out of order in {}",
+                    file.display()
+                );
+                next[i] += 1;
+            }
+        }
+        assert_eq!(next.to_vec(), written, "lines lost or duplicated");
     }
 }

@@ -21,6 +21,7 @@ pub mod error;
 pub mod fake;
 pub mod image_name;
 pub mod log_rotation;
+pub mod log_writer;
 pub mod registry;
 pub mod types;
 

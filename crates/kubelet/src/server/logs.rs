@@ -233,6 +233,22 @@ pub fn follow(
             let mut buf = Vec::new();
             match file.read_to_end(&mut buf).await {
                 Ok(0) => {
+                    match rotated_away(&path, &file).await {
+                        Ok(Some(fresh)) => {
+                            // The rest of the old file, then the new one from its start.
+                            if let Err(error) = file.read_to_end(&mut pending).await {
+                                let _closed = tx.send(Err(error)).await;
+                                return;
+                            }
+                            file = fresh;
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            let _closed = tx.send(Err(error)).await;
+                            return;
+                        }
+                    }
                     if !running().await {
                         // One last read for output written just before the exit.
                         finishing = true;
@@ -250,7 +266,7 @@ pub fn follow(
                     return;
                 }
             }
-            // The file may have been truncated (rotation is not done yet, but be safe).
+            // The file may have been truncated in place (by hand: rotation renames it).
             if let (Ok(meta), Ok(pos)) = (file.metadata().await, file.stream_position().await) {
                 if meta.len() < pos {
                     if let Err(error) = file.seek(std::io::SeekFrom::Start(0)).await {
@@ -262,6 +278,29 @@ pub fn follow(
         }
     });
     rx
+}
+
+/// The file now at `path` when log rotation renamed the one `file` reads (`None` while the
+/// path still names it, or names nothing for the instant between the rename and the reopen).
+async fn rotated_away(
+    path: &Path,
+    file: &tokio::fs::File,
+) -> std::io::Result<Option<tokio::fs::File>> {
+    use std::os::unix::fs::MetadataExt;
+    let same =
+        |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    let reading = file.metadata().await?;
+    match tokio::fs::metadata(path).await {
+        Ok(now) if same(&now, &reading) => return Ok(None),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    match tokio::fs::File::open(path).await {
+        Ok(fresh) => Ok(Some(fresh)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -371,6 +410,49 @@ mod tests {
         file.write_all(b"2026-11-22T04:00:01Z stdout F second\n")
             .expect("append");
         assert_eq!(rx.recv().await.expect("chunk").expect("ok"), "second\n");
+        running.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn follow_moves_to_the_fresh_file_after_a_rotation_and_loses_no_line() {
+        use crate::runtime::log_writer::{self, LogWriter};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0.log");
+        let writer = LogWriter::open(&path).expect("writer");
+        let record = |n: usize| format!("2026-11-22T04:00:00Z stdout F line {n}\n");
+        writer.write(record(0).as_bytes()).expect("write");
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = running.clone();
+        let mut rx = follow(path.clone(), LogOptions::default(), move || {
+            let flag = flag.clone();
+            Box::pin(async move { flag.load(std::sync::atomic::Ordering::SeqCst) })
+        });
+        // The follower reads the first file before any rotation.
+        let mut seen =
+            String::from_utf8(rx.recv().await.expect("chunk").expect("ok").to_vec()).expect("utf8");
+        assert_eq!(seen, "line 0\n");
+        let mut want = 1;
+        // Each rotation with a line written just before it (left in the renamed file) and one
+        // just after (in the fresh file); the follower must show both, in order.
+        for rotation in 0..3 {
+            writer.write(record(want).as_bytes()).expect("write");
+            want += 1;
+            let target = dir.path().join(format!("0.log.2026112{rotation}-000000"));
+            assert!(log_writer::rotate(&path, &target).expect("rotate"));
+            writer.write(record(want).as_bytes()).expect("write");
+            want += 1;
+            let expected: String = (0..want).map(|n| format!("line {n}\n")).collect();
+            while seen.len() < expected.len() {
+                let chunk = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                    .await
+                    .expect("more output")
+                    .expect("chunk")
+                    .expect("ok");
+                seen.push_str(std::str::from_utf8(&chunk).expect("utf8"));
+            }
+            assert_eq!(seen, expected);
+        }
         running.store(false, std::sync::atomic::Ordering::SeqCst);
         assert!(rx.recv().await.is_none());
     }

@@ -1,16 +1,20 @@
 //! Container lifecycle hooks: `postStart` right after a container starts (a failure kills
 //! it, event `FailedPostStartHook`) and `preStop` before the stop signal, within the grace
 //! period (a failure is event `FailedPreStopHook`; the container is stopped anyway). Handlers:
-//! `exec` in the container, `httpGet` to the pod IP (any HTTP answer counts, as upstream),
+//! `exec` in the container, `httpGet` to the pod IP (any HTTP answer counts, as upstream;
+//! HTTPS without certificate checks, falling back to HTTP when the server answers in HTTP),
 //! `sleep`. The messages follow upstream's wording.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
+use k8s_openapi::api::core::v1::{Container, HTTPHeader, LifecycleHandler};
 
-use crate::pod::probe::{exec_handler, handler_host, http_get_head, resolve_port, HttpGetError};
+use crate::pod::insecure_tls::InsecureTlsError;
+use crate::pod::probe::{
+    exec_handler, handler_host, http_get_head, resolve_port, HttpGetError, Scheme,
+};
 use crate::runtime::ContainerRuntime;
 
 /// Where a hook runs.
@@ -86,18 +90,13 @@ async fn run_exec(command: &[String], target: &HookTarget<'_>) -> Result<(), (St
     }
 }
 
-/// Sends the GET and reads the status line; any answer is a success.
+/// Sends the GET and reads the status line; any answer is a success. An HTTPS hook whose
+/// server answers in plain HTTP is retried over HTTP without `Authorization` headers, as
+/// upstream does.
 async fn run_http(
     http: &k8s_openapi::api::core::v1::HTTPGetAction,
     target: &HookTarget<'_>,
 ) -> Result<(), String> {
-    if http
-        .scheme
-        .as_deref()
-        .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
-    {
-        return Err("HTTPS lifecycle hooks are not supported".into());
-    }
     let port = resolve_port(&http.port, target.container)
         .ok_or_else(|| format!("invalid port {:?}", http.port))?;
     let host = handler_host(http.host.as_deref(), target.ip).ok_or("the pod has no IP")?;
@@ -105,16 +104,34 @@ async fn run_http(
     if !path.starts_with('/') {
         path.insert(0, '/');
     }
-    let line = http_get_head(
-        &host,
-        port,
-        &path,
-        http.http_headers.as_deref(),
-        "kube-lifecycle/1.33",
-    )
-    .await
-    .map_err(|e| match e {
-        HttpGetError::Connect(e) => format!("Get \"http://{host}:{port}{path}\": {e}"),
+    let scheme = Scheme::of(http.scheme.as_deref());
+    let headers = http.http_headers.as_deref();
+    let answer = match http_get_head(scheme, &host, port, &path, headers, USER_AGENT).await {
+        Err(HttpGetError::Tls(InsecureTlsError::PlainHttp)) => {
+            tracing::info!(%host, port, "HTTPS lifecycle hook got an HTTP response, retrying with HTTP");
+            let without_auth: Vec<HTTPHeader> = headers
+                .into_iter()
+                .flatten()
+                .filter(|h| !h.name.eq_ignore_ascii_case("Authorization"))
+                .cloned()
+                .collect();
+            http_get_head(
+                Scheme::Http,
+                &host,
+                port,
+                &path,
+                Some(without_auth.as_slice()),
+                USER_AGENT,
+            )
+            .await
+        }
+        other => other,
+    };
+    let line = answer.map_err(|e| match e {
+        HttpGetError::Connect(e) | HttpGetError::Tls(InsecureTlsError::Handshake(e)) => {
+            format!("Get \"{}://{host}:{port}{path}\": {e}", scheme.as_str())
+        }
+        HttpGetError::Tls(e) => format!("Get \"{}://{host}:{port}{path}\": {e}", scheme.as_str()),
         HttpGetError::Io(e) => e.to_string(),
     })?;
     if line.starts_with("HTTP/") {
@@ -124,13 +141,15 @@ async fn run_http(
     }
 }
 
+/// The User-Agent of hook requests, as upstream's.
+const USER_AGENT: &str = "kube-lifecycle/1.33";
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runtime::fake::{ExecResult, FakeRuntime};
     use k8s_openapi::api::core::v1::{ExecAction, HTTPGetAction, SleepAction};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn target<'a>(
         runtime: &'a Arc<dyn ContainerRuntime>,
@@ -191,19 +210,8 @@ mod tests {
 
     #[tokio::test]
     async fn http_hooks_succeed_on_any_answer_and_fail_without_a_server() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let mut buf = [0u8; 1024];
-                let n = socket.read(&mut buf).await.unwrap_or(0);
-                let _sent = seen_tx.send(String::from_utf8_lossy(&buf[..n]).to_string());
-                let _write = socket.write_all(b"HTTP/1.1 500 Oops\r\n\r\n").await;
-            }
-        });
+        let (port, mut seen_rx) =
+            crate::pod::insecure_tls::testing::http_server(b"HTTP/1.1 500 Oops\r\n\r\n").await;
         let runtime: Arc<dyn ContainerRuntime> = Arc::new(FakeRuntime::new());
         let container = Container {
             name: "c".into(),
@@ -224,7 +232,7 @@ mod tests {
         };
         let t = target(&runtime, "cid", &container);
         assert_eq!(run_hook(&handler, &t).await, Ok(()));
-        let request = seen_rx.recv().await.expect("request");
+        let request = String::from_utf8_lossy(&seen_rx.recv().await.expect("request")).to_string();
         assert!(request.starts_with("GET /hooked HTTP/1.1\r\n"), "{request}");
 
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -242,6 +250,91 @@ mod tests {
         let message = run_hook(&handler, &t).await.expect_err("nothing listens");
         assert!(
             message.starts_with("HTTP lifecycle hook (/x) for Container \"c\" in Pod \"web_default(uid)\" failed - error: Get \"http://127.0.0.1:"),
+            "{message}"
+        );
+    }
+
+    fn https_get(port: u16, headers: Vec<HTTPHeader>) -> LifecycleHandler {
+        LifecycleHandler {
+            http_get: Some(HTTPGetAction {
+                port: IntOrString::Int(i32::from(port)),
+                path: Some("/secure".into()),
+                scheme: Some("HTTPS".into()),
+                http_headers: Some(headers),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn https_hooks_skip_certificate_checks_as_upstream() {
+        // The certificate names another host and chains to nothing trusted.
+        let (port, mut seen) =
+            crate::pod::insecure_tls::testing::tls_server(b"HTTP/1.1 503 Busy\r\n\r\n").await;
+        let runtime: Arc<dyn ContainerRuntime> = Arc::new(FakeRuntime::new());
+        let container = Container {
+            name: "c".into(),
+            ..Default::default()
+        };
+        let t = target(&runtime, "cid", &container);
+        assert_eq!(run_hook(&https_get(port, Vec::new()), &t).await, Ok(()));
+        let request = seen.recv().await.expect("request over TLS");
+        assert!(request.starts_with("GET /secure HTTP/1.1\r\n"), "{request}");
+        assert!(
+            request.contains("User-Agent: kube-lifecycle/1.33\r\n"),
+            "{request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn https_hooks_answered_in_plain_http_are_retried_over_http_without_authorization() {
+        let (port, mut seen_rx) = crate::pod::insecure_tls::testing::http_server(
+            b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let runtime: Arc<dyn ContainerRuntime> = Arc::new(FakeRuntime::new());
+        let container = Container {
+            name: "c".into(),
+            ..Default::default()
+        };
+        let t = target(&runtime, "cid", &container);
+        let headers = vec![
+            HTTPHeader {
+                name: "Authorization".into(),
+                value: "Bearer secret".into(),
+            },
+            HTTPHeader {
+                name: "X-Kept".into(),
+                value: "yes".into(),
+            },
+        ];
+        assert_eq!(run_hook(&https_get(port, headers), &t).await, Ok(()));
+        let hello = seen_rx.recv().await.expect("TLS client hello");
+        assert_eq!(hello.first(), Some(&0x16), "a TLS handshake record first");
+        let retry = String::from_utf8(seen_rx.recv().await.expect("plain retry")).expect("text");
+        assert!(retry.starts_with("GET /secure HTTP/1.1\r\n"), "{retry}");
+        assert!(retry.contains("X-Kept: yes\r\n"), "{retry}");
+        assert!(!retry.contains("Authorization"), "{retry}");
+    }
+
+    #[tokio::test]
+    async fn https_hooks_without_a_server_fail_with_an_https_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let runtime: Arc<dyn ContainerRuntime> = Arc::new(FakeRuntime::new());
+        let container = Container {
+            name: "c".into(),
+            ..Default::default()
+        };
+        let t = target(&runtime, "cid", &container);
+        let message = run_hook(&https_get(closed, Vec::new()), &t)
+            .await
+            .expect_err("nothing listens");
+        assert!(
+            message.contains(&format!("Get \"https://127.0.0.1:{closed}/secure\": ")),
             "{message}"
         );
     }

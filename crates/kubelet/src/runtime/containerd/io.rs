@@ -11,14 +11,15 @@
 //! that writes logs (no helper binary to install), and the same pipes serve attach.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::broadcast;
 
 use crate::runtime::cri_log::{format_record, LineFramer, Stream};
+use crate::runtime::log_writer::LogWriter;
 use crate::runtime::RuntimeError;
 
 /// How many output chunks an attached client may lag behind before losing some.
@@ -233,31 +234,33 @@ impl Drop for StdinWriter {
     }
 }
 
-/// Opens (creating parent dirs) a log file for appending.
-pub async fn open_log(path: &Path) -> Result<tokio::fs::File, RuntimeError> {
-    if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(io_err("creating log dir", parent))?;
+/// Opens the shared writer of the CRI log at `path` (see [`LogWriter`]).
+async fn open_log(path: PathBuf) -> Result<Arc<LogWriter>, RuntimeError> {
+    let opened = tokio::task::spawn_blocking(move || {
+        LogWriter::open(&path).map_err(io_err("opening container log", &path))
+    })
+    .await;
+    match opened {
+        Ok(result) => result,
+        Err(join) => Err(RuntimeError::Io {
+            step: "opening container log",
+            path: PathBuf::new(),
+            source: std::io::Error::other(join),
+        }),
     }
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
-        .map_err(io_err("opening container log", path))
 }
 
 /// Copies a stream into the CRI log at `log_path` until end-of-file, and forwards the raw
-/// bytes to attached listeners. Each read's records are written with one `write` so records
-/// of stdout and stderr (two copiers, two append handles) never interleave.
+/// bytes to attached listeners. Each read's records are written with one `write` through the
+/// log's shared writer, so records of stdout and stderr never interleave and a rotation
+/// (which renames the file and reopens it under the writer's lock) loses none.
 pub async fn copy_to_log(
     mut reader: impl tokio::io::AsyncRead + Unpin,
     stream: Stream,
     log_path: PathBuf,
-    listeners: Option<std::sync::Arc<Listeners>>,
+    listeners: Option<Arc<Listeners>>,
 ) {
-    let mut log = match open_log(&log_path).await {
+    let log = match open_log(log_path.clone()).await {
         Ok(log) => Some(log),
         Err(err) => {
             tracing::warn!(path = %log_path.display(), error = %err, "container log unavailable");
@@ -284,34 +287,37 @@ pub async fn copy_to_log(
             .iter()
             .flat_map(|chunk| format_record(now, stream, chunk))
             .collect();
-        write_records(&mut log, &log_path, &records).await;
+        write_records(&log, records).await;
         buf.after_read(n);
     }
     if let Some(chunk) = framer.finish() {
         let records = format_record(jiff::Timestamp::now(), stream, &chunk);
-        write_records(&mut log, &log_path, &records).await;
+        write_records(&log, records).await;
     }
 }
 
-async fn write_records(log: &mut Option<tokio::fs::File>, path: &Path, records: &[u8]) {
+/// Writes on the blocking pool (as tokio's own file I/O does), waiting for the write so
+/// that the stream's records stay in order.
+async fn write_records(log: &Option<Arc<LogWriter>>, records: Vec<u8>) {
+    let Some(log) = log else {
+        return;
+    };
     if records.is_empty() {
         return;
     }
-    if let Some(file) = log {
-        // tokio's File completes writes in the background: flush so readers see each record.
-        let written = match file.write_all(records).await {
-            Ok(()) => file.flush().await,
-            Err(err) => Err(err),
-        };
-        if let Err(err) = written {
-            tracing::warn!(path = %path.display(), error = %err, "writing container log");
-        }
+    let writer = log.clone();
+    let written = tokio::task::spawn_blocking(move || writer.write(&records))
+        .await
+        .unwrap_or_else(|join| Err(std::io::Error::other(join)));
+    if let Err(err) = written {
+        tracing::warn!(path = %log.path().display(), error = %err, "writing container log");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
     async fn copy_to_log_writes_cri_records_and_flushes_the_last_partial_line() {
