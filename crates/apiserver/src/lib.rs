@@ -164,7 +164,7 @@ pub async fn prepare(
         Some(encrypted) => encrypted.clone(),
         None => storage,
     };
-    let written_revision = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let written_revision = Arc::new(storage::tracking::Written::default());
     let storage: Arc<dyn storage::Storage> = Arc::new(storage::tracking::WriteTracking::new(
         storage,
         written_revision.clone(),

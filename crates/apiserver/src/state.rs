@@ -33,9 +33,9 @@ pub struct ApiState {
     pub encryption: Option<Arc<crate::storage::encryption::EncryptedStorage>>,
     /// The audit policy and log (None: no `--audit-policy-file` and `--audit-log-path`).
     pub audit: Option<Arc<crate::audit::Auditor>>,
-    /// The revision of the last write made through [`ApiState::storage`] (see
+    /// The revisions of the last writes made through [`ApiState::storage`] (see
     /// [`crate::storage::tracking`]).
-    pub written_revision: Arc<std::sync::atomic::AtomicI64>,
+    pub written_revision: Arc<crate::storage::tracking::Written>,
 }
 
 impl ApiState {

@@ -3,11 +3,9 @@
 //! A pod create used to read storage four times before its write (the namespace twice, the
 //! LimitRanges and the ResourceQuotas of its namespace). These helpers answer from the watch
 //! cache instead, after waiting until the cache has applied every write this apiserver made
-//! ([`crate::storage::tracking`]): a client that created a LimitRange, a ResourceQuota or labelled
+//! to the resource read ([`crate::storage::tracking`]): a client that created a LimitRange, a ResourceQuota or labelled
 //! a namespace and then creates a pod sees its own write, with no storage round trip. Without a
 //! watch cache (or when it does not catch up in time) they read storage.
-
-use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
@@ -35,21 +33,24 @@ tokio::task_local! {
 /// (what read-your-writes needs: the writes answered before the request came), not for the
 /// writes of concurrent requests, which under load would make every read wait for the cache.
 pub async fn with_snapshot<F: std::future::Future>(state: &ApiState, f: F) -> F::Output {
-    SEEN.scope(state.written_revision.load(Ordering::Acquire), f)
-        .await
+    SEEN.scope(state.written_revision.all(), f).await
 }
 
 /// The watch cache of the resource `key` (or a list prefix) belongs to, once it holds every
-/// write this apiserver made.
+/// write this apiserver made to that resource before the request (its later writes, and
+/// those of other resources, need no waiting for).
 async fn caught_up_cache(
     state: &ApiState,
     key: &str,
 ) -> Option<std::sync::Arc<crate::storage::cache::PrefixCache>> {
     let watch_cache = state.watch_cache.as_ref()?;
     let cache = watch_cache.cache(&cache_prefix(key)?)?.clone();
+    // Writes of this resource since the snapshot may be waited for too: harmless, and the
+    // minimum still covers every write of it before the snapshot.
     let written = SEEN
         .try_with(|seen| *seen)
-        .unwrap_or_else(|_| state.written_revision.load(Ordering::Acquire));
+        .unwrap_or_else(|_| state.written_revision.all())
+        .min(state.written_revision.of(key));
     match watch_cache.wait_for(written).await {
         Ok(()) => Some(cache),
         Err(e) => {
@@ -80,6 +81,37 @@ pub async fn list(state: &ApiState, prefix: &str) -> Result<Vec<Listed>, Storage
             .collect());
     }
     live_list(state, prefix).await
+}
+
+/// The objects under `prefix` that set the field at `path` (keys from the root): from the
+/// watch cache, where the others are skipped without being decoded, else from storage.
+pub async fn list_with_field(
+    state: &ApiState,
+    prefix: &str,
+    path: &[&str],
+) -> Result<Vec<Listed>, StorageError> {
+    if let Some(cache) = caught_up_cache(state, prefix).await {
+        let request = crate::storage::cache::ListRequest {
+            prefix,
+            indexed: None,
+            start_after: None,
+            limit: None,
+        };
+        let list = cache.list(&request, &|o| o.has_field(path));
+        return Ok(list
+            .items
+            .iter()
+            .map(|o| Listed {
+                key: o.key.clone(),
+                revision: o.revision,
+                value: o.value(),
+            })
+            .collect());
+    }
+    let pointer: String = path.iter().map(|p| format!("/{p}")).collect();
+    let mut listed = live_list(state, prefix).await?;
+    listed.retain(|l| l.value.pointer(&pointer).is_some());
+    Ok(listed)
 }
 
 /// The objects under `prefix` read from storage.
@@ -115,23 +147,8 @@ pub async fn get(state: &ApiState, key: &str) -> Result<Option<Value>, StorageEr
 
 /// The resource prefix a cache is kept for: `/registry/pods/` of `/registry/pods/ns/name`.
 fn cache_prefix(key: &str) -> Option<String> {
-    let cache = state_prefixes()
+    crate::storage::tracking::resource_prefixes()
         .iter()
-        .find(|p| key.starts_with(p.as_str()))?;
-    Some(cache.clone())
-}
-
-fn state_prefixes() -> &'static Vec<String> {
-    static PREFIXES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    PREFIXES.get_or_init(|| {
-        let mut prefixes: Vec<String> = api_types::registry::RESOURCES
-            .iter()
-            .map(|r| format!("{}/", r.storage_prefix()))
-            .collect();
-        // Longest first, so `/registry/a/b/` wins over `/registry/a/`.
-        prefixes.sort();
-        prefixes.dedup();
-        prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        prefixes
-    })
+        .find(|p| key.starts_with(p.as_str()))
+        .cloned()
 }

@@ -39,7 +39,8 @@ pub async fn admit(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
             Some(class)
         }
         None => {
-            let list = super::lister::list(state, PREFIX)
+            // Only classes that set globalDefault are decoded (every pod create asks).
+            let list = super::lister::list_with_field(state, PREFIX, &["globalDefault"])
                 .await
                 .map_err(ApiError::internal)?;
             list.into_iter()

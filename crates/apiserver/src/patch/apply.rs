@@ -228,11 +228,10 @@ fn list_kind(field: &str, item_ty: &Ty, a: &[Value], b: &[Value]) -> ListKind {
     if matches!(item_ty, Ty::Leaf) {
         return ListKind::Atomic;
     }
-    let items: Vec<Value> = a.iter().chain(b.iter()).cloned().collect();
-    let Some(first) = strategic::list_merge_key(field, &items) else {
+    let Some(first) = strategic::lists_merge_key(field, a, b) else {
         return ListKind::Atomic;
     };
-    if !items.iter().all(|i| i.get(first).is_some()) {
+    if !a.iter().chain(b).all(|i| i.get(first).is_some()) {
         return ListKind::Atomic;
     }
     ListKind::Map(map_keys(field, first))
@@ -317,6 +316,42 @@ fn tracked(object: &Value, writer: &Writer) -> Value {
         o.remove("status");
     }
     out
+}
+
+/// What `fields_of(&tracked(object, writer), ty, true)` is, read from `object` in place: a
+/// create tracks every field of the new object, and copying it first cost more than the walk.
+fn tracked_fields(object: &Value, writer: &Writer, ty: &Ty) -> Set {
+    let mut set = Set::default();
+    let Some(o) = object.as_object() else {
+        return set;
+    };
+    for (k, v) in o {
+        let skipped = match writer.subresource {
+            Some("status") => k != "status",
+            _ => writer.has_status && k == "status",
+        };
+        if skipped || k == "apiVersion" || k == "kind" {
+            continue;
+        }
+        let child_ty = field_ty(ty, k);
+        if let (true, Some(meta)) = (k == "metadata", v.as_object()) {
+            let mut kept = meta
+                .iter()
+                .filter(|(f, _)| !UNTRACKED_META.contains(&f.as_str()))
+                .peekable();
+            if kept.peek().is_none() {
+                continue;
+            }
+            let node = set.child(&fieldpath::field(k));
+            for (f, fv) in kept {
+                let ty = field_ty(&child_ty, f);
+                set_of(fv, &ty, f, true, node.child(&fieldpath::field(f)));
+            }
+            continue;
+        }
+        set_of(v, &child_ty, k, true, set.child(&fieldpath::field(k)));
+    }
+    set
 }
 
 /// Adds the fields of `value` (at the node `node`) to the set. `update` also records maps and
@@ -563,10 +598,10 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, writer: &Writer) {
         _ => read_entries(new),
     };
     let ty = root_ty(new);
-    let new_tracked = tracked(new, writer);
     let (changed, removed) = match old {
-        Some(old) => compare(&tracked(old, writer), &new_tracked, &ty),
-        None => (fields_of(&new_tracked, &ty, true), Set::default()),
+        Some(old) => compare(&tracked(old, writer), &tracked(new, writer), &ty),
+        // A create: every tracked field is new (read in place, no copy of the object).
+        None => (tracked_fields(new, writer, &ty), Set::default()),
     };
     let sub = writer.subresource.unwrap_or("");
     for e in entries.iter_mut() {
@@ -743,6 +778,40 @@ mod tests {
             .as_array()
             .and_then(|a| a.iter().find(|e| e["manager"] == manager))
             .expect("entry")
+    }
+
+    #[test]
+    fn a_create_tracks_the_same_fields_as_the_tracked_copy() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"a": "b"},
+                         "ownerReferences": [{"uid": "o", "name": "rs", "kind": "ReplicaSet"}]},
+            "spec": {"containers": [{"name": "c", "image": "i",
+                                     "ports": [{"containerPort": 80}], "args": ["x"]}],
+                     "volumes": []},
+            "status": {"phase": "Pending"}
+        });
+        let bare = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                          "spec": {}});
+        let status = Writer {
+            subresource: Some("status"),
+            ..writer("kubelet")
+        };
+        let no_status = Writer {
+            has_status: false,
+            ..writer("m")
+        };
+        for object in [&pod, &deployment(2, "a"), &bare] {
+            for w in [writer("m"), status.clone(), no_status.clone()] {
+                let ty = root_ty(object);
+                assert_eq!(
+                    tracked_fields(object, &w, &ty),
+                    fields_of(&tracked(object, &w), &ty, true),
+                    "{object} for {:?}",
+                    w.subresource
+                );
+            }
+        }
     }
 
     #[test]

@@ -56,6 +56,11 @@ pub fn list_merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     merge_key(field, items, &[])
 }
 
+/// The merge key of the list `field` whose items are those of `a` and `b` together.
+pub fn lists_merge_key(field: &str, a: &[Value], b: &[Value]) -> Option<&'static str> {
+    merge_key(field, a, b)
+}
+
 /// Whether the list of scalars `field` merges as a set.
 pub fn is_set_list(field: &str) -> bool {
     primitive_merge(field)
