@@ -25,6 +25,14 @@
 #   BENCH_DNS_SERVICES=1000    dns-qps services      BENCH_DNS_CLIENTS=8  BENCH_DNS_DURATION=5 (s)
 #   BENCH_POD_STARTUP=1        also run pod-startup against the running local cluster
 #                              (BENCH_POD_STARTUP_PODS=30 pods, kubelet RSS at BENCH_POD_STARTUP_RSS_PODS=100)
+#   BENCH_SCALE=1              also run `scale` at issue 10's full size (opt-in; on a quiet machine:
+#                              extrapolated from 200 nodes x 5,000 pods, today's hollow kubelet
+#                              (~130 KiB and a 1 s resync per pod) needs more than 24 GiB and
+#                              hours at full size): fill BENCH_SCALE_NODES=5000 hollow nodes with
+#                              BENCH_SCALE_PODS=150000 pods in BENCH_SCALE_NAMESPACES=100 namespaces,
+#                              then hold them for BENCH_SCALE_DURATION=300 s under BENCH_SCALE_QPS=20
+#                              pods/s of churn and BENCH_SCALE_API_QPS=20 API calls/s (SLI mix) with
+#                              BENCH_SCALE_LISTS=3 cluster-wide pod LISTs; --smoke runs it tiny
 #   BENCH_OUT=bench/latest.md  output file
 set -euo pipefail
 
@@ -57,6 +65,7 @@ if ((SMOKE)); then
     DNS_SERVICES=20 DNS_CLIENTS=2 DNS_DURATION=1
     DEP_NODES=3 DEP_COUNT=10 DEP_REPLICAS=2
     KG_PODS=50 KG_ROUNDS=2
+    SC_NODES=3 SC_PODS=60 SC_NAMESPACES=4 SC_DURATION=4 SC_QPS=5 SC_API_QPS=20 SC_LISTS=1
 else
     D_NODES=${BENCH_DENSITY_NODES:-100} D_PODS=${BENCH_DENSITY_PODS:-3000} D_QPS=${BENCH_DENSITY_QPS:-20}
     L_QPS=${BENCH_LOAD_QPS:-100} L_DURATION=${BENCH_LOAD_DURATION:-30} L_PODS=${BENCH_LOAD_PODS:-3000}
@@ -67,6 +76,9 @@ else
     DNS_SERVICES=${BENCH_DNS_SERVICES:-1000} DNS_CLIENTS=${BENCH_DNS_CLIENTS:-8} DNS_DURATION=${BENCH_DNS_DURATION:-5}
     DEP_NODES=${BENCH_DEPLOYMENTS_NODES:-100} DEP_COUNT=${BENCH_DEPLOYMENTS:-300} DEP_REPLICAS=${BENCH_DEPLOYMENTS_REPLICAS:-10}
     KG_PODS=${BENCH_KUBECTL_PODS:-5000} KG_ROUNDS=${BENCH_KUBECTL_ROUNDS:-5}
+    SC_NODES=${BENCH_SCALE_NODES:-5000} SC_PODS=${BENCH_SCALE_PODS:-150000}
+    SC_NAMESPACES=${BENCH_SCALE_NAMESPACES:-100} SC_DURATION=${BENCH_SCALE_DURATION:-300}
+    SC_QPS=${BENCH_SCALE_QPS:-20} SC_API_QPS=${BENCH_SCALE_API_QPS:-20} SC_LISTS=${BENCH_SCALE_LISTS:-3}
 fi
 
 command -v etcd >/dev/null || die "etcd not found (hack/install-deps.sh installs it)"
@@ -129,6 +141,11 @@ if [[ $(id -u) -eq 0 ]] && command -v nft >/dev/null; then
     done
 else
     log "skipping kube-proxy-sync (needs root and nft)"
+fi
+if ((SMOKE)) || [[ ${BENCH_SCALE:-0} == 1 ]]; then
+    # Issue 10's target: pods held on hollow nodes, pod startup and API-call SLIs under churn.
+    bench scale scale --nodes "$SC_NODES" --fill-pods "$SC_PODS" --namespaces "$SC_NAMESPACES" \
+        --duration "$SC_DURATION" --qps "$SC_QPS" --api-qps "$SC_API_QPS" --cluster-lists "$SC_LISTS"
 fi
 if [[ ${BENCH_POD_STARTUP:-0} == 1 ]]; then
     # Issue 7's measure: 30 pods' startup on the real node, and the kubelet's RSS with 100 running.

@@ -224,15 +224,30 @@ fn skeleton_flow(k: &Kubectl, cluster: &Cluster, node: &str) -> Result<()> {
         in_service_range(&vip),
         "ClusterIP {vip} outside 10.96.0.0/12"
     );
-    let mut from_host = String::new();
-    for _ in 0..30 {
-        from_host.push_str(&wait_for("the VIP to answer", 30 * SECOND, SECOND, || {
-            host_get(&format!("http://{vip}/")).map(Some)
-        })?);
-    }
-    let backends = distinct_backends(&from_host);
+    // kube-proxy programs endpoints as their slices change (pods just turned Ready), so rounds of
+    // 30 requests are repeated until one of them spreads; every answer must come from a pod.
+    let mut backends = BTreeSet::new();
+    let spread = wait_for(
+        "the VIP to spread over the pods",
+        30 * SECOND,
+        SECOND,
+        || {
+            let mut from_host = String::new();
+            for _ in 0..30 {
+                from_host.push_str(&wait_for("the VIP to answer", 30 * SECOND, SECOND, || {
+                    host_get(&format!("http://{vip}/")).map(Some)
+                })?);
+            }
+            backends = distinct_backends(&from_host);
+            ensure!(
+                backends.iter().all(|b| hostnames.contains(b)),
+                "requests from the host reached {backends:?}; pods are {hostnames:?}"
+            );
+            Ok((backends.len() > 1).then_some(()))
+        },
+    );
     ensure!(
-        backends.len() > 1 && backends.iter().all(|b| hostnames.contains(b)),
+        spread.is_ok(),
         "30 requests from the host reached {backends:?}; pods are {hostnames:?}"
     );
     let dns_name = format!("web.{ns}.svc.cluster.local");

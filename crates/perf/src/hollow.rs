@@ -40,18 +40,44 @@ pub fn node_name(i: usize) -> String {
     format!("hollow-node-{i}")
 }
 
+/// How often a hollow node computes and reports its status: upstream kubemark's defaults
+/// (`GetHollowKubeletConfig`) unless a scenario asks otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusTimings {
+    /// `nodeStatusUpdateFrequency`: the status is computed this often (kubemark: 10 s).
+    pub update: Duration,
+    /// `nodeStatusReportFrequency`: an unchanged status is PATCHed this often (kubemark: 5 min);
+    /// a changed one at the next update.
+    pub report: Duration,
+}
+
+impl Default for StatusTimings {
+    fn default() -> Self {
+        Self {
+            update: Duration::from_secs(10),
+            report: Duration::from_secs(300),
+        }
+    }
+}
+
 /// Starts `count` hollow nodes (at most `parallel` registering at once), each with its files
 /// under `dir/<name>`. Returns them and how long registration took.
+///
+/// Per node and period the API sees what upstream kubemark's hollow kubelet sends: a Lease PUT
+/// every 10 s (the kubelet's renew interval), a node status PATCH when the status changed or
+/// every `timings.report`, a pod watch (`spec.nodeName=<node>`), and a GET of the Node every
+/// 30 s (the pod CIDR check; upstream watches its Node instead).
 pub async fn start_nodes(
     client: &Client,
     count: usize,
     dir: &Path,
-    status_period: Duration,
+    timings: StatusTimings,
     parallel: usize,
 ) -> Result<(Vec<HollowNode>, Duration), HollowError> {
     let config = HollowConfig {
         machine: kubelet::node::info::machine_info(dir),
-        status_period,
+        status_period: timings.update,
+        status_report_period: timings.report.max(timings.update),
         max_pods: 110,
         port: 10250,
     };
@@ -66,7 +92,12 @@ pub async fn start_nodes(
                 let mut attempt = 0;
                 loop {
                     match start_hollow(client.clone(), &name, &dir, &config).await {
-                        Ok(node) => return Ok(node),
+                        Ok(node) => {
+                            // Each pod worker calls the runtime every resync: recording
+                            // those calls would grow without bound at 150,000 pods.
+                            node.runtime.stop_recording();
+                            return Ok(node);
+                        }
                         Err(source) if attempt >= 5 => {
                             return Err(HollowError::Register { node: name, source })
                         }

@@ -55,6 +55,9 @@ pub enum Scenario {
     Density(scenario::density::DensityOptions),
     /// D Deployments x R replicas on hollow nodes: time until all are Available, controller-manager cost.
     Deployments(scenario::deployments::DeploymentsOptions),
+    /// Issue 10's target: fill N hollow nodes with P pods, then hold them under churn and the
+    /// API-call SLI mix: pod startup and API latency percentiles against upstream's SLOs.
+    Scale(scenario::scale::ScaleOptions),
     /// Mixed API verbs at a QPS: latency per verb/resource/scope, pod create throughput.
     ApiLoad(scenario::api_load::ApiLoadOptions),
     /// scheduler_perf-like workloads: pods scheduled per second.
@@ -109,6 +112,7 @@ pub async fn run(options: Options) -> Result<(), PerfError> {
     let mut report = match &options.scenario {
         Scenario::Density(o) => scenario::density::run(&cluster, o).await?,
         Scenario::Deployments(o) => scenario::deployments::run(&cluster, o).await?,
+        Scenario::Scale(o) => scenario::scale::run(&cluster, o).await?,
         Scenario::ApiLoad(o) => scenario::api_load::run(&cluster, o).await?,
         Scenario::Scheduler(o) => scenario::scheduler::run(&cluster, o).await?,
         Scenario::WatchFanout(o) => scenario::watch_fanout::run(&cluster, o).await?,

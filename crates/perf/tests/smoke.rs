@@ -105,6 +105,45 @@ fn api_load_measures_every_verb() {
 
 #[test]
 #[ignore = "starts etcd and the release binaries"]
+fn scale_fills_holds_and_measures_the_slis() {
+    let t = kube_perf(&[
+        "scale",
+        "--nodes",
+        "3",
+        "--fill-pods",
+        "40",
+        "--namespaces",
+        "4",
+        "--qps",
+        "5",
+        "--api-qps",
+        "20",
+        "--duration",
+        "4",
+        "--cluster-lists",
+        "1",
+    ]);
+    assert!(ours(&t, "saturation: pods created per second") > 0.0, "{t}");
+    for metric in [
+        "pod startup at 5 pods/s churn (create -> Running seen) p99",
+        "GET pods (single object) p99",
+        "LIST pods (namespace) p99",
+        "LIST pods (cluster, unpaginated) p99",
+        "LIST pods (cluster, resourceVersion=0, unpaginated) p99",
+    ] {
+        let v = ours(&t, metric);
+        assert!(v > 0.0 && v < 60_000.0, "{metric}: {t}");
+    }
+    // 40 held pods and the churn pods, about 1 KiB each.
+    assert!(
+        ours(&t, "LIST pods (cluster) answer size (MiB)") > 0.01,
+        "{t}"
+    );
+    has_process(&t, "kube-apiserver");
+}
+
+#[test]
+#[ignore = "starts etcd and the release binaries"]
 fn scheduler_schedules_every_pod() {
     for workload in ["basic", "anti-affinity", "topology-spread"] {
         let t = kube_perf(&[

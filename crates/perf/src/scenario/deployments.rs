@@ -43,6 +43,17 @@ pub struct DeploymentsOptions {
     /// Node status period of the hollow nodes (seconds; the kubelet default is 10).
     #[arg(long, default_value_t = 10)]
     pub node_status_period: u64,
+    /// Longest time between two node status PATCHes of an unchanged status (seconds; upstream
+    /// `nodeStatusReportFrequency`, kubemark's default 300).
+    #[arg(long, default_value_t = 300)]
+    pub node_status_report_period: u64,
+}
+
+impl DeploymentsOptions {
+    /// The hollow nodes' status timings from the flags.
+    pub fn status_timings(&self) -> crate::hollow::StatusTimings {
+        super::status_timings(self.node_status_period, self.node_status_report_period)
+    }
 }
 
 const NAMESPACE: &str = "deployments";
@@ -90,7 +101,7 @@ pub async fn run(
     };
 
     let (_state, nodes, _) =
-        super::ready_hollow_nodes(&client, o.nodes, o.node_status_period).await?;
+        super::ready_hollow_nodes(&client, o.nodes, o.status_timings()).await?;
     cluster.check_alive()?;
     let cm_before = cluster
         .pid("kube-controller-manager")

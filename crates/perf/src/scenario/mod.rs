@@ -1,6 +1,7 @@
 //! The scenarios, one module each, and what they share: the error type, pod builders and a
 //! watch that records when each pod was first seen, bound and Running.
 
+pub mod api_calls;
 pub mod api_load;
 pub mod density;
 pub mod deployments;
@@ -8,6 +9,7 @@ pub mod dns_qps;
 pub mod kube_proxy_sync;
 pub mod kubectl_get;
 pub mod pod_startup;
+pub mod scale;
 pub mod scheduler;
 pub mod watch_fanout;
 
@@ -197,13 +199,22 @@ pub fn json_size<T: serde::Serialize>(object: &T) -> usize {
     serde_json::to_vec(object).map(|v| v.len()).unwrap_or(1024)
 }
 
+/// Hollow node status timings from `--node-status-period` / `--node-status-report-period`
+/// (seconds).
+pub fn status_timings(update_secs: u64, report_secs: u64) -> crate::hollow::StatusTimings {
+    crate::hollow::StatusTimings {
+        update: Duration::from_secs(update_secs.max(1)),
+        report: Duration::from_secs(report_secs.max(update_secs).max(1)),
+    }
+}
+
 /// Starts `count` hollow nodes (64 registering at a time) and waits until all are Ready.
 /// Returns their state dir (keep it alive as long as the nodes), the nodes, and how long
 /// registration took.
 pub async fn ready_hollow_nodes(
     client: &Client,
     count: usize,
-    status_period_secs: u64,
+    timings: crate::hollow::StatusTimings,
 ) -> Result<
     (
         tempfile::TempDir,
@@ -216,14 +227,8 @@ pub async fn ready_hollow_nodes(
         what: "creating the hollow node dir".into(),
         detail: e.to_string(),
     })?;
-    let (nodes, took) = crate::hollow::start_nodes(
-        client,
-        count,
-        state.path(),
-        Duration::from_secs(status_period_secs.max(1)),
-        64,
-    )
-    .await?;
+    let (nodes, took) =
+        crate::hollow::start_nodes(client, count, state.path(), timings, 64).await?;
     tracing::info!(
         nodes = count,
         seconds = took.as_secs_f64(),
