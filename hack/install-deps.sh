@@ -14,6 +14,7 @@ PACKAGES=(
     etcd-server:etcd
     etcd-client:etcdctl
     protobuf-compiler:protoc
+    libprotobuf-dev:-
     docker-registry:docker-registry
     skopeo:skopeo
     conntrack:conntrack

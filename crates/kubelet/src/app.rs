@@ -239,6 +239,7 @@ pub async fn start_with_features(
         settings: deps.pods.clone(),
         store: store.clone(),
         mounter: deps.mounter.clone(),
+        resync: crate::pod::worker::RESYNC,
     });
     let mut manager = PodManager::new(ctx).await;
     if let Some(settings) = &features.static_pods {

@@ -100,6 +100,9 @@ pub struct HollowConfig {
     pub status_report_period: Duration,
     /// `status.capacity.pods`.
     pub max_pods: u32,
+    /// How often a running pod is re-synced (upstream `syncFrequency`: one minute; fake
+    /// containers change only when a pod does, which wakes its worker at once).
+    pub sync_frequency: Duration,
     /// Kubelet port reported in `status.daemonEndpoints` (nothing listens there).
     pub port: u16,
 }
@@ -173,6 +176,7 @@ pub async fn start_hollow(
         },
         store: store.clone(),
         mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
+        resync: config.sync_frequency,
     });
     let manager = PodManager::new(ctx).await;
     let tasks = vec![
@@ -229,6 +233,7 @@ mod tests {
             status_period: Duration::from_secs(60),
             status_report_period: Duration::from_secs(300),
             max_pods: 110,
+            sync_frequency: Duration::from_secs(60),
             port: 10250,
         };
         let mut nodes = Vec::new();
@@ -301,6 +306,7 @@ mod tests {
             status_period: Duration::from_millis(200),
             status_report_period: Duration::from_secs(300),
             max_pods: 110,
+            sync_frequency: Duration::from_secs(60),
             port: 10250,
         };
         let _node = start_hollow(client.clone(), "quiet", &dir.path().join("quiet"), &config)

@@ -65,8 +65,9 @@ impl Default for StatusTimings {
 ///
 /// Per node and period the API sees what upstream kubemark's hollow kubelet sends: a Lease PUT
 /// every 10 s (the kubelet's renew interval), a node status PATCH when the status changed or
-/// every `timings.report`, a pod watch (`spec.nodeName=<node>`), and a GET of the Node every
-/// 30 s (the pod CIDR check; upstream watches its Node instead).
+/// every `timings.report`, a pod watch (`spec.nodeName=<node>`), and GETs of the Node every
+/// second until its pod CIDR is allocated. Each pod is re-synced every minute (upstream
+/// `syncFrequency`) and at once when it changes.
 pub async fn start_nodes(
     client: &Client,
     count: usize,
@@ -79,6 +80,7 @@ pub async fn start_nodes(
         status_period: timings.update,
         status_report_period: timings.report.max(timings.update),
         max_pods: 110,
+        sync_frequency: Duration::from_secs(60),
         port: 10250,
     };
     let started = Instant::now();

@@ -200,6 +200,28 @@ pub fn validate_update(resource: &Resource, old: &Value, new: &Value) -> Result<
             ));
         }
     }
+    if resource.group.is_empty() && resource.plural == "nodes" {
+        // As upstream: a pod CIDR may be set once, never changed or removed.
+        for (path, field) in [
+            ("/spec/podCIDR", "spec.podCIDR"),
+            ("/spec/podCIDRs", "spec.podCIDRs"),
+        ] {
+            let (a, b) = (old.pointer(path), new.pointer(path));
+            let set = |v: Option<&Value>| {
+                v.is_some_and(|v| v.as_str().map_or(!v.is_null(), |s| !s.is_empty()))
+                    && v != Some(&Value::Array(Vec::new()))
+            };
+            if set(a) && a != b {
+                causes.push(Cause {
+                    reason: "FieldValueForbidden",
+                    message: format!(
+                        "Forbidden: node updates may not change {field} except from \"\" to valid"
+                    ),
+                    field: field.into(),
+                });
+            }
+        }
+    }
     if resource.group.is_empty() && resource.plural == "pods" {
         let (a, b) = (old.pointer("/spec/nodeName"), new.pointer("/spec/nodeName"));
         if a.and_then(Value::as_str).is_some_and(|s| !s.is_empty()) && a != b {
@@ -241,6 +263,21 @@ mod tests {
         assert!(e
             .message
             .contains("`selector` does not match template `labels`"));
+    }
+
+    #[test]
+    fn a_node_pod_cidr_is_set_once() {
+        let nodes = find("", "nodes");
+        let unset = json!({"metadata": {"name": "n"}, "spec": {}});
+        let set = json!({"metadata": {"name": "n"}, "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]}});
+        let moved = json!({"metadata": {"name": "n"}, "spec": {"podCIDR": "10.244.2.0/24", "podCIDRs": ["10.244.2.0/24"]}});
+        assert!(validate_update(nodes, &unset, &set).is_ok());
+        assert!(validate_update(nodes, &set, &set).is_ok());
+        for new in [&moved, &unset] {
+            let error = validate_update(nodes, &set, new).expect_err("changed pod CIDR");
+            assert_eq!(error.status_code().as_u16(), 422, "{error:?}");
+            assert!(format!("{error:?}").contains("spec.podCIDR"), "{error:?}");
+        }
     }
 
     #[test]

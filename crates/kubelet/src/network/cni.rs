@@ -47,6 +47,9 @@ pub struct CniNetwork {
     conf_dir: PathBuf,
     data_dir: PathBuf,
     ipc_dir: PathBuf,
+    /// One empty file per network namespace this kubelet made: garbage collection removes
+    /// only these (another kubelet on the host, as in tests, keeps its own).
+    owned_dir: PathBuf,
     bridge: String,
     list: Mutex<Option<Value>>,
     ready: AtomicBool,
@@ -62,6 +65,7 @@ impl CniNetwork {
             conf_dir: cni_dir.join("net.d"),
             data_dir: cni_dir.join("networks"),
             ipc_dir: ipc::default_dir(cni_dir),
+            owned_dir: cni_dir.join("netns"),
             bridge: config::BRIDGE_NAME.to_string(),
             list: Mutex::new(None),
             ready: AtomicBool::new(false),
@@ -230,6 +234,17 @@ impl Network for CniNetwork {
                 });
             }
         } else {
+            // Marked as ours before it exists, so a crash in between leaves nothing unowned.
+            let marker = self.owned_dir.join(&name);
+            if let Err(source) = tokio::fs::create_dir_all(&self.owned_dir)
+                .await
+                .and(tokio::fs::write(&marker, b"").await)
+            {
+                return Err(NetworkError::Spawn {
+                    command: format!("write {}", marker.display()),
+                    source,
+                });
+            }
             let output = run_ip(&["netns", "add", &name]).await?;
             if !output.status.success() {
                 return Err(NetworkError::Netns {
@@ -296,26 +311,35 @@ impl Network for CniNetwork {
             }
         }
         self.teardown_ipc(netns).await?;
+        match tokio::fs::remove_file(self.owned_dir.join(netns)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(netns, error = %e, "removing the ownership mark failed")
+            }
+            _ => {}
+        }
         tracing::info!(netns, "pod network torn down");
         Ok(())
     }
 
     async fn list_netns(&self) -> Result<Vec<String>, NetworkError> {
+        // The namespaces this kubelet made (a marked one may already be gone: its teardown
+        // then only releases the address and drops the mark).
         let mut names = Vec::new();
-        let mut entries = match tokio::fs::read_dir("/var/run/netns").await {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+        match tokio::fs::read_dir(&self.owned_dir).await {
+            Ok(mut entries) => {
+                while let Ok(Some(entry)) = entries.next_entry().await {
+                    let name = entry.file_name().to_string_lossy().to_string();
+                    if name.starts_with(NETNS_PREFIX) {
+                        names.push(name);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
                 return Err(NetworkError::Spawn {
-                    command: "read /var/run/netns".into(),
+                    command: format!("read {}", self.owned_dir.display()),
                     source,
                 })
-            }
-        };
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with(NETNS_PREFIX) {
-                names.push(name);
             }
         }
         names.extend(ipc::list(&self.ipc_dir));

@@ -154,8 +154,8 @@ pub trait Network: Send + Sync + 'static {
     /// namespace of the same name. Tolerates missing ones.
     async fn teardown(&self, netns_name: &str) -> Result<(), NetworkError>;
 
-    /// Names of the existing pod network and IPC namespaces (`kube-*`), for garbage
-    /// collection.
+    /// Names of the pod network and IPC namespaces (`kube-*`) this kubelet made and has not
+    /// torn down, for garbage collection.
     async fn list_netns(&self) -> Result<Vec<String>, NetworkError>;
 
     /// Creates the pod's IPC namespace and shared memory (named like its network namespace,

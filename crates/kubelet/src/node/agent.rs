@@ -406,8 +406,8 @@ impl NodeAgent {
         }
     }
 
-    /// Waits until the Node has `spec.podCIDR`, then configures the pod network with it (and
-    /// again whenever it changes). Polls every second until set, then every 30 s.
+    /// Waits until the Node has `spec.podCIDR` (polling every second), configures the pod
+    /// network with it and ends: a pod CIDR cannot change once set.
     pub async fn pod_cidr_loop(self: Arc<Self>) {
         let mut configured: Option<String> = None;
         loop {
@@ -436,8 +436,11 @@ impl NodeAgent {
             } else if configured.is_none() {
                 tracing::debug!("waiting for the node's pod CIDR");
             }
-            let wait = if configured.is_some() { 30 } else { 1 };
-            tokio::time::sleep(Duration::from_secs(wait)).await;
+            if configured.is_some() {
+                // A node's pod CIDR cannot change once set (the apiserver refuses it).
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }

@@ -642,7 +642,12 @@ impl PodManager {
     pub async fn handle(&mut self, event: Event<Pod>) {
         match event {
             Event::Init => self.start_listing(),
-            Event::InitApply(pod) | Event::Apply(pod) => self.upsert(pod).await,
+            Event::InitApply(mut pod) | Event::Apply(mut pod) => {
+                // Nothing here reads managedFields (status goes out as a merge patch): not
+                // keeping them saves a large share of every pod held.
+                pod.metadata.managed_fields = None;
+                self.upsert(pod).await
+            }
             Event::InitDone => self.finish_listing().await,
             Event::Delete(pod) => {
                 if is_mirror(&pod) {
@@ -791,6 +796,7 @@ mod tests {
             },
             store: PodStore::new(),
             mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
+            resync: crate::pod::worker::RESYNC,
         });
         let orphan_dir = dir.path().join("root/pods/gone-uid");
         let orphan_logs = dir.path().join("logs/default_old_gone-uid/c");
@@ -867,6 +873,7 @@ mod tests {
             },
             store: PodStore::new(),
             mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
+            resync: crate::pod::worker::RESYNC,
         });
         let claims = Arc::new(FakeClaims(std::sync::Mutex::new(None)));
         let mut manager = PodManager::new(ctx).await.with_claims(claims.clone());

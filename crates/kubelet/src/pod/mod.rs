@@ -76,4 +76,8 @@ pub struct PodContext {
     pub store: PodStore,
     /// Mounts of memory-backed volumes.
     pub mounter: Arc<dyn mounts::Mounter>,
+    /// How often a live pod is re-synced ([`worker::RESYNC`] for a real kubelet, which
+    /// notices container exits from runtime events and this poll; hollow nodes, whose fake
+    /// containers only change when told, use upstream's one-minute `syncFrequency`).
+    pub resync: std::time::Duration,
 }

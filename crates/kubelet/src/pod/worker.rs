@@ -39,7 +39,8 @@ use crate::runtime::{
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 /// Longest CrashLoopBackOff delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// How often a live pod is re-synced (container exits are noticed this fast).
+/// How often a live pod is re-synced by default (container exits are noticed this fast when
+/// the runtime does not report them); [`PodContext::resync`] sets it per kubelet.
 pub const RESYNC: Duration = Duration::from_secs(1);
 /// How often configMap, secret and projected volumes are re-read from the API.
 pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
@@ -111,6 +112,17 @@ pub struct PodWorker {
     torn_down: bool,
     /// Service-account tokens of projected volumes.
     tokens: super::tokens::PodTokens,
+    /// Bumped whenever `last_posted` changes.
+    posted_count: u64,
+    /// What the shared store last got: the pod's resourceVersion, `posted_count` and the
+    /// container ids, so an unchanged sync does not copy the pod again.
+    published: Option<Published>,
+}
+
+struct Published {
+    resource_version: Option<String>,
+    posted_count: u64,
+    containers: BTreeMap<String, String>,
 }
 
 fn running_state(state: &ContainerState) -> bool {
@@ -215,6 +227,8 @@ impl PodWorker {
             terminal: false,
             torn_down: false,
             tokens: Default::default(),
+            posted_count: 0,
+            published: None,
         };
         worker.adopt(recovered);
         worker
@@ -398,7 +412,9 @@ impl PodWorker {
                 self.cleanup(grace).await;
                 break;
             }
-            match self.sync().await {
+            // Boxed: the parked worker holds only the select above, not the largest state of a
+            // sync (thousands of workers wait per node).
+            match Box::pin(self.sync()).await {
                 SyncOutcome::Continue(next) => next_sync = Instant::now() + next,
                 SyncOutcome::Done => break,
             }
@@ -454,7 +470,7 @@ impl PodWorker {
             self.start_time = Some(Time(jiff::Timestamp::now()));
         }
         self.refresh_states().await;
-        let mut next = RESYNC;
+        let mut next = self.ctx.resync;
         if !self.terminal {
             if let Some(wait) = self.sync_containers().await {
                 next = next.min(wait);
@@ -479,16 +495,29 @@ impl PodWorker {
         SyncOutcome::Continue(next.max(Duration::from_millis(50)))
     }
 
-    fn publish(&self) {
-        let mut pod = self.pod.clone();
-        if let Some(status) = &self.last_posted {
-            pod.status = Some(status.clone());
-        }
-        let containers = self
+    fn publish(&mut self) {
+        let containers: BTreeMap<String, String> = self
             .tracks
             .iter()
             .filter_map(|(name, t)| t.current.as_ref().map(|i| (name.clone(), i.id.clone())))
             .collect();
+        let unchanged = self.published.as_ref().is_some_and(|p| {
+            p.resource_version == self.pod.metadata.resource_version
+                && p.posted_count == self.posted_count
+                && p.containers == containers
+        });
+        if unchanged {
+            return;
+        }
+        let mut pod = self.pod.clone();
+        if let Some(status) = &self.last_posted {
+            pod.status = Some(status.clone());
+        }
+        self.published = Some(Published {
+            resource_version: self.pod.metadata.resource_version.clone(),
+            posted_count: self.posted_count,
+            containers: containers.clone(),
+        });
         self.ctx
             .store
             .upsert(&self.uid, PodEntry { pod, containers });

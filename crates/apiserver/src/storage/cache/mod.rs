@@ -44,6 +44,9 @@ pub struct CacheConfig {
     pub max_buffer: usize,
     /// The buffer grows instead of dropping events younger than this (upstream: 75 s).
     pub fresh: Duration,
+    /// Bytes of objects each prefix's buffer holds at most (oldest events beyond `min_buffer`
+    /// go first).
+    pub max_buffer_bytes: usize,
     /// Events a watcher may have pending before it is terminated as too slow.
     pub watcher_channel: usize,
     /// How long a request for a revision the cache has not reached yet waits (upstream: 3 s).
@@ -56,6 +59,7 @@ impl Default for CacheConfig {
             min_buffer: 100,
             max_buffer: 100 * 1024,
             fresh: Duration::from_secs(75),
+            max_buffer_bytes: 64 << 20,
             watcher_channel: 1024,
             wait_timeout: Duration::from_secs(3),
         }

@@ -165,7 +165,7 @@ impl PrefixCache {
         global: Arc<AtomicI64>,
         metrics: Arc<CacheMetrics>,
     ) -> Self {
-        let buffer = EventBuffer::new(config.min_buffer, config.max_buffer, config.fresh, 0);
+        let buffer = EventBuffer::new(&config, 0);
         PrefixCache {
             prefix,
             index_field,
@@ -251,12 +251,7 @@ impl PrefixCache {
         inner.objects = objects;
         inner.index = index;
         inner.listed_at = revision;
-        inner.buffer = EventBuffer::new(
-            self.config.min_buffer,
-            self.config.max_buffer,
-            self.config.fresh,
-            revision,
-        );
+        inner.buffer = EventBuffer::new(&self.config, revision);
         tracing::debug!(prefix = %self.prefix, revision, objects = inner.objects.len(), "watch cache listed");
     }
 

@@ -210,6 +210,7 @@ mod tests {
             },
             store: PodStore::new(),
             mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
+            resync: crate::pod::worker::RESYNC,
         });
         let mut worker = PodWorker::new(ctx.clone(), pod(), vec![]);
         assert!(matches!(worker.sync().await, SyncOutcome::Continue(_)));

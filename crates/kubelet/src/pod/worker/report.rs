@@ -218,6 +218,7 @@ impl PodWorker {
             Ok(()) => {
                 tracing::debug!(pod = %self.key(), phase = ?status.phase, "pod status posted");
                 self.last_posted = Some(status);
+                self.posted_count += 1;
             }
             Err(error) => {
                 tracing::warn!(pod = %self.key(), %error, "posting pod status failed; will retry");

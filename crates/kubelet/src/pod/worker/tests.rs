@@ -48,6 +48,7 @@ fn harness() -> Harness {
         },
         store: PodStore::new(),
         mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
+        resync: crate::pod::worker::RESYNC,
     });
     Harness {
         runtime,
@@ -204,6 +205,7 @@ async fn the_pod_waits_for_the_network_before_starting_containers() {
         settings: h.ctx.settings.clone(),
         store: PodStore::new(),
         mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
+        resync: crate::pod::worker::RESYNC,
     });
     let mut worker = PodWorker::new(
         ctx,
