@@ -11,3 +11,4 @@ pub mod leaderelection;
 pub mod logging;
 pub mod metrics;
 pub mod signals;
+pub mod trim;

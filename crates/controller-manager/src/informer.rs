@@ -11,7 +11,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use kube::api::{ApiResource, DynamicObject};
+use kube::api::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{store::Writer, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -85,6 +85,15 @@ where
 {
     /// Starts watching `api` in a background task (re-listing with back-off on errors).
     pub fn spawn(api: Api<K>, dyntype: K::DynamicType, resource: String) -> Self {
+        Self::spawn_stream(watcher(api), dyntype, resource)
+    }
+
+    /// Starts feeding the store from the watch `stream` (re-listing with back-off on errors).
+    fn spawn_stream(
+        stream: impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+        dyntype: K::DynamicType,
+        resource: String,
+    ) -> Self {
         let writer = Writer::new(dyntype.clone());
         let store = writer.as_reader();
         let (events, _) = broadcast::channel(CHANNEL_CAPACITY);
@@ -93,7 +102,7 @@ where
         let (synced_tx, synced) = watch::channel(false);
         let mut applier = Applier::new(writer, dyntype);
         tokio::spawn(async move {
-            let stream = watcher(api).default_backoff();
+            let stream = stream.default_backoff();
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
                 let mut event = match event {
@@ -103,7 +112,7 @@ where
                         continue;
                     }
                 };
-                strip_managed_fields(&mut event);
+                component_base::trim::strip_managed_fields(&mut event);
                 let changes = applier.apply(&event);
                 if matches!(event, Event::InitDone) {
                     synced_tx.send_replace(true);
@@ -295,15 +304,14 @@ where
     }
 }
 
-/// Drops `metadata.managedFields` from a watched object before it is cached, as upstream's
-/// controller-manager does: no controller reads them, they are often the largest part of an
-/// object, and an update without them keeps the stored ones.
-fn strip_managed_fields<K: Resource>(event: &mut Event<K>) {
+/// `event` with its objects converted by `f`.
+fn map_event<A, B>(event: Event<A>, f: impl Fn(A) -> B) -> Event<B> {
     match event {
-        Event::Apply(object) | Event::InitApply(object) | Event::Delete(object) => {
-            object.meta_mut().managed_fields = None;
-        }
-        Event::Init | Event::InitDone => {}
+        Event::Apply(object) => Event::Apply(f(object)),
+        Event::InitApply(object) => Event::InitApply(f(object)),
+        Event::Delete(object) => Event::Delete(f(object)),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
     }
 }
 
@@ -371,11 +379,27 @@ impl Informers {
         if let Some(existing) = dynamic.get(&key) {
             return existing.clone();
         }
-        let informer = Informer::spawn(
-            Api::<DynamicObject>::all_with(self.client.clone(), resource),
-            resource.clone(),
-            key.clone(),
-        );
+        // Metadata only (`as=PartialObjectMetadata`), as upstream's garbage collector watches:
+        // its users read nothing else, and a whole pod decoded as JSON is ten times larger.
+        let types = kube::api::TypeMeta {
+            api_version: resource.api_version.clone(),
+            kind: resource.kind.clone(),
+        };
+        let stream = watcher::watcher(
+            Api::<PartialObjectMeta<DynamicObject>>::all_with(self.client.clone(), resource),
+            watcher::Config::default(),
+        )
+        .map(move |event| {
+            let types = types.clone();
+            event.map(|event| {
+                map_event(event, |meta| DynamicObject {
+                    types: Some(types.clone()),
+                    metadata: meta.metadata,
+                    data: serde_json::Value::Object(Default::default()),
+                })
+            })
+        });
+        let informer = Informer::spawn_stream(stream, resource.clone(), key.clone());
         dynamic.insert(key, informer.clone());
         informer
     }

@@ -47,7 +47,10 @@ where
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(event) => writer.apply_watcher_event(&event),
+                Ok(mut event) => {
+                    component_base::trim::strip_managed_fields(&mut event);
+                    writer.apply_watcher_event(&event)
+                }
                 Err(error) => {
                     tracing::debug!(kind = %K::kind(&()), %error, "watch failed; retrying")
                 }

@@ -139,7 +139,8 @@ where
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(event) => {
+                Ok(mut event) => {
+                    component_base::trim::strip_managed_fields(&mut event);
                     writer.apply_watcher_event(&event);
                     handle(&event);
                 }

@@ -276,15 +276,15 @@ impl PodManager {
             }
             return;
         }
-        let pod = self.resolve_claims(&uid, pod).await;
+        let mut pod = self.resolve_claims(&uid, pod).await;
         if let Some(handle) = self.workers.get(&uid) {
             if !handle.task.is_finished() {
-                if handle
-                    .tx
-                    .send(WorkerMessage::Update(Box::new(pod.clone())))
-                    .is_ok()
-                {
-                    return;
+                match handle.tx.send(WorkerMessage::Update(Box::new(pod))) {
+                    Ok(()) => return,
+                    Err(mpsc::error::SendError(WorkerMessage::Update(returned))) => {
+                        pod = *returned;
+                    }
+                    Err(_) => return,
                 }
             } else if pod.metadata.deletion_timestamp.is_some() {
                 // The worker finished this pod's deletion; this is the API catching up.
@@ -642,12 +642,7 @@ impl PodManager {
     pub async fn handle(&mut self, event: Event<Pod>) {
         match event {
             Event::Init => self.start_listing(),
-            Event::InitApply(mut pod) | Event::Apply(mut pod) => {
-                // Nothing here reads managedFields (status goes out as a merge patch): not
-                // keeping them saves a large share of every pod held.
-                pod.metadata.managed_fields = None;
-                self.upsert(pod).await
-            }
+            Event::InitApply(pod) | Event::Apply(pod) => self.upsert(pod).await,
             Event::InitDone => self.finish_listing().await,
             Event::Delete(pod) => {
                 if is_mirror(&pod) {
@@ -690,7 +685,11 @@ impl PodManager {
         loop {
             tokio::select! {
                 event = stream.next() => match event {
-                    Some(Ok(event)) => self.handle(event).await,
+                    Some(Ok(mut event)) => {
+                        // Nothing here reads managedFields (status goes out as a merge patch).
+                        component_base::trim::strip_managed_fields(&mut event);
+                        self.handle(event).await
+                    }
                     Some(Err(error)) => tracing::warn!(%error, "pod watch failed; retrying"),
                     None => break,
                 },

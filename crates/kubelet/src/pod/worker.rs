@@ -100,7 +100,8 @@ pub struct PodWorker {
     network: Option<PodNetworkStatus>,
     /// The pod's IPC namespace (none for hostIPC pods).
     ipc: Option<PodIpc>,
-    tracks: BTreeMap<String, Track>,
+    // Boxed: a map node holds eleven values, and most pods have one or two containers.
+    tracks: BTreeMap<String, Box<Track>>,
     start_time: Option<Time>,
     last_posted: Option<PodStatus>,
     volume_dirs: Option<BTreeMap<String, PathBuf>>,
@@ -409,7 +410,7 @@ impl PodWorker {
                 }
             }
             if let Some(grace) = removed {
-                self.cleanup(grace).await;
+                Box::pin(self.cleanup(grace)).await;
                 break;
             }
             // Boxed: the parked worker holds only the select above, not the largest state of a
