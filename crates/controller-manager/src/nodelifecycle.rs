@@ -207,7 +207,9 @@ pub fn start(ctx: Arc<Context>) {
         let mut interval = tokio::time::interval(controller.ctx.settings.node_monitor_period);
         loop {
             interval.tick().await;
-            for node in controller.nodes.list() {
+            let nodes = controller.nodes.list();
+            controller.forget_missing(&nodes);
+            for node in nodes {
                 if let Err(error) = controller.monitor(&node).await {
                     tracing::warn!(node = %node.name_any(), %error, "node health update failed");
                 }
@@ -217,6 +219,17 @@ pub fn start(ctx: Arc<Context>) {
 }
 
 impl Controller {
+    /// Drops the heartbeat records of nodes that are gone (once per round: per node it made
+    /// each round quadratic in the node count).
+    fn forget_missing(&self, nodes: &[Arc<Node>]) {
+        let known: std::collections::HashSet<String> = nodes.iter().map(|n| n.name_any()).collect();
+        let mut probes = match self.probes.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        probes.retain(|n, _| known.contains(n));
+    }
+
     /// Whether the node's heartbeat has not changed for longer than the grace period.
     fn is_stale(&self, node: &Node) -> bool {
         let name = node.name_any();
@@ -226,13 +239,6 @@ impl Controller {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let known: HashMap<String, ()> = self
-            .nodes
-            .list()
-            .iter()
-            .map(|n| (n.name_any(), ()))
-            .collect();
-        probes.retain(|n, _| known.contains_key(n));
         let entry = probes.entry(name).or_insert((beat, Instant::now()));
         if entry.0 != beat {
             *entry = (beat, Instant::now());

@@ -24,6 +24,8 @@ pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// How often the Lease is renewed.
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// The longest wait between two reads of the Node while its pod CIDR is not allocated yet.
+pub const POD_CIDR_POLL_MAX: Duration = Duration::from_secs(5);
 
 /// Why a node API step failed.
 #[derive(Debug, thiserror::Error)]
@@ -406,13 +408,22 @@ impl NodeAgent {
         }
     }
 
-    /// Waits until the Node has `spec.podCIDR` (polling every second), configures the pod
-    /// network with it and ends: a pod CIDR cannot change once set.
+    /// Waits until the Node has `spec.podCIDR` (polling after 1 s, then less often up to every
+    /// [`POD_CIDR_POLL_MAX`]), configures the pod network with it and ends: a pod CIDR cannot
+    /// change once set.
     pub async fn pod_cidr_loop(self: Arc<Self>) {
         let mut configured: Option<String> = None;
+        let mut wait = Duration::from_secs(1);
         loop {
-            let cidr = match self.nodes().get_opt(&self.config.name).await {
-                Ok(node) => node.and_then(|n| n.spec).and_then(|s| s.pod_cidr),
+            // resourceVersion=0: answered from the apiserver's watch cache (thousands of nodes
+            // registering at once would otherwise send a storage read each per second).
+            let read = self
+                .nodes()
+                .get_with(&self.config.name, &kube::api::GetParams::any())
+                .await;
+            let cidr = match read {
+                Ok(node) => node.spec.and_then(|s| s.pod_cidr),
+                Err(kube::Error::Api(status)) if status.is_not_found() => None,
                 Err(source) => {
                     let error = NodeError::Read {
                         node: self.config.name.clone(),
@@ -440,7 +451,8 @@ impl NodeAgent {
                 // A node's pod CIDR cannot change once set (the apiserver refuses it).
                 return;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(POD_CIDR_POLL_MAX);
         }
     }
 }
