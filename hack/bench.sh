@@ -25,10 +25,10 @@
 #   BENCH_DNS_SERVICES=1000    dns-qps services      BENCH_DNS_CLIENTS=8  BENCH_DNS_DURATION=5 (s)
 #   BENCH_POD_STARTUP=1        also run pod-startup against the running local cluster
 #                              (BENCH_POD_STARTUP_PODS=30 pods, kubelet RSS at BENCH_POD_STARTUP_RSS_PODS=100)
-#   BENCH_SCALE=1              also run `scale` at issue 10's full size (opt-in; on a quiet machine:
-#                              extrapolated from 200 nodes x 5,000 pods, today's hollow kubelet
-#                              (~130 KiB and a 1 s resync per pod) needs more than 24 GiB and
-#                              hours at full size): fill BENCH_SCALE_NODES=5000 hollow nodes with
+#   BENCH_SCALE=1              also run `scale` at issue 10's full size (opt-in; on this 2-core
+#                              machine 2,000 nodes x 10,000 pods take about 8 minutes, and at
+#                              5,000 nodes the Lease writes leave about 18 pod creates/s, so the
+#                              full size does not finish): fill BENCH_SCALE_NODES=5000 hollow nodes with
 #                              BENCH_SCALE_PODS=150000 pods in BENCH_SCALE_NAMESPACES=100 namespaces,
 #                              then hold them for BENCH_SCALE_DURATION=300 s under BENCH_SCALE_QPS=20
 #                              pods/s of churn and BENCH_SCALE_API_QPS=20 API calls/s (SLI mix) with
