@@ -27,6 +27,13 @@ pub const LEASE_RENEW: Duration = Duration::from_secs(10);
 /// The longest wait between two reads of the Node while its pod CIDR is not allocated yet.
 pub const POD_CIDR_POLL_MAX: Duration = Duration::from_secs(5);
 
+/// One reading of what the node status reports.
+struct Observed {
+    health: NodeHealth,
+    version: RuntimeVersion,
+    images: Vec<crate::runtime::ImageInfo>,
+}
+
 /// Why a node API step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -238,8 +245,8 @@ impl NodeAgent {
         }
     }
 
-    /// Posts the node status once (merge patch of `nodes/status`).
-    pub async fn post_status(&self) -> Result<NodeHealth, NodeError> {
+    /// What the node status is built from, read now: health, runtime version and images.
+    async fn observe(&self) -> Observed {
         let (health, version) = self.health().await;
         let images = match self.runtime.list_images().await {
             Ok(images) => images,
@@ -248,6 +255,26 @@ impl NodeAgent {
                 Vec::new()
             }
         };
+        Observed {
+            health,
+            version,
+            images,
+        }
+    }
+
+    /// Posts the node status once (merge patch of `nodes/status`).
+    pub async fn post_status(&self) -> Result<NodeHealth, NodeError> {
+        let observed = self.observe().await;
+        self.post_observed(observed).await
+    }
+
+    /// Posts the status built from `observed`.
+    async fn post_observed(&self, observed: Observed) -> Result<NodeHealth, NodeError> {
+        let Observed {
+            health,
+            version,
+            images,
+        } = observed;
         let mut previous = self.previous.lock().await;
         let status = node_status(
             &self.config,
@@ -307,26 +334,20 @@ impl NodeAgent {
         let mut last_post = tokio::time::Instant::now();
         loop {
             ticker.tick().await;
-            if last_post.elapsed() < report_period && !self.status_changed().await {
+            let observed = self.observe().await;
+            if last_post.elapsed() < report_period && !self.status_changed(&observed).await {
                 continue;
             }
-            match self.post_status().await {
+            match self.post_observed(observed).await {
                 Ok(_) => last_post = tokio::time::Instant::now(),
                 Err(error) => tracing::warn!(%error, "node status update failed"),
             }
         }
     }
 
-    /// Whether the status computed now differs from the last one posted, heartbeat times aside.
-    async fn status_changed(&self) -> bool {
-        let (health, version) = self.health().await;
-        let images = match self.runtime.list_images().await {
-            Ok(images) => images,
-            Err(error) => {
-                tracing::warn!(%error, "listing images failed");
-                Vec::new()
-            }
-        };
+    /// Whether the status built from `observed` differs from the last one posted, heartbeat
+    /// times aside.
+    async fn status_changed(&self, observed: &Observed) -> bool {
         let previous = self.previous.lock().await;
         let Some(previous) = previous.as_ref() else {
             return true;
@@ -334,9 +355,9 @@ impl NodeAgent {
         let status = node_status(
             &self.config,
             &self.info,
-            &version,
-            &images,
-            &health,
+            &observed.version,
+            &observed.images,
+            &observed.health,
             Some(previous),
             Time(jiff::Timestamp::now()),
         );
