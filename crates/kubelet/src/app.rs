@@ -118,8 +118,12 @@ pub struct Dependencies {
     pub api_addr: SocketAddr,
     /// TLS of the kubelet API.
     pub tls: TlsFiles,
-    /// How often the node status is posted.
+    /// How often the node status is computed, and posted if it changed
+    /// (`--node-status-update-frequency`).
     pub status_period: Duration,
+    /// How often an unchanged node status is posted all the same
+    /// (`--node-status-report-frequency`).
+    pub status_report_period: Duration,
     /// Mounts of memory-backed volumes.
     pub mounter: Arc<dyn crate::pod::mounts::Mounter>,
 }
@@ -253,14 +257,18 @@ pub async fn start_with_features(
     }
     let commands = manager.commands();
     let mut tasks = vec![
-        tokio::spawn(agent.clone().status_loop(deps.status_period)),
+        tokio::spawn(
+            agent
+                .clone()
+                .status_report_loop(deps.status_period, deps.status_report_period),
+        ),
         tokio::spawn(agent.clone().lease_loop()),
         tokio::spawn(agent.clone().pod_cidr_loop()),
         tokio::spawn(manager.run(deps.client.clone(), deps.node.name.clone())),
     ];
     if let Some(settings) = features.eviction.filter(|e| !e.thresholds.is_empty()) {
         let source: Arc<dyn SignalSource> = settings.source.unwrap_or(stats);
-        let eviction = EvictionManager::new(
+        let mut eviction = EvictionManager::new(
             settings.thresholds,
             source,
             store.clone(),
@@ -268,6 +276,9 @@ pub async fn start_with_features(
             settings.transition_period,
         )
         .with_max_pod_grace_period(settings.max_pod_grace_period);
+        if let Some(reclaimer) = settings.reclaimer {
+            eviction = eviction.with_reclaimer(reclaimer);
+        }
         tasks.push(tokio::spawn(eviction.run(settings.interval, commands)));
     }
     tracing::info!(node = %deps.node.name, api = %api_addr, "kubelet started");
@@ -336,7 +347,7 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         return Err(RunError::NotRoot);
     }
     check_plugins(&options.cni_bin_dir).map_err(RunError::Cni)?;
-    let features = NodeFeatures {
+    let mut features = NodeFeatures {
         static_pods: options
             .pod_manifest_path
             .clone()
@@ -399,6 +410,10 @@ pub async fn run(options: Options) -> Result<(), RunError> {
         .map_err(RunError::ImageGc)?
         .with_minimum_age(options.minimum_image_ttl_duration),
     );
+    if let Some(eviction) = features.eviction.as_mut() {
+        // Under disk pressure, unused images go before any pod is evicted.
+        eviction.reclaimer = Some(image_gc.clone());
+    }
     if let Err(error) = runtime.recover().await {
         tracing::warn!(%error, "re-attaching to running containers failed");
     }
@@ -453,7 +468,11 @@ pub async fn run(options: Options) -> Result<(), RunError> {
                 client_ca: options.client_ca_file.clone(),
                 self_signed_names: vec![node_name.clone(), node_ip.to_string(), "127.0.0.1".into()],
             },
-            status_period: Duration::from_secs(options.node_status_update_frequency.max(1)),
+            // A zero period would make the status loop spin.
+            status_period: options
+                .node_status_update_frequency
+                .max(Duration::from_secs(1)),
+            status_report_period: options.node_status_report_frequency,
             mounter: Arc::new(crate::pod::mounts::HostMounter),
         },
         auth,

@@ -84,9 +84,15 @@ pub struct Options {
     #[arg(long = "minimum-image-ttl-duration", default_value = "2m",
         value_parser = component_base::leaderelection::parse_duration)]
     pub minimum_image_ttl_duration: std::time::Duration,
-    /// How often the node status is posted (seconds).
-    #[arg(long = "node-status-update-frequency", default_value_t = 10)]
-    pub node_status_update_frequency: u64,
+    /// How often the node status is computed, and posted if it changed (a duration: `10s`).
+    #[arg(long = "node-status-update-frequency", default_value = "10s",
+        value_parser = component_base::leaderelection::parse_duration)]
+    pub node_status_update_frequency: std::time::Duration,
+    /// How often the node status is posted when it did not change (a duration: `5m`); any
+    /// change is posted at the next `--node-status-update-frequency` tick.
+    #[arg(long = "node-status-report-frequency", default_value = "5m",
+        value_parser = component_base::leaderelection::parse_duration)]
+    pub node_status_report_frequency: std::time::Duration,
     /// Directory of static pod manifests (YAML or JSON Pods) run without the apiserver.
     #[arg(long = "pod-manifest-path")]
     pub pod_manifest_path: Option<PathBuf>,
@@ -124,6 +130,8 @@ pub struct Options {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use clap::Parser;
 
     use super::Options;
@@ -144,5 +152,33 @@ mod tests {
         assert_eq!(options.authorization_mode, AuthorizationMode::Webhook);
         assert!(options.authentication_token_webhook);
         assert!(Options::try_parse_from(["kubelet", "--authorization-mode", "Nope"]).is_err());
+    }
+
+    #[test]
+    fn node_status_frequencies_take_go_durations_with_upstream_defaults() {
+        let options = Options::try_parse_from(["kubelet"]).expect("defaults parse");
+        assert_eq!(
+            options.node_status_update_frequency,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            options.node_status_report_frequency,
+            Duration::from_secs(300)
+        );
+        let options = Options::try_parse_from([
+            "kubelet",
+            "--node-status-update-frequency=4s",
+            "--node-status-report-frequency",
+            "1m30s",
+        ])
+        .expect("upstream spelling parses");
+        assert_eq!(options.node_status_update_frequency, Duration::from_secs(4));
+        assert_eq!(
+            options.node_status_report_frequency,
+            Duration::from_secs(90)
+        );
+        assert!(
+            Options::try_parse_from(["kubelet", "--node-status-report-frequency=soon"]).is_err()
+        );
     }
 }

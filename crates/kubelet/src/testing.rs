@@ -47,11 +47,38 @@ pub async fn start_fake(
     let runtime = Arc::new(FakeRuntime::with_auto_pull());
     runtime.add_image("busybox:1.35");
     let network = Arc::new(FakeNetwork::ready_network());
-    let node_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let kubelet = start(Dependencies {
+    let kubelet = start(fake_dependencies(
         client,
-        runtime: runtime.clone(),
-        network: network.clone(),
+        runtime.clone(),
+        network.clone(),
+        node_name,
+        dir,
+    ))
+    .await?;
+    Ok(TestKubelet {
+        kubelet,
+        runtime,
+        network,
+    })
+}
+
+/// What [`start_fake`] starts a kubelet with: `runtime` and `network`, node `node_name` on
+/// 127.0.0.1 with its files under `dir`, its API on an ephemeral port (self-signed TLS, no
+/// client auth), upstream's status timings (computed every 10 s, an unchanged status posted
+/// every 5 min) and fake mounts. Tests change what they need before calling
+/// [`crate::app::start`].
+pub fn fake_dependencies(
+    client: Client,
+    runtime: Arc<FakeRuntime>,
+    network: Arc<FakeNetwork>,
+    node_name: &str,
+    dir: &Path,
+) -> Dependencies {
+    let node_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    Dependencies {
+        client,
+        runtime,
+        network,
         node: NodeConfig {
             name: node_name.to_string(),
             node_ip,
@@ -75,14 +102,9 @@ pub async fn start_fake(
             ..Default::default()
         },
         status_period: Duration::from_secs(10),
+        status_report_period: Duration::from_secs(300),
         mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
-    })
-    .await?;
-    Ok(TestKubelet {
-        kubelet,
-        runtime,
-        network,
-    })
+    }
 }
 
 /// How a hollow node is set up (shared by every hollow node of a run).
@@ -321,5 +343,59 @@ mod tests {
             first.metadata.resource_version, later.metadata.resource_version,
             "the unchanged status was not PATCHed again"
         );
+    }
+
+    fn ready(node: &Node) -> Option<String> {
+        node.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.status.clone())
+    }
+
+    #[tokio::test]
+    async fn a_kubelet_posts_its_node_status_when_it_changes_not_every_update_period() {
+        let server = TestServer::start().await.expect("apiserver");
+        let client = server.client().await.expect("client");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = Arc::new(FakeRuntime::new());
+        let mut deps = fake_dependencies(
+            client.clone(),
+            runtime.clone(),
+            Arc::new(FakeNetwork::ready_network()),
+            "steady",
+            dir.path(),
+        );
+        deps.status_period = Duration::from_millis(200);
+        let _kubelet = start(deps).await.expect("kubelet");
+        let node_api: Api<Node> = Api::all(client.clone());
+        let first = node_api.get("steady").await.expect("node registered");
+        assert_eq!(
+            ready(&first).as_deref(),
+            Some("True"),
+            "Ready from the first PATCH, before any tick"
+        );
+        // Several update periods pass: each computes the status, none changes it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let later = node_api.get("steady").await.expect("node");
+        assert_eq!(
+            first.metadata.resource_version, later.metadata.resource_version,
+            "the unchanged status was not PATCHed again"
+        );
+        // The runtime stops answering: NotReady is posted at the next ticks, long before the
+        // report period.
+        for _ in 0..1000 {
+            runtime.fail_next(crate::runtime::fake::Method::Version, "runtime is down");
+        }
+        eventually("NotReady posted", || {
+            let node_api = node_api.clone();
+            async move {
+                let node = node_api.get("steady").await.ok()?;
+                (ready(&node).as_deref() == Some("False")).then_some(())
+            }
+        })
+        .await;
     }
 }

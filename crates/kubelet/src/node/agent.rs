@@ -1,5 +1,6 @@
-//! The node's loops against the API: register the Node, post its status every
-//! `--node-status-update-frequency`, renew its Lease in `kube-node-lease` every 10 s, and wait for
+//! The node's loops against the API: register the Node, compute its status every
+//! `--node-status-update-frequency` and post it when it changed or every
+//! `--node-status-report-frequency`, renew its Lease in `kube-node-lease` every 10 s, and wait for
 //! the controller-manager to assign `spec.podCIDR` before configuring the pod network.
 
 use std::sync::Arc;
@@ -92,6 +93,8 @@ pub struct NodeAgent {
     runtime: Arc<dyn ContainerRuntime>,
     network: Arc<dyn Network>,
     previous: Mutex<Option<NodeStatus>>,
+    /// When the status was last PATCHed (by any caller).
+    last_posted: Mutex<Option<tokio::time::Instant>>,
     node_uid: Mutex<Option<String>>,
     lease: Mutex<Option<Lease>>,
     pressure: Option<super::eviction::Pressure>,
@@ -115,6 +118,7 @@ impl NodeAgent {
             runtime,
             network,
             previous: Mutex::new(None),
+            last_posted: Mutex::new(None),
             node_uid: Mutex::new(None),
             lease: Mutex::new(None),
             pressure: None,
@@ -299,19 +303,36 @@ impl NodeAgent {
             })?;
         *previous = Some(status);
         drop(previous);
+        *self.last_posted.lock().await = Some(tokio::time::Instant::now());
         if let Err(error) = self.sync_taints(&health).await {
             tracing::warn!(%error, "updating the node's pressure taints failed");
         }
         Ok(health)
     }
 
-    /// Posts the status every `period`, forever.
-    pub async fn status_loop(self: Arc<Self>, period: Duration) {
+    /// Computes the status every `period` but PATCHes it only when it changed (heartbeat times
+    /// aside) or `report_period` passed since the last PATCH, as upstream's kubelet does with
+    /// `--node-status-update-frequency` / `--node-status-report-frequency` while the Lease is
+    /// the heartbeat: a change (runtime down, pressure, network ready) is posted within one
+    /// `period`. The first PATCH is the caller's ([`Self::post_status`] right after
+    /// registering), so the node is Ready without waiting for a tick.
+    pub async fn status_report_loop(self: Arc<Self>, period: Duration, report_period: Duration) {
         let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
         let mut was_ready = None;
         loop {
             ticker.tick().await;
-            match self.post_status().await {
+            let observed = self.observe().await;
+            let due = self
+                .last_posted
+                .lock()
+                .await
+                .is_none_or(|at| at.elapsed() >= report_period);
+            if !due && !self.status_changed(&observed).await {
+                continue;
+            }
+            match self.post_observed(observed).await {
                 Ok(health) => {
                     let ready = health.runtime_ok && health.network_ready;
                     if was_ready != Some(ready) {
@@ -319,27 +340,6 @@ impl NodeAgent {
                         was_ready = Some(ready);
                     }
                 }
-                Err(error) => tracing::warn!(%error, "node status update failed"),
-            }
-        }
-    }
-
-    /// Computes the status every `period` but PATCHes it only when it changed (heartbeat times
-    /// aside) or `report_period` passed since the last PATCH, as upstream's kubelet does with
-    /// `nodeStatusUpdateFrequency` / `nodeStatusReportFrequency` while the Lease is the
-    /// heartbeat. The first PATCH is the caller's.
-    pub async fn status_report_loop(self: Arc<Self>, period: Duration, report_period: Duration) {
-        let mut ticker = tokio::time::interval(period);
-        ticker.tick().await;
-        let mut last_post = tokio::time::Instant::now();
-        loop {
-            ticker.tick().await;
-            let observed = self.observe().await;
-            if last_post.elapsed() < report_period && !self.status_changed(&observed).await {
-                continue;
-            }
-            match self.post_observed(observed).await {
-                Ok(_) => last_post = tokio::time::Instant::now(),
                 Err(error) => tracing::warn!(%error, "node status update failed"),
             }
         }

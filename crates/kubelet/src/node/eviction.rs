@@ -14,6 +14,12 @@
 //! `Evicted`, a `DisruptionTarget` condition and upstream's message
 //! (`The node was low on resource: memory. Threshold quantity: ..., available: .... `).
 //!
+//! Before evicting for a disk signal, as upstream, the manager first reclaims node-level
+//! resources through its [`NodeReclaimer`] (the image garbage collector deletes every unused
+//! image), observes the signals again and evicts nobody if no threshold is crossed any more;
+//! the pressure condition of that round is reported all the same. Memory has nothing to
+//! reclaim at node level.
+//!
 //! Figures come from a [`SignalSource`] (the real one reads
 //! [`crate::node::stats::StatsCollector`]), so tests feed fake ones.
 
@@ -331,6 +337,22 @@ impl SignalSource for StatsCollector {
     }
 }
 
+/// Why reclaiming node-level resources failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReclaimError {
+    /// Deleting unused images failed.
+    #[error("deleting unused images: {0}")]
+    Images(#[source] super::image_gc::ImageGcError),
+}
+
+/// Frees node-level resources before pods are evicted (upstream's node reclaim functions).
+#[async_trait::async_trait]
+pub trait NodeReclaimer: Send + Sync + 'static {
+    /// Frees what it can of the disk the `nodefs` / `imagefs` signals watch; returns the
+    /// bytes freed.
+    async fn reclaim_disk(&self) -> Result<u64, ReclaimError>;
+}
+
 /// Node pressure, shared with the node agent (conditions and taints).
 #[derive(Debug, Clone, Default)]
 pub struct Pressure {
@@ -478,6 +500,7 @@ pub struct EvictionManager {
     source: Arc<dyn SignalSource>,
     store: PodStore,
     pressure: Pressure,
+    reclaimer: Option<Arc<dyn NodeReclaimer>>,
     transition_period: Duration,
     max_pod_grace_period: i64,
     last_memory_met: Option<Instant>,
@@ -512,6 +535,7 @@ impl EvictionManager {
             source,
             store,
             pressure,
+            reclaimer: None,
             transition_period,
             max_pod_grace_period: 0,
             last_memory_met: None,
@@ -527,8 +551,59 @@ impl EvictionManager {
         self
     }
 
-    /// One round: observe, update pressure, pick at most one pod.
-    pub fn synchronize(&mut self) -> Decision {
+    /// Frees node-level resources (unused images) under disk pressure before any pod is
+    /// evicted. Without one, disk pressure evicts pods straight away.
+    pub fn with_reclaimer(mut self, reclaimer: Arc<dyn NodeReclaimer>) -> Self {
+        self.reclaimer = Some(reclaimer);
+        self
+    }
+
+    /// Whether any threshold is crossed in `observations`, grace periods aside.
+    fn any_crossed(&self, observations: &Observations) -> bool {
+        self.thresholds.iter().any(|t| {
+            observations
+                .signals
+                .get(&t.signal)
+                .is_some_and(|o| o.available < t.quantity(o.capacity))
+        })
+    }
+
+    /// Upstream's `reclaimNodeLevelResources`: runs the node reclaim for `signal` (disk
+    /// signals only), observes again and says whether every threshold is now clear, so that
+    /// no pod needs to go.
+    async fn reclaim_node_level_resources(&self, signal: Signal, pods: &[PodEntry]) -> bool {
+        if signal == Signal::MemoryAvailable {
+            return false;
+        }
+        let Some(reclaimer) = &self.reclaimer else {
+            return false;
+        };
+        match reclaimer.reclaim_disk().await {
+            Ok(freed) => tracing::info!(
+                signal = signal.name(),
+                freed,
+                "reclaimed node-level resources"
+            ),
+            Err(error) => tracing::warn!(
+                signal = signal.name(),
+                %error,
+                "reclaiming node-level resources failed"
+            ),
+        }
+        let observations = self.source.observe(pods);
+        let relieved = !self.any_crossed(&observations);
+        if relieved {
+            tracing::info!(
+                resource = signal.resource(),
+                "node-level reclaim relieved the pressure; no pod is evicted"
+            );
+        }
+        relieved
+    }
+
+    /// One round: observe, update pressure, reclaim node-level resources for a disk signal,
+    /// then pick at most one pod.
+    pub async fn synchronize(&mut self) -> Decision {
         let active: Vec<PodEntry> = entries(&self.store)
             .into_iter()
             .filter(|e| {
@@ -603,6 +678,16 @@ impl EvictionManager {
             available = observation.available,
             "eviction threshold met"
         );
+        if self
+            .reclaim_node_level_resources(threshold.signal, &active)
+            .await
+        {
+            return Decision {
+                met: decision_met,
+                evict: None,
+                grace_period: None,
+            };
+        }
         let candidates: Vec<&Pod> = active
             .iter()
             .map(|e| &e.pod)
@@ -644,7 +729,7 @@ impl EvictionManager {
         let mut ticker = tokio::time::interval(interval);
         loop {
             ticker.tick().await;
-            let decision = self.synchronize();
+            let decision = self.synchronize().await;
             let Some((uid, status, message)) = decision.evict else {
                 continue;
             };
@@ -756,8 +841,8 @@ mod tests {
         assert_eq!(names, vec!["over-low", "over-big", "best-effort", "within"]);
     }
 
-    #[test]
-    fn memory_pressure_evicts_one_pod_with_the_upstream_status() {
+    #[tokio::test]
+    async fn memory_pressure_evicts_one_pod_with_the_upstream_status() {
         let store = PodStore::new();
         for p in [pod("hog", None, None), pod("calm", Some("1Gi"), None)] {
             store.upsert(
@@ -802,7 +887,7 @@ mod tests {
             pressure.clone(),
             Duration::from_secs(300),
         );
-        let decision = manager.synchronize();
+        let decision = manager.synchronize().await;
         assert_eq!(decision.met, vec![Signal::MemoryAvailable]);
         assert!(pressure.memory() && !pressure.disk());
         let (uid, status, message) = decision.evict.expect("a pod is evicted");
@@ -831,7 +916,7 @@ mod tests {
                 capacity: 4 << 30,
             },
         );
-        let decision = manager.synchronize();
+        let decision = manager.synchronize().await;
         assert!(decision.evict.is_none());
         assert!(
             pressure.memory(),
@@ -839,7 +924,7 @@ mod tests {
         );
         manager.transition_period = Duration::ZERO;
         manager.last_memory_met = Some(Instant::now() - Duration::from_secs(1));
-        manager.synchronize();
+        manager.synchronize().await;
         assert!(!pressure.memory());
     }
 
@@ -905,14 +990,14 @@ mod tests {
         )
         .with_max_pod_grace_period(20);
 
-        let decision = manager.synchronize();
+        let decision = manager.synchronize().await;
         assert!(
             pressure.memory(),
             "pressure is reported within the grace period"
         );
         assert!(decision.met.is_empty() && decision.evict.is_none());
         tokio::time::advance(Duration::from_secs(59)).await;
-        assert!(manager.synchronize().evict.is_none());
+        assert!(manager.synchronize().await.evict.is_none());
 
         // Recovering resets the clock: the next crossing waits a whole grace period again.
         signals.0.lock().expect("lock").signals.insert(
@@ -922,14 +1007,14 @@ mod tests {
                 capacity: 4 << 30,
             },
         );
-        assert!(manager.synchronize().evict.is_none());
+        assert!(manager.synchronize().await.evict.is_none());
         *signals.0.lock().expect("lock") = low;
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(manager.synchronize().evict.is_none());
+        assert!(manager.synchronize().await.evict.is_none());
         tokio::time::advance(Duration::from_secs(59)).await;
-        assert!(manager.synchronize().evict.is_none());
+        assert!(manager.synchronize().await.evict.is_none());
         tokio::time::advance(Duration::from_secs(1)).await;
-        let decision = manager.synchronize();
+        let decision = manager.synchronize().await;
         assert_eq!(decision.met, vec![Signal::MemoryAvailable]);
         let (uid, status, message) = decision.evict.expect("evicted after the grace period");
         assert_eq!(uid, "uid-patient");
@@ -944,13 +1029,13 @@ mod tests {
         assert_eq!(decision.grace_period, Some(Duration::from_secs(20)));
         manager.max_pod_grace_period = 60;
         assert_eq!(
-            manager.synchronize().grace_period,
+            manager.synchronize().await.grace_period,
             Some(Duration::from_secs(45))
         );
     }
 
-    #[test]
-    fn hard_thresholds_win_over_soft_ones_and_stop_pods_at_once() {
+    #[tokio::test]
+    async fn hard_thresholds_win_over_soft_ones_and_stop_pods_at_once() {
         let store = PodStore::new();
         store.upsert(
             "uid-hog",
@@ -982,9 +1067,143 @@ mod tests {
             Duration::from_secs(300),
         )
         .with_max_pod_grace_period(20);
-        let decision = manager.synchronize();
+        let decision = manager.synchronize().await;
         let (_, _, message) = decision.evict.expect("the hard threshold evicts at once");
         assert!(message.contains("Threshold quantity: 100Mi"), "{message}");
         assert_eq!(decision.grace_period, None);
+    }
+
+    /// Frees `frees` bytes of the node filesystem in the fake signals when asked.
+    struct FakeReclaimer {
+        signals: Arc<FakeSignals>,
+        frees: u64,
+        calls: Mutex<u32>,
+    }
+
+    impl FakeReclaimer {
+        fn calls(&self) -> u32 {
+            *self.calls.lock().expect("lock")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl NodeReclaimer for FakeReclaimer {
+        async fn reclaim_disk(&self) -> Result<u64, ReclaimError> {
+            *self.calls.lock().expect("lock") += 1;
+            let mut observations = self.signals.0.lock().expect("lock");
+            for observation in observations.signals.values_mut() {
+                observation.available += self.frees;
+            }
+            Ok(self.frees)
+        }
+    }
+
+    fn disk_usage(disk: u64) -> PodUsage {
+        PodUsage {
+            memory: 10 << 20,
+            disk,
+            containers: vec![("c".into(), 10 << 20, disk)],
+        }
+    }
+
+    /// A manager with the default thresholds over two pods (`hog` writes 8Gi to its disk,
+    /// `calm` 100Mi) on a 100Gi node filesystem with 5Gi available (below 10 %), plus
+    /// `memory` available of 4Gi, and a reclaimer freeing `frees` bytes.
+    fn under_pressure(frees: u64, memory: u64) -> (EvictionManager, Arc<FakeReclaimer>, Pressure) {
+        let store = PodStore::new();
+        for p in [pod("hog", None, None), pod("calm", None, None)] {
+            store.upsert(
+                p.metadata.uid.as_deref().expect("uid"),
+                PodEntry {
+                    pod: p.clone(),
+                    containers: [("c".to_string(), "id".to_string())].into(),
+                },
+            );
+        }
+        let observations = Observations {
+            signals: [
+                (
+                    Signal::NodeFsAvailable,
+                    Observation {
+                        available: 5 << 30,
+                        capacity: 100 << 30,
+                    },
+                ),
+                (
+                    Signal::MemoryAvailable,
+                    Observation {
+                        available: memory,
+                        capacity: 4 << 30,
+                    },
+                ),
+            ]
+            .into(),
+            pods: [
+                ("uid-hog".to_string(), disk_usage(8 << 30)),
+                ("uid-calm".to_string(), disk_usage(100 << 20)),
+            ]
+            .into(),
+        };
+        let signals = Arc::new(FakeSignals(Mutex::new(observations)));
+        let reclaimer = Arc::new(FakeReclaimer {
+            signals: signals.clone(),
+            frees,
+            calls: Mutex::new(0),
+        });
+        let pressure = Pressure::default();
+        let manager = EvictionManager::new(
+            parse_thresholds(DEFAULT_EVICTION_HARD).expect("parse"),
+            signals,
+            store,
+            pressure.clone(),
+            Duration::from_secs(300),
+        )
+        .with_reclaimer(reclaimer.clone());
+        (manager, reclaimer, pressure)
+    }
+
+    #[tokio::test]
+    async fn disk_pressure_relieved_by_node_reclaim_evicts_no_pod_but_is_reported() {
+        // 5Gi + 10Gi available of 100Gi: above the 10 % threshold again.
+        let (mut manager, reclaimer, pressure) = under_pressure(10 << 30, 2 << 30);
+        let decision = manager.synchronize().await;
+        assert_eq!(reclaimer.calls(), 1);
+        assert_eq!(decision.met, vec![Signal::NodeFsAvailable]);
+        assert!(decision.evict.is_none(), "{decision:?}");
+        assert!(pressure.disk(), "the round still reports DiskPressure");
+    }
+
+    #[tokio::test]
+    async fn disk_pressure_node_reclaim_cannot_relieve_evicts_the_first_ranked_pod() {
+        // 5Gi + 1Gi available of 100Gi: still below the 10 % threshold.
+        let (mut manager, reclaimer, pressure) = under_pressure(1 << 30, 2 << 30);
+        let decision = manager.synchronize().await;
+        assert_eq!(reclaimer.calls(), 1);
+        let (uid, status, message) = decision.evict.expect("a pod is evicted");
+        assert_eq!(uid, "uid-hog");
+        assert_eq!(status.reason.as_deref(), Some("Evicted"));
+        // The message quotes the observation that met the threshold, before the reclaim.
+        assert_eq!(
+            message,
+            "The node was low on resource: ephemeral-storage. Threshold quantity: 10Gi, \
+             available: 5Gi. Container c was using 8Gi, request is 0, has larger consumption \
+             of ephemeral-storage. "
+        );
+        assert!(pressure.disk() && !pressure.memory());
+    }
+
+    #[tokio::test]
+    async fn memory_pressure_never_asks_for_node_reclaim() {
+        // Memory and disk both short: memory goes first and has nothing to reclaim at node
+        // level, however much the reclaimer could free.
+        let (mut manager, reclaimer, pressure) = under_pressure(50 << 30, 50 << 20);
+        let decision = manager.synchronize().await;
+        assert_eq!(reclaimer.calls(), 0);
+        assert!(pressure.memory() && pressure.disk());
+        let (_, _, message) = decision.evict.expect("a pod is evicted for memory");
+        assert!(
+            message.starts_with("The node was low on resource: memory. "),
+            "{message}"
+        );
     }
 }

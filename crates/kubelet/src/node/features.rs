@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::eviction::{SignalSource, Threshold, MONITORING_INTERVAL};
+use super::eviction::{NodeReclaimer, SignalSource, Threshold, MONITORING_INTERVAL};
 use super::stats::StatsCollector;
 
 /// Static pod settings.
@@ -32,6 +32,9 @@ pub struct EvictionSettings {
     pub interval: Duration,
     /// Where figures come from (`None`: the stats collector).
     pub source: Option<Arc<dyn SignalSource>>,
+    /// What frees disk before pods are evicted for it (the real kubelet: image GC; `None`:
+    /// disk pressure evicts pods straight away).
+    pub reclaimer: Option<Arc<dyn NodeReclaimer>>,
 }
 
 impl EvictionSettings {
@@ -43,6 +46,7 @@ impl EvictionSettings {
             transition_period,
             interval: MONITORING_INTERVAL,
             source: None,
+            reclaimer: None,
         }
     }
 }

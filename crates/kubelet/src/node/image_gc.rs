@@ -6,6 +6,9 @@
 //! are pinned images: those imported from `--image-archive-dir`, which an air-gapped node could
 //! not pull again. Disk figures come through [`DiskStats`] so tests can drive it with a fake
 //! disk and the fake runtime.
+//!
+//! Under disk pressure the eviction manager asks for more through [`NodeReclaimer`]:
+//! [`ImageGc::delete_unused_images`] deletes every image that may go, thresholds aside.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -14,6 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::eviction::{NodeReclaimer, ReclaimError};
 use crate::runtime::{normalize_image, ContainerRuntime, RuntimeError};
 
 /// How often the collector runs (upstream `ImageGCPeriod`).
@@ -140,8 +144,9 @@ impl ImageGc {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Notes which images exist and which are in use (by digest); returns the in-use set.
-    async fn detect(&self) -> Result<Vec<crate::runtime::ImageInfo>, RuntimeError> {
+    /// Notes which images exist and which are in use (by digest); returns the images and the
+    /// names of the images containers use.
+    async fn detect(&self) -> Result<(Vec<crate::runtime::ImageInfo>, Vec<String>), RuntimeError> {
         let images = self.runtime.list_images().await?;
         let used: Vec<String> = self
             .runtime
@@ -162,17 +167,23 @@ impl ImageGc {
                 entry.last_used = Some(now);
             }
         }
-        Ok(images)
+        Ok((images, used))
+    }
+
+    /// The image filesystem's usage and its share of the capacity in percent; `None` when it
+    /// cannot be read.
+    fn disk_usage(&self) -> Option<(DiskUsage, u64)> {
+        let usage = self.disk.usage().filter(|u| u.capacity > 0)?;
+        let used = usage.capacity.saturating_sub(usage.available);
+        Some((usage, used * 100 / usage.capacity))
     }
 
     /// One collection (see the module docs).
     pub async fn collect(&self) -> Result<GcOutcome, ImageGcError> {
-        let images = self.detect().await?;
-        let Some(usage) = self.disk.usage().filter(|u| u.capacity > 0) else {
+        let (images, in_use) = self.detect().await?;
+        let Some((usage, usage_percent)) = self.disk_usage() else {
             return Ok(GcOutcome::default());
         };
-        let used = usage.capacity.saturating_sub(usage.available);
-        let usage_percent = used * 100 / usage.capacity;
         let mut outcome = GcOutcome {
             usage_percent,
             ..Default::default()
@@ -182,14 +193,40 @@ impl ImageGc {
         }
         let target_available = usage.capacity * (100 - u64::from(self.low)) / 100;
         outcome.wanted = target_available.saturating_sub(usage.available);
-        let in_use: Vec<String> = self
-            .runtime
-            .list_containers()
-            .await
-            .map_err(ImageGcError::Runtime)?
-            .into_iter()
-            .map(|c| normalize_image(&c.image))
-            .collect();
+        self.free_space(images, &in_use, &mut outcome).await?;
+        if outcome.freed < outcome.wanted {
+            tracing::warn!(
+                wanted = outcome.wanted,
+                freed = outcome.freed,
+                "image garbage collection could not free enough space"
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// Deletes every image that may go, whatever the thresholds say: not used by any
+    /// container, not pinned, and first seen at least `--minimum-image-ttl-duration` ago (what
+    /// upstream's eviction manager asks of image GC under disk pressure). `wanted` is
+    /// `u64::MAX`: as much as possible.
+    pub async fn delete_unused_images(&self) -> Result<GcOutcome, ImageGcError> {
+        let (images, in_use) = self.detect().await?;
+        let mut outcome = GcOutcome {
+            usage_percent: self.disk_usage().map_or(0, |(_, percent)| percent),
+            wanted: u64::MAX,
+            ..Default::default()
+        };
+        self.free_space(images, &in_use, &mut outcome).await?;
+        Ok(outcome)
+    }
+
+    /// Deletes unused, unpinned images old enough, least recently used first (then oldest
+    /// detected), until `outcome.wanted` bytes are freed; records them in `outcome`.
+    async fn free_space(
+        &self,
+        images: Vec<crate::runtime::ImageInfo>,
+        in_use: &[String],
+        outcome: &mut GcOutcome,
+    ) -> Result<(), ImageGcError> {
         let now = Instant::now();
         let images: Vec<_> = images
             .into_iter()
@@ -216,14 +253,7 @@ impl ImageGc {
             outcome.deleted.extend(image.names);
             self.seen().remove(&image.digest);
         }
-        if outcome.freed < outcome.wanted {
-            tracing::warn!(
-                wanted = outcome.wanted,
-                freed = outcome.freed,
-                "image garbage collection could not free enough space"
-            );
-        }
-        Ok(outcome)
+        Ok(())
     }
 
     /// Collects every `period` until the task is aborted.
@@ -243,6 +273,26 @@ impl ImageGc {
                 Err(error) => tracing::warn!(%error, "image garbage collection failed"),
             }
         }
+    }
+}
+
+/// Disk pressure: the images and the node's files share one filesystem here (the stats
+/// report the same one for `nodefs` and `imagefs`), so unused images go for either signal.
+#[async_trait::async_trait]
+impl NodeReclaimer for ImageGc {
+    async fn reclaim_disk(&self) -> Result<u64, ReclaimError> {
+        let outcome = self
+            .delete_unused_images()
+            .await
+            .map_err(ReclaimError::Images)?;
+        if !outcome.deleted.is_empty() {
+            tracing::info!(
+                freed = outcome.freed,
+                deleted = outcome.deleted.len(),
+                "unused images deleted to relieve disk pressure"
+            );
+        }
+        Ok(outcome.freed)
     }
 }
 
@@ -380,6 +430,40 @@ mod tests {
         assert_eq!(
             sizes(&runtime).await,
             vec!["docker.io/library/archived:1".to_string()]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reclaiming_deletes_every_unused_old_unpinned_image_whatever_the_thresholds() {
+        let runtime = Arc::new(FakeRuntime::new());
+        for image in ["old:1", "older:1", "archived:1", "busy:1"] {
+            runtime.add_image(image);
+        }
+        let size = runtime.list_images().await.expect("list")[0].size;
+        // Plenty of room: the thresholds alone would delete nothing.
+        let gc = ImageGc::new(runtime.clone(), disk(size * 100, size * 90), 85, 80).expect("gc");
+        gc.pin(["archived:1".to_string()]);
+        runtime
+            .create_container(&ContainerConfig {
+                name: "busy".into(),
+                image: "busy:1".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create");
+        assert_eq!(gc.collect().await.expect("collect").freed, 0);
+        // Too young yet: nothing goes.
+        assert_eq!(gc.reclaim_disk().await.expect("reclaim"), 0);
+        tokio::time::advance(MINIMUM_IMAGE_AGE).await;
+        runtime.add_image("fresh:1");
+        assert_eq!(gc.reclaim_disk().await.expect("reclaim"), size * 2);
+        assert_eq!(
+            sizes(&runtime).await,
+            vec![
+                "docker.io/library/archived:1".to_string(),
+                "docker.io/library/busy:1".to_string(),
+                "docker.io/library/fresh:1".to_string()
+            ]
         );
     }
 

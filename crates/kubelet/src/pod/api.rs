@@ -332,6 +332,8 @@ pub enum ApiCall {
 #[derive(Default)]
 pub struct FakePodApi {
     calls: Mutex<Vec<ApiCall>>,
+    /// Every event whole (type and object reference included).
+    events: Mutex<Vec<PodEvent>>,
     /// ConfigMaps by (namespace, name).
     pub config_maps: Mutex<BTreeMap<(String, String), ConfigMap>>,
     /// Secrets by (namespace, name).
@@ -371,6 +373,11 @@ impl FakePodApi {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Every event so far, whole.
+    pub fn pod_events(&self) -> Vec<PodEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
     /// The last status posted for the pod `name`.
@@ -421,6 +428,9 @@ impl PodApi for FakePodApi {
     }
 
     fn event(&self, event: PodEvent) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event.clone());
+        }
         self.record(ApiCall::Event(event.reason, event.message));
     }
 

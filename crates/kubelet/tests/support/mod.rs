@@ -148,6 +148,7 @@ pub fn fake_dependencies(
             ..Default::default()
         },
         status_period,
+        status_report_period: Duration::from_secs(300),
         mounter: Arc::new(kubelet::pod::mounts::FakeMounter::new()),
     }
 }
@@ -443,6 +444,7 @@ impl RealNode {
                 self_signed_names: vec![],
             },
             status_period: Duration::from_secs(10),
+            status_report_period: Duration::from_secs(300),
             mounter: config.mounter,
         })
         .await

@@ -2,15 +2,17 @@
 //! it, event `FailedPostStartHook`) and `preStop` before the stop signal, within the grace
 //! period (a failure is event `FailedPreStopHook`; the container is stopped anyway). Handlers:
 //! `exec` in the container, `httpGet` to the pod IP (any HTTP answer counts, as upstream;
-//! HTTPS without certificate checks, falling back to HTTP when the server answers in HTTP),
+//! HTTPS without certificate checks, falling back to HTTP when the server answers in HTTP,
+//! which a successful retry reports as a Warning event `LifecycleHTTPFallback` on the pod),
 //! `sleep`. The messages follow upstream's wording.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, HTTPHeader, LifecycleHandler};
+use k8s_openapi::api::core::v1::{Container, HTTPHeader, LifecycleHandler, Pod};
 
+use crate::pod::api::{PodApi, PodEvent};
 use crate::pod::insecure_tls::InsecureTlsError;
 use crate::pod::probe::{
     exec_handler, handler_host, http_get_head, resolve_port, HttpGetError, Scheme,
@@ -29,6 +31,10 @@ pub struct HookTarget<'a> {
     pub ip: Option<IpAddr>,
     /// The pod as upstream names it in messages: `name_namespace(uid)`.
     pub pod_ref: &'a str,
+    /// The pod, which events are about.
+    pub pod: &'a Pod,
+    /// Where events go.
+    pub api: &'a dyn PodApi,
 }
 
 /// Runs one handler to its end; `Err` is the message of the failure event.
@@ -115,7 +121,7 @@ async fn run_http(
                 .filter(|h| !h.name.eq_ignore_ascii_case("Authorization"))
                 .cloned()
                 .collect();
-            http_get_head(
+            let retry = http_get_head(
                 Scheme::Http,
                 &host,
                 port,
@@ -123,7 +129,20 @@ async fn run_http(
                 Some(without_auth.as_slice()),
                 USER_AGENT,
             )
-            .await
+            .await;
+            if retry.as_ref().is_ok_and(|line| line.starts_with("HTTP/")) {
+                target.api.event(PodEvent::new(
+                    target.pod,
+                    None,
+                    true,
+                    "LifecycleHTTPFallback",
+                    format!(
+                        "request to HTTPS lifecycle hook {} got HTTP response, retry with HTTP succeeded",
+                        host_port(&host, port)
+                    ),
+                ));
+            }
+            retry
         }
         other => other,
     };
@@ -141,6 +160,15 @@ async fn run_http(
     }
 }
 
+/// `host:port` as a URL writes it (IPv6 addresses in brackets).
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// The User-Agent of hook requests, as upstream's.
 const USER_AGENT: &str = "kube-lifecycle/1.33";
 
@@ -151,10 +179,34 @@ mod tests {
     use k8s_openapi::api::core::v1::{ExecAction, HTTPGetAction, SleepAction};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+    /// The pod hooks run for, and the fake that records their events.
+    struct Events {
+        pod: Pod,
+        api: crate::pod::api::FakePodApi,
+    }
+
+    impl Events {
+        fn new() -> Self {
+            Self {
+                pod: Pod {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some("web".into()),
+                        namespace: Some("default".into()),
+                        uid: Some("uid".into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                api: crate::pod::api::FakePodApi::new(),
+            }
+        }
+    }
+
     fn target<'a>(
         runtime: &'a Arc<dyn ContainerRuntime>,
         id: &'a str,
         container: &'a Container,
+        events: &'a Events,
     ) -> HookTarget<'a> {
         HookTarget {
             runtime,
@@ -162,6 +214,8 @@ mod tests {
             container,
             ip: Some("127.0.0.1".parse().expect("ip")),
             pod_ref: "web_default(uid)",
+            pod: &events.pod,
+            api: &events.api,
         }
     }
 
@@ -197,7 +251,8 @@ mod tests {
             name: "c".into(),
             ..Default::default()
         };
-        let t = target(&runtime, &id, &container);
+        let events = Events::new();
+        let t = target(&runtime, &id, &container, &events);
         assert_eq!(run_hook(&exec(&["ok"]), &t).await, Ok(()));
         let message = run_hook(&exec(&["fail", "now"]), &t)
             .await
@@ -230,7 +285,8 @@ mod tests {
             }),
             ..Default::default()
         };
-        let t = target(&runtime, "cid", &container);
+        let events = Events::new();
+        let t = target(&runtime, "cid", &container, &events);
         assert_eq!(run_hook(&handler, &t).await, Ok(()));
         let request = String::from_utf8_lossy(&seen_rx.recv().await.expect("request")).to_string();
         assert!(request.starts_with("GET /hooked HTTP/1.1\r\n"), "{request}");
@@ -277,7 +333,8 @@ mod tests {
             name: "c".into(),
             ..Default::default()
         };
-        let t = target(&runtime, "cid", &container);
+        let events = Events::new();
+        let t = target(&runtime, "cid", &container, &events);
         assert_eq!(run_hook(&https_get(port, Vec::new()), &t).await, Ok(()));
         let request = seen.recv().await.expect("request over TLS");
         assert!(request.starts_with("GET /secure HTTP/1.1\r\n"), "{request}");
@@ -285,6 +342,7 @@ mod tests {
             request.contains("User-Agent: kube-lifecycle/1.33\r\n"),
             "{request}"
         );
+        assert!(events.api.events().is_empty(), "no fallback, no event");
     }
 
     #[tokio::test]
@@ -298,7 +356,8 @@ mod tests {
             name: "c".into(),
             ..Default::default()
         };
-        let t = target(&runtime, "cid", &container);
+        let events = Events::new();
+        let t = target(&runtime, "cid", &container, &events);
         let headers = vec![
             HTTPHeader {
                 name: "Authorization".into(),
@@ -316,6 +375,22 @@ mod tests {
         assert!(retry.starts_with("GET /secure HTTP/1.1\r\n"), "{retry}");
         assert!(retry.contains("X-Kept: yes\r\n"), "{retry}");
         assert!(!retry.contains("Authorization"), "{retry}");
+        assert_eq!(
+            events.api.events(),
+            vec![(
+                "LifecycleHTTPFallback".to_string(),
+                format!(
+                    "request to HTTPS lifecycle hook 127.0.0.1:{port} got HTTP response, retry with HTTP succeeded"
+                )
+            )]
+        );
+        let event = &events.api.pod_events()[0];
+        assert!(event.warning, "a Warning event");
+        assert_eq!(event.reference.name.as_deref(), Some("web"));
+        assert_eq!(
+            event.reference.field_path, None,
+            "about the pod, not a container"
+        );
     }
 
     #[tokio::test]
@@ -329,7 +404,8 @@ mod tests {
             name: "c".into(),
             ..Default::default()
         };
-        let t = target(&runtime, "cid", &container);
+        let events = Events::new();
+        let t = target(&runtime, "cid", &container, &events);
         let message = run_hook(&https_get(closed, Vec::new()), &t)
             .await
             .expect_err("nothing listens");
@@ -343,7 +419,8 @@ mod tests {
     async fn sleep_hooks_sleep_and_tcp_hooks_are_refused() {
         let runtime: Arc<dyn ContainerRuntime> = Arc::new(FakeRuntime::new());
         let container = Container::default();
-        let t = target(&runtime, "cid", &container);
+        let events = Events::new();
+        let t = target(&runtime, "cid", &container, &events);
         let start = tokio::time::Instant::now();
         let sleep = LifecycleHandler {
             sleep: Some(SleepAction { seconds: 5 }),

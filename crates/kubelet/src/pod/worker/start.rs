@@ -276,6 +276,8 @@ impl PodWorker {
                 container,
                 ip: self.pod_ip(),
                 pod_ref: &pod_ref,
+                pod: &self.pod,
+                api: self.ctx.api.as_ref(),
             },
         )
         .await;

@@ -74,6 +74,8 @@ impl PodWorker {
                     container,
                     ip: self.pod_ip(),
                     pod_ref: &pod_ref,
+                    pod: &self.pod,
+                    api: self.ctx.api.as_ref(),
                 };
                 match tokio::time::timeout(grace, run_hook(handler, &target)).await {
                     Ok(Ok(())) => {
