@@ -9,10 +9,16 @@
 //! As upstream, expiry is judged on the local monotonic clock: a Lease is taken over only when
 //! its record has not changed for `leaseDurationSeconds` since this process last saw it change,
 //! so clock skew between holders does not matter. `renewTime` and `acquireTime` are informative.
+//!
+//! [`LeaderElector::health_check`] is the `leaderElection` check a component adds to `/healthz`
+//! ([`LeaderHealthCheck`]): it fails while this process believes it leads but last renewed more
+//! than the lease duration plus a tolerance ago, which means its renew loop is stuck (a loop that
+//! runs gives up at the renew deadline and the component exits).
+
+mod healthz;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -21,6 +27,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time
 use kube::api::{Api, PostParams};
 use kube::Client;
 use tokio::time::Instant;
+
+pub use healthz::{LeaderHealthCheck, LeaderHealthError, LEADER_HEALTH_TIMEOUT};
 
 /// The upstream leader-election flags, flattened into a component's options.
 #[derive(Debug, Clone, clap::Args)]
@@ -194,24 +202,62 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// Whether this process currently leads; cheap to clone, for metrics and health.
+/// Whether this process leads, and since when it has not renewed; cheap to clone, for metrics
+/// and health.
 #[derive(Debug, Clone, Default)]
-pub struct LeaderStatus(Arc<AtomicBool>);
+pub struct LeaderStatus(Arc<Mutex<Role>>);
+
+/// What this candidate believes about itself. One value, so a reader never sees "leading" without
+/// the renewal that made it so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Role {
+    /// Not holding the Lease (campaigning, lost, released or cancelled).
+    #[default]
+    Standby,
+    /// Holding the Lease; `renewed_at` is the last successful acquire or renew.
+    Leading { renewed_at: Instant },
+}
 
 impl LeaderStatus {
     /// True while this process holds the Lease.
     pub fn is_leader(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        matches!(*self.role(), Role::Leading { .. })
     }
 
-    fn set(&self, leading: bool) {
-        self.0.store(leading, Ordering::Relaxed);
+    /// When this process last acquired or renewed the Lease, while it leads.
+    pub fn last_renewal(&self) -> Option<Instant> {
+        match *self.role() {
+            Role::Leading { renewed_at } => Some(renewed_at),
+            Role::Standby => None,
+        }
     }
 
-    /// Sets the flag directly, for tests of what reads it.
+    /// Records a successful acquire or renew at `at`: this process leads.
+    fn renewed(&self, at: Instant) {
+        *self.role() = Role::Leading { renewed_at: at };
+    }
+
+    /// This process no longer leads.
+    fn stand_by(&self) {
+        *self.role() = Role::Standby;
+    }
+
+    fn role(&self) -> MutexGuard<'_, Role> {
+        // The guarded value is a plain enum, whole after any panic.
+        match self.0.lock() {
+            Ok(role) => role,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Sets the flag directly (renewed now when leading), for tests of what reads it.
     #[cfg(test)]
     pub(crate) fn set_for_test(&self, leading: bool) {
-        self.set(leading);
+        if leading {
+            self.renewed(Instant::now());
+        } else {
+            self.stand_by();
+        }
     }
 }
 
@@ -257,6 +303,18 @@ impl LeaderElector {
         &self.config.identity
     }
 
+    /// The `leaderElection` `/healthz` check for this candidate: it fails while this candidate
+    /// leads but last renewed more than the lease duration plus `tolerance` ago (upstream
+    /// components use [`LEADER_HEALTH_TIMEOUT`]).
+    pub fn health_check(&self, tolerance: Duration) -> LeaderHealthCheck {
+        LeaderHealthCheck::new(
+            self.status.clone(),
+            format!("{}/{}", self.config.namespace, self.config.name),
+            self.config.lease_duration,
+            tolerance,
+        )
+    }
+
     /// Campaigns until elected (or `cancel` resolves), then runs `lead` beside the renew loop.
     /// Returns when leadership is lost or `cancel` resolves; `lead` is dropped then.
     pub async fn run<L, C>(&mut self, cancel: C, lead: L) -> Outcome
@@ -278,7 +336,7 @@ impl LeaderElector {
                 () = &mut lead, if !lead_done => lead_done = true,
             }
         };
-        self.status.set(false);
+        self.status.stand_by();
         match outcome {
             Outcome::Lost => {
                 tracing::error!(lease = %self.config.name, identity = %self.config.identity, "leaderelection lost");
@@ -298,7 +356,7 @@ impl LeaderElector {
         loop {
             if self.try_acquire_or_renew().await {
                 tracing::info!(lease = %format!("{}/{}", self.config.namespace, self.config.name), identity = %self.config.identity, "successfully acquired lease");
-                self.status.set(true);
+                self.status.renewed(Instant::now());
                 self.record_event().await;
                 return;
             }
@@ -316,6 +374,7 @@ impl LeaderElector {
             let renewed = tokio::time::timeout_at(deadline, async {
                 loop {
                     if self.try_acquire_or_renew().await {
+                        self.status.renewed(Instant::now());
                         return;
                     }
                     tokio::time::sleep(self.config.retry_period).await;
@@ -324,7 +383,7 @@ impl LeaderElector {
             .await;
             if renewed.is_err() {
                 tracing::info!(lease = %self.config.name, identity = %self.config.identity, "failed to renew lease: timed out waiting for the condition");
-                self.status.set(false);
+                self.status.stand_by();
                 return;
             }
         }
@@ -351,7 +410,7 @@ impl LeaderElector {
         match self.update(spec, observed.resource_version).await {
             Ok(lease) => {
                 self.observe(&lease);
-                self.status.set(false);
+                self.status.stand_by();
                 tracing::info!(lease = %self.config.name, identity = %self.config.identity, "released leader lease");
             }
             Err(error) => {

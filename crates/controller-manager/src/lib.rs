@@ -99,7 +99,8 @@ pub struct Options {
     /// CIDR range for Services (accepted for compatibility; used by later controllers).
     #[arg(long)]
     pub service_cluster_ip_range: Option<String>,
-    /// Port for `/healthz` and `/metrics` (served as plain HTTP for now).
+    /// Port for `/healthz` and `/metrics` (served as plain HTTP for now). With `--leader-elect`,
+    /// `/healthz` includes the `leaderElection` check.
     #[arg(long, default_value_t = 10257)]
     pub secure_port: u16,
     /// Address the health endpoint listens on.
@@ -271,6 +272,14 @@ pub async fn run_until(
     let client = component_base::client::from_kubeconfig(options.kubeconfig.as_deref()).await?;
     let health = component_base::health::Health::default();
     let registry = component_base::metrics::SharedRegistry::default();
+    // As upstream, /healthz fails while this process leads with a stale Lease.
+    let elector = election.map(|election| {
+        let elector = component_base::leaderelection::LeaderElector::new(client.clone(), election);
+        health
+            .add_check(elector.health_check(component_base::leaderelection::LEADER_HEALTH_TIMEOUT));
+        component_base::metrics::register_leader_status(&registry, COMPONENT, elector.status());
+        elector
+    });
     let address = component_base::metrics::serve(
         SocketAddr::new(options.bind_address, options.secure_port),
         health.clone(),
@@ -279,11 +288,6 @@ pub async fn run_until(
     .await?;
     tracing::info!(%address, "serving /healthz and /metrics (plain HTTP)");
     health.set_ready(true);
-    let elector = election.map(|election| {
-        let elector = component_base::leaderelection::LeaderElector::new(client.clone(), election);
-        component_base::metrics::register_leader_status(&registry, COMPONENT, elector.status());
-        elector
-    });
     let ctx = Arc::new(Context {
         informers: Informers::new(client.clone()),
         recorder: Recorder::new(client.clone(), "controller-manager"),

@@ -1,8 +1,9 @@
 //! Two controller-managers ([`kube_controller_manager::run_until`], each on its own runtime so
 //! that one can be killed) against an in-process apiserver with RBAC on, as
 //! `system:kube-controller-manager`: only the holder of the `kube-controller-manager` Lease runs
-//! controllers and exports workqueue metrics; when it dies the other takes over and reconciles
-//! what came meanwhile; a graceful stop releases the Lease.
+//! controllers and exports workqueue metrics; both pass the `leaderElection` check on
+//! `/healthz`; when the leader dies the other takes over and reconciles what came meanwhile; a
+//! graceful stop releases the Lease.
 
 mod support;
 
@@ -116,15 +117,20 @@ impl Instance {
         }
     }
 
-    async fn metrics(&self) -> anyhow::Result<String> {
+    /// The raw HTTP/1.1 response to `GET <path>` on the health port.
+    async fn get(&self, path: &str) -> anyhow::Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await?;
-        Ok(body)
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        Ok(response)
+    }
+
+    async fn metrics(&self) -> anyhow::Result<String> {
+        self.get("/metrics").await
     }
 }
 
@@ -202,6 +208,15 @@ async fn only_the_leader_reconciles_and_a_follower_takes_over_when_it_dies() -> 
     );
     // The follower started no controller, so it exports no queue.
     assert!(!b_metrics.contains("workqueue_"), "{b_metrics}");
+    // Leader and follower both pass the leaderElection check.
+    for instance in [&a, &b] {
+        let healthz = instance.get("/healthz?verbose").await?;
+        assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+        assert!(
+            healthz.ends_with("\r\n\r\n[+]leaderElection ok\nhealthz check passed\n"),
+            "{healthz}"
+        );
+    }
 
     // Kill the leader (no release): b takes over once the lease expires and reconciles.
     a.stop(false)?;

@@ -38,7 +38,8 @@ pub struct Options {
     /// Path to a `KubeSchedulerConfiguration` file (profiles, plugins, weights).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Port for `/healthz` and `/metrics` (served as plain HTTP for now).
+    /// Port for `/healthz` and `/metrics` (served as plain HTTP for now). With `--leader-elect`,
+    /// `/healthz` includes the `leaderElection` check.
     #[arg(long, default_value_t = 10259)]
     pub secure_port: u16,
     /// Address the health endpoint listens on.
@@ -108,6 +109,13 @@ pub async fn run_until(
     let client = component_base::client::from_kubeconfig(kubeconfig.as_deref()).await?;
     let health = component_base::health::Health::default();
     let registry = SharedRegistry::default();
+    // As upstream, /healthz fails while this process leads with a stale Lease.
+    let elector = election.map(|election| {
+        let elector = LeaderElector::new(client.clone(), election);
+        health.add_check(elector.health_check(leaderelection::LEADER_HEALTH_TIMEOUT));
+        component_base::metrics::register_leader_status(&registry, COMPONENT, elector.status());
+        elector
+    });
     let address = component_base::metrics::serve(
         SocketAddr::new(options.bind_address, options.secure_port),
         health.clone(),
@@ -122,15 +130,13 @@ pub async fn run_until(
         tracing::info!("scheduler running");
         std::future::pending::<()>().await;
     };
-    let Some(election) = election else {
+    let Some(mut elector) = elector else {
         tokio::select! {
             () = schedule => {}
             () = shutdown => {}
         }
         return Ok(());
     };
-    let mut elector = LeaderElector::new(client.clone(), election);
-    component_base::metrics::register_leader_status(&registry, COMPONENT, elector.status());
     match elector.run(shutdown, schedule).await {
         Outcome::Cancelled => Ok(()),
         Outcome::Lost => Err(RunError::LeaderElectionLost),

@@ -1,10 +1,11 @@
 //! Leader election against an in-process apiserver with RBAC on, as `system:kube-scheduler`.
 //!
 //! First the elector itself ([`component_base::leaderelection`]) on tokio's paused clock: the
-//! Lease record it writes, a second candidate waiting for expiry, release on shutdown, and giving
-//! up when renewing fails past the deadline. Then two whole schedulers ([`kube_scheduler::run_until`],
-//! each on its own runtime so that one can be killed): only the leader schedules, and when it
-//! dies the other takes over and schedules the next pod.
+//! Lease record it writes, a second candidate waiting for expiry, release on shutdown, giving up
+//! when renewing fails past the deadline, and the `leaderElection` health check failing when
+//! the renew loop is stuck. Then whole schedulers ([`kube_scheduler::run_until`], each on its own
+//! runtime so that one can be killed): the leader's `/healthz` passes its `leaderElection` check;
+//! only the leader schedules, and when it dies the other takes over and schedules the next pod.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -12,7 +13,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
-use component_base::leaderelection::{LeaderElectionConfig, LeaderElector, Outcome};
+use component_base::health::{Health, HealthCheck};
+use component_base::leaderelection::{
+    LeaderElectionConfig, LeaderElector, Outcome, LEADER_HEALTH_TIMEOUT,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{ListParams, PostParams};
@@ -194,6 +198,80 @@ async fn a_leader_that_cannot_renew_gives_up_after_the_renew_deadline() -> anyho
     Ok(())
 }
 
+/// The raw HTTP/1.1 response to `GET <path>` from a plain-HTTP server on 127.0.0.1:`port`.
+async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
+}
+
+/// The status code and body of an HTTP/1.1 response.
+fn status_and_body(response: &str) -> anyhow::Result<(u16, &str)> {
+    let status = response
+        .split(' ')
+        .nth(1)
+        .context("response has a status line")?
+        .parse()?;
+    let (_, body) = response
+        .split_once("\r\n\r\n")
+        .context("response has a body")?;
+    Ok((status, body))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_renew_loop_is_stuck_fails_healthz_after_lease_duration_and_tolerance(
+) -> anyhow::Result<()> {
+    let server = rbac_server().await?;
+    let client = scheduler_client(&server).await?;
+    let mut a = LeaderElector::new(client.clone(), config("host_a"));
+    let health = Health::default();
+    let check = a.health_check(LEADER_HEALTH_TIMEOUT);
+    health.add_check(check.clone());
+    let port = component_base::health::serve("127.0.0.1:0".parse()?, health)
+        .await?
+        .port();
+    // A follower passes the check.
+    assert!(check.check().is_ok());
+    a.acquire().await;
+    // A leader that renewed recently passes too.
+    let fresh = http_get(port, "/healthz?verbose").await?;
+    let (status, body) = status_and_body(&fresh)?;
+    assert_eq!(
+        (status, body),
+        (200, "[+]leaderElection ok\nhealthz check passed\n")
+    );
+    // Nothing renews from here on, as when the renew loop is stuck: the check holds out for the
+    // lease duration (15s) plus the 20s tolerance after the last renewal, then fails.
+    let renewed_at = a.status().last_renewal().context("a leads")?;
+    tokio::time::advance(Duration::from_secs(34).saturating_sub(renewed_at.elapsed())).await;
+    assert!(check.check().is_ok());
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(check.check().is_err());
+    assert!(
+        a.status().is_leader(),
+        "the elector still believes it leads"
+    );
+
+    let stale = http_get(port, "/healthz").await?;
+    let (status, body) = status_and_body(&stale)?;
+    assert_eq!(
+        (status, body),
+        (
+            500,
+            "[-]leaderElection failed: reason withheld\nhealthz check failed\n"
+        )
+    );
+    let one = http_get(port, "/healthz/leaderElection").await?;
+    let (status, body) = status_and_body(&one)?;
+    assert_eq!(status, 500, "{one}");
+    assert!(body.contains("kube-system/kube-scheduler"), "{one}");
+    Ok(())
+}
+
 /// One scheduler process stand-in: its own runtime on its own thread.
 struct Instance {
     stop: Option<oneshot::Sender<bool>>,
@@ -272,14 +350,14 @@ impl Instance {
     }
 
     async fn metrics(&self) -> anyhow::Result<String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await?;
-        Ok(body)
+        http_get(self.port, "/metrics").await
+    }
+
+    /// Status and body of `GET <path>` on the health port.
+    async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let response = http_get(self.port, path).await?;
+        let (status, body) = status_and_body(&response)?;
+        Ok((status, body.to_string()))
     }
 }
 
@@ -319,6 +397,37 @@ fn scheduled_attempts(metrics: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_passes_its_leader_election_check_on_healthz() -> anyhow::Result<()> {
+    let server = rbac_server().await?;
+    let admin = server.client().await?;
+    let kubeconfig = server.kubeconfig_for("system:kube-scheduler", &[])?;
+    let a = Instance::start(&kubeconfig, "host_a")?;
+    wait_for("a leads", || async {
+        Ok(holder(&admin).await? == "host_a")
+    })
+    .await?;
+    wait_for("a's metrics say it leads", || async {
+        Ok(a.metrics()
+            .await?
+            .contains("leader_election_master_status{name=\"kube-scheduler\"} 1"))
+    })
+    .await?;
+    assert_eq!(a.get("/healthz").await?, (200, "ok".to_string()));
+    assert_eq!(
+        a.get("/healthz?verbose").await?,
+        (
+            200,
+            "[+]leaderElection ok\nhealthz check passed\n".to_string()
+        )
+    );
+    assert_eq!(
+        a.get("/healthz/leaderElection").await?,
+        (200, "ok".to_string())
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_schedules_and_a_follower_takes_over_when_it_dies() -> anyhow::Result<()> {
     let server = rbac_server().await?;
     let admin = server.client().await?;
@@ -349,6 +458,14 @@ async fn only_the_leader_schedules_and_a_follower_takes_over_when_it_dies() -> a
     assert!(a_metrics.contains("leader_election_master_status{name=\"kube-scheduler\"} 1"));
     assert_eq!(scheduled_attempts(&b_metrics), 0, "{b_metrics}");
     assert!(b_metrics.contains("leader_election_master_status{name=\"kube-scheduler\"} 0"));
+    // A follower passes the check: it has no Lease to keep fresh.
+    assert_eq!(
+        b.get("/healthz?verbose").await?,
+        (
+            200,
+            "[+]leaderElection ok\nhealthz check passed\n".to_string()
+        )
+    );
     assert_eq!(holder(&admin).await?, "host_a");
 
     // Kill the leader (no release): b takes over once the lease expires.
