@@ -115,16 +115,25 @@ pub async fn etcd(endpoint: &str, payload: usize, ops: usize) -> Result<EtcdFloo
 }
 
 /// What etcd must do for one apiserver create, as fast as etcd does it: `ops` create
-/// transactions (put if the key does not exist) of `payload`-byte values through ONE
-/// connection with [`ETCD_CLIENTS`] in flight, while one watch on their prefix (with previous
-/// values, as a watch cache asks) receives every event. Returns creates per second.
+/// transactions (put if the key does not exist) of `payload`-byte values spread over
+/// `connections` connections with [`ETCD_CLIENTS`] in flight, while one watch on their prefix
+/// (with previous values, as a watch cache asks) receives every event. Returns creates per second.
 pub async fn etcd_create_txn(
     endpoint: &str,
     payload: usize,
     ops: usize,
+    connections: usize,
 ) -> Result<f64, FloorError> {
     const PREFIX: &str = "/kube-perf-floor-txn/";
     let mut client = etcd_client::Client::connect([endpoint], None).await?;
+    let mut kvs = vec![client.kv_client()];
+    for _ in 1..connections {
+        kvs.push(
+            etcd_client::Client::connect([endpoint], None)
+                .await?
+                .kv_client(),
+        );
+    }
     let options = etcd_client::WatchOptions::new()
         .with_prefix()
         .with_prev_key();
@@ -144,7 +153,7 @@ pub async fn etcd_create_txn(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..ETCD_CLIENTS {
-        let mut kv = client.kv_client();
+        let mut kv = kvs[c % kvs.len()].clone();
         let value = value.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
