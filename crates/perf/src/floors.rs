@@ -1,6 +1,7 @@
 //! Physical floors measured in the same run: raw etcd put and range (etcd-client, the same
 //! payload size, 64 concurrent clients), raw etcd create transactions through one connection
-//! with a watch (what an apiserver create costs etcd), a raw HTTP/1.1 round trip on loopback,
+//! with a watch (what an apiserver create costs etcd), raw SQLite inserts (the embedded
+//! storage's floor), a raw HTTP/1.1 round trip on loopback,
 //! raw `nft -f` and raw `ctr run` (the last two live with their scenarios).
 
 use std::sync::Arc;
@@ -20,6 +21,49 @@ pub enum FloorError {
     /// Socket I/O failed.
     #[error("loopback HTTP: {0}")]
     Io(#[from] std::io::Error),
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A blocking floor task panicked or was cancelled.
+    #[error("floor task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The embedded storage's write floor: `ops` rows of `payload` bytes inserted into a fresh
+/// SQLite database in `dir`, one transaction each, from one thread (SQLite serialises
+/// writers), with the pragmas the apiserver's SQLite backend uses (WAL, `synchronous =
+/// NORMAL`). Returns inserts per second.
+pub async fn sqlite_insert(
+    dir: &std::path::Path,
+    payload: usize,
+    ops: usize,
+) -> Result<f64, FloorError> {
+    let path = dir.join("kube-perf-floor.db");
+    tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open(&path)?;
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL;
+             CREATE TABLE floor (id INTEGER PRIMARY KEY, name BLOB NOT NULL, value BLOB NOT NULL);",
+        )?;
+        let value = vec![b'x'; payload];
+        let started = Instant::now();
+        for i in 0..ops {
+            let tx = conn.unchecked_transaction()?;
+            tx.prepare_cached("INSERT INTO floor (name, value) VALUES (?1, ?2)")?
+                .execute(rusqlite::params![format!("/floor/{i}").as_bytes(), &value])?;
+            tx.commit()?;
+        }
+        let per_sec = ops as f64 / started.elapsed().as_secs_f64();
+        drop(conn);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+        Ok(per_sec)
+    })
+    .await?
 }
 
 /// etcd floor figures.

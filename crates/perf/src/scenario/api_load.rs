@@ -78,6 +78,11 @@ pub async fn run(
         )),
         None => None,
     };
+    // The embedded storage's own floor, on the disk the apiserver's database is on.
+    let sqlite_floor = match (cluster.dir(), &cluster.etcd_endpoint) {
+        (Some(dir), None) => Some(floors::sqlite_insert(dir, payload, 10_000).await?),
+        _ => None,
+    };
     let apiserver_idle = cluster
         .pid("kube-apiserver")
         .and_then(|p| procs::read("a", p));
@@ -103,6 +108,14 @@ pub async fn run(
         etcd_floor.as_ref().map(|f| f.put_per_sec),
         ">= 0.5x etcd put floor (issue 10 target)",
     );
+    if let Some(floor) = sqlite_floor {
+        report.row(
+            "pod creates per second vs raw SQLite inserts (1 transaction each)",
+            created as f64 / create_secs,
+            Some(floor),
+            "the embedded storage's write floor",
+        );
+    }
     if let Some((one, many)) = txn_floor {
         report.row(
             "pod creates per second vs etcd create txns (1 connection + watch)",
@@ -182,7 +195,7 @@ pub async fn run(
         }
     });
     report.notes.push(format!(
-        "floors: reads = raw HTTP/1.1 round trip on loopback with a {payload} B body; writes and pod creates = raw etcd put (latency: 1 client; throughput: {} clients, {payload} B values); create txn floor = put-if-absent transactions through ONE etcd connection, 64 in flight, with a watch on their prefix; the create client posts JSON and does not decode the answers{}",
+        "floors: reads = raw HTTP/1.1 round trip on loopback with a {payload} B body; writes and pod creates = raw etcd put (latency: 1 client; throughput: {} clients, {payload} B values); create txn floor = put-if-absent transactions, 64 in flight through one etcd connection (and through 64), with a watch on their prefix; SQLite floor = single-row inserts of {payload} B values into a fresh WAL database (synchronous=NORMAL) beside the apiserver's, one transaction each; the create client posts JSON and does not decode the answers{}",
         floors::ETCD_CLIENTS,
         if etcd_floor.is_none() { " (no etcd: sqlite storage)" } else { "" }
     ));
