@@ -223,6 +223,18 @@ pub async fn serve(addr: SocketAddr, health: Health) -> Result<SocketAddr, Healt
     Ok(local)
 }
 
+/// The raw HTTP/1.1 response (status line, headers, body) to a plain `GET <path>` on the health
+/// server at `addr`: what a probe reads, and what the components' tests check.
+pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicBool;
@@ -345,24 +357,13 @@ mod tests {
         );
     }
 
-    async fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await?;
-        Ok(response)
-    }
-
     #[tokio::test]
     async fn the_server_names_a_failed_check_and_gives_its_reason_only_on_its_own_path(
     ) -> Result<(), Box<dyn std::error::Error>> {
         let health = health_with(&[("leaderElection", false)]);
         let addr = serve(SocketAddr::from(([127, 0, 0, 1], 0)), health).await?;
 
-        let all = get(addr, "/healthz").await?;
+        let all = http_get(addr, "/healthz").await?;
         assert!(all.starts_with("HTTP/1.1 500"), "{all}");
         assert!(
             all.ends_with(
@@ -375,18 +376,18 @@ mod tests {
             "{all}"
         );
 
-        let one = get(addr, "/healthz/leaderElection").await?;
+        let one = http_get(addr, "/healthz/leaderElection").await?;
         assert!(one.starts_with("HTTP/1.1 500"), "{one}");
         assert!(
             one.ends_with("internal server error: the switch is off\n"),
             "{one}"
         );
 
-        assert!(get(addr, "/healthz/nope")
+        assert!(http_get(addr, "/healthz/nope")
             .await?
             .starts_with("HTTP/1.1 404"));
         // Liveness does not depend on the checks, as upstream's /livez has none of them.
-        assert!(get(addr, "/livez").await?.starts_with("HTTP/1.1 200"));
+        assert!(http_get(addr, "/livez").await?.starts_with("HTTP/1.1 200"));
         Ok(())
     }
 }

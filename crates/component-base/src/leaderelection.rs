@@ -304,15 +304,28 @@ impl LeaderElector {
     }
 
     /// The `leaderElection` `/healthz` check for this candidate: it fails while this candidate
-    /// leads but last renewed more than the lease duration plus `tolerance` ago (upstream
-    /// components use [`LEADER_HEALTH_TIMEOUT`]).
-    pub fn health_check(&self, tolerance: Duration) -> LeaderHealthCheck {
+    /// leads but last renewed more than the lease duration plus [`LEADER_HEALTH_TIMEOUT`] ago.
+    pub fn health_check(&self) -> LeaderHealthCheck {
         LeaderHealthCheck::new(
             self.status.clone(),
             format!("{}/{}", self.config.namespace, self.config.name),
             self.config.lease_duration,
-            tolerance,
+            LEADER_HEALTH_TIMEOUT,
         )
+    }
+
+    /// This candidate as kube-scheduler and kube-controller-manager run it: its
+    /// `leaderElection` check on `health`'s `/healthz` and its status as
+    /// `leader_election_master_status{name="<component>"}` in `registry`.
+    pub fn observed(
+        self,
+        component: &str,
+        health: &crate::health::Health,
+        registry: &crate::metrics::SharedRegistry,
+    ) -> Self {
+        health.add_check(self.health_check());
+        crate::metrics::register_leader_status(registry, component, self.status());
+        self
     }
 
     /// Campaigns until elected (or `cancel` resolves), then runs `lead` beside the renew loop.

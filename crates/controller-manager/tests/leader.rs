@@ -119,14 +119,8 @@ impl Instance {
 
     /// The raw HTTP/1.1 response to `GET <path>` on the health port.
     async fn get(&self, path: &str) -> anyhow::Result<String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await?;
-        Ok(response)
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        Ok(component_base::health::http_get(addr, path).await?)
     }
 
     async fn metrics(&self) -> anyhow::Result<String> {

@@ -111,10 +111,7 @@ pub async fn run_until(
     let registry = SharedRegistry::default();
     // As upstream, /healthz fails while this process leads with a stale Lease.
     let elector = election.map(|election| {
-        let elector = LeaderElector::new(client.clone(), election);
-        health.add_check(elector.health_check(leaderelection::LEADER_HEALTH_TIMEOUT));
-        component_base::metrics::register_leader_status(&registry, COMPONENT, elector.status());
-        elector
+        LeaderElector::new(client.clone(), election).observed(COMPONENT, &health, &registry)
     });
     let address = component_base::metrics::serve(
         SocketAddr::new(options.bind_address, options.secure_port),

@@ -14,9 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Parser;
 use component_base::health::{Health, HealthCheck};
-use component_base::leaderelection::{
-    LeaderElectionConfig, LeaderElector, Outcome, LEADER_HEALTH_TIMEOUT,
-};
+use component_base::leaderelection::{LeaderElectionConfig, LeaderElector, Outcome};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{ListParams, PostParams};
@@ -200,13 +198,8 @@ async fn a_leader_that_cannot_renew_gives_up_after_the_renew_deadline() -> anyho
 
 /// The raw HTTP/1.1 response to `GET <path>` from a plain-HTTP server on 127.0.0.1:`port`.
 async fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    Ok(response)
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    Ok(component_base::health::http_get(addr, path).await?)
 }
 
 /// The status code and body of an HTTP/1.1 response.
@@ -229,7 +222,7 @@ async fn a_leader_whose_renew_loop_is_stuck_fails_healthz_after_lease_duration_a
     let client = scheduler_client(&server).await?;
     let mut a = LeaderElector::new(client.clone(), config("host_a"));
     let health = Health::default();
-    let check = a.health_check(LEADER_HEALTH_TIMEOUT);
+    let check = a.health_check();
     health.add_check(check.clone());
     let port = component_base::health::serve("127.0.0.1:0".parse()?, health)
         .await?

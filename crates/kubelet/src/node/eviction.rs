@@ -558,14 +558,17 @@ impl EvictionManager {
         self
     }
 
-    /// Whether any threshold is crossed in `observations`, grace periods aside.
-    fn any_crossed(&self, observations: &Observations) -> bool {
-        self.thresholds.iter().any(|t| {
-            observations
-                .signals
-                .get(&t.signal)
-                .is_some_and(|o| o.available < t.quantity(o.capacity))
-        })
+    /// The thresholds crossed in `observations` (index, threshold, observation), grace periods
+    /// aside.
+    fn crossed(&self, observations: &Observations) -> Vec<(usize, Threshold, Observation)> {
+        self.thresholds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let o = observations.signals.get(&t.signal)?;
+                (o.available < t.quantity(o.capacity)).then_some((i, *t, *o))
+            })
+            .collect()
     }
 
     /// Upstream's `reclaimNodeLevelResources`: runs the node reclaim for `signal` (disk
@@ -591,7 +594,7 @@ impl EvictionManager {
             ),
         }
         let observations = self.source.observe(pods);
-        let relieved = !self.any_crossed(&observations);
+        let relieved = self.crossed(&observations).is_empty();
         if relieved {
             tracing::info!(
                 resource = signal.resource(),
@@ -612,15 +615,7 @@ impl EvictionManager {
             })
             .collect();
         let observations = self.source.observe(&active);
-        let crossed: Vec<(usize, Threshold, Observation)> = self
-            .thresholds
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| {
-                let o = observations.signals.get(&t.signal)?;
-                (o.available < t.quantity(o.capacity)).then_some((i, *t, *o))
-            })
-            .collect();
+        let crossed = self.crossed(&observations);
         let now = Instant::now();
         self.first_crossed
             .retain(|i, _| crossed.iter().any(|(j, _, _)| j == i));

@@ -310,6 +310,18 @@ mod tests {
         }
     }
 
+    /// Creates container `name` of `image` in the fake runtime; returns its id.
+    async fn container_of(runtime: &FakeRuntime, name: &str, image: &str) -> String {
+        runtime
+            .create_container(&ContainerConfig {
+                name: name.into(),
+                image: image.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create")
+    }
+
     fn disk(capacity: u64, available: u64) -> Arc<FakeDisk> {
         Arc::new(FakeDisk(Mutex::new(DiskUsage {
             capacity,
@@ -352,26 +364,12 @@ mod tests {
         let gc = ImageGc::new(runtime.clone(), disk.clone(), 85, 80).expect("gc");
         // Detection order sets the age: old, then mid, then new.
         for image in ["old:1", "mid:1", "new:1"] {
-            let id = runtime
-                .create_container(&ContainerConfig {
-                    name: "c".into(),
-                    image: image.into(),
-                    ..Default::default()
-                })
-                .await
-                .expect("create");
+            let id = container_of(&runtime, "c", image).await;
             gc.detect().await.expect("detect");
             runtime.remove_container(&id).await.expect("remove");
             tokio::time::advance(Duration::from_secs(60)).await;
         }
-        runtime
-            .create_container(&ContainerConfig {
-                name: "busy".into(),
-                image: "busy:1".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("create");
+        container_of(&runtime, "busy", "busy:1").await;
         // A full disk; the low threshold wants 20 % of it free: two images' worth.
         *disk.0.lock().expect("lock") = DiskUsage {
             capacity: size * 10,
@@ -443,14 +441,7 @@ mod tests {
         // Plenty of room: the thresholds alone would delete nothing.
         let gc = ImageGc::new(runtime.clone(), disk(size * 100, size * 90), 85, 80).expect("gc");
         gc.pin(["archived:1".to_string()]);
-        runtime
-            .create_container(&ContainerConfig {
-                name: "busy".into(),
-                image: "busy:1".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("create");
+        container_of(&runtime, "busy", "busy:1").await;
         assert_eq!(gc.collect().await.expect("collect").freed, 0);
         // Too young yet: nothing goes.
         assert_eq!(gc.reclaim_disk().await.expect("reclaim"), 0);

@@ -322,8 +322,8 @@ pub enum ApiCall {
     UpdateStatus(String, Box<PodStatus>),
     /// A delete: namespace, name, uid.
     Delete(String, String, String),
-    /// An event: reason and message.
-    Event(String, String),
+    /// An event, whole.
+    Event(PodEvent),
     /// A TokenRequest: `namespace/serviceaccount`, pod name and the token issued.
     Token(String, String, String),
 }
@@ -332,8 +332,6 @@ pub enum ApiCall {
 #[derive(Default)]
 pub struct FakePodApi {
     calls: Mutex<Vec<ApiCall>>,
-    /// Every event whole (type and object reference included).
-    events: Mutex<Vec<PodEvent>>,
     /// ConfigMaps by (namespace, name).
     pub config_maps: Mutex<BTreeMap<(String, String), ConfigMap>>,
     /// Secrets by (namespace, name).
@@ -366,18 +364,21 @@ impl FakePodApi {
 
     /// The (reason, message) of every event so far.
     pub fn events(&self) -> Vec<(String, String)> {
-        self.calls()
+        self.pod_events()
             .into_iter()
-            .filter_map(|c| match c {
-                ApiCall::Event(reason, message) => Some((reason, message)),
-                _ => None,
-            })
+            .map(|e| (e.reason, e.message))
             .collect()
     }
 
-    /// Every event so far, whole.
+    /// Every event so far, whole (type and object reference included).
     pub fn pod_events(&self) -> Vec<PodEvent> {
-        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                ApiCall::Event(event) => Some(event),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The last status posted for the pod `name`.
@@ -428,10 +429,7 @@ impl PodApi for FakePodApi {
     }
 
     fn event(&self, event: PodEvent) {
-        if let Ok(mut events) = self.events.lock() {
-            events.push(event.clone());
-        }
-        self.record(ApiCall::Event(event.reason, event.message));
+        self.record(ApiCall::Event(event));
     }
 
     async fn service_account_token(&self, ask: &TokenAsk) -> Result<IssuedToken, ApiError> {

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -113,44 +113,23 @@ pub fn fake_runtime() -> Arc<FakeRuntime> {
 }
 
 /// The dependencies of a kubelet for [`NODE`] on `runtime`, a ready fake network and fake
-/// mounts, with its files under `dir`, its API on an ephemeral 127.0.0.1 port (self-signed).
+/// mounts, with its files under `dir` ([`kubelet::testing::fake_dependencies`]), computing its
+/// node status every `status_period`.
 pub fn fake_dependencies(
     client: Client,
     runtime: Arc<FakeRuntime>,
     dir: &Path,
     status_period: Duration,
 ) -> Dependencies {
-    let node_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    Dependencies {
+    let mut deps = kubelet::testing::fake_dependencies(
         client,
         runtime,
-        network: Arc::new(FakeNetwork::ready_network()),
-        node: NodeConfig {
-            name: NODE.into(),
-            node_ip,
-            port: 0,
-            max_pods: 110,
-        },
-        pods: PodSettings {
-            node_name: NODE.into(),
-            node_ip,
-            root_dir: dir.join("root"),
-            pod_logs_dir: dir.join("logs"),
-            dns: DnsSettings {
-                cluster_dns: vec![],
-                cluster_domain: "cluster.local".into(),
-                host_resolv_conf: String::new(),
-            },
-        },
-        api_addr: SocketAddr::new(node_ip, 0),
-        tls: TlsFiles {
-            self_signed_names: vec!["127.0.0.1".into()],
-            ..Default::default()
-        },
-        status_period,
-        status_report_period: Duration::from_secs(300),
-        mounter: Arc::new(kubelet::pod::mounts::FakeMounter::new()),
-    }
+        Arc::new(FakeNetwork::ready_network()),
+        NODE,
+        dir,
+    );
+    deps.status_period = status_period;
+    deps
 }
 
 /// The client side of a kubelet API test PKI (see [`write_pki`]).
