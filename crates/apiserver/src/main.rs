@@ -5,6 +5,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() {
     component_base::logging::init();
+    component_base::limits::raise_open_files();
     let options = kube_apiserver::Options::parse();
     if let Err(error) = kube_apiserver::run(options).await {
         tracing::error!("{error}");

@@ -8,6 +8,7 @@ pub mod client;
 pub mod clientauth;
 pub mod health;
 pub mod leaderelection;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod signals;

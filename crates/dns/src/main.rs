@@ -11,6 +11,7 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("RUST_LOG", DEFAULT_LOG_FILTER);
     }
     component_base::logging::init();
+    component_base::limits::raise_open_files();
     let options = kube_dns::Options::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,13 +3,18 @@
 //! Leases, run pods instantly and report pod status through the kubelet's own code paths.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
+use http::{Request, Response};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::ListParams;
 use kube::{Api, Client};
 use kubelet::testing::{start_hollow, HollowConfig, HollowNode};
+use tokio::sync::Semaphore;
 
 /// Why hollow nodes could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +38,56 @@ pub enum HollowError {
         /// Timeout.
         seconds: u64,
     },
+}
+
+/// Requests other than watches that the hollow nodes have in flight at once, together.
+pub const FLEET_REQUESTS: usize = 256;
+
+/// The client the hollow nodes share: `client`, with at most [`FLEET_REQUESTS`] requests other
+/// than watches in flight. Over HTTP/1.1 every waiting request would open a connection of its
+/// own, and at 5,000 nodes a burst of pod starts opened 20,000, each a TLS handshake on both
+/// ends; upstream's kubelets multiplex their requests over one HTTP/2 connection each. Watches
+/// are not counted: each holds its connection for as long as it runs.
+pub fn fleet_client(client: &Client) -> Client {
+    let limit = FleetLimit {
+        client: client.clone(),
+        slots: Arc::new(Semaphore::new(FLEET_REQUESTS)),
+    };
+    Client::new(limit, client.default_namespace())
+}
+
+#[derive(Clone)]
+struct FleetLimit {
+    client: Client,
+    slots: Arc<Semaphore>,
+}
+
+fn is_watch(uri: &http::Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"))
+}
+
+impl tower::Service<Request<kube::client::Body>> for FleetLimit {
+    type Response = Response<kube::client::Body>;
+    type Error = kube::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<kube::client::Body>) -> Self::Future {
+        let client = self.client.clone();
+        let slots = self.slots.clone();
+        Box::pin(async move {
+            // The semaphore is never closed; the slot is held until the response's headers.
+            let _slot = match is_watch(request.uri()) {
+                true => None,
+                false => slots.acquire_owned().await.ok(),
+            };
+            client.send(request).await
+        })
+    }
 }
 
 /// Name of hollow node `i`.
@@ -84,9 +139,10 @@ pub async fn start_nodes(
         port: 10250,
     };
     let started = Instant::now();
+    let fleet = fleet_client(client);
     let results: Vec<Result<HollowNode, HollowError>> = futures::stream::iter(0..count)
         .map(|i| {
-            let client = client.clone();
+            let client = fleet.clone();
             let config = config.clone();
             let name = node_name(i);
             let dir = dir.join(&name);
@@ -155,4 +211,19 @@ pub fn is_ready(node: &Node) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_watch_requests_escape_the_fleet_limit() {
+        let uri = |s: &str| s.parse::<http::Uri>().expect("uri");
+        assert!(is_watch(&uri("/api/v1/pods?fieldSelector=x&watch=true")));
+        assert!(is_watch(&uri("/api/v1/pods?watch=1&resourceVersion=5")));
+        assert!(!is_watch(&uri("/api/v1/pods?watch=false")));
+        assert!(!is_watch(&uri("/api/v1/namespaces/a/pods/watch")));
+        assert!(!is_watch(&uri("/api/v1/pods?allowWatchBookmarks=true")));
+    }
 }

@@ -13,6 +13,9 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    // Thousands of hollow kubelets hold a watch each, on both ends of the loopback: raise the
+    // open files limit (hard too, when root) before starting the components, which inherit it.
+    component_base::limits::raise_open_files_to(Some(1 << 20));
     let options = kube_perf::Options::parse();
     // On SIGINT/SIGTERM the scenario is dropped, which stops the processes it started.
     let result = tokio::select! {

@@ -5,6 +5,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     component_base::logging::init();
+    component_base::limits::raise_open_files();
     let options = kube_scheduler::Options::parse();
     kube_scheduler::run(options).await?;
     Ok(())

@@ -8,6 +8,7 @@
 //! Names are stored as BLOBs so that prefix ranges compare bytes exactly as etcd does.
 //! Everything here is synchronous; [`super::SqliteStorage`] runs it on blocking threads.
 
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::storage::interface::{
@@ -54,6 +55,12 @@ pub(super) fn open_connection(path: &std::path::Path) -> Result<Connection, Stor
     }
     conn.execute_batch("PRAGMA synchronous = NORMAL;")
         .map_err(sql("set synchronous mode"))?;
+    // Without the query planner stability guarantee, SQLite marks every `column = ?`
+    // parameter as one that may change the plan, and clearing the bindings (which the
+    // statement cache does each time a statement goes back) then expires the statement: every
+    // cached statement was parsed and planned again on each use.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(sql("enable the query planner stability guarantee"))?;
     Ok(conn)
 }
 
@@ -106,13 +113,15 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     })
 }
 
+fn latest_sql() -> String {
+    format!("SELECT {ROW_COLUMNS} FROM log WHERE name = ?1 ORDER BY id DESC LIMIT 1")
+}
+
 /// The newest row of `key` (which may be a tombstone), if any.
 pub(super) fn latest(conn: &Connection, key: &str) -> Result<Option<Row>, StorageError> {
-    conn.prepare_cached(&format!(
-        "SELECT {ROW_COLUMNS} FROM log WHERE name = ?1 ORDER BY id DESC LIMIT 1"
-    ))
-    .and_then(|mut stmt| stmt.query_row(params![key.as_bytes()], read_row).optional())
-    .map_err(sql("read latest row"))
+    conn.prepare_cached(&latest_sql())
+        .and_then(|mut stmt| stmt.query_row(params![key.as_bytes()], read_row).optional())
+        .map_err(sql("read latest row"))
 }
 
 /// The store revision: the id of the last row ever written.
@@ -422,4 +431,26 @@ pub(super) fn compact(tx: &Transaction<'_>, revision: Revision) -> Result<usize,
     )
     .map_err(sql("record compacted revision"))?;
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_statement_is_not_prepared_again_for_new_bindings() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let conn = open_connection(&dir.path().join("db"))?;
+        init_schema(&conn)?;
+        for key in ["/registry/a", "/registry/b", "/registry/a", "/registry/c"] {
+            assert!(latest(&conn, key)?.is_none());
+        }
+        let stmt = conn.prepare_cached(&latest_sql())?;
+        assert_eq!(
+            stmt.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "each new key re-planned the statement"
+        );
+        Ok(())
+    }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::stream::BoxStream;
 use rusqlite::{Connection, TransactionBehavior};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Semaphore};
 
 use crate::storage::interface::{
     Event, KeyValue, ListOptions, ListResult, Revision, Storage, StorageError,
@@ -25,8 +25,10 @@ use log::{sql, Append};
 /// watcher has to catch up from the log.
 const EVENT_BUFFER: usize = 4096;
 
-/// Reader connections kept open between reads.
-const MAX_IDLE_READERS: usize = 8;
+/// Reads that run at once, each on its own pooled connection. Reads beyond it wait for a
+/// connection instead of opening one: a fresh connection parses the schema and starts with an
+/// empty statement cache, which under a burst of reads cost more than the reads themselves.
+const READERS: usize = 8;
 
 /// The SQLite [`Storage`] backend. Cheap to clone.
 #[derive(Clone)]
@@ -39,6 +41,8 @@ struct Shared {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per concurrent read ([`READERS`]).
+    read_slots: Arc<Semaphore>,
     events: broadcast::Sender<Arc<Event>>,
 }
 
@@ -59,7 +63,7 @@ impl Shared {
         };
         let result = f(&mut conn);
         let mut readers = self.readers.lock().map_err(poisoned)?;
-        if readers.len() < MAX_IDLE_READERS {
+        if readers.len() < READERS {
             readers.push(conn);
         }
         result
@@ -85,6 +89,25 @@ impl Shared {
         }
         Ok(answer)
     }
+}
+
+/// Runs `f` on a pooled reader connection off the async runtime, once one of the [`READERS`]
+/// read slots is free.
+async fn read<T: Send + 'static>(
+    shared: Arc<Shared>,
+    f: impl FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    let slot = shared
+        .read_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| StorageError::Backend("the sqlite read slots were closed".to_string()))?;
+    blocking(move || {
+        let _slot = slot;
+        shared.read(f)
+    })
+    .await
 }
 
 /// Runs blocking database work off the async runtime.
@@ -124,6 +147,7 @@ impl SqliteStorage {
                     path,
                     writer: Mutex::new(writer),
                     readers: Mutex::new(Vec::new()),
+                    read_slots: Arc::new(Semaphore::new(READERS)),
                     events,
                 }),
             })
@@ -137,12 +161,10 @@ impl Storage for SqliteStorage {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StorageError> {
         let shared = self.shared.clone();
         let key = key.to_string();
-        blocking(move || {
-            shared.read(|conn| {
-                Ok(log::latest(conn, &key)?
-                    .filter(|row| !row.deleted)
-                    .map(|row| row.key_value()))
-            })
+        read(shared, move |conn| {
+            Ok(log::latest(conn, &key)?
+                .filter(|row| !row.deleted)
+                .map(|row| row.key_value()))
         })
         .await
     }
@@ -151,13 +173,13 @@ impl Storage for SqliteStorage {
         let shared = self.shared.clone();
         let prefix = prefix.to_string();
         let opts = opts.clone();
-        blocking(move || shared.read(|conn| log::list(conn, &prefix, &opts))).await
+        read(shared, move |conn| log::list(conn, &prefix, &opts)).await
     }
 
     async fn count(&self, prefix: &str) -> Result<i64, StorageError> {
         let shared = self.shared.clone();
         let prefix = prefix.to_string();
-        blocking(move || shared.read(|conn| log::count(conn, &prefix))).await
+        read(shared, move |conn| log::count(conn, &prefix)).await
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<Revision, StorageError> {
@@ -271,7 +293,7 @@ impl Storage for SqliteStorage {
 
     async fn current_revision(&self) -> Result<Revision, StorageError> {
         let shared = self.shared.clone();
-        blocking(move || shared.read(|conn| log::current_revision(conn))).await
+        read(shared, |conn| log::current_revision(conn)).await
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StorageError> {

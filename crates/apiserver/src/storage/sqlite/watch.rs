@@ -15,7 +15,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::{blocking, log, Shared};
+use super::{log, read, Shared};
 use crate::storage::interface::{Event, Revision, StorageError};
 
 /// Events read from the log per replay query (tiny in unit tests, to exercise chunking).
@@ -46,8 +46,8 @@ impl WatchState {
         let shared = self.shared.clone();
         let prefix = self.prefix.clone();
         let after = self.seen;
-        let replay = blocking(move || {
-            shared.read(|conn| log::events_after(conn, &prefix, after, REPLAY_CHUNK))
+        let replay = read(shared, move |conn| {
+            log::events_after(conn, &prefix, after, REPLAY_CHUNK)
         })
         .await?;
         self.pending.extend(replay.events);
@@ -110,7 +110,7 @@ pub(super) async fn start(
     };
     if after == 0 {
         let shared = state.shared.clone();
-        state.seen = blocking(move || shared.read(|conn| log::current_revision(conn))).await?;
+        state.seen = read(shared, |conn| log::current_revision(conn)).await?;
     } else {
         state.catch_up().await?;
     }
