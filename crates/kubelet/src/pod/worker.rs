@@ -42,6 +42,16 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often a live pod is re-synced by default (container exits are noticed this fast when
 /// the runtime does not report them); [`PodContext::resync`] sets it per kubelet.
 pub const RESYNC: Duration = Duration::from_secs(1);
+/// A synced pod's next resync comes after the resync interval stretched by up to this fraction
+/// (upstream's `workerResyncIntervalJitterFactor`), so that pods started together (a burst of
+/// thousands on hollow nodes) do not resync, and re-read their volumes, together ever after.
+pub const RESYNC_JITTER: f64 = 0.5;
+
+/// `resync` stretched by a random part of [`RESYNC_JITTER`].
+fn jittered(resync: Duration) -> Duration {
+    resync.mul_f64(1.0 + rand::random::<f64>() * RESYNC_JITTER)
+}
+
 /// How often configMap, secret and projected volumes are re-read from the API.
 pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
@@ -471,7 +481,7 @@ impl PodWorker {
             self.start_time = Some(Time(jiff::Timestamp::now()));
         }
         self.refresh_states().await;
-        let mut next = self.ctx.resync;
+        let mut next = jittered(self.ctx.resync);
         if !self.terminal {
             if let Some(wait) = self.sync_containers().await {
                 next = next.min(wait);

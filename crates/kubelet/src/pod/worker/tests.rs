@@ -1156,3 +1156,19 @@ async fn exit_events_wake_only_when_the_runtime_has_a_stream() {
     assert!(worker.owns_container(&id));
     assert!(!worker.owns_container("someone-else"));
 }
+
+#[test]
+fn resyncs_are_spread_over_half_an_interval_more() {
+    let resync = Duration::from_secs(60);
+    let samples: Vec<Duration> = (0..200).map(|_| super::jittered(resync)).collect();
+    assert!(samples
+        .iter()
+        .all(|d| *d >= resync && *d <= resync.mul_f64(1.0 + super::RESYNC_JITTER)));
+    let longest = samples.iter().max().expect("samples");
+    let shortest = samples.iter().min().expect("samples");
+    let spread = longest.saturating_sub(*shortest);
+    assert!(
+        spread > Duration::from_secs(10),
+        "200 samples spread over {spread:?}"
+    );
+}
