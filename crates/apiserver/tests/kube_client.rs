@@ -645,3 +645,61 @@ async fn metadata_only_lists_and_watches_answer_partial_object_metadata() -> any
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_put_creates_a_missing_lease_but_not_a_missing_configmap() -> anyhow::Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let lease: Lease = serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "holder"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 40},
+    }))?;
+    let created = leases
+        .replace("holder", &PostParams::default(), &lease)
+        .await?;
+    let first_rv = created.metadata.resource_version.clone();
+    assert!(first_rv.is_some());
+
+    let mut renewed = created.clone();
+    renewed.spec.as_mut().expect("spec").holder_identity = Some("b".into());
+    let renewed = leases
+        .replace("holder", &PostParams::default(), &renewed)
+        .await?;
+    assert_eq!(
+        renewed.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("b")
+    );
+    assert_ne!(renewed.metadata.resource_version, first_rv);
+
+    // The first version's resourceVersion is stale now: 409, and nothing is written.
+    let err = leases
+        .replace("holder", &PostParams::default(), &created)
+        .await
+        .expect_err("stale resourceVersion");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err}"
+    );
+    let stored = leases.get("holder").await?;
+    assert_eq!(
+        stored.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("b")
+    );
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "absent"},
+    }))?;
+    let err = config_maps
+        .replace("absent", &PostParams::default(), &cm)
+        .await
+        .expect_err("configmaps are not created by PUT");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err}"
+    );
+    Ok(())
+}

@@ -466,6 +466,12 @@ where
     ))
 }
 
+/// Whether `error` is the 404 of the object `name` of `resource` itself.
+fn is_not_found_of(error: &ApiError, resource: &api_types::registry::Resource, name: &str) -> bool {
+    let own = ApiError::not_found(resource.plural, resource.group, name);
+    error.code == own.code && error.message == own.message
+}
+
 /// Resources that a PUT may create (upstream `AllowCreateOnUpdate`).
 fn create_on_update(plural: &str) -> bool {
     matches!(plural, "endpoints" | "leases" | "events")
@@ -492,23 +498,22 @@ pub async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
             ));
         }
     }
-    if ctx.path.subresource.is_none() && create_on_update(resource.plural) {
-        let key = objects::key(resource, ctx.path.namespace.as_deref(), &name);
-        let exists = ctx
-            .state
-            .storage
-            .get(&key)
-            .await
-            .map_err(|e| ctx.storage_error(e, &name))?;
-        if exists.is_none() {
+    let updated = match guaranteed_update(ctx, &name, |_| Ok(new.clone())).await {
+        // A PUT of a missing object creates it where upstream allows that (a Lease renewal
+        // reads the object once, not once to see it exists and again to update it).
+        Err(e)
+            if ctx.path.subresource.is_none()
+                && create_on_update(resource.plural)
+                && is_not_found_of(&e, resource, &name) =>
+        {
             let mut obj = new.clone();
             objects::meta_mut(&mut obj).insert("name".into(), json!(name));
             objects::meta_mut(&mut obj).remove("resourceVersion");
             let body = serde_json::to_vec(&obj).map_err(ApiError::internal)?;
             return super::create::create(ctx, &body).await;
         }
-    }
-    let updated = guaranteed_update(ctx, &name, |_| Ok(new.clone())).await?;
+        other => other?,
+    };
     if updated.deleted {
         tracing::debug!(resource = resource.plural, %name, "finalized and removed");
     }
