@@ -652,6 +652,7 @@ async fn a_put_creates_a_missing_lease_but_not_a_missing_configmap() -> anyhow::
     let server = TestServer::start().await?;
     let client = server.client().await?;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let holder = |lease: Lease| lease.spec.and_then(|s| s.holder_identity);
     let lease: Lease = serde_json::from_value(json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": "holder"},
@@ -668,10 +669,7 @@ async fn a_put_creates_a_missing_lease_but_not_a_missing_configmap() -> anyhow::
     let renewed = leases
         .replace("holder", &PostParams::default(), &renewed)
         .await?;
-    assert_eq!(
-        renewed.spec.and_then(|s| s.holder_identity).as_deref(),
-        Some("b")
-    );
+    assert_eq!(holder(renewed.clone()).as_deref(), Some("b"));
     assert_ne!(renewed.metadata.resource_version, first_rv);
 
     // The first version's resourceVersion is stale now: 409, and nothing is written.
@@ -683,11 +681,7 @@ async fn a_put_creates_a_missing_lease_but_not_a_missing_configmap() -> anyhow::
         matches!(err, kube::Error::Api(ref s) if s.code == 409),
         "{err}"
     );
-    let stored = leases.get("holder").await?;
-    assert_eq!(
-        stored.spec.and_then(|s| s.holder_identity).as_deref(),
-        Some("b")
-    );
+    assert_eq!(holder(leases.get("holder").await?).as_deref(), Some("b"));
 
     let config_maps: Api<ConfigMap> = Api::namespaced(client, "default");
     let cm: ConfigMap = serde_json::from_value(json!({
