@@ -37,6 +37,7 @@ pub mod serviceaccount;
 pub mod statefulset;
 pub mod tainteviction;
 pub mod testing;
+pub mod ttl;
 pub mod ttlafterfinished;
 
 use std::net::{IpAddr, SocketAddr};
@@ -68,6 +69,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "job",
     "cronjob",
     "ttl-after-finished",
+    "ttl",
     "podgc",
     "root-ca-cert-publisher",
     "disruption",
@@ -362,6 +364,7 @@ pub fn start_controllers(ctx: Arc<Context>, controllers: &[&str]) {
             "job" => job::start(ctx.clone()),
             "cronjob" => cronjob::start(ctx.clone()),
             "ttl-after-finished" => ttlafterfinished::start(ctx.clone()),
+            "ttl" => ttl::start(ctx.clone()),
             "statefulset" => statefulset::start(ctx.clone()),
             "daemonset" => daemonset::start(ctx.clone()),
             "resourcequota" => resourcequota::start(ctx.clone()),

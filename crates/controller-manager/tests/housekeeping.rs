@@ -505,3 +505,62 @@ async fn failed_pod_creations_surface_as_replica_failure() -> anyhow::Result<()>
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_ttl_controller_annotates_nodes_by_cluster_size() -> anyhow::Result<()> {
+    let server = TestServer::start().await.context("starting apiserver")?;
+    let client = server.client().await?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let ttl_of = |name: &'static str| {
+        let nodes = nodes.clone();
+        async move {
+            Ok::<_, anyhow::Error>(
+                nodes
+                    .get(name)
+                    .await?
+                    .annotations()
+                    .get("node.alpha.kubernetes.io/ttl")
+                    .cloned(),
+            )
+        }
+    };
+    create_node(&client, "node-0", NodeOptions::default()).await?;
+    kube_controller_manager::testing::start(client.clone(), Settings::default(), &["ttl"]);
+    wait_for(WAIT, "node-0 annotated 0", || async {
+        Ok(ttl_of("node-0").await?.as_deref() == Some("0"))
+    })
+    .await?;
+
+    // A hand edit is put back.
+    let edit =
+        serde_json::json!({"metadata": {"annotations": {"node.alpha.kubernetes.io/ttl": "9"}}});
+    nodes
+        .patch("node-0", &PatchParams::default(), &Patch::Merge(&edit))
+        .await?;
+    wait_for(WAIT, "node-0 back to 0", || async {
+        Ok(ttl_of("node-0").await?.as_deref() == Some("0"))
+    })
+    .await?;
+
+    // Past 100 nodes the TTL is 15 s: new nodes get it at once, old ones when next updated.
+    // (Created bare: a status written by replace would race the controller's annotation.)
+    for i in 1..=101 {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("node-{i}")}
+        }))?;
+        nodes.create(&PostParams::default(), &node).await?;
+    }
+    wait_for(WAIT, "node-101 annotated 15", || async {
+        Ok(ttl_of("node-101").await?.as_deref() == Some("15"))
+    })
+    .await?;
+    let touch = serde_json::json!({"metadata": {"labels": {"touched": "yes"}}});
+    nodes
+        .patch("node-0", &PatchParams::default(), &Patch::Merge(&touch))
+        .await?;
+    wait_for(WAIT, "node-0 annotated 15 after an update", || async {
+        Ok(ttl_of("node-0").await?.as_deref() == Some("15"))
+    })
+    .await?;
+    Ok(())
+}

@@ -28,6 +28,7 @@ use crate::node::status::NodeConfig;
 use crate::options::Options;
 use crate::pod::files::DnsSettings;
 use crate::pod::manager::{PodManager, StaticPodConfig};
+use crate::pod::objects::ObjectCache;
 use crate::pod::{KubePodApi, PodApi, PodContext, PodSettings, PodStore};
 use crate::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
 use crate::runtime::{ContainerRuntime, RuntimeError};
@@ -134,6 +135,8 @@ pub struct RunningKubelet {
     pub api_addr: SocketAddr,
     /// The kubelet's pods.
     pub store: PodStore,
+    /// The node's ConfigMap and Secret cache (its TTL comes from the Node).
+    pub objects: Arc<ObjectCache>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -202,6 +205,7 @@ pub async fn start_with_features(
         node.port = api_addr.port();
     }
     let pressure = Pressure::default();
+    let objects = Arc::new(ObjectCache::new());
     let agent = Arc::new(
         NodeAgent::new(
             deps.client.clone(),
@@ -210,7 +214,8 @@ pub async fn start_with_features(
             deps.runtime.clone(),
             deps.network.clone(),
         )
-        .with_pressure(pressure.clone()),
+        .with_pressure(pressure.clone())
+        .with_object_cache(objects.clone()),
     );
     let mut delay = Duration::from_millis(200);
     loop {
@@ -244,6 +249,7 @@ pub async fn start_with_features(
         store: store.clone(),
         mounter: deps.mounter.clone(),
         resync: crate::pod::worker::RESYNC,
+        objects: objects.clone(),
     });
     let mut manager = PodManager::new(ctx).await;
     if let Some(settings) = &features.static_pods {
@@ -285,6 +291,7 @@ pub async fn start_with_features(
     Ok(RunningKubelet {
         api_addr,
         store,
+        objects,
         tasks,
     })
 }

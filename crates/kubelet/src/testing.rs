@@ -22,6 +22,7 @@ use crate::node::info::MachineInfo;
 use crate::node::status::NodeConfig;
 use crate::pod::files::DnsSettings;
 use crate::pod::manager::PodManager;
+use crate::pod::objects::ObjectCache;
 use crate::pod::{KubePodApi, PodApi, PodContext, PodSettings, PodStore};
 use crate::runtime::fake::FakeRuntime;
 use crate::runtime::ContainerRuntime;
@@ -163,18 +164,22 @@ pub async fn start_hollow(
     let node_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let dyn_runtime: Arc<dyn ContainerRuntime> = runtime.clone();
     let dyn_network: Arc<dyn Network> = network;
-    let agent = Arc::new(NodeAgent::new(
-        client.clone(),
-        NodeConfig {
-            name: node_name.to_string(),
-            node_ip,
-            port: config.port,
-            max_pods: config.max_pods,
-        },
-        config.machine.clone(),
-        dyn_runtime.clone(),
-        dyn_network.clone(),
-    ));
+    let objects = Arc::new(ObjectCache::new());
+    let agent = Arc::new(
+        NodeAgent::new(
+            client.clone(),
+            NodeConfig {
+                name: node_name.to_string(),
+                node_ip,
+                port: config.port,
+                max_pods: config.max_pods,
+            },
+            config.machine.clone(),
+            dyn_runtime.clone(),
+            dyn_network.clone(),
+        )
+        .with_object_cache(objects.clone()),
+    );
     agent.register().await?;
     if let Err(error) = agent.post_status().await {
         tracing::warn!(node = node_name, %error, "first node status update failed");
@@ -199,6 +204,7 @@ pub async fn start_hollow(
         store: store.clone(),
         mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
         resync: config.sync_frequency,
+        objects,
     });
     let manager = PodManager::new(ctx).await;
     let tasks = vec![

@@ -125,3 +125,30 @@ async fn a_pod_bound_to_the_node_runs_and_is_deleted_by_the_kubelet() {
     assert!(kubelet.runtime.containers().is_empty());
     assert!(kubelet.network.namespaces().is_empty());
 }
+
+#[tokio::test]
+async fn the_kubelet_takes_its_object_cache_ttl_from_the_node_annotation() {
+    let (_server, client) = apiserver().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubelet = start_fake(client.clone(), "node-0", dir.path())
+        .await
+        .expect("kubelet");
+    assert_eq!(kubelet.kubelet.objects.ttl(), std::time::Duration::ZERO);
+    // As the controller-manager's TTL controller does at 1,800 nodes and more.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {"node.alpha.kubernetes.io/ttl": "300"}}});
+    nodes
+        .patch(
+            "node-0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("annotate");
+    // Seen on the kubelet's next read of its Node (here the pod CIDR poll: nothing allocates one).
+    eventually("ttl taken from the node", || async {
+        (kubelet.kubelet.objects.ttl() == std::time::Duration::from_secs(300)).then_some(())
+    })
+    .await;
+}

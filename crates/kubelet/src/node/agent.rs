@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use super::info::MachineInfo;
 use super::status::{node_labels, node_object, node_status, NodeConfig, NodeHealth};
 use crate::network::Network;
+use crate::pod::objects::ObjectCache;
 use crate::runtime::{ContainerRuntime, RuntimeVersion};
 
 /// The Lease namespace.
@@ -100,6 +101,8 @@ pub struct NodeAgent {
     pressure: Option<super::eviction::Pressure>,
     /// The pressure last reflected in the Node's taints.
     tainted: Mutex<Option<(bool, bool)>>,
+    /// Told the TTL annotation of every Node object read or written.
+    objects: Option<Arc<ObjectCache>>,
 }
 
 impl NodeAgent {
@@ -123,6 +126,19 @@ impl NodeAgent {
             lease: Mutex::new(None),
             pressure: None,
             tainted: Mutex::new(None),
+            objects: None,
+        }
+    }
+
+    /// Tells `objects` the TTL annotation of the Node objects the agent reads and writes.
+    pub fn with_object_cache(mut self, objects: Arc<ObjectCache>) -> Self {
+        self.objects = Some(objects);
+        self
+    }
+
+    fn observe_node(&self, node: &Node) {
+        if let Some(objects) = &self.objects {
+            objects.observe_node(node);
         }
     }
 
@@ -210,6 +226,7 @@ impl NodeAgent {
         };
         *self.node_uid.lock().await = node.metadata.uid.clone();
         *self.previous.lock().await = node.status.clone();
+        self.observe_node(&node);
         Ok(node)
     }
 
@@ -290,7 +307,8 @@ impl NodeAgent {
             Time(jiff::Timestamp::now()),
         );
         let patch = json!({ "status": status });
-        self.nodes()
+        let node = self
+            .nodes()
             .patch_status(
                 &self.config.name,
                 &PatchParams::default(),
@@ -301,6 +319,7 @@ impl NodeAgent {
                 node: self.config.name.clone(),
                 source,
             })?;
+        self.observe_node(&node);
         *previous = Some(status);
         drop(previous);
         *self.last_posted.lock().await = Some(tokio::time::Instant::now());
@@ -443,7 +462,10 @@ impl NodeAgent {
                 .get_with(&self.config.name, &kube::api::GetParams::any())
                 .await;
             let cidr = match read {
-                Ok(node) => node.spec.and_then(|s| s.pod_cidr),
+                Ok(node) => {
+                    self.observe_node(&node);
+                    node.spec.and_then(|s| s.pod_cidr)
+                }
                 Err(kube::Error::Api(status)) if status.is_not_found() => None,
                 Err(source) => {
                     let error = NodeError::Read {

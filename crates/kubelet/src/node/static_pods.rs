@@ -454,6 +454,22 @@ impl PodApi for StaticPodApi {
         self.inner.secret(namespace, name).await
     }
 
+    async fn config_map_any_version(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, ApiError> {
+        self.inner.config_map_any_version(namespace, name).await
+    }
+
+    async fn secret_any_version(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Secret>, ApiError> {
+        self.inner.secret_any_version(namespace, name).await
+    }
+
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
         self.inner.services(namespace).await
     }

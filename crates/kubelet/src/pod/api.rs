@@ -75,6 +75,23 @@ pub trait PodApi: Send + Sync + 'static {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, ApiError>;
     /// A Secret, `None` if it does not exist.
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ApiError>;
+    /// A ConfigMap at any version the apiserver has (`resourceVersion=0`: from its watch
+    /// cache); for refreshes of a copy already read.
+    async fn config_map_any_version(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, ApiError> {
+        self.config_map(namespace, name).await
+    }
+    /// A Secret at any version the apiserver has, as [`Self::config_map_any_version`].
+    async fn secret_any_version(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Secret>, ApiError> {
+        self.secret(namespace, name).await
+    }
     /// The Services of `namespace`, plus `kubernetes` in `default`.
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError>;
     /// Records an event about the pod (or one of its containers); best effort, never blocks
@@ -224,6 +241,34 @@ impl PodApi for KubePodApi {
         })
     }
 
+    async fn config_map_any_version(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, ApiError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        get_any_version(&api, name)
+            .await
+            .map_err(|source| ApiError::Read {
+                what: format!("configmap {namespace}/{name}"),
+                source,
+            })
+    }
+
+    async fn secret_any_version(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Secret>, ApiError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        get_any_version(&api, name)
+            .await
+            .map_err(|source| ApiError::Read {
+                what: format!("secret {namespace}/{name}"),
+                source,
+            })
+    }
+
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
         let read = |what: &str| {
             let what = what.to_string();
@@ -326,6 +371,27 @@ pub enum ApiCall {
     Event(PodEvent),
     /// A TokenRequest: `namespace/serviceaccount`, pod name and the token issued.
     Token(String, String, String),
+    /// A read of a ConfigMap or Secret.
+    ReadObject {
+        /// `configmap` or `secret`.
+        kind: &'static str,
+        /// `namespace/name`.
+        key: String,
+        /// Whether any version would do (`resourceVersion=0`).
+        any_version: bool,
+    },
+}
+
+/// GET with `resourceVersion=0`; a 404 is `None`.
+async fn get_any_version<K>(api: &Api<K>, name: &str) -> Result<Option<K>, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get_with(name, &kube::api::GetParams::any()).await {
+        Ok(object) => Ok(Some(object)),
+        Err(error) if is_not_found(&error) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 /// A recording [`PodApi`] holding its own ConfigMaps, Secrets and Services.
@@ -386,6 +452,42 @@ impl FakePodApi {
         self.statuses(name).pop()
     }
 
+    /// Adds or replaces a ConfigMap.
+    pub fn set_config_map(&self, config_map: ConfigMap) {
+        let key = (
+            config_map.metadata.namespace.clone().unwrap_or_default(),
+            config_map.metadata.name.clone().unwrap_or_default(),
+        );
+        if let Ok(mut map) = self.config_maps.lock() {
+            map.insert(key, config_map);
+        }
+    }
+
+    /// Removes a ConfigMap.
+    pub fn remove_config_map(&self, namespace: &str, name: &str) {
+        if let Ok(mut map) = self.config_maps.lock() {
+            map.remove(&(namespace.to_string(), name.to_string()));
+        }
+    }
+
+    fn read_object<T: Clone>(
+        &self,
+        map: &Mutex<BTreeMap<(String, String), T>>,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        any_version: bool,
+    ) -> Option<T> {
+        self.record(ApiCall::ReadObject {
+            kind,
+            key: format!("{namespace}/{name}"),
+            any_version,
+        });
+        map.lock()
+            .ok()
+            .and_then(|m| m.get(&(namespace.to_string(), name.to_string())).cloned())
+    }
+
     fn record(&self, call: ApiCall) {
         if let Ok(mut calls) = self.calls.lock() {
             calls.push(call);
@@ -409,19 +511,27 @@ impl PodApi for FakePodApi {
     }
 
     async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, ApiError> {
-        Ok(self
-            .config_maps
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&(namespace.to_string(), name.to_string())).cloned()))
+        Ok(self.read_object(&self.config_maps, "configmap", namespace, name, false))
     }
 
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, ApiError> {
-        Ok(self
-            .secrets
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&(namespace.to_string(), name.to_string())).cloned()))
+        Ok(self.read_object(&self.secrets, "secret", namespace, name, false))
+    }
+
+    async fn config_map_any_version(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, ApiError> {
+        Ok(self.read_object(&self.config_maps, "configmap", namespace, name, true))
+    }
+
+    async fn secret_any_version(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Secret>, ApiError> {
+        Ok(self.read_object(&self.secrets, "secret", namespace, name, true))
     }
 
     async fn services(&self, _namespace: &str) -> Result<Vec<Service>, ApiError> {

@@ -796,6 +796,7 @@ mod tests {
             store: PodStore::new(),
             mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
             resync: crate::pod::worker::RESYNC,
+            objects: Default::default(),
         });
         let orphan_dir = dir.path().join("root/pods/gone-uid");
         let orphan_logs = dir.path().join("logs/default_old_gone-uid/c");
@@ -873,6 +874,7 @@ mod tests {
             store: PodStore::new(),
             mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
             resync: crate::pod::worker::RESYNC,
+            objects: Default::default(),
         });
         let claims = Arc::new(FakeClaims(std::sync::Mutex::new(None)));
         let mut manager = PodManager::new(ctx).await.with_claims(claims.clone());

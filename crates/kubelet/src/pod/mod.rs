@@ -12,6 +12,7 @@ pub mod files;
 pub mod insecure_tls;
 pub mod manager;
 pub mod mounts;
+pub mod objects;
 pub mod probe;
 pub mod resources;
 pub mod status;
@@ -80,4 +81,6 @@ pub struct PodContext {
     /// notices container exits from runtime events and this poll; hollow nodes, whose fake
     /// containers only change when told, use upstream's one-minute `syncFrequency`).
     pub resync: std::time::Duration,
+    /// This node's ConfigMaps and Secrets, for volume refreshes.
+    pub objects: Arc<objects::ObjectCache>,
 }

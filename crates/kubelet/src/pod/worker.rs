@@ -448,7 +448,7 @@ impl PodWorker {
         let Some(dirs) = self.volume_dirs.clone() else {
             return;
         };
-        let fetched = match self.fetch_objects().await {
+        let fetched = match self.fetch_objects(crate::pod::objects::Read::Refresh).await {
             Ok(fetched) => fetched,
             Err(error) => {
                 tracing::warn!(pod = %self.key(), %error, "reading ConfigMaps or Secrets failed; will retry");

@@ -211,6 +211,7 @@ mod tests {
             store: PodStore::new(),
             mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
             resync: crate::pod::worker::RESYNC,
+            objects: Default::default(),
         });
         let mut worker = PodWorker::new(ctx.clone(), pod(), vec![]);
         assert!(matches!(worker.sync().await, SyncOutcome::Continue(_)));

@@ -13,6 +13,7 @@ use super::security::security_settings;
 use super::{exit_code, running_state, Instance, PodWorker};
 use crate::pod::env::{container_env, PodSources, RuntimeFields};
 use crate::pod::files;
+use crate::pod::objects::Read;
 use crate::pod::probe::ContainerProbes;
 use crate::pod::resources::{
     cgroup_parent, container_resources, machine_memory_bytes, oom_score_adj,
@@ -46,18 +47,22 @@ impl PodWorker {
         cache.clone()
     }
 
-    /// The ConfigMaps and Secrets the pod refers to (no Services).
-    pub(super) async fn fetch_objects(&self) -> Result<PodSources, crate::pod::api::ApiError> {
+    /// The ConfigMaps and Secrets the pod refers to (no Services), through the node's cache.
+    pub(super) async fn fetch_objects(
+        &self,
+        read: Read,
+    ) -> Result<PodSources, crate::pod::api::ApiError> {
         let namespace = self.namespace();
         let (config_maps, secrets) = referenced_objects(&self.pod);
         let mut sources = PodSources::default();
+        let (api, objects) = (self.ctx.api.as_ref(), &self.ctx.objects);
         for name in config_maps {
-            if let Some(cm) = self.ctx.api.config_map(&namespace, &name).await? {
+            if let Some(cm) = objects.config_map(api, &namespace, &name, read).await? {
                 sources.config_maps.insert(name, cm);
             }
         }
         for name in secrets {
-            if let Some(secret) = self.ctx.api.secret(&namespace, &name).await? {
+            if let Some(secret) = objects.secret(api, &namespace, &name, read).await? {
                 sources.secrets.insert(name, secret);
             }
         }
@@ -66,7 +71,7 @@ impl PodWorker {
 
     pub(super) async fn fetch_sources(&self) -> Result<PodSources, crate::pod::api::ApiError> {
         let namespace = self.namespace();
-        let mut sources = self.fetch_objects().await?;
+        let mut sources = self.fetch_objects(Read::Latest).await?;
         let links = self
             .pod
             .spec

@@ -49,6 +49,7 @@ fn harness() -> Harness {
         store: PodStore::new(),
         mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
         resync: crate::pod::worker::RESYNC,
+        objects: Default::default(),
     });
     Harness {
         runtime,
@@ -206,6 +207,7 @@ async fn the_pod_waits_for_the_network_before_starting_containers() {
         store: PodStore::new(),
         mounter: Arc::new(crate::pod::mounts::FakeMounter::new()),
         resync: crate::pod::worker::RESYNC,
+        objects: Default::default(),
     });
     let mut worker = PodWorker::new(
         ctx,
