@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::api::PodEvent;
 use super::claims::{claims_of, with_resolved_claims, ClaimPath, ClaimResolver, KubeClaimResolver};
-use super::worker::{PodWorker, WorkerMessage};
+use super::worker::{mailbox, MailboxSender, PodWorker, WorkerMessage};
 use super::PodContext;
 use crate::network::netns_name;
 use crate::node::static_pods::{
@@ -37,7 +37,7 @@ use crate::runtime::ContainerSummary;
 pub const GC_PERIOD: Duration = Duration::from_secs(60);
 
 struct WorkerHandle {
-    tx: mpsc::UnboundedSender<WorkerMessage>,
+    tx: MailboxSender,
     task: JoinHandle<()>,
 }
 
@@ -279,12 +279,15 @@ impl PodManager {
         let mut pod = self.resolve_claims(&uid, pod).await;
         if let Some(handle) = self.workers.get(&uid) {
             if !handle.task.is_finished() {
-                match handle.tx.send(WorkerMessage::Update(Box::new(pod))) {
+                match handle
+                    .tx
+                    .unbounded_send(WorkerMessage::Update(Box::new(pod)))
+                {
                     Ok(()) => return,
-                    Err(mpsc::error::SendError(WorkerMessage::Update(returned))) => {
-                        pod = *returned;
-                    }
-                    Err(_) => return,
+                    Err(error) => match error.into_inner() {
+                        WorkerMessage::Update(returned) => pod = *returned,
+                        _ => return,
+                    },
                 }
             } else if pod.metadata.deletion_timestamp.is_some() {
                 // The worker finished this pod's deletion; this is the API catching up.
@@ -292,7 +295,7 @@ impl PodManager {
             }
         }
         let recovered = self.recovered.remove(&uid).unwrap_or_default();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mailbox();
         tracing::info!(
             pod = %format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or_default(), pod.metadata.name.as_deref().unwrap_or_default()),
             %uid,
@@ -308,7 +311,7 @@ impl PodManager {
         self.resolved.remove(uid);
         self.pending_claims.remove(uid);
         if let Some(handle) = self.workers.remove(uid) {
-            if handle.tx.send(WorkerMessage::Removed).is_err() {
+            if handle.tx.unbounded_send(WorkerMessage::Removed).is_err() {
                 tracing::debug!(%uid, "worker already finished");
             }
         }
@@ -459,13 +462,12 @@ impl PodManager {
                 continue;
             }
             // A new mirror starts without status: give it the pod's current one.
-            let current = self
-                .ctx
-                .store
-                .pods()
-                .into_iter()
-                .find(|p| p.metadata.uid == pod.metadata.uid);
-            if let Some(status) = current.as_ref().and_then(|p| p.status.as_ref()) {
+            let current = pod
+                .metadata
+                .uid
+                .as_deref()
+                .and_then(|uid| self.ctx.store.get(uid));
+            if let Some(status) = current.as_ref().and_then(|e| e.pod.status.as_ref()) {
                 if let Err(error) = self.ctx.api.update_status(pod, status).await {
                     tracing::warn!(%error, "posting the status of a new mirror pod failed");
                 }
@@ -511,12 +513,7 @@ impl PodManager {
         grace_period: Option<Duration>,
         done: Option<tokio::sync::oneshot::Sender<()>>,
     ) {
-        let entry = self
-            .ctx
-            .store
-            .pods()
-            .into_iter()
-            .find(|p| p.metadata.uid.as_deref() == Some(uid.as_str()));
+        let entry = self.ctx.store.get(&uid).map(|e| e.pod);
         let (Some(pod), Some(handle)) = (entry, self.workers.remove(&uid)) else {
             if let Some(done) = done {
                 if done.send(()).is_err() {
@@ -531,7 +528,7 @@ impl PodManager {
             Some(grace) => WorkerMessage::Stop(grace),
             None => WorkerMessage::Removed,
         };
-        if handle.tx.send(stop).is_err() {
+        if handle.tx.unbounded_send(stop).is_err() {
             tracing::debug!(%uid, "worker already finished");
         }
         let api = self.ctx.api.clone();

@@ -16,20 +16,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState as ApiState, ContainerStateTerminated, ContainerStateWaiting, Pod,
     PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::api::PodEvent;
 use super::env::PodSources;
 use super::probe::ContainerProbes;
 use super::volumes::{has_file_volumes, prepare_volumes, refresh_file_volumes};
-use super::{PodContext, PodEntry};
+use super::PodContext;
 use crate::network::{PodIpc, PodNetworkRequest, PodNetworkStatus};
 use crate::runtime::{
     ContainerExit, ContainerState, ContainerSummary, PullPolicy, LABEL_RESTART_COUNT,
@@ -54,6 +54,18 @@ fn jittered(resync: Duration) -> Duration {
 
 /// How often configMap, secret and projected volumes are re-read from the API.
 pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
+
+/// A worker's incoming messages. futures' channel: tokio's unbounded channel allocates about
+/// 2.5 KiB up front, and a kubelet (or a fleet of hollow ones) holds one per pod.
+pub type Mailbox = futures::channel::mpsc::UnboundedReceiver<WorkerMessage>;
+
+/// The manager's end of a worker's [`Mailbox`].
+pub type MailboxSender = futures::channel::mpsc::UnboundedSender<WorkerMessage>;
+
+/// A worker's mailbox.
+pub fn mailbox() -> (MailboxSender, Mailbox) {
+    futures::channel::mpsc::unbounded()
+}
 
 /// What the manager sends a worker.
 #[derive(Debug)]
@@ -105,7 +117,8 @@ pub enum SyncOutcome {
 /// The worker of one pod.
 pub struct PodWorker {
     ctx: Arc<PodContext>,
-    pod: Pod,
+    /// Shared with the pod store.
+    pod: Arc<Pod>,
     uid: String,
     network: Option<PodNetworkStatus>,
     /// The pod's IPC namespace (none for hostIPC pods).
@@ -113,7 +126,8 @@ pub struct PodWorker {
     // Boxed: a map node holds eleven values, and most pods have one or two containers.
     tracks: BTreeMap<String, Box<Track>>,
     start_time: Option<Time>,
-    last_posted: Option<PodStatus>,
+    /// Shared with the pod store.
+    last_posted: Option<Arc<PodStatus>>,
     volume_dirs: Option<BTreeMap<String, PathBuf>>,
     /// When the file volumes were last written from the API objects.
     volumes_refreshed: Option<Instant>,
@@ -224,7 +238,7 @@ impl PodWorker {
         let start_time = pod.status.as_ref().and_then(|s| s.start_time.clone());
         let mut worker = Self {
             ctx,
-            pod,
+            pod: Arc::new(pod),
             uid,
             network: None,
             ipc: None,
@@ -386,14 +400,14 @@ impl PodWorker {
     /// Runs the worker until the pod is finished and gone. It syncs when its resync time
     /// comes, when the pod changes, and at once when one of its containers exits (if the
     /// runtime reports exits).
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<WorkerMessage>) {
+    pub async fn run(mut self, mut rx: Mailbox) {
         let mut exits = self.ctx.runtime.exits();
         let mut next_sync = Instant::now();
         loop {
             let mut removed = None;
             loop {
                 tokio::select! {
-                    message = rx.recv() => {
+                    message = rx.next() => {
                         match message {
                             Some(WorkerMessage::Update(pod)) => self.update_pod(*pod),
                             Some(WorkerMessage::Removed) | None => removed = Some(REMOVED_GRACE),
@@ -469,7 +483,7 @@ impl PodWorker {
 
     /// Takes the pod's latest version from the API.
     pub fn update_pod(&mut self, pod: Pod) {
-        self.pod = pod;
+        self.pod = Arc::new(pod);
     }
 
     /// One sync; see the module docs.
@@ -520,18 +534,17 @@ impl PodWorker {
         if unchanged {
             return;
         }
-        let mut pod = self.pod.clone();
-        if let Some(status) = &self.last_posted {
-            pod.status = Some(status.clone());
-        }
         self.published = Some(Published {
             resource_version: self.pod.metadata.resource_version.clone(),
             posted_count: self.posted_count,
             containers: containers.clone(),
         });
-        self.ctx
-            .store
-            .upsert(&self.uid, PodEntry { pod, containers });
+        self.ctx.store.upsert_shared(
+            &self.uid,
+            self.pod.clone(),
+            self.last_posted.clone(),
+            containers,
+        );
     }
 
     async fn refresh_states(&mut self) {

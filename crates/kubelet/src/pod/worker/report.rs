@@ -2,9 +2,10 @@
 //! posting it when it changed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState as ApiState, ContainerStateRunning, ContainerStatus, PodStatus,
+    Container, ContainerState as ApiState, ContainerStateRunning, ContainerStatus, Pod, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
@@ -191,7 +192,7 @@ impl PodWorker {
             start_time: self.start_time.clone(),
             message: self.pod_message.clone(),
         };
-        let mut pod = self.pod.clone();
+        let mut pod = Pod::clone(&self.pod);
         if let Some(posted) = &self.last_posted {
             // Keep our own condition history even if the API echo lags behind.
             let mut status = pod.status.clone().unwrap_or_default();
@@ -211,13 +212,13 @@ impl PodWorker {
     }
 
     pub(super) async fn post_status(&mut self, status: PodStatus) {
-        if self.last_posted.as_ref() == Some(&status) {
+        if self.last_posted.as_deref() == Some(&status) {
             return;
         }
         match self.ctx.api.update_status(&self.pod, &status).await {
             Ok(()) => {
                 tracing::debug!(pod = %self.key(), phase = ?status.phase, "pod status posted");
-                self.last_posted = Some(status);
+                self.last_posted = Some(Arc::new(status));
                 self.posted_count += 1;
             }
             Err(error) => {
