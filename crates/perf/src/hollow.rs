@@ -45,18 +45,25 @@ pub enum HollowError {
 /// renewals and volume refreshes (churn startup p90 14.7 s; 579 ms with 2,048).
 pub const FLEET_REQUESTS: usize = 2048;
 
+/// Heartbeats (Lease renewals, node status) the hollow nodes have in flight at once, in a pool
+/// of their own. Unbounded, a saturated apiserver answering Leases in seconds let them open
+/// connections until both ends ran out of file descriptors.
+pub const HEARTBEAT_REQUESTS: usize = 1024;
+
 /// The client the hollow nodes share: `client`, with at most [`FLEET_REQUESTS`] requests other
 /// than watches and heartbeats in flight. Over HTTP/1.1 every waiting request would open a
 /// connection of its own, and at 5,000 nodes a burst of pod starts opened 20,000, each a TLS
 /// handshake on both ends; upstream's kubelets multiplex their requests over one HTTP/2
 /// connection each. Watches are not counted: each holds its connection for as long as it
-/// runs. Heartbeats (Lease renewals and node status) are not either, as upstream's kubelet
-/// sends them through a client of their own: queued behind 100,000 pod starts, the Leases of
-/// a 5,000-node fleet were renewed at 65/s instead of 500/s and nodes went NotReady.
+/// runs. Heartbeats (Lease renewals and node status) wait for one of [`HEARTBEAT_REQUESTS`]
+/// slots of their own, as upstream's kubelet sends them through a client of their own: queued
+/// behind 100,000 pod starts, the Leases of a 5,000-node fleet were renewed at 65/s instead of
+/// 500/s and nodes went NotReady.
 pub fn fleet_client(client: &Client) -> Client {
     let limit = FleetLimit {
         client: client.clone(),
         slots: Arc::new(Semaphore::new(FLEET_REQUESTS)),
+        heartbeat_slots: Arc::new(Semaphore::new(HEARTBEAT_REQUESTS)),
     };
     Client::new(limit, client.default_namespace())
 }
@@ -65,6 +72,7 @@ pub fn fleet_client(client: &Client) -> Client {
 struct FleetLimit {
     client: Client,
     slots: Arc<Semaphore>,
+    heartbeat_slots: Arc<Semaphore>,
 }
 
 fn is_watch(uri: &http::Uri) -> bool {
@@ -93,13 +101,17 @@ impl tower::Service<Request<kube::client::Body>> for FleetLimit {
 
     fn call(&mut self, request: Request<kube::client::Body>) -> Self::Future {
         let client = self.client.clone();
-        let slots = self.slots.clone();
+        let uri = request.uri();
+        let slots = match (is_watch(uri), is_heartbeat(uri)) {
+            (true, _) => None,
+            (false, true) => Some(self.heartbeat_slots.clone()),
+            (false, false) => Some(self.slots.clone()),
+        };
         Box::pin(async move {
             // The semaphore is never closed; the slot is held until the response's headers.
-            let uri = request.uri();
-            let _slot = match is_watch(uri) || is_heartbeat(uri) {
-                true => None,
-                false => slots.acquire_owned().await.ok(),
+            let _slot = match slots {
+                Some(slots) => slots.acquire_owned().await.ok(),
+                None => None,
             };
             client.send(request).await
         })
