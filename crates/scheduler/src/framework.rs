@@ -289,6 +289,28 @@ fn no_images() -> Arc<HashMap<String, i64>> {
     EMPTY.get_or_init(Arc::default).clone()
 }
 
+/// The shared map equal to `images`: nodes reporting the same images (every node of a pool
+/// pulled the same images) hold one map between them.
+fn intern_images(images: HashMap<String, i64>) -> Arc<HashMap<String, i64>> {
+    type Interned = HashMap<Vec<(String, i64)>, std::sync::Weak<HashMap<String, i64>>>;
+    static INTERNED: std::sync::OnceLock<std::sync::Mutex<Interned>> = std::sync::OnceLock::new();
+    let mut key: Vec<(String, i64)> = images.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    key.sort_unstable();
+    let Ok(mut interned) = INTERNED.get_or_init(Default::default).lock() else {
+        return Arc::new(images);
+    };
+    if let Some(shared) = interned.get(&key).and_then(std::sync::Weak::upgrade) {
+        return shared;
+    }
+    let shared = Arc::new(images);
+    // Forget maps no node holds any more before the table doubles.
+    if interned.len() >= 64 && interned.len().is_power_of_two() {
+        interned.retain(|_, weak| weak.strong_count() > 0);
+    }
+    interned.insert(key, Arc::downgrade(&shared));
+    shared
+}
+
 /// Allocatable cpu (milli), memory (bytes) and pods of a node (falls back to capacity).
 fn node_allocatable(node: &Node) -> Resources {
     let status = node.status.as_ref();
@@ -320,11 +342,12 @@ impl NodeInfo {
         self.allocatable = node_allocatable(&node);
         self.ready = plugins::node_unschedulable::is_ready(&node);
         let images = plugins::image_locality::node_images(&node);
-        // Nodes without images share one empty map, so scanning them touches one allocation.
+        // Nodes without images share one empty map, and nodes with the same images share one
+        // map: ImageLocality counts the nodes holding an image once per distinct map.
         self.images = if images.is_empty() {
             no_images()
         } else {
-            Arc::new(images)
+            intern_images(images)
         };
         self.node = Some(node);
     }
@@ -363,6 +386,11 @@ impl NodeInfo {
 
     /// Image name (qualified) -> size in bytes, for every image the node reports.
     pub fn images(&self) -> &HashMap<String, i64> {
+        &self.images
+    }
+
+    /// [`Self::images`] as shared: nodes reporting the same images share one map.
+    pub fn shared_images(&self) -> &Arc<HashMap<String, i64>> {
         &self.images
     }
 

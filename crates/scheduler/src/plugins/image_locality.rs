@@ -3,6 +3,7 @@
 //! every pod), as upstream.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
 
@@ -15,6 +16,9 @@ pub const MIN_THRESHOLD: i64 = 23 * MB;
 pub const MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
 
 const STATE_KEY: &str = "ImageLocality";
+
+/// Image name (qualified) -> size in bytes.
+type ImageSizes = HashMap<String, i64>;
 
 /// Adds `:latest` when the name has neither tag nor digest (upstream `normalizedImageName`).
 pub fn normalized_image_name(name: &str) -> String {
@@ -112,10 +116,18 @@ impl ScorePlugin for ImageLocality {
             total: all.len(),
             ..ImageSpread::default()
         };
+        // Nodes with the same images share one map: count nodes per map, then look the pod's
+        // images up once per distinct map (at 5,000 nodes a lookup per node and image was most
+        // of the scheduler's time).
+        let mut per_map: HashMap<*const ImageSizes, (&ImageSizes, usize)> = HashMap::new();
         for node in all.iter().filter(|n| !n.images().is_empty()) {
+            let images = node.shared_images();
+            per_map.entry(Arc::as_ptr(images)).or_insert((images, 0)).1 += 1;
+        }
+        for (images, nodes) in per_map.into_values() {
             for image in &wanted {
-                if node.images().contains_key(image) {
-                    *spread.nodes_with.entry(image.clone()).or_default() += 1;
+                if images.contains_key(image) {
+                    *spread.nodes_with.entry(image.clone()).or_default() += nodes;
                 }
             }
         }
@@ -201,5 +213,38 @@ mod tests {
         let expected = MAX_NODE_SCORE * (250 * MB - MIN_THRESHOLD) / (1000 * MB - MIN_THRESHOLD);
         assert_eq!(ImageLocality.score(&state, &p, &nodes[0]), expected);
         assert_eq!(ImageLocality.score(&state, &p, &nodes[1]), 0);
+    }
+
+    #[test]
+    fn nodes_with_the_same_images_share_a_map_and_each_counts_in_the_spread() {
+        let p = with_spec(pod("p", None, None), |s| {
+            s.containers[0].image = Some("gcr.io/big:1".into());
+        });
+        let pool = [("gcr.io/big:1", 800 * MB), ("gcr.io/other:2", MB)];
+        let nodes = vec![
+            with_images("a", &pool),
+            with_images("b", &[("gcr.io/other:2", MB), ("gcr.io/big:1", 800 * MB)]),
+            with_images("c", &[("gcr.io/big:1", 800 * MB)]),
+            with_images("d", &[("gcr.io/other:2", MB)]),
+            with_images("e", &[]),
+        ];
+        assert!(Arc::ptr_eq(
+            nodes[0].shared_images(),
+            nodes[1].shared_images()
+        ));
+        assert!(!Arc::ptr_eq(
+            nodes[0].shared_images(),
+            nodes[2].shared_images()
+        ));
+        let feasible: Vec<&NodeInfo> = nodes.iter().collect();
+        let mut state = CycleState::default();
+        ImageLocality.pre_score(&mut state, &p, &feasible, &nodes);
+        // 800MB held by three nodes of five: 480MB effective on each of them.
+        let expected = MAX_NODE_SCORE * (480 * MB - MIN_THRESHOLD) / (1000 * MB - MIN_THRESHOLD);
+        for holder in &nodes[..3] {
+            assert_eq!(ImageLocality.score(&state, &p, holder), expected);
+        }
+        assert_eq!(ImageLocality.score(&state, &p, &nodes[3]), 0);
+        assert_eq!(ImageLocality.score(&state, &p, &nodes[4]), 0);
     }
 }
