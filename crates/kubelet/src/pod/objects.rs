@@ -106,17 +106,12 @@ impl ObjectCache {
         name: &str,
         read: Read,
     ) -> Result<Option<ConfigMap>, ApiError> {
-        let key = (namespace.to_string(), name.to_string());
-        let (cached, fresh) = self.lookup(&self.config_maps, &key, read);
-        if fresh {
-            return Ok(cached);
-        }
-        let object = match cached.is_some() {
-            true => api.config_map_any_version(namespace, name).await?,
-            false => api.config_map(namespace, name).await?,
+        let fetch = async |any_version| match any_version {
+            true => api.config_map_any_version(namespace, name).await,
+            false => api.config_map(namespace, name).await,
         };
-        self.store(&self.config_maps, key, &object);
-        Ok(object)
+        self.get(&self.config_maps, namespace, name, read, fetch)
+            .await
     }
 
     /// The Secret `namespace/name` (`None`: it does not exist).
@@ -127,16 +122,30 @@ impl ObjectCache {
         name: &str,
         read: Read,
     ) -> Result<Option<Secret>, ApiError> {
+        let fetch = async |any_version| match any_version {
+            true => api.secret_any_version(namespace, name).await,
+            false => api.secret(namespace, name).await,
+        };
+        self.get(&self.secrets, namespace, name, read, fetch).await
+    }
+
+    /// The object from `map` when young enough, else `fetch`ed (at any version when a copy was
+    /// read before) and kept.
+    async fn get<T: Clone>(
+        &self,
+        map: &Mutex<HashMap<(String, String), Entry<T>>>,
+        namespace: &str,
+        name: &str,
+        read: Read,
+        fetch: impl AsyncFnOnce(bool) -> Result<Option<T>, ApiError>,
+    ) -> Result<Option<T>, ApiError> {
         let key = (namespace.to_string(), name.to_string());
-        let (cached, fresh) = self.lookup(&self.secrets, &key, read);
+        let (cached, fresh) = self.lookup(map, &key, read);
         if fresh {
             return Ok(cached);
         }
-        let object = match cached.is_some() {
-            true => api.secret_any_version(namespace, name).await?,
-            false => api.secret(namespace, name).await?,
-        };
-        self.store(&self.secrets, key, &object);
+        let object = fetch(cached.is_some()).await?;
+        self.store(map, key, &object);
         Ok(object)
     }
 
