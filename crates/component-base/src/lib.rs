@@ -4,6 +4,7 @@
 //! Start with [`client::from_kubeconfig`] (how every component reaches the apiserver) and
 //! [`logging::init`] (called first thing in every `main`).
 
+pub mod alloc;
 pub mod client;
 pub mod clientauth;
 pub mod health;

@@ -29,7 +29,7 @@ use crate::options::Options;
 use crate::pod::files::DnsSettings;
 use crate::pod::manager::{PodManager, StaticPodConfig};
 use crate::pod::objects::ObjectCache;
-use crate::pod::{KubePodApi, PodApi, PodContext, PodSettings, PodStore};
+use crate::pod::{KubePodApi, PodApi, PodContext, PodSettings, PodStore, ServiceLister};
 use crate::runtime::containerd::{ContainerdOptions, ContainerdRuntime};
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::server::{ServerError, ServerState, TlsFiles};
@@ -231,7 +231,10 @@ pub async fn start_with_features(
     if let Err(error) = agent.post_status().await {
         tracing::warn!(%error, "first node status update failed");
     }
-    let api: Arc<dyn PodApi> = Arc::new(KubePodApi::new(deps.client.clone(), &deps.node.name));
+    let services = ServiceLister::spawn(deps.client.clone());
+    let api: Arc<dyn PodApi> = Arc::new(
+        KubePodApi::new(deps.client.clone(), &deps.node.name).with_service_lister(services),
+    );
     let static_uids = StaticUids::default();
     let mirrors: Arc<dyn MirrorClient> =
         Arc::new(KubeMirrorClient::new(deps.client.clone(), &deps.node.name));

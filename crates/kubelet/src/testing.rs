@@ -23,7 +23,7 @@ use crate::node::status::NodeConfig;
 use crate::pod::files::DnsSettings;
 use crate::pod::manager::PodManager;
 use crate::pod::objects::ObjectCache;
-use crate::pod::{KubePodApi, PodApi, PodContext, PodSettings, PodStore};
+use crate::pod::{KubePodApi, PodApi, PodContext, PodSettings, PodStore, ServiceLister};
 use crate::runtime::fake::FakeRuntime;
 use crate::runtime::ContainerRuntime;
 use crate::server::TlsFiles;
@@ -128,6 +128,9 @@ pub struct HollowConfig {
     pub sync_frequency: Duration,
     /// Kubelet port reported in `status.daemonEndpoints` (nothing listens there).
     pub port: u16,
+    /// The Services every hollow node reads pod environments from (one watch for the fleet);
+    /// without it each pod start lists its namespace's Services.
+    pub services: Option<ServiceLister>,
 }
 
 /// A hollow node: the kubelet's node agent and pod manager over fakes, without a kubelet API.
@@ -185,7 +188,11 @@ pub async fn start_hollow(
         tracing::warn!(node = node_name, %error, "first node status update failed");
     }
     let store = PodStore::new();
-    let api: Arc<dyn PodApi> = Arc::new(KubePodApi::new(client.clone(), node_name));
+    let mut api = KubePodApi::new(client.clone(), node_name);
+    if let Some(lister) = &config.services {
+        api = api.with_service_lister(lister.clone());
+    }
+    let api: Arc<dyn PodApi> = Arc::new(api);
     let ctx = Arc::new(PodContext {
         runtime: dyn_runtime,
         network: dyn_network,
@@ -229,7 +236,7 @@ pub async fn start_hollow(
 mod tests {
     use super::*;
     use k8s_openapi::api::coordination::v1::Lease;
-    use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec};
+    use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, Service};
     use kube::api::{ObjectMeta, PostParams};
     use kube::Api;
     use kube_apiserver::testing::TestServer;
@@ -256,6 +263,7 @@ mod tests {
         let server = TestServer::start().await.expect("apiserver");
         let client = server.client().await.expect("client");
         let dir = tempfile::tempdir().expect("tempdir");
+        let lister = ServiceLister::spawn(client.clone());
         let config = HollowConfig {
             machine: MachineInfo::default(),
             status_period: Duration::from_secs(60),
@@ -263,6 +271,7 @@ mod tests {
             max_pods: 110,
             sync_frequency: Duration::from_secs(60),
             port: 10250,
+            services: Some(lister.clone()),
         };
         let mut nodes = Vec::new();
         for name in ["hollow-0", "hollow-1"] {
@@ -286,6 +295,29 @@ mod tests {
         })
         .await;
 
+        // The pod's service link variables come from the fleet's Service watch.
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let web: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80}]}
+        }))
+        .expect("service");
+        let web = services
+            .create(&PostParams::default(), &web)
+            .await
+            .expect("service created");
+        let web_ip = web.spec.and_then(|s| s.cluster_ip).expect("cluster IP");
+        eventually("the lister sees web", || {
+            let lister = lister.clone();
+            async move {
+                let services = lister.services("default")?;
+                services
+                    .iter()
+                    .any(|s| s.metadata.name.as_deref() == Some("web"))
+                    .then_some(())
+            }
+        })
+        .await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
         let pod = Pod {
             metadata: ObjectMeta {
@@ -318,6 +350,26 @@ mod tests {
             nodes[1].store.find("default", "p").is_some(),
             "the pod runs on hollow-1"
         );
+        let env: Vec<(String, String)> = nodes[1]
+            .runtime
+            .containers()
+            .into_values()
+            .flat_map(|c| c.config.env)
+            .collect();
+        for (name, value) in [
+            ("WEB_SERVICE_HOST", web_ip.as_str()),
+            ("WEB_SERVICE_PORT", "80"),
+        ] {
+            assert!(
+                env.contains(&(name.to_string(), value.to_string())),
+                "{name}={value} in {env:?}"
+            );
+        }
+        assert!(
+            env.iter()
+                .any(|(name, _)| name == "KUBERNETES_SERVICE_HOST"),
+            "KUBERNETES_SERVICE_HOST in {env:?}"
+        );
         assert!(
             nodes[0].store.find("default", "p").is_none(),
             "and not on hollow-0"
@@ -336,6 +388,7 @@ mod tests {
             max_pods: 110,
             sync_frequency: Duration::from_secs(60),
             port: 10250,
+            services: None,
         };
         let _node = start_hollow(client.clone(), "quiet", &dir.path().join("quiet"), &config)
             .await

@@ -13,6 +13,7 @@ use http::{Request, Response};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::ListParams;
 use kube::{Api, Client};
+use kubelet::pod::ServiceLister;
 use kubelet::testing::{start_hollow, HollowConfig, HollowNode};
 use tokio::sync::Semaphore;
 
@@ -149,7 +150,8 @@ impl Default for StatusTimings {
 /// Per node and period the API sees what upstream kubemark's hollow kubelet sends: a Lease PUT
 /// every 10 s (the kubelet's renew interval), a node status PATCH when the status changed or
 /// every `timings.report`, a pod watch (`spec.nodeName=<node>`), and GETs of the Node every
-/// second until its pod CIDR is allocated. Each pod is re-synced every minute (upstream
+/// second until its pod CIDR is allocated. The fleet shares one Service watch for the pods'
+/// service link variables. Each pod is re-synced every minute (upstream
 /// `syncFrequency`) and at once when it changes.
 pub async fn start_nodes(
     client: &Client,
@@ -165,6 +167,9 @@ pub async fn start_nodes(
         max_pods: 110,
         sync_frequency: Duration::from_secs(60),
         port: 10250,
+        // One Service watch for the fleet: upstream's hollow kubelets each run a Service
+        // informer, which over HTTP/1.1 would cost a connection per node.
+        services: Some(ServiceLister::spawn(client.clone())),
     };
     let started = Instant::now();
     let fleet = fleet_client(client);

@@ -2,6 +2,8 @@
 
 use clap::Parser;
 
+component_base::global_allocator!();
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // The hollow kubelets log every pod at info: keep kube-perf's own output readable (and the

@@ -139,9 +139,31 @@ fn volume_claims(pod: &Pod) -> Vec<VolumeClaim> {
         .collect()
 }
 
-/// What the plugins need to know about the pod being scheduled.
+/// What the plugins need to know about a pod: [`PodFacts`] behind one `Arc`, so the copies
+/// the cache makes when a node's pods change (a node's map is copied on write while a
+/// scheduling cycle's snapshot shares it) cost a reference count each, not a deep copy of the
+/// pod's selectors, ports and claims. Fields read through `Deref`; a write copies the facts
+/// first if another holder shares them.
 #[derive(Debug, Clone)]
-pub struct PodInfo {
+pub struct PodInfo(Arc<PodFacts>);
+
+impl std::ops::Deref for PodInfo {
+    type Target = PodFacts;
+
+    fn deref(&self) -> &PodFacts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PodInfo {
+    fn deref_mut(&mut self) -> &mut PodFacts {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The facts of a [`PodInfo`].
+#[derive(Debug, Clone)]
+pub struct PodFacts {
     /// The pod.
     pub pod: Arc<Pod>,
     /// `spec.priority` (0 when unset).
@@ -233,7 +255,7 @@ impl PodInfo {
             .then(|| Arc::new(plugins::inter_pod_affinity::PodTerms::of(&pod)));
         let claims = volume_claims(&pod);
         let conflict_volumes = plugins::volume_restrictions::has_conflict_volumes(&pod);
-        PodInfo {
+        PodInfo(Arc::new(PodFacts {
             pod,
             priority,
             default_selector: None,
@@ -245,7 +267,7 @@ impl PodInfo {
             claims,
             conflict_volumes,
             volumes: None,
-        }
+        }))
     }
 }
 

@@ -2,6 +2,8 @@
 
 use clap::Parser;
 
+component_base::global_allocator!();
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     component_base::logging::init();

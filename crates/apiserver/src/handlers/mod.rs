@@ -276,12 +276,13 @@ pub async fn handle(state: Arc<ApiState>, user: User, req: Request<Incoming>) ->
     let span = tracing::debug_span!("request", %method, %path, user = %user.name);
     async move {
         let started = std::time::Instant::now();
-        let response = match dispatch(state.clone(), user, req).await {
+        let mut labels = crate::metrics::RequestLabels::method(method.as_str());
+        let response = match dispatch(state.clone(), user, req, &mut labels).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         };
         let code = response.status().as_u16();
-        state.metrics.observe(method.as_str(), code);
+        state.metrics.observe(labels, code);
         tracing::debug!(
             code,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -297,6 +298,7 @@ async fn dispatch(
     state: Arc<ApiState>,
     user: User,
     req: Request<Incoming>,
+    labels: &mut crate::metrics::RequestLabels,
 ) -> Result<Response<Body>, ApiError> {
     let route = route(req.uri().path());
     match &route {
@@ -310,6 +312,19 @@ async fn dispatch(
     let query = Query::parse(req.uri().query());
     let attrs =
         Attributes::from_request(user.clone(), req.method(), req.uri().path(), &route, &query);
+    if attrs.resource_request {
+        let apply = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
+        *labels = crate::metrics::RequestLabels::resource(
+            &attrs.verb,
+            apply,
+            &attrs.api_group,
+            &attrs.resource,
+            &attrs.subresource,
+        );
+    }
     state.authorizer.check(&attrs)?;
     // WebSocket exec/attach/portforward arrive as GET; upstream also requires `create`.
     if attrs.verb == "get"

@@ -3,7 +3,12 @@
 //! [`KubePodApi`] is the real client; [`FakePodApi`] records for tests.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, PodStatus, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -62,6 +67,72 @@ pub enum ApiError {
     /// A TokenRequest answered no token.
     #[error("the TokenRequest for serviceaccount {0} returned no token")]
     NoToken(String),
+    /// The Service watch has not listed once yet (upstream's wording).
+    #[error("services have not yet been read at least once, cannot construct envvars")]
+    ServicesNotSynced,
+}
+
+/// Every Service of the cluster from one watch, as upstream's kubelet keeps them in a Service
+/// informer: a pod start then reads the service link variables from memory instead of listing
+/// its namespace's Services and getting `default/kubernetes` from the apiserver. Hollow nodes
+/// share one lister, as they share one client.
+#[derive(Clone)]
+pub struct ServiceLister {
+    store: Store<Service>,
+    synced: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for ServiceLister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceLister")
+            .field("synced", &self.synced.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceLister {
+    /// Starts the watch of all Services on `client`; it runs until the runtime stops.
+    pub fn spawn(client: Client) -> Self {
+        let (store, mut writer) = reflector::store();
+        let synced = Arc::new(AtomicBool::new(false));
+        let flag = synced.clone();
+        tokio::spawn(async move {
+            let api: Api<Service> = Api::all(client);
+            let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(mut event) => {
+                        component_base::trim::strip_managed_fields(&mut event);
+                        writer.apply_watcher_event(&event);
+                        if matches!(event, watcher::Event::InitDone) {
+                            flag.store(true, Ordering::Release);
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "service watch failed; retrying"),
+                }
+            }
+        });
+        Self { store, synced }
+    }
+
+    /// The Services of `namespace` and `default/kubernetes`, or `None` before the first list.
+    pub fn services(&self, namespace: &str) -> Option<Vec<Service>> {
+        if !self.synced.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(
+            self.store
+                .state_filter(|s| {
+                    let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+                    ns == namespace
+                        || (ns == "default" && s.metadata.name.as_deref() == Some("kubernetes"))
+                })
+                .into_iter()
+                .map(Arc::unwrap_or_clone)
+                .collect(),
+        )
+    }
 }
 
 /// The apiserver as pod workers see it.
@@ -162,6 +233,7 @@ impl PodEvent {
 pub struct KubePodApi {
     client: Client,
     recorder: Recorder,
+    services: Option<ServiceLister>,
 }
 
 impl KubePodApi {
@@ -174,7 +246,17 @@ impl KubePodApi {
                 instance: Some(node_name.to_string()),
             },
         );
-        Self { client, recorder }
+        Self {
+            client,
+            recorder,
+            services: None,
+        }
+    }
+
+    /// Reads Services from `lister` instead of listing them at each pod start.
+    pub fn with_service_lister(mut self, lister: ServiceLister) -> Self {
+        self.services = Some(lister);
+        self
     }
 }
 
@@ -270,6 +352,11 @@ impl PodApi for KubePodApi {
     }
 
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
+        if let Some(lister) = &self.services {
+            return lister
+                .services(namespace)
+                .ok_or(ApiError::ServicesNotSynced);
+        }
         let read = |what: &str| {
             let what = what.to_string();
             move |source| ApiError::Read { what, source }

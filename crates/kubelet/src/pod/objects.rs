@@ -1,9 +1,9 @@
 //! The ConfigMaps and Secrets behind pod volumes, cached per node as upstream's cache-based
 //! manager does (`configMapAndSecretChangeDetectionStrategy: Cache`).
 //!
-//! A container start reads what it needs from storage ([`Read::Latest`]), so a pod created
-//! right after its ConfigMap sees it. The periodic volume refresh ([`Read::Refresh`]) is
-//! answered from this cache while the copy is younger than the node's TTL; an older copy is
+//! A pod's first read (its volume set-up) is from storage ([`Read::Latest`]), so a pod created
+//! right after its ConfigMap sees it. Later reads for the pod (container starts in later
+//! syncs, the periodic volume refresh: [`Read::Refresh`]) are answered from this cache while the copy is younger than the node's TTL; an older copy is
 //! re-read with `resourceVersion=0`, from the apiserver's watch cache. The TTL is the Node's
 //! `node.alpha.kubernetes.io/ttl` annotation, which the controller-manager's TTL controller
 //! sets from the cluster size (0 s up to 100 nodes, 300 s above 1,800): at 5,000 nodes and
@@ -32,9 +32,9 @@ const IDLE: Duration = Duration::from_secs(600);
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
-    /// From storage (a container start or volume set-up).
+    /// From storage (a pod's first read, at volume set-up).
     Latest,
-    /// A periodic refresh: a copy younger than the TTL will do.
+    /// A later read for a pod: a copy younger than the TTL will do.
     Refresh,
 }
 

@@ -69,9 +69,17 @@ impl PodWorker {
         Ok(sources)
     }
 
+    /// The pod's ConfigMaps, Secrets and Services. The first read for a pod (its volume
+    /// set-up) is from storage, as upstream's cache-based manager fetches afresh on the first
+    /// read after a pod is registered; later ones (container starts in later syncs, restarts)
+    /// take the node's cached copy while it is younger than the TTL.
     pub(super) async fn fetch_sources(&self) -> Result<PodSources, crate::pod::api::ApiError> {
         let namespace = self.namespace();
-        let mut sources = self.fetch_objects(Read::Latest).await?;
+        let read = match self.volume_dirs {
+            None => Read::Latest,
+            Some(_) => Read::Refresh,
+        };
+        let mut sources = self.fetch_objects(read).await?;
         let links = self
             .pod
             .spec
