@@ -503,6 +503,72 @@ async fn a_missing_config_map_is_a_create_container_config_error() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_pods_first_object_read_is_from_storage_and_later_ones_from_the_node_cache() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let h = harness();
+    let settings = |data: &[(&str, &str)]| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("settings".into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    h.api.set_config_map(settings(&[("y", "1")]));
+    let mut c = container("c");
+    c.env = Some(vec![EnvVar {
+        name: "X".into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: "settings".into(),
+                key: "x".into(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+    }]);
+    let mut worker = PodWorker::new(h.ctx.clone(), pod("cfg", vec![], vec![c], "Always"), vec![]);
+    worker.sync().await;
+    let waiting = h
+        .api
+        .last_status("cfg")
+        .and_then(|s| status_of(&s, "c").state.clone())
+        .and_then(|s| s.waiting)
+        .and_then(|w| w.reason);
+    assert_eq!(waiting.as_deref(), Some("CreateContainerConfigError"));
+    // The key appears; the next start attempt reads the ConfigMap again, now at any version
+    // (the node's TTL is unknown, so its cached copy is not young enough to answer alone).
+    h.api.set_config_map(settings(&[("x", "2")]));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    worker.sync().await;
+    let reads: Vec<bool> = h
+        .api
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            ApiCall::ReadObject {
+                kind: "configmap",
+                key,
+                any_version,
+            } if key == "default/settings" => Some(any_version),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reads,
+        vec![false, true],
+        "first from storage, then any version"
+    );
+    assert_eq!(started_names(&h.runtime), vec!["c".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_missing_image_is_err_image_pull_then_back_off() {
     let h = harness();
     let mut c = container("c");
