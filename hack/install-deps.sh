@@ -14,6 +14,7 @@ PACKAGES=(
     etcd-server:etcd
     etcd-client:etcdctl
     protobuf-compiler:protoc
+    make:make  # builds jemalloc (tikv-jemalloc-sys) for the control-plane binaries
     libprotobuf-dev:-
     docker-registry:docker-registry
     skopeo:skopeo
