@@ -30,9 +30,9 @@ impl RequestLabels {
     /// them: creates as `POST`, updates as `PUT`, server-side apply as `APPLY`, exec and the
     /// other streams as `CONNECT`.
     pub fn resource(verb: &str, apply: bool, group: &str, resource: &str, sub: &str) -> Self {
+        let stream = matches!(sub, "exec" | "attach" | "portforward" | "proxy");
         let verb = match verb {
-            "create" if matches!(sub, "exec" | "attach" | "portforward" | "proxy") => "CONNECT",
-            "get" if matches!(sub, "exec" | "attach" | "portforward" | "proxy") => "CONNECT",
+            "create" | "get" if stream => "CONNECT",
             "create" => "POST",
             "update" => "PUT",
             "patch" if apply => "APPLY",

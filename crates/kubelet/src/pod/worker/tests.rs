@@ -467,10 +467,8 @@ async fn deletion_stops_tears_down_removes_and_deletes() {
         .exists());
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_missing_config_map_is_a_create_container_config_error() {
-    let h = harness();
-    let mut c = container("c");
+/// `c` with `X` from key `x` of the ConfigMap `settings`.
+fn with_settings_x(mut c: Container) -> Container {
     c.env = Some(vec![EnvVar {
         name: "X".into(),
         value: None,
@@ -483,6 +481,13 @@ async fn a_missing_config_map_is_a_create_container_config_error() {
             ..Default::default()
         }),
     }]);
+    c
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_config_map_is_a_create_container_config_error() {
+    let h = harness();
+    let c = with_settings_x(container("c"));
     let mut worker = PodWorker::new(h.ctx.clone(), pod("cfg", vec![], vec![c], "Always"), vec![]);
     worker.sync().await;
     let status = h.api.last_status("cfg").expect("status");
@@ -520,19 +525,7 @@ async fn a_pods_first_object_read_is_from_storage_and_later_ones_from_the_node_c
         ..Default::default()
     };
     h.api.set_config_map(settings(&[("y", "1")]));
-    let mut c = container("c");
-    c.env = Some(vec![EnvVar {
-        name: "X".into(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            config_map_key_ref: Some(ConfigMapKeySelector {
-                name: "settings".into(),
-                key: "x".into(),
-                optional: None,
-            }),
-            ..Default::default()
-        }),
-    }]);
+    let c = with_settings_x(container("c"));
     let mut worker = PodWorker::new(h.ctx.clone(), pod("cfg", vec![], vec![c], "Always"), vec![]);
     worker.sync().await;
     let waiting = h
