@@ -12,5 +12,6 @@ pub mod leaderelection;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod reflect;
 pub mod signals;
 pub mod trim;

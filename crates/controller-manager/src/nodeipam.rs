@@ -1,7 +1,11 @@
 //! Node IPAM (`--allocate-node-cidrs`): gives every Node without `spec.podCIDR` the next free
 //! `/--node-cidr-mask-size` subnet of `--cluster-cidr` (the first node gets `10.244.0.0/24`).
+//!
+//! The choice of a subnet is serial (under one lock, against the subnets the node cache shows
+//! plus those written but not yet seen); the Node PATCHes that record the choices run in
+//! [`UPDATE_WORKERS`] workers, as upstream's range allocator updates nodes in parallel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,11 +44,16 @@ pub enum Error {
     },
 }
 
+/// Node PATCHes in flight at once (upstream's `cidrUpdateWorkers`). With one, each
+/// allocation waited for the previous PATCH: on a busy apiserver 5,000 registering nodes got
+/// their subnets at 4/s, and polled their Node for it meanwhile.
+const UPDATE_WORKERS: usize = 30;
+
 /// The first subnet of `cluster` of length `mask` not in `used`.
-pub fn next_free(cluster: &Ipv4Cidr, mask: u8, used: &[Ipv4Cidr]) -> Option<Ipv4Cidr> {
+pub fn next_free(cluster: &Ipv4Cidr, mask: u8, used: &HashSet<Ipv4Cidr>) -> Option<Ipv4Cidr> {
     (0..cluster.subnet_count(mask))
         .filter_map(|i| cluster.subnet(mask, i))
-        .find(|candidate| !used.iter().any(|u| u == candidate))
+        .find(|candidate| !used.contains(candidate))
 }
 
 /// A node's pod CIDRs (`podCIDRs`, else `podCIDR`).
@@ -97,8 +106,8 @@ pub fn start(ctx: Arc<Context>) {
             },
         );
         let worker = controller.clone();
-        // One worker: allocation must be serial.
-        runner::spawn_workers("nodeipam", queue, 1, move |key| {
+        // The queue hands a key to one worker at a time; subnets are chosen under a lock.
+        runner::spawn_workers("nodeipam", queue, UPDATE_WORKERS, move |key| {
             let worker = worker.clone();
             async move { worker.reconcile(key).await }
         });
@@ -129,7 +138,7 @@ impl Controller {
             if let Some(existing) = pending.get(&key.name) {
                 *existing
             } else {
-                let mut used: Vec<Ipv4Cidr> = cached.values().flatten().copied().collect();
+                let mut used: HashSet<Ipv4Cidr> = cached.values().flatten().copied().collect();
                 used.extend(pending.values().copied());
                 let mask = self.ctx.settings.node_cidr_mask_size;
                 let free =
@@ -166,12 +175,12 @@ mod tests {
     ) -> Result<(), CidrError> {
         let cluster: Ipv4Cidr = "10.244.0.0/16".parse()?;
         assert_eq!(
-            next_free(&cluster, 24, &[])
+            next_free(&cluster, 24, &HashSet::new())
                 .map(|c| c.to_string())
                 .as_deref(),
             Some("10.244.0.0/24")
         );
-        let used = ["10.244.0.0/24".parse()?, "10.244.2.0/24".parse()?];
+        let used = HashSet::from(["10.244.0.0/24".parse()?, "10.244.2.0/24".parse()?]);
         assert_eq!(
             next_free(&cluster, 24, &used)
                 .map(|c| c.to_string())
@@ -179,7 +188,10 @@ mod tests {
             Some("10.244.1.0/24")
         );
         let tiny: Ipv4Cidr = "10.0.0.0/24".parse()?;
-        assert_eq!(next_free(&tiny, 24, &["10.0.0.0/24".parse()?]), None);
+        assert_eq!(
+            next_free(&tiny, 24, &HashSet::from(["10.0.0.0/24".parse()?])),
+            None
+        );
         Ok(())
     }
 }

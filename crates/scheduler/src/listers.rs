@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -13,7 +12,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
@@ -39,24 +37,14 @@ fn reflect<K>(client: &Client) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
-    let mut writer = Writer::<K>::default();
+    let writer = Writer::<K>::default();
     let store = writer.as_reader();
-    let api: Api<K> = Api::all(client.clone());
-    tokio::spawn(async move {
-        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(mut event) => {
-                    component_base::trim::strip_managed_fields(&mut event);
-                    writer.apply_watcher_event(&event)
-                }
-                Err(error) => {
-                    tracing::debug!(kind = %K::kind(&()), %error, "watch failed; retrying")
-                }
-            }
-        }
-    });
+    component_base::reflect::spawn(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        writer,
+        |_| {},
+    );
     store
 }
 

@@ -5,12 +5,10 @@
 //! (`status.nominatedNodeName`) and the victims are deleted gracefully.
 
 use std::collections::HashMap;
-use std::fmt::Debug;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     Binding, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, PodCondition,
 };
@@ -20,10 +18,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
 use rand::Rng;
-use serde::de::DeserializeOwned;
 
 use crate::algorithm;
 use crate::cache::Cache;
@@ -128,30 +124,6 @@ pub fn scheduling_relevant_change(old: &Node, new: &Node) -> bool {
         || ready(old) != ready(new)
 }
 
-/// Runs a watch into a store, calling `handle` for each event after the store saw it.
-fn spawn_watch<K, F>(api: Api<K>, mut writer: Writer<K>, handle: F)
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-    F: Fn(&Event<K>) + Send + 'static,
-{
-    tokio::spawn(async move {
-        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(mut event) => {
-                    component_base::trim::strip_managed_fields(&mut event);
-                    writer.apply_watcher_event(&event);
-                    handle(&event);
-                }
-                Err(error) => {
-                    tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying")
-                }
-            }
-        }
-    });
-}
-
 impl Scheduler {
     fn cache(&self) -> MutexGuard<'_, Cache> {
         match self.cache.lock() {
@@ -208,34 +180,41 @@ impl Scheduler {
             metrics: Metrics::default(),
         };
         let handler = scheduler.clone();
-        spawn_watch(
+        component_base::reflect::spawn(
             Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
             node_writer,
             move |event| handler.on_node(event),
         );
         // A claim, volume or class appearing or changing may let a parked pod's volumes bind.
         let handler = scheduler.clone();
-        spawn_watch(
+        component_base::reflect::spawn(
             Api::<PersistentVolumeClaim>::all(client.clone()),
+            watcher::Config::default(),
             claim_writer,
             move |event| handler.on_volume_event(event),
         );
         let handler = scheduler.clone();
-        spawn_watch(
+        component_base::reflect::spawn(
             Api::<PersistentVolume>::all(client.clone()),
+            watcher::Config::default(),
             volume_writer,
             move |event| handler.on_volume_event(event),
         );
         let handler = scheduler.clone();
-        spawn_watch(
+        component_base::reflect::spawn(
             Api::<StorageClass>::all(client.clone()),
+            watcher::Config::default(),
             class_writer,
             move |event| handler.on_volume_event(event),
         );
         let handler = scheduler.clone();
-        spawn_watch(Api::<Pod>::all(client), pod_writer, move |event| {
-            handler.on_pod(event)
-        });
+        component_base::reflect::spawn(
+            Api::<Pod>::all(client),
+            watcher::Config::default(),
+            pod_writer,
+            move |event| handler.on_pod(event),
+        );
         let ready = nodes.wait_until_ready().await.is_ok()
             && pods.wait_until_ready().await.is_ok()
             && volume_stores.0.wait_until_ready().await.is_ok()

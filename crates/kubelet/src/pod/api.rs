@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, PodStatus, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -93,26 +92,19 @@ impl std::fmt::Debug for ServiceLister {
 impl ServiceLister {
     /// Starts the watch of all Services on `client`; it runs until the runtime stops.
     pub fn spawn(client: Client) -> Self {
-        let (store, mut writer) = reflector::store();
+        let (store, writer) = reflector::store();
         let synced = Arc::new(AtomicBool::new(false));
         let flag = synced.clone();
-        tokio::spawn(async move {
-            let api: Api<Service> = Api::all(client);
-            let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                match event {
-                    Ok(mut event) => {
-                        component_base::trim::strip_managed_fields(&mut event);
-                        writer.apply_watcher_event(&event);
-                        if matches!(event, watcher::Event::InitDone) {
-                            flag.store(true, Ordering::Release);
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "service watch failed; retrying"),
+        component_base::reflect::spawn(
+            Api::<Service>::all(client),
+            watcher::Config::default(),
+            writer,
+            move |event| {
+                if matches!(event, watcher::Event::InitDone) {
+                    flag.store(true, Ordering::Release);
                 }
-            }
-        });
+            },
+        );
         Self { store, synced }
     }
 

@@ -49,6 +49,11 @@ pub struct ScaleOptions {
     /// with resourceVersion=0).
     #[arg(long, default_value_t = 3)]
     pub cluster_lists: usize,
+    /// Most pods of the saturation phase created but not yet seen Running; further creates
+    /// wait (0: no limit). Bounds what a backlog of bound pods costs the hollow nodes and the
+    /// components while the fleet starts them.
+    #[arg(long, default_value_t = 3000)]
+    pub fill_max_pending: usize,
     /// Fail when the saturation phase makes no progress (no pod created or Running) this long
     /// (seconds).
     #[arg(long, default_value_t = 300)]
@@ -171,8 +176,12 @@ pub async fn run(
     let fill = fill(&client, o, &names, &labels, &timeline).await;
     cluster.check_alive()?;
     let fill = fill?;
+    let pending = match o.fill_max_pending {
+        0 => String::new(),
+        n => format!(", at most {n} not Running"),
+    };
     report.row(
-        "saturation: pods created per second (64 in flight)",
+        format!("saturation: pods created per second ({FILL_IN_FLIGHT} in flight{pending})"),
         o.fill_pods as f64 / fill.created.as_secs_f64(),
         etcd_floor.as_ref().map(|f| f.put_per_sec),
         "raw etcd puts/s beside",
@@ -351,8 +360,8 @@ struct Fill {
     retries: usize,
 }
 
-/// Creates `o.fill_pods` pods, [`FILL_IN_FLIGHT`] at a time, and waits until all are Running;
-/// fails when nothing progresses for `--stall-timeout`.
+/// Creates `o.fill_pods` pods, [`FILL_IN_FLIGHT`] at a time and at most
+/// `--fill-max-pending` ahead of those Running, and waits until all are Running; fails when nothing progresses for `--stall-timeout`.
 async fn fill(
     client: &Client,
     o: &ScaleOptions,
@@ -361,10 +370,23 @@ async fn fill(
     timeline: &PodTimeline,
 ) -> Result<Fill, ScenarioError> {
     let created = Arc::new(AtomicUsize::new(0));
+    let running = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let create_all = async {
         let results: Vec<Result<(), ScenarioError>> = futures::stream::iter(0..o.fill_pods)
+            .then(|i| {
+                let running = running.clone();
+                async move {
+                    // Creates sent so far (`i`) minus pods Running: the backlog.
+                    while o.fill_max_pending > 0
+                        && i.saturating_sub(running.load(Ordering::Relaxed)) >= o.fill_max_pending
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    i
+                }
+            })
             .map(|i| {
                 let pod = pause_pod(&api_calls::pod_name(i), labels);
                 let namespace = names[i % names.len()].clone();
@@ -403,6 +425,7 @@ async fn fill(
                     t.running.is_some() && !name.starts_with("churn-")
                 }),
             );
+            running.store(now.1, Ordering::Relaxed);
             if now.1 >= want {
                 return Ok::<Duration, ScenarioError>(started.elapsed());
             }
