@@ -47,6 +47,9 @@ pub struct Report {
     pub processes: Vec<ProcUsage>,
     /// Free-form remarks (what the floor means, what broke).
     pub notes: Vec<String>,
+    /// The hollow nodes' files, removed when the report is dropped, after it is printed: at
+    /// 150,000 pods removing their volume files took minutes, and the table waited for it.
+    pub hollow_dirs: Vec<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl Report {

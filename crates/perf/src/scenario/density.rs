@@ -98,7 +98,7 @@ pub async fn run(
         None => None,
     };
 
-    let (_state, nodes, took) =
+    let (hollow_dir, nodes, took) =
         super::ready_hollow_nodes(&client, o.nodes, o.status_timings()).await?;
     report.row(
         "hollow nodes registered per second",
@@ -261,6 +261,7 @@ pub async fn run(
     }
     report.processes = cluster.usage();
     drop(nodes);
+    report.hollow_dirs.push(std::sync::Arc::new(hollow_dir));
     Ok(report)
 }
 

@@ -100,7 +100,7 @@ pub async fn run(
         None => None,
     };
 
-    let (_state, nodes, _) =
+    let (hollow_dir, nodes, _) =
         super::ready_hollow_nodes(&client, o.nodes, o.status_timings()).await?;
     cluster.check_alive()?;
     let cm_before = cluster
@@ -216,6 +216,7 @@ pub async fn run(
     }
     report.processes = cluster.usage();
     drop(nodes);
+    report.hollow_dirs.push(std::sync::Arc::new(hollow_dir));
     Ok(report)
 }
 

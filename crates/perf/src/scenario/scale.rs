@@ -146,7 +146,7 @@ pub async fn run(
 
     // Hollow nodes (upstream kubemark's status timings unless asked otherwise).
     let perf_before = procs::read_self("kube-perf");
-    let (_state, nodes, took) = super::ready_hollow_nodes(
+    let (hollow_dir, nodes, took) = super::ready_hollow_nodes(
         &client,
         o.nodes,
         super::status_timings(o.node_status_period, o.node_status_report_period),
@@ -347,6 +347,7 @@ pub async fn run(
     ));
     report.processes = cluster.usage();
     drop(nodes);
+    report.hollow_dirs.push(std::sync::Arc::new(hollow_dir));
     Ok(report)
 }
 
