@@ -23,7 +23,9 @@ use crate::node::status::NodeConfig;
 use crate::pod::files::DnsSettings;
 use crate::pod::manager::PodManager;
 use crate::pod::objects::ObjectCache;
-use crate::pod::{KubePodApi, PodApi, PodContext, PodSettings, PodStore, ServiceLister};
+use crate::pod::{
+    KubePodApi, ObjectLister, PodApi, PodContext, PodSettings, PodStore, ServiceLister,
+};
 use crate::runtime::fake::FakeRuntime;
 use crate::runtime::ContainerRuntime;
 use crate::server::TlsFiles;
@@ -131,6 +133,10 @@ pub struct HollowConfig {
     /// The Services every hollow node reads pod environments from (one watch for the fleet);
     /// without it each pod start lists its namespace's Services.
     pub services: Option<ServiceLister>,
+    /// The ConfigMaps and Secrets every hollow node refreshes pod volumes from (one watch each
+    /// for the fleet); without it each node reads them from the apiserver once its cache's TTL
+    /// has passed.
+    pub objects: Option<ObjectLister>,
 }
 
 /// A hollow node: the kubelet's node agent and pod manager over fakes, without a kubelet API.
@@ -191,6 +197,9 @@ pub async fn start_hollow(
     let mut api = KubePodApi::new(client.clone(), node_name);
     if let Some(lister) = &config.services {
         api = api.with_service_lister(lister.clone());
+    }
+    if let Some(lister) = &config.objects {
+        api = api.with_object_lister(lister.clone());
     }
     let api: Arc<dyn PodApi> = Arc::new(api);
     let ctx = Arc::new(PodContext {
@@ -272,6 +281,7 @@ mod tests {
             sync_frequency: Duration::from_secs(60),
             port: 10250,
             services: Some(lister.clone()),
+            objects: Some(ObjectLister::spawn(client.clone())),
         };
         let mut nodes = Vec::new();
         for name in ["hollow-0", "hollow-1"] {
@@ -377,6 +387,76 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn refreshes_read_the_fleet_object_watch_and_the_apiserver_only_for_misses() {
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        let server = TestServer::start().await.expect("apiserver");
+        let client = server.client().await.expect("client");
+        let lister = ObjectLister::spawn(client.clone());
+        // The pod API's own client reaches nothing: every answer below comes from the watch.
+        let offline = kube::Client::try_from(kube::Config::new(
+            "http://127.0.0.1:1".parse().expect("uri"),
+        ))
+        .expect("offline client");
+        let api = KubePodApi::new(offline, "n").with_object_lister(lister.clone());
+        let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let data = |v: &str| Some([("k".to_string(), v.to_string())].into());
+        let mut cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("cm".into()),
+                ..Default::default()
+            },
+            data: data("one"),
+            ..Default::default()
+        };
+        cm = config_maps
+            .create(&PostParams::default(), &cm)
+            .await
+            .expect("configmap");
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some("s".into()),
+                ..Default::default()
+            },
+            string_data: Some([("k".to_string(), "v".to_string())].into()),
+            ..Default::default()
+        };
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("secret");
+        let read = |api: &KubePodApi| {
+            let api = api.clone();
+            async move {
+                let cm = api.config_map_any_version("default", "cm").await.ok()??;
+                cm.data?.get("k").cloned()
+            }
+        };
+        assert_eq!(eventually("the watch holds cm", || read(&api)).await, "one");
+        cm.data = data("two");
+        config_maps
+            .replace("cm", &PostParams::default(), &cm)
+            .await
+            .expect("update");
+        eventually("the watch holds the update", || {
+            let next = read(&api);
+            async move { (next.await? == "two").then_some(()) }
+        })
+        .await;
+        let secret = eventually("the watch holds s", || {
+            let api = api.clone();
+            async move { api.secret_any_version("default", "s").await.ok()? }
+        })
+        .await;
+        assert!(secret.data.is_some_and(|d| d.contains_key("k")));
+        // An object the watch does not hold is read from the apiserver (here: unreachable).
+        assert!(api
+            .config_map_any_version("default", "other")
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
     async fn hollow_node_patches_an_unchanged_status_only_at_the_report_period() {
         let server = TestServer::start().await.expect("apiserver");
         let client = server.client().await.expect("client");
@@ -389,6 +469,7 @@ mod tests {
             sync_frequency: Duration::from_secs(60),
             port: 10250,
             services: None,
+            objects: None,
         };
         let _node = start_hollow(client.clone(), "quiet", &dir.path().join("quiet"), &config)
             .await

@@ -127,6 +127,87 @@ impl ServiceLister {
     }
 }
 
+/// Every ConfigMap and Secret of the cluster from one watch each, for a fleet of hollow nodes:
+/// upstream's kubelet (`configMapAndSecretChangeDetectionStrategy: Watch`, the default) keeps
+/// the objects its pods use current through watches multiplexed over its HTTP/2 connection;
+/// over HTTP/1.1 a watch per node and object would cost a connection each, so the fleet
+/// shares these two. A refresh (a read at any version) is answered from them once they have
+/// listed; an object they do not hold is read from the apiserver. A real kubelet does not use
+/// it: the node authorizer lets a kubelet read only the objects of its own pods.
+#[derive(Clone)]
+pub struct ObjectLister {
+    config_maps: Store<ConfigMap>,
+    secrets: Store<Secret>,
+    synced: Arc<[AtomicBool; 2]>,
+}
+
+impl std::fmt::Debug for ObjectLister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectLister")
+            .field("config_maps", &self.synced[0].load(Ordering::Relaxed))
+            .field("secrets", &self.synced[1].load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectLister {
+    /// Starts the watches of all ConfigMaps and Secrets on `client`; they run until the
+    /// runtime stops.
+    pub fn spawn(client: Client) -> Self {
+        let synced = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+        let (config_maps, writer) = reflector::store();
+        let flag = synced.clone();
+        component_base::reflect::spawn(
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default(),
+            writer,
+            move |event| {
+                if matches!(event, watcher::Event::InitDone) {
+                    flag[0].store(true, Ordering::Release);
+                }
+            },
+        );
+        let (secrets, writer) = reflector::store();
+        let flag = synced.clone();
+        component_base::reflect::spawn(
+            Api::<Secret>::all(client),
+            watcher::Config::default(),
+            writer,
+            move |event| {
+                if matches!(event, watcher::Event::InitDone) {
+                    flag[1].store(true, Ordering::Release);
+                }
+            },
+        );
+        Self {
+            config_maps,
+            secrets,
+            synced,
+        }
+    }
+
+    /// The ConfigMap `namespace/name` if the watch has listed and holds it.
+    pub fn config_map(&self, namespace: &str, name: &str) -> Option<ConfigMap> {
+        lookup(&self.config_maps, &self.synced[0], namespace, name)
+    }
+
+    /// The Secret `namespace/name` if the watch has listed and holds it.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
+        lookup(&self.secrets, &self.synced[1], namespace, name)
+    }
+}
+
+fn lookup<K>(store: &Store<K>, synced: &AtomicBool, namespace: &str, name: &str) -> Option<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    if !synced.load(Ordering::Acquire) {
+        return None;
+    }
+    let key = reflector::ObjectRef::new(name).within(namespace);
+    store.get(&key).map(Arc::unwrap_or_clone)
+}
+
 /// The apiserver as pod workers see it.
 #[async_trait::async_trait]
 pub trait PodApi: Send + Sync + 'static {
@@ -226,6 +307,7 @@ pub struct KubePodApi {
     client: Client,
     recorder: Recorder,
     services: Option<ServiceLister>,
+    objects: Option<ObjectLister>,
 }
 
 impl KubePodApi {
@@ -242,7 +324,14 @@ impl KubePodApi {
             client,
             recorder,
             services: None,
+            objects: None,
         }
+    }
+
+    /// Answers reads at any version (refreshes) from `lister`; see [`ObjectLister`].
+    pub fn with_object_lister(mut self, lister: ObjectLister) -> Self {
+        self.objects = Some(lister);
+        self
     }
 
     /// Reads Services from `lister` instead of listing them at each pod start.
@@ -320,6 +409,13 @@ impl PodApi for KubePodApi {
         namespace: &str,
         name: &str,
     ) -> Result<Option<ConfigMap>, ApiError> {
+        if let Some(found) = self
+            .objects
+            .as_ref()
+            .and_then(|o| o.config_map(namespace, name))
+        {
+            return Ok(Some(found));
+        }
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         get_any_version(&api, name)
             .await
@@ -334,6 +430,13 @@ impl PodApi for KubePodApi {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Secret>, ApiError> {
+        if let Some(found) = self
+            .objects
+            .as_ref()
+            .and_then(|o| o.secret(namespace, name))
+        {
+            return Ok(Some(found));
+        }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         get_any_version(&api, name)
             .await

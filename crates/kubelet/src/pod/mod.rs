@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crate::network::Network;
 use crate::runtime::ContainerRuntime;
 
-pub use api::{FakePodApi, KubePodApi, PodApi, ServiceLister};
+pub use api::{FakePodApi, KubePodApi, ObjectLister, PodApi, ServiceLister};
 pub use store::{PodEntry, PodStore};
 
 /// Node-wide settings pod workers need.

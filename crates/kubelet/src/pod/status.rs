@@ -141,8 +141,21 @@ pub struct StatusInput {
 /// The full pod status; `previous` is the status the pod has now (conditions and PodScheduled
 /// are carried over from it).
 pub fn pod_status(pod: &Pod, input: &StatusInput, now: &Time) -> PodStatus {
-    let previous = pod.status.clone().unwrap_or_default();
-    let prev_conditions = previous.conditions.clone().unwrap_or_default();
+    let previous = pod.status.as_ref();
+    let conditions = previous.and_then(|s| s.conditions.as_deref());
+    let nominated = previous.and_then(|s| s.nominated_node_name.as_deref());
+    pod_status_after(pod, conditions.unwrap_or_default(), nominated, input, now)
+}
+
+/// [`pod_status`] with the previous conditions and nominated node given apart from the pod
+/// (a worker's own condition history), so that nothing of the pod is copied.
+pub fn pod_status_after(
+    pod: &Pod,
+    prev_conditions: &[PodCondition],
+    nominated_node_name: Option<&str>,
+    input: &StatusInput,
+    now: &Time,
+) -> PodStatus {
     let phase = phase(pod, &input.init, &input.containers);
     let spec_inits: Vec<String> = pod
         .spec
@@ -184,7 +197,7 @@ pub fn pod_status(pod: &Pod, input: &StatusInput, now: &Time) -> PodStatus {
             input.sandbox_ready,
             None,
             None,
-            &prev_conditions,
+            prev_conditions,
             now,
         ),
         condition(
@@ -195,7 +208,7 @@ pub fn pod_status(pod: &Pod, input: &StatusInput, now: &Time) -> PodStatus {
                 "containers with incomplete status: [{}]",
                 incomplete_init.join(" ")
             )),
-            &prev_conditions,
+            prev_conditions,
             now,
         ),
         condition(
@@ -203,7 +216,7 @@ pub fn pod_status(pod: &Pod, input: &StatusInput, now: &Time) -> PodStatus {
             containers_ready,
             Some(ready_reason),
             ready_message.clone(),
-            &prev_conditions,
+            prev_conditions,
             now,
         ),
         condition(
@@ -211,7 +224,7 @@ pub fn pod_status(pod: &Pod, input: &StatusInput, now: &Time) -> PodStatus {
             containers_ready,
             Some(ready_reason),
             ready_message,
-            &prev_conditions,
+            prev_conditions,
             now,
         ),
     ];
@@ -236,7 +249,7 @@ pub fn pod_status(pod: &Pod, input: &StatusInput, now: &Time) -> PodStatus {
         container_statuses: Some(input.containers.clone()),
         message: input.message.clone(),
         reason: None,
-        nominated_node_name: previous.nominated_node_name,
+        nominated_node_name: nominated_node_name.map(str::to_string),
         ..Default::default()
     }
 }

@@ -392,13 +392,21 @@ pub fn prepare_volumes(
 /// Rewrites the file volumes (configMap, secret, downwardAPI, projected) of a pod whose volumes
 /// are set up, from the current `sources`; unchanged volumes are left alone. Returns how many
 /// volumes changed.
+///
+/// `written` is the digest of the files this pod's last refresh published: when the files
+/// wanted now have the same digest, nothing is read from or written to disk (a node with
+/// thousands of pods refreshes each every sync, and comparing with the published files cost a
+/// directory walk and a read of every file per pod). It is updated once every volume is
+/// written.
 pub fn refresh_file_volumes(
     pod: &Pod,
     dirs: &BTreeMap<String, PathBuf>,
     sources: &PodSources,
     fields: &RuntimeFields,
+    written: &mut Option<u64>,
 ) -> Result<usize, VolumeError> {
-    let mut changed = 0;
+    use std::hash::{Hash, Hasher};
+    let mut wanted = Vec::new();
     for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         let Some(dir) = dirs.get(&volume.name) else {
             continue;
@@ -407,11 +415,22 @@ pub fn refresh_file_volumes(
             continue;
         }
         if let Some(files) = volume_files(pod, volume, sources, fields)? {
-            if write_volume_files(dir, &files).map_err(io(dir))? {
-                changed += 1;
-            }
+            wanted.push((dir, files));
         }
     }
+    let mut hasher = std::hash::DefaultHasher::new();
+    wanted.hash(&mut hasher);
+    let digest = hasher.finish();
+    if *written == Some(digest) {
+        return Ok(0);
+    }
+    let mut changed = 0;
+    for (dir, files) in &wanted {
+        if write_volume_files(dir, files).map_err(io(dir))? {
+            changed += 1;
+        }
+    }
+    *written = Some(digest);
     Ok(changed)
 }
 
@@ -637,6 +656,54 @@ mod tests {
         let mounts = container_mounts(&container, &dirs).expect("mounts");
         assert_eq!(mounts[0].container_path, "/etc/cfg");
         assert!(mounts[0].read_only);
+    }
+
+    #[test]
+    fn a_refresh_with_the_published_digest_touches_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = |color: &str| {
+            let mut sources = PodSources::default();
+            sources.config_maps.insert(
+                "settings".into(),
+                ConfigMap {
+                    data: Some([("color".to_string(), color.to_string())].into()),
+                    ..Default::default()
+                },
+            );
+            sources
+        };
+        let fields = RuntimeFields::default();
+        let dirs = prepare_volumes(
+            &pod(),
+            dir.path(),
+            &settings("blue"),
+            &fields,
+            &FakeMounter::new(),
+        )
+        .expect("volumes");
+        let mut written = None;
+        // The first refresh compares with the disk: nothing changed, the digest is kept.
+        let changed = refresh_file_volumes(&pod(), &dirs, &settings("blue"), &fields, &mut written);
+        assert_eq!(changed.expect("refresh"), 0);
+        assert!(written.is_some());
+        // Same contents: the digest answers, the (now missing) files are not read or written.
+        std::fs::remove_dir_all(&dirs["cfg"]).expect("rm");
+        let changed = refresh_file_volumes(&pod(), &dirs, &settings("blue"), &fields, &mut written);
+        assert_eq!(changed.expect("refresh"), 0);
+        assert!(!dirs["cfg"].exists());
+        // New contents are written, and the digest follows them.
+        let before = written;
+        let changed = refresh_file_volumes(&pod(), &dirs, &settings("red"), &fields, &mut written);
+        assert_eq!(
+            changed.expect("refresh"),
+            1,
+            "cfg rewritten; info was already published"
+        );
+        assert_ne!(written, before);
+        assert_eq!(
+            std::fs::read_to_string(dirs["cfg"].join("color")).expect("file"),
+            "red"
+        );
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub struct PodWorker {
     volume_dirs: Option<BTreeMap<String, PathBuf>>,
     /// When the file volumes were last written from the API objects.
     volumes_refreshed: Option<Instant>,
+    /// Digest of the file volumes' contents the last refresh published.
+    volumes_digest: Option<u64>,
     files_written_for: Option<Option<IpAddr>>,
     pod_message: Option<String>,
     terminal: bool,
@@ -247,6 +249,7 @@ impl PodWorker {
             last_posted: None,
             volume_dirs: None,
             volumes_refreshed: None,
+            volumes_digest: None,
             files_written_for: None,
             pod_message: None,
             terminal: false,
@@ -469,7 +472,13 @@ impl PodWorker {
                 return;
             }
         };
-        match refresh_file_volumes(&self.pod, &dirs, &fetched, &self.fields()) {
+        match refresh_file_volumes(
+            &self.pod,
+            &dirs,
+            &fetched,
+            &self.fields(),
+            &mut self.volumes_digest,
+        ) {
             Ok(0) => {}
             Ok(changed) => {
                 tracing::info!(pod = %self.key(), changed, "volumes updated from their ConfigMaps and Secrets");

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState as ApiState, ContainerStateRunning, ContainerStatus, Pod, PodStatus,
+    Container, ContainerState as ApiState, ContainerStateRunning, ContainerStatus, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
 use super::{exit_code, running_state, terminated_of, waiting, PodWorker};
 use crate::pod::probe::{run_probe, ProbeKind, ProbeTarget};
-use crate::pod::status::{pod_status, StatusInput};
+use crate::pod::status::{pod_status_after, StatusInput};
 use crate::runtime::ContainerState;
 
 impl PodWorker {
@@ -192,23 +192,30 @@ impl PodWorker {
             start_time: self.start_time.clone(),
             message: self.pod_message.clone(),
         };
-        let mut pod = Pod::clone(&self.pod);
-        if let Some(posted) = &self.last_posted {
-            // Keep our own condition history even if the API echo lags behind.
-            let mut status = pod.status.clone().unwrap_or_default();
-            let scheduled = status
-                .conditions
-                .iter()
-                .flatten()
-                .find(|c| c.type_ == "PodScheduled")
-                .cloned();
-            let mut conditions = posted.conditions.clone().unwrap_or_default();
-            conditions.retain(|c| c.type_ != "PodScheduled");
-            conditions.extend(scheduled);
-            status.conditions = Some(conditions);
-            pod.status = Some(status);
-        }
-        pod_status(&pod, &input, &Time(jiff::Timestamp::now()))
+        let api_status = self.pod.status.as_ref();
+        let api_conditions = api_status
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default();
+        // Keep our own condition history even if the API echo lags behind.
+        let own;
+        let conditions = match &self.last_posted {
+            Some(posted) => {
+                let mut conditions = posted.conditions.clone().unwrap_or_default();
+                conditions.retain(|c| c.type_ != "PodScheduled");
+                conditions.extend(
+                    api_conditions
+                        .iter()
+                        .find(|c| c.type_ == "PodScheduled")
+                        .cloned(),
+                );
+                own = conditions;
+                own.as_slice()
+            }
+            None => api_conditions,
+        };
+        let nominated = api_status.and_then(|s| s.nominated_node_name.as_deref());
+        let now = Time(jiff::Timestamp::now());
+        pod_status_after(&self.pod, conditions, nominated, &input, &now)
     }
 
     pub(super) async fn post_status(&mut self, status: PodStatus) {
