@@ -241,7 +241,7 @@ async fn finalizers_hold_deletion_until_removed() -> anyhow::Result<()> {
 async fn bound_pods_are_deleted_gracefully_and_binding_is_once() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let pods: Api<Pod> = Api::namespaced(server.client().await?, "default");
-    pods.create(&PostParams::default(), &pod("p")).await?;
+    let created = pods.create(&PostParams::default(), &pod("p")).await?;
     let binding: Binding = serde_json::from_value(json!({
         "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}}))?;
     let pp = PostParams::default();
@@ -252,6 +252,12 @@ async fn bound_pods_are_deleted_gracefully_and_binding_is_once() -> anyhow::Resu
     assert_eq!(
         bound.spec.as_ref().and_then(|s| s.node_name.as_deref()),
         Some("n1")
+    );
+    // As upstream, a binding adds no field manager entry: the creator's is the only one.
+    assert!(created.metadata.managed_fields.is_some());
+    assert_eq!(
+        bound.metadata.managed_fields,
+        created.metadata.managed_fields
     );
     let again = pods
         .create_subresource::<_, kube::core::Status>("binding", "p", &pp, &binding)

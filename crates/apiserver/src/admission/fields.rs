@@ -142,8 +142,13 @@ pub fn unknown_fields(resource: &Resource, object: &Value) -> Vec<String> {
 }
 
 /// Rejects values of the wrong JSON type, and unknown fields when the request asked for
-/// `fieldValidation=Strict`.
-pub fn check(resource: &Resource, object: &Value, directive: Option<&str>) -> Result<(), ApiError> {
+/// `fieldValidation=Strict`; otherwise answers the unknown fields (for warnings), from the
+/// same walk.
+pub fn check(
+    resource: &Resource,
+    object: &Value,
+    directive: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
     let found = findings(resource, object);
     if let Some(first) = found.wrong_type.first() {
         return Err(ApiError::bad_request(format!(
@@ -151,12 +156,9 @@ pub fn check(resource: &Resource, object: &Value, directive: Option<&str>) -> Re
             resource.kind, resource.version, resource.kind
         )));
     }
-    if directive != Some("Strict") {
-        return Ok(());
-    }
     let unknown = found.unknown;
-    if unknown.is_empty() {
-        return Ok(());
+    if directive != Some("Strict") || unknown.is_empty() {
+        return Ok(unknown);
     }
     let list: Vec<String> = unknown
         .iter()

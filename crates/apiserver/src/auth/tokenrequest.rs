@@ -20,13 +20,39 @@ pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;
 /// Smallest accepted `expirationSeconds`.
 pub const MIN_EXPIRATION_SECONDS: i64 = 600;
 
-/// Reads `namespace/name` of core `plural` from storage.
+/// The few fields of a service account, pod, secret or node that a token is checked against;
+/// decoding only these skips the rest of the object (a node's images and status are most of
+/// it) without building a tree.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Bound {
+    #[serde(default)]
+    metadata: BoundMeta,
+    #[serde(default)]
+    spec: BoundSpec,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BoundMeta {
+    #[serde(default)]
+    uid: String,
+    deletion_timestamp: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BoundSpec {
+    service_account_name: Option<String>,
+    node_name: Option<String>,
+}
+
+/// Reads what a token is checked against of `namespace/name` of core `plural` from storage.
 async fn get_object(
     state: &ApiState,
     plural: &str,
     namespace: Option<&str>,
     name: &str,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<Bound>, ApiError> {
     let resource = api_types::registry::find("", "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("{plural} are not registered")))?;
     let kv = state
@@ -34,11 +60,26 @@ async fn get_object(
         .get(&objects::key(resource, namespace, name))
         .await
         .map_err(|e| crate::handlers::map_storage_error(resource, e, name))?;
-    kv.map(|kv| objects::decode_as(resource, &kv)).transpose()
+    kv.map(|kv| {
+        // A spec that is not an object (no stored object has one) reads as empty.
+        serde_json::from_slice::<Bound>(&kv.value)
+            .or_else(|_| {
+                serde_json::from_slice::<Value>(&kv.value).map(|v| Bound {
+                    metadata: BoundMeta {
+                        uid: objects::meta_str(&v, "uid").unwrap_or("").to_string(),
+                        deletion_timestamp: objects::meta_str(&v, "deletionTimestamp")
+                            .map(str::to_string),
+                    },
+                    spec: BoundSpec::default(),
+                })
+            })
+            .map_err(|e| ApiError::internal(format!("decoding {}: {e}", kv.key)))
+    })
+    .transpose()
 }
 
-fn uid_of(object: &Value) -> String {
-    objects::meta_str(object, "uid").unwrap_or("").to_string()
+fn uid_of(object: &Bound) -> String {
+    object.metadata.uid.clone()
 }
 
 /// How long after its `deletionTimestamp` a bound object's tokens stay valid (upstream: a
@@ -46,8 +87,8 @@ fn uid_of(object: &Value) -> String {
 const DELETION_GRACE_SECONDS: i64 = 60;
 
 /// Whether `object` was deleted more than [`DELETION_GRACE_SECONDS`] ago.
-fn deleted_long_ago(object: &Value) -> bool {
-    let Some(ts) = objects::meta_str(object, "deletionTimestamp") else {
+fn deleted_long_ago(object: &Bound) -> bool {
+    let Some(ts) = object.metadata.deletion_timestamp.as_deref() else {
         return false;
     };
     match ts.parse::<jiff::Timestamp>() {
@@ -203,15 +244,17 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
         };
         if kind == "Pod" {
             let pod_sa = object
-                .pointer("/spec/serviceAccountName")
-                .and_then(Value::as_str)
+                .spec
+                .service_account_name
+                .as_deref()
+                .filter(|n| !n.is_empty())
                 .unwrap_or("default");
             if pod_sa != name {
                 return Err(ApiError::bad_request(format!(
                     "cannot bind token for serviceaccount \"{name}\" to pod running with different serviceaccount name."
                 )));
             }
-            if let Some(node) = object.pointer("/spec/nodeName").and_then(Value::as_str) {
+            if let Some(node) = object.spec.node_name.as_deref() {
                 if let Some(n) = get_object(&ctx.state, "nodes", None, node).await? {
                     claims_k.node = Some(ObjectRef {
                         name: node.to_string(),
@@ -273,18 +316,34 @@ pub async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
 mod tests {
     use super::*;
 
+    fn bound(value: Value) -> Bound {
+        serde_json::from_value(value).expect("bound")
+    }
+
     #[test]
     fn bound_objects_stay_valid_for_a_minute_after_deletion() {
         let at = |secs: i64| {
             let t = jiff::Timestamp::from_second(super::super::now() + secs).expect("time");
-            json!({"metadata": {"deletionTimestamp": objects::timestamp(t)}})
+            bound(json!({"metadata": {"deletionTimestamp": objects::timestamp(t)}}))
         };
-        assert!(!deleted_long_ago(&json!({"metadata": {}})));
+        assert!(!deleted_long_ago(&bound(json!({"metadata": {}}))));
         assert!(!deleted_long_ago(&at(30)));
         assert!(!deleted_long_ago(&at(-30)));
         assert!(deleted_long_ago(&at(-120)));
-        assert!(deleted_long_ago(
-            &json!({"metadata": {"deletionTimestamp": "garbage"}})
-        ));
+        assert!(deleted_long_ago(&bound(
+            json!({"metadata": {"deletionTimestamp": "garbage"}})
+        )));
+    }
+
+    #[test]
+    fn only_the_checked_fields_are_read() {
+        let pod = bound(json!({"kind": "Pod", "metadata": {"name": "p", "uid": "u1",
+            "labels": {"a": "b"}}, "spec": {"nodeName": "n", "serviceAccountName": "sa",
+            "containers": [{"name": "c"}]}, "status": {"phase": "Running"}}));
+        assert_eq!(uid_of(&pod), "u1");
+        assert_eq!(pod.spec.node_name.as_deref(), Some("n"));
+        assert_eq!(pod.spec.service_account_name.as_deref(), Some("sa"));
+        let sa = bound(json!({"metadata": {"uid": "u2"}, "secrets": []}));
+        assert_eq!((uid_of(&sa).as_str(), sa.spec.node_name), ("u2", None));
     }
 }

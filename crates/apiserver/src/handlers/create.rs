@@ -163,23 +163,24 @@ pub fn new_name(
 /// POST.
 pub async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let object = parse_object(body)?;
-    let warnings = super::update::field_warnings(ctx, &object);
-    let response =
+    let (response, unknown) =
         admission::lister::with_snapshot(&ctx.state, create_object(ctx, object, true)).await?;
+    let warnings = super::update::unknown_field_warnings(ctx, unknown);
     Ok(super::update::with_warnings(response, &warnings))
 }
 
 /// Creates `object`; `track` records the request's field manager as an `Update` (a create by
-/// server-side apply has its `Apply` entry already).
+/// server-side apply has its `Apply` entry already). Answers the response and the fields of
+/// the request's object that its schema does not declare.
 pub async fn create_object(
     ctx: &Ctx,
     mut object: Value,
     track: bool,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<(Response<Body>, Vec<String>), ApiError> {
     let resource = ctx.resource();
     super::update::validate_options(ctx, "CreateOptions", None)?;
     check_type(resource, &object)?;
-    admission::fields::check(resource, &object, ctx.query.get("fieldValidation"))?;
+    let unknown = admission::fields::check(resource, &object, ctx.query.get("fieldValidation"))?;
     let namespace = if resource.namespaced {
         let path_ns = ctx.path.namespace.clone().ok_or_else(|| {
             ApiError::bad_request("the server could not find the requested resource")
@@ -237,7 +238,7 @@ pub async fn create_object(
     if ctx.dry_run() {
         let mut response = object_response(ctx, StatusCode::CREATED, object);
         admission::plugins::add_warnings(&mut response, &warnings);
-        return Ok(response);
+        return Ok((response, unknown));
     }
     if resource.group.is_empty() && resource.plural == "services" {
         // Answer AlreadyExists before allocating (a fixed ClusterIP of the existing object
@@ -287,7 +288,7 @@ pub async fn create_object(
                 }
             };
             admission::plugins::add_warnings(&mut response, &warnings);
-            Ok(response)
+            Ok((response, unknown))
         }
         Err(e) => {
             admission::release(&ctx.state, resource, &object, None).await;

@@ -6,7 +6,7 @@ use axum::body::Body;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::update::{apply_patch, guaranteed_update};
+use super::update::{apply_patch, guaranteed_update, guaranteed_update_tracked};
 use super::{json_response, parse_object, read, Ctx};
 use crate::objects;
 use crate::request::ResourcePath;
@@ -199,7 +199,9 @@ pub async fn binding(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError>
         .to_string();
     let pods = pods_ctx(ctx, name.clone())?;
     let uid = objects::meta_str(&binding, "uid").map(str::to_string);
-    guaranteed_update(&pods, &name, |current| {
+    // As upstream's binding storage, the pod is written without a field manager entry: its
+    // managedFields stay those of its creator and the kubelet.
+    guaranteed_update_tracked(&pods, &name, false, |current| {
         if let Some(uid) = &uid {
             if objects::meta_str(current, "uid") != Some(uid.as_str()) {
                 return Err(ApiError::conflict(

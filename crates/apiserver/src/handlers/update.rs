@@ -135,15 +135,32 @@ pub fn writer<'a>(
 
 /// The `Warning` headers for unknown fields under `fieldValidation=Warn` (the default).
 pub fn field_warnings(ctx: &Ctx, object: &Value) -> Vec<String> {
-    match ctx.query.get("fieldValidation") {
-        None | Some("Warn") if ctx.path.subresource.is_none() => {
-            crate::admission::fields::unknown_fields(ctx.resource(), object)
-                .into_iter()
-                .map(|f| format!("unknown field \"{f}\""))
-                .collect()
-        }
-        _ => Vec::new(),
+    if !warns_unknown_fields(ctx) {
+        return Vec::new();
     }
+    unknown_field_warnings(
+        ctx,
+        crate::admission::fields::unknown_fields(ctx.resource(), object),
+    )
+}
+
+/// Whether the request's unknown fields are answered with warnings (`fieldValidation` unset
+/// or `Warn`, on the object itself).
+fn warns_unknown_fields(ctx: &Ctx) -> bool {
+    matches!(ctx.query.get("fieldValidation"), None | Some("Warn"))
+        && ctx.path.subresource.is_none()
+}
+
+/// The warnings for `unknown` fields that [`admission::fields::check`] found, when the request
+/// wants them.
+pub fn unknown_field_warnings(ctx: &Ctx, unknown: Vec<String>) -> Vec<String> {
+    if !warns_unknown_fields(ctx) {
+        return Vec::new();
+    }
+    unknown
+        .into_iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect()
 }
 
 /// Adds `Warning: 299 - "<text>"` headers to a response.
@@ -484,13 +501,13 @@ pub async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
     validate_options(ctx, "UpdateOptions", None)?;
     let new = parse_object(body)?;
     super::create::check_type(resource, &new)?;
-    let warnings = field_warnings(ctx, &new);
     let directive = if ctx.path.subresource.is_none() {
         ctx.query.get("fieldValidation")
     } else {
         None
     };
-    admission::fields::check(resource, &new, directive)?;
+    let warnings =
+        unknown_field_warnings(ctx, admission::fields::check(resource, &new, directive)?);
     if let Some(ns) = objects::meta_str(&new, "namespace") {
         if ctx.path.namespace.as_deref().is_some_and(|p| p != ns) {
             return Err(ApiError::bad_request(
@@ -617,8 +634,10 @@ async fn server_side_apply(ctx: &Ctx, name: &str, body: &[u8]) -> Result<Respons
     } else {
         None
     };
-    admission::fields::check(resource, &applied, directive)?;
-    let warnings = field_warnings(ctx, &applied);
+    let warnings = unknown_field_warnings(
+        ctx,
+        admission::fields::check(resource, &applied, directive)?,
+    );
     if ctx.path.subresource.is_none() {
         let key = objects::key(resource, ctx.path.namespace.as_deref(), name);
         let exists = ctx
@@ -637,7 +656,8 @@ async fn server_side_apply(ctx: &Ctx, name: &str, body: &[u8]) -> Result<Respons
             )
             .map_err(conflict_error)?;
             objects::meta_mut(&mut object).insert("name".into(), json!(name));
-            let response = super::create::create_object(ctx, object, false).await?;
+            // The applied configuration's unknown fields were found above.
+            let (response, _) = super::create::create_object(ctx, object, false).await?;
             return Ok(with_warnings(response, &warnings));
         }
     }

@@ -81,7 +81,15 @@ impl Shaper {
     /// is serialized once for all its watchers).
     fn cached_line(&self, kind: &str, object: &CachedObject, event: Option<&CacheEvent>) -> Bytes {
         let plain = !self.output.metadata_only && !self.output.table;
-        if !plain || read::stored_form_differs(self.resource) {
+        let converted = read::stored_form_differs(self.resource);
+        if self.output.metadata_only && !converted {
+            // The garbage collector's watches: the metadata is copied from the cached bytes,
+            // the object is not decoded.
+            if let Some(partial) = object.partial_metadata_json() {
+                return Self::wrap(kind, &partial);
+            }
+        }
+        if !plain || converted {
             return self.line(kind, read::cached_value(self.resource, object));
         }
         let api_version = self.resource.api_version();
@@ -89,11 +97,16 @@ impl Shaper {
             Some(event) => event.json(&api_version, self.resource.kind),
             None => object.to_json(&api_version, self.resource.kind),
         };
+        Self::wrap(kind, &json)
+    }
+
+    /// `{"type":kind,"object":json}` and a newline.
+    fn wrap(kind: &str, json: &[u8]) -> Bytes {
         let mut line = Vec::with_capacity(json.len() + kind.len() + 24);
         line.extend_from_slice(b"{\"type\":\"");
         line.extend_from_slice(kind.as_bytes());
         line.extend_from_slice(b"\",\"object\":");
-        line.extend_from_slice(&json);
+        line.extend_from_slice(json);
         line.extend_from_slice(b"}\n");
         Bytes::from(line)
     }

@@ -485,6 +485,102 @@ fn diff(old: &Value, new: &Value, ty: &Ty, field: &str, changed: &mut Set, remov
     }
 }
 
+/// Whether a root member of an object is tracked for `writer` (see [`tracked`]; metadata is
+/// filtered member by member).
+fn tracked_root_member(key: &str, writer: &Writer) -> bool {
+    if key == "apiVersion" || key == "kind" {
+        return false;
+    }
+    match writer.subresource {
+        Some("status") => key == "status",
+        _ => !(writer.has_status && key == "status"),
+    }
+}
+
+/// The tracked members of an object's metadata, when there are any (else the tracked object
+/// has no metadata).
+fn tracked_metadata<'a>(
+    object: &'a serde_json::Map<String, Value>,
+    writer: &Writer,
+) -> Option<&'a serde_json::Map<String, Value>> {
+    if !tracked_root_member("metadata", writer) {
+        return None;
+    }
+    object
+        .get("metadata")
+        .and_then(Value::as_object)
+        .filter(|m| m.keys().any(|f| !UNTRACKED_META.contains(&f.as_str())))
+}
+
+/// The members `keep` admits of two maps, diffed as [`diff`] diffs two objects.
+fn diff_members(
+    old: &serde_json::Map<String, Value>,
+    new: &serde_json::Map<String, Value>,
+    keep: &dyn Fn(&str) -> bool,
+    ty: &Ty,
+    changed: &mut Set,
+    removed: &mut Set,
+) {
+    for (k, nv) in new.iter().filter(|(k, _)| keep(k)) {
+        let child_ty = field_ty(ty, k);
+        let pe = fieldpath::field(k);
+        match old.get(k) {
+            Some(ov) => diff(ov, nv, &child_ty, k, changed.child(&pe), removed.child(&pe)),
+            None => set_of(nv, &child_ty, k, true, changed.child(&pe)),
+        }
+    }
+    for k in old.keys().filter(|k| keep(k) && !new.contains_key(*k)) {
+        removed.child(&fieldpath::field(k)).own = true;
+    }
+}
+
+/// `compare(&tracked(old, writer), &tracked(new, writer), ty)`, read from both objects in
+/// place: an update compared copies of both objects before.
+fn compare_tracked(old: &Value, new: &Value, writer: &Writer, ty: &Ty) -> (Set, Set) {
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return compare(&tracked(old, writer), &tracked(new, writer), ty);
+    };
+    if [o, n]
+        .iter()
+        .any(|m| m.get("metadata").is_some_and(|v| !v.is_object()))
+    {
+        return compare(&tracked(old, writer), &tracked(new, writer), ty);
+    }
+    let (mut changed, mut removed) = (Set::default(), Set::default());
+    let root = |k: &str| k != "metadata" && tracked_root_member(k, writer);
+    diff_members(o, n, &root, ty, &mut changed, &mut removed);
+    let meta_ty = field_ty(ty, "metadata");
+    let pe = fieldpath::field("metadata");
+    let member = |f: &str| !UNTRACKED_META.contains(&f);
+    match (tracked_metadata(o, writer), tracked_metadata(n, writer)) {
+        (Some(om), Some(nm)) => diff_members(
+            om,
+            nm,
+            &member,
+            &meta_ty,
+            changed.child(&pe),
+            removed.child(&pe),
+        ),
+        (None, Some(nm)) => {
+            let node = changed.child(&pe);
+            if matches!(meta_ty, Ty::Map(_)) {
+                node.own = true;
+            }
+            for (f, fv) in nm.iter().filter(|(f, _)| member(f)) {
+                let child_ty = field_ty(&meta_ty, f);
+                set_of(fv, &child_ty, f, true, node.child(&fieldpath::field(f)));
+            }
+        }
+        (Some(_), None) => removed.child(&pe).own = true,
+        (None, None) => {}
+    }
+    changed.own = false;
+    removed.own = false;
+    prune(&mut changed);
+    prune(&mut removed);
+    (changed, removed)
+}
+
 /// The changed and removed fields between two whole (tracked) objects.
 fn compare(old: &Value, new: &Value, ty: &Ty) -> (Set, Set) {
     let (mut changed, mut removed) = (Set::default(), Set::default());
@@ -599,7 +695,7 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, writer: &Writer) {
     };
     let ty = root_ty(new);
     let (changed, removed) = match old {
-        Some(old) => compare(&tracked(old, writer), &tracked(new, writer), &ty),
+        Some(old) => compare_tracked(old, new, writer, &ty),
         // A create: every tracked field is new (read in place, no copy of the object).
         None => (tracked_fields(new, writer, &ty), Set::default()),
     };
@@ -810,6 +906,52 @@ mod tests {
                     "{object} for {:?}",
                     w.subresource
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn an_update_compares_the_same_fields_as_the_tracked_copies() {
+        let pod = |labels: Value, phase: &str, image: &str| {
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": labels,
+                             "resourceVersion": "3"},
+                "spec": {"containers": [{"name": "c", "image": image}], "nodeName": "n"},
+                "status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True"}]}
+            })
+        };
+        let untracked_meta_only = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "uid": "u"}, "spec": {}});
+        let no_meta = json!({"apiVersion": "v1", "kind": "Pod", "spec": {"nodeName": "m"}});
+        let objects = [
+            pod(json!({"a": "b"}), "Pending", "i"),
+            pod(json!({"a": "c", "d": "e"}), "Running", "i"),
+            pod(json!({}), "Running", "j"),
+            untracked_meta_only,
+            no_meta,
+            deployment(2, "a"),
+            deployment(3, "b"),
+        ];
+        let status = Writer {
+            subresource: Some("status"),
+            ..writer("kubelet")
+        };
+        let no_status = Writer {
+            has_status: false,
+            ..writer("m")
+        };
+        for old in &objects {
+            for new in &objects {
+                for w in [writer("m"), status.clone(), no_status.clone()] {
+                    let ty = root_ty(new);
+                    assert_eq!(
+                        compare_tracked(old, new, &w, &ty),
+                        compare(&tracked(old, &w), &tracked(new, &w), &ty),
+                        "{old} -> {new} for {:?}",
+                        w.subresource
+                    );
+                }
             }
         }
     }

@@ -178,6 +178,25 @@ impl CachedObject {
         matches!(raw::ranges(&self.json, [path]), Ok([Some(_)]))
     }
 
+    /// The object as a `meta.k8s.io/v1` `PartialObjectMetadata`, its `metadata` copied from
+    /// the cached bytes without decoding the object (None when it has no metadata object).
+    pub fn partial_metadata_json(&self) -> Option<Vec<u8>> {
+        let Ok([Some(range)]) = raw::ranges(&self.json, [&["metadata"]]) else {
+            return None;
+        };
+        let metadata = &self.json[range];
+        if metadata.first() != Some(&b'{') {
+            return None;
+        }
+        const HEAD: &[u8] =
+            b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":";
+        let mut out = Vec::with_capacity(HEAD.len() + metadata.len() + 1);
+        out.extend_from_slice(HEAD);
+        out.extend_from_slice(metadata);
+        out.push(b'}');
+        Some(out)
+    }
+
     /// `metadata.labels`, decoded (None when unset).
     pub fn labels(&self) -> Option<Value> {
         serde_json::from_slice(self.slice(&self.labels)?).ok()
@@ -326,6 +345,25 @@ mod tests {
 
     fn stored(value: &Value) -> Vec<u8> {
         serde_json::to_vec(value).expect("json")
+    }
+
+    #[test]
+    fn partial_metadata_is_the_decoded_objects_metadata() {
+        let value = json!({"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "p", "labels": {"a": "b \\\"q\\\""}, "ownerReferences": [{"uid": "u"}]},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let object =
+            CachedObject::from_stored("/registry/pods/ns/p".into(), &stored(&value), 7, None)
+                .expect("cached");
+        let partial: Value =
+            serde_json::from_slice(&object.partial_metadata_json().expect("metadata"))
+                .expect("json");
+        let decoded = crate::table::partial_metadata(&object.value());
+        assert_eq!(partial, decoded);
+        assert_eq!(partial["metadata"]["resourceVersion"], "7");
+        let bare = CachedObject::new("/registry/x/y".into(), json!({"spec": {}}), 2, None);
+        // No metadata in the value: the resourceVersion splice adds one.
+        assert!(bare.partial_metadata_json().is_some());
     }
 
     #[test]

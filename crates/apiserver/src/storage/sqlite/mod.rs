@@ -201,11 +201,11 @@ async fn write<T: Send + 'static>(
         let Some(tx) = tx else {
             return (fail(answer, None), false);
         };
-        if let Err(error) = tx.execute_batch("SAVEPOINT write") {
+        if let Err(error) = log::execute_cached(tx, "SAVEPOINT write") {
             return (fail(answer, Some(sql("savepoint")(error))), false);
         }
         match f(tx) {
-            Ok((value, event)) => match tx.execute_batch("RELEASE write") {
+            Ok((value, event)) => match log::execute_cached(tx, "RELEASE write") {
                 Ok(()) => {
                     let deliver: Deliver = Box::new(move |outcome: Result<(), StorageError>| {
                         let answer_value = match outcome {
@@ -228,7 +228,8 @@ async fn write<T: Send + 'static>(
                 Err(error) => (fail(answer, Some(sql("release savepoint")(error))), false),
             },
             Err(error) => {
-                let sound = tx.execute_batch("ROLLBACK TO write; RELEASE write").is_ok();
+                let sound = log::execute_cached(tx, "ROLLBACK TO write").is_ok()
+                    && log::execute_cached(tx, "RELEASE write").is_ok();
                 (fail(answer, Some(error)), sound)
             }
         }
