@@ -160,6 +160,33 @@ pub fn new_name(
     }
 }
 
+/// The answer to a write of `object` stored as `stored` at `revision`: the stored bytes with
+/// the resourceVersion spliced in, when the client wants the object as stored and the bytes
+/// carry its type meta (no second serialization of the tree); else `object` serialized.
+pub fn stored_response(
+    ctx: &Ctx,
+    code: StatusCode,
+    stored: &[u8],
+    revision: crate::storage::Revision,
+    mut object: Value,
+) -> Response<Body> {
+    let resource = ctx.resource();
+    let plain = !ctx.output.table && !ctx.output.metadata_only;
+    let served = plain.then(|| {
+        let cached = CachedObject::from_stored(String::new(), stored, revision, None).ok()?;
+        cached
+            .has_type_meta(&resource.api_version(), resource.kind)
+            .then(|| cached.stored_json().clone())
+    });
+    match served.flatten() {
+        Some(body) => super::read::raw_json_response(code, body),
+        None => {
+            objects::set_resource_version(&mut object, revision);
+            object_response(ctx, code, object)
+        }
+    }
+}
+
 /// POST.
 pub async fn create(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let object = parse_object(body)?;
@@ -267,21 +294,15 @@ pub async fn create_object(
     } else {
         objects::encode(&object)?
     };
-    // The answer is the stored bytes with the new resourceVersion spliced in, when the client
-    // wants the object as stored (no second serialization of the tree).
     let plain = !ctx.output.table && !ctx.output.metadata_only;
     let stored = plain.then(|| value.clone());
     match ctx.state.storage.create(&key, value).await {
         Ok(revision) => {
             tracing::debug!(resource = resource.plural, %key, revision, "created");
-            let served = stored.and_then(|stored| {
-                let object = CachedObject::from_stored(key, &stored, revision, None).ok()?;
-                object
-                    .has_type_meta(&resource.api_version(), resource.kind)
-                    .then(|| object.stored_json().clone())
-            });
-            let mut response = match served {
-                Some(body) => super::read::raw_json_response(StatusCode::CREATED, body),
+            let mut response = match stored {
+                Some(stored) => {
+                    stored_response(ctx, StatusCode::CREATED, &stored, revision, object)
+                }
                 None => {
                     objects::set_resource_version(&mut object, revision);
                     object_response(ctx, StatusCode::CREATED, object)

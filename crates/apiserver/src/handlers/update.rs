@@ -212,6 +212,21 @@ pub struct Updated {
     /// Admission warnings of the write that went through (PodSecurity's `would violate ...`),
     /// for `Warning` headers.
     pub warnings: Vec<String>,
+    /// The bytes written and their revision, when the write stored the object: the answer is
+    /// those bytes with the revision spliced in rather than a second serialization.
+    pub stored: Option<(Vec<u8>, crate::storage::Revision)>,
+}
+
+impl Updated {
+    /// The response for `ctx` carrying the updated object.
+    pub fn response(self, ctx: &Ctx, code: StatusCode) -> Response<Body> {
+        match self.stored {
+            Some((stored, revision)) if !self.deleted => {
+                super::create::stored_response(ctx, code, &stored, revision, self.object)
+            }
+            _ => object_response(ctx, code, self.object),
+        }
+    }
 }
 
 /// Metadata fields the server owns on update.
@@ -261,10 +276,12 @@ pub fn prepare_update(
         }
         _ => {
             let mut out = new;
-            let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+            // Only the immutable fields are read: no copy of the old metadata (its managed
+            // fields are most of it).
+            let old_meta = old.get("metadata");
             let meta = objects::meta_mut(&mut out);
             for field in IMMUTABLE_META {
-                match old_meta.get(*field) {
+                match old_meta.and_then(|m| m.get(*field)) {
                     Some(v) => {
                         meta.insert((*field).to_string(), v.clone());
                     }
@@ -425,6 +442,7 @@ where
                 object: current,
                 deleted: false,
                 warnings,
+                stored: None,
             });
         }
         if ctx.dry_run() {
@@ -432,6 +450,7 @@ where
                 object: new,
                 deleted: false,
                 warnings,
+                stored: None,
             });
         }
         if ready_to_remove(resource, &new) {
@@ -443,6 +462,7 @@ where
                         object: new,
                         deleted: true,
                         warnings,
+                        stored: None,
                     });
                 }
                 Err(crate::storage::StorageError::Conflict { .. }) => continue,
@@ -450,10 +470,11 @@ where
             }
         }
         admission::allocate(&ctx.state, resource, &mut new, Some(&current)).await?;
+        let value = objects::encode_as(resource, &new)?;
         match ctx
             .state
             .storage
-            .update(&key, kv.mod_revision, objects::encode_as(resource, &new)?)
+            .update(&key, kv.mod_revision, value.clone())
             .await
         {
             Ok(revision) => {
@@ -463,6 +484,7 @@ where
                     object: new,
                     deleted: false,
                     warnings,
+                    stored: Some((value, revision)),
                 });
             }
             Err(crate::storage::StorageError::Conflict { .. }) => {
@@ -515,7 +537,7 @@ pub async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
             ));
         }
     }
-    let updated = match guaranteed_update(ctx, &name, |_| Ok(new.clone())).await {
+    let mut updated = match guaranteed_update(ctx, &name, |_| Ok(new.clone())).await {
         // A PUT of a missing object creates it where upstream allows that (a Lease renewal
         // reads the object once, not once to see it exists and again to update it).
         Err(e)
@@ -534,9 +556,9 @@ pub async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
     if updated.deleted {
         tracing::debug!(resource = resource.plural, %name, "finalized and removed");
     }
-    let warnings = merged_warnings(warnings, updated.warnings);
+    let warnings = merged_warnings(warnings, std::mem::take(&mut updated.warnings));
     Ok(with_warnings(
-        object_response(ctx, StatusCode::OK, updated.object),
+        updated.response(ctx, StatusCode::OK),
         &warnings,
     ))
 }
@@ -598,7 +620,7 @@ pub async fn patch(ctx: &Ctx, content_type: &str, body: &[u8]) -> Result<Respons
     if is_apply {
         return server_side_apply(ctx, &name, body).await;
     }
-    let updated = guaranteed_update(ctx, &name, |current| {
+    let mut updated = guaranteed_update(ctx, &name, |current| {
         let patched = apply_patch(current, content_type, body)?;
         let directive = if ctx.path.subresource.is_none() {
             ctx.query.get("fieldValidation")
@@ -609,9 +631,12 @@ pub async fn patch(ctx: &Ctx, content_type: &str, body: &[u8]) -> Result<Respons
         Ok(patched)
     })
     .await?;
-    let warnings = merged_warnings(field_warnings(ctx, &updated.object), updated.warnings);
+    let warnings = merged_warnings(
+        field_warnings(ctx, &updated.object),
+        std::mem::take(&mut updated.warnings),
+    );
     Ok(with_warnings(
-        object_response(ctx, StatusCode::OK, updated.object),
+        updated.response(ctx, StatusCode::OK),
         &warnings,
     ))
 }
@@ -661,7 +686,7 @@ async fn server_side_apply(ctx: &Ctx, name: &str, body: &[u8]) -> Result<Respons
             return Ok(with_warnings(response, &warnings));
         }
     }
-    let updated = guaranteed_update_tracked(ctx, name, false, |current| {
+    let mut updated = guaranteed_update_tracked(ctx, name, false, |current| {
         let now = objects::now();
         let mut merged = apply::apply(
             Some(current),
@@ -682,9 +707,9 @@ async fn server_side_apply(ctx: &Ctx, name: &str, body: &[u8]) -> Result<Respons
         Ok(merged)
     })
     .await?;
-    let warnings = merged_warnings(warnings, updated.warnings);
+    let warnings = merged_warnings(warnings, std::mem::take(&mut updated.warnings));
     Ok(with_warnings(
-        object_response(ctx, StatusCode::OK, updated.object),
+        updated.response(ctx, StatusCode::OK),
         &warnings,
     ))
 }
