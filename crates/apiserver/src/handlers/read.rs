@@ -39,6 +39,15 @@ pub async fn load(ctx: &Ctx, name: &str) -> Result<(Value, KeyValue), ApiError> 
     Ok((object, kv))
 }
 
+/// The object `name` from the watch cache (decoded, with resourceVersion and type meta) and
+/// its revision, for an update's first attempt; None when there is no cache or it does not
+/// hold the object.
+pub fn load_cached(ctx: &Ctx, name: &str) -> Option<(Value, Revision)> {
+    let key = objects::key(ctx.resource(), ctx.path.namespace.as_deref(), name);
+    let object = cache_of(ctx)?.get(&key).0?;
+    Some((cached_value(ctx.resource(), &object), object.revision))
+}
+
 /// GET one object (also `/status`).
 ///
 /// With a `resourceVersion` ("0": any version; N: not older than N) the object is served from

@@ -325,16 +325,36 @@ pub fn prepare_update(
     }
 }
 
+/// Whether two objects are equal but for `metadata.resourceVersion` and
+/// `metadata.managedFields` (compared in place: an update used to copy both objects).
 fn same_ignoring_version(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-            m.remove("managedFields");
-        }
-        v
+    fn same_members(
+        a: &serde_json::Map<String, Value>,
+        b: &serde_json::Map<String, Value>,
+        ignored: &[&str],
+        same: impl Fn(&str, &Value, &Value) -> bool,
+    ) -> bool {
+        let kept = |m: &serde_json::Map<String, Value>| {
+            m.keys().filter(|k| !ignored.contains(&k.as_str())).count()
+        };
+        kept(a) == kept(b)
+            && a.iter()
+                .filter(|(k, _)| !ignored.contains(&k.as_str()))
+                .all(|(k, v)| b.get(k).is_some_and(|w| same(k, v, w)))
+    }
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
     };
-    strip(a) == strip(b)
+    same_members(a, b, &[], |k, v, w| {
+        match (k, v.as_object(), w.as_object()) {
+            ("metadata", Some(v), Some(w)) => {
+                same_members(v, w, &["resourceVersion", "managedFields"], |_, x, y| {
+                    x == y
+                })
+            }
+            _ => v == w,
+        }
+    })
 }
 
 fn ready_to_remove(resource: &api_types::registry::Resource, object: &Value) -> bool {
@@ -384,11 +404,30 @@ where
     let resource = ctx.resource();
     let key = objects::key(resource, ctx.path.namespace.as_deref(), name);
     let sub = ctx.path.subresource.as_deref();
+    // The first attempt starts from the watch cache's copy, as upstream's cacher hands its
+    // cached object to the storage's guaranteed update: the write is a compare-and-swap on its
+    // revision, so a stale copy only costs a retry. Anything decided on the cached copy
+    // other than a successful write (an error, a no-op, a dry run) is decided again on the
+    // object read from storage.
+    let mut cache_first = !ctx.dry_run();
     for _ in 0..32 {
-        let (current, kv) = read::load(ctx, name).await?;
+        let cached = if std::mem::take(&mut cache_first) {
+            read::load_cached(ctx, name)
+        } else {
+            None
+        };
+        let from_cache = cached.is_some();
+        let (current, current_revision) = match cached {
+            Some(found) => found,
+            None => {
+                let (current, kv) = read::load(ctx, name).await?;
+                (current, kv.mod_revision)
+            }
+        };
+        let attempt: Result<Option<Updated>, ApiError> = async {
         let new = mutate(&current)?;
         if let Some(rv) = objects::resource_version(&new) {
-            if rv? != kv.mod_revision {
+            if rv? != current_revision {
                 return Err(ApiError::stale(resource.plural, resource.group, name));
             }
         }
@@ -437,35 +476,38 @@ where
         // key: rewriting it is how keys are rotated.
         let unchanged = same_ignoring_version(&current, &new)
             || crate::conversion::same_when_stored(resource, &current, &new);
+        if unchanged && from_cache {
+            return Ok(None);
+        }
         if unchanged && !ctx.state.needs_reencryption(&key).await {
-            return Ok(Updated {
-                object: current,
+            return Ok(Some(Updated {
+                object: current.clone(),
                 deleted: false,
                 warnings,
                 stored: None,
-            });
+            }));
         }
         if ctx.dry_run() {
-            return Ok(Updated {
+            return Ok(Some(Updated {
                 object: new,
                 deleted: false,
                 warnings,
                 stored: None,
-            });
+            }));
         }
         if ready_to_remove(resource, &new) {
-            match ctx.state.storage.delete(&key, Some(kv.mod_revision)).await {
+            match ctx.state.storage.delete(&key, Some(current_revision)).await {
                 Ok((_, revision)) => {
                     admission::release(&ctx.state, resource, &current, None).await;
                     objects::set_resource_version(&mut new, revision);
-                    return Ok(Updated {
+                    return Ok(Some(Updated {
                         object: new,
                         deleted: true,
                         warnings,
                         stored: None,
-                    });
+                    }));
                 }
-                Err(crate::storage::StorageError::Conflict { .. }) => continue,
+                Err(crate::storage::StorageError::Conflict { .. }) => return Ok(None),
                 Err(e) => return Err(ctx.storage_error(e, name)),
             }
         }
@@ -474,27 +516,36 @@ where
         match ctx
             .state
             .storage
-            .update(&key, kv.mod_revision, value.clone())
+            .update(&key, current_revision, value.clone())
             .await
         {
             Ok(revision) => {
                 admission::release(&ctx.state, resource, &current, Some(&new)).await;
                 objects::set_resource_version(&mut new, revision);
-                return Ok(Updated {
+                Ok(Some(Updated {
                     object: new,
                     deleted: false,
                     warnings,
                     stored: Some((value, revision)),
-                });
+                }))
             }
             Err(crate::storage::StorageError::Conflict { .. }) => {
                 admission::release(&ctx.state, resource, &new, Some(&current)).await;
-                continue;
+                Ok(None)
             }
             Err(e) => {
                 admission::release(&ctx.state, resource, &new, Some(&current)).await;
-                return Err(ctx.storage_error(e, name));
+                Err(ctx.storage_error(e, name))
             }
+        }
+        }
+        .await;
+        match attempt {
+            Ok(Some(updated)) => return Ok(updated),
+            // A concurrent write, or a decision to take again on the stored object.
+            Ok(None) => continue,
+            Err(_) if from_cache => continue,
+            Err(e) => return Err(e),
         }
     }
     Err(ApiError::conflict(
@@ -720,6 +771,27 @@ mod tests {
 
     fn deployments() -> &'static api_types::registry::Resource {
         api_types::registry::find("apps", "v1", "deployments").expect("deployments")
+    }
+
+    #[test]
+    fn sameness_ignores_only_the_version_and_managed_fields() {
+        let base = json!({"metadata": {"name": "a", "resourceVersion": "1",
+            "managedFields": [{"manager": "x"}], "labels": {"k": "v"}}, "spec": {"n": 1}});
+        let other_version = json!({"metadata": {"name": "a", "resourceVersion": "2",
+            "labels": {"k": "v"}}, "spec": {"n": 1}});
+        assert!(same_ignoring_version(&base, &other_version));
+        let cases = [
+            json!({"metadata": {"name": "a", "labels": {"k": "w"}}, "spec": {"n": 1}}),
+            json!({"metadata": {"name": "a", "labels": {"k": "v"}}, "spec": {"n": 2}}),
+            json!({"metadata": {"name": "a", "labels": {"k": "v"}, "uid": "u"}, "spec": {"n": 1}}),
+            json!({"metadata": {"name": "a", "labels": {"k": "v"}}, "spec": {"n": 1}, "s": 1}),
+            json!({"metadata": {"name": "a", "labels": {"k": "v"}}}),
+            json!({"spec": {"n": 1}}),
+        ];
+        for case in &cases {
+            assert!(!same_ignoring_version(&base, case), "{case}");
+            assert!(!same_ignoring_version(case, &base), "{case}");
+        }
     }
 
     #[test]
