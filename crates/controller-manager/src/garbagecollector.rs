@@ -7,8 +7,9 @@
 //! It watches a fixed set of kinds that have owners in this cluster (and their owners) as dynamic
 //! objects; [`classify_owners`] is the pure decision for one dependent.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -146,11 +147,57 @@ struct Watched {
     informer: Informer<DynamicObject>,
 }
 
+/// The watched objects that name each owner uid, kept from the informers' changes so that an
+/// owner's deletion finds its dependents without scanning every cached object (at 150,000 pods
+/// and 20 deletions a second the scan took 0.4 core). Entries may outlive a reference (after a
+/// re-list, say): a stale key only queues an object that is then found to need nothing.
+#[derive(Debug, Default)]
+struct OwnerIndex {
+    by_owner: HashMap<String, HashSet<GcKey>>,
+}
+
+impl OwnerIndex {
+    /// Records that `key` changed from `old` to `new` (`None`: absent).
+    fn apply(&mut self, key: &GcKey, old: Option<&DynamicObject>, new: Option<&DynamicObject>) {
+        let new_refs = new.map(|o| o.owner_references()).unwrap_or_default();
+        for gone in old.map(|o| o.owner_references()).unwrap_or_default() {
+            if new_refs.iter().any(|r| r.uid == gone.uid) {
+                continue;
+            }
+            if let Some(keys) = self.by_owner.get_mut(&gone.uid) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.by_owner.remove(&gone.uid);
+                }
+            }
+        }
+        for reference in new_refs {
+            if let Some(keys) = self.by_owner.get_mut(&reference.uid) {
+                if !keys.contains(key) {
+                    keys.insert(key.clone());
+                }
+            } else {
+                self.by_owner
+                    .insert(reference.uid.clone(), HashSet::from([key.clone()]));
+            }
+        }
+    }
+
+    /// Keys of the objects last seen referring to `uid`.
+    fn dependents(&self, uid: &str) -> Vec<GcKey> {
+        self.by_owner
+            .get(uid)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Clone)]
 struct Collector {
     ctx: Arc<Context>,
     watched: Arc<Vec<Watched>>,
     queue: WorkQueue<GcKey>,
+    owners: Arc<Mutex<OwnerIndex>>,
 }
 
 fn api_resource(resource: &api_types::registry::Resource) -> ApiResource {
@@ -189,6 +236,7 @@ pub fn start(ctx: Arc<Context>) {
         ctx,
         watched: Arc::new(watched),
         queue: WorkQueue::new(),
+        owners: Arc::default(),
     };
     tokio::spawn(async move {
         for watched in collector.watched.iter() {
@@ -256,28 +304,29 @@ impl Collector {
     /// is deleted, its dependents.
     fn keys_for(&self, index: usize, change: &Change<DynamicObject>) -> Vec<GcKey> {
         let mut keys = Vec::new();
-        let (object, deleted) = match change {
-            Change::Applied { new, .. } => (new, false),
-            Change::Deleted(old) => (old, true),
+        let (object, old, deleted) = match change {
+            Change::Applied { old, new } => (new, old.as_deref(), false),
+            Change::Deleted(old) => (old, Some(&**old), true),
             Change::Resynced => return keys,
         };
+        let key = Self::key(index, object);
+        {
+            let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+            owners.apply(&key, old, (!deleted).then_some(&**object));
+            if deleted {
+                if let Some(uid) = object.uid() {
+                    keys.extend(owners.dependents(&uid));
+                }
+            }
+        }
         if !deleted && Self::is_candidate(object) {
-            keys.push(Self::key(index, object));
+            keys.push(key);
         }
         for reference in object.owner_references() {
             if let Some((owner_index, owner)) =
                 self.find_owner(reference, object.namespace().as_deref())
             {
                 keys.push(Self::key(owner_index, &owner));
-            }
-        }
-        if deleted {
-            if let Some(uid) = object.uid() {
-                keys.extend(
-                    self.dependents_of(&uid)
-                        .into_iter()
-                        .map(|(i, o, _)| Self::key(i, &o)),
-                );
             }
         }
         keys
@@ -305,7 +354,8 @@ impl Collector {
             .map(|o| (index, o))
     }
 
-    /// Every watched object with an owner reference to `uid`, with that reference.
+    /// Every watched object with an owner reference to `uid`, with that reference: a scan of
+    /// every cache, exact as of now, for the rare owners deleted in the foreground or orphaning.
     fn dependents_of(&self, uid: &str) -> Vec<(usize, Arc<DynamicObject>, OwnerReference)> {
         let mut dependents = Vec::new();
         for (index, watched) in self.watched.iter().enumerate() {
@@ -592,6 +642,50 @@ mod tests {
         for (owners, verdict) in cases {
             assert_eq!(classify_owners(&owners), verdict, "{owners:?}");
         }
+    }
+
+    fn dependent(name: &str, owners: &[&str]) -> DynamicObject {
+        let mut object = DynamicObject::new(
+            name,
+            &ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()),
+        )
+        .within("default");
+        object.metadata.owner_references = Some(owners.iter().map(|u| reference(u)).collect());
+        object
+    }
+
+    #[test]
+    fn the_owner_index_follows_references_as_they_change() {
+        let key = |name: &str| GcKey {
+            resource: 0,
+            namespace: "default".into(),
+            name: name.into(),
+        };
+        let sorted = |mut keys: Vec<GcKey>| {
+            keys.sort_by(|a, b| a.name.cmp(&b.name));
+            keys
+        };
+        let mut index = OwnerIndex::default();
+        let a1 = dependent("a", &["rs-1"]);
+        let b = dependent("b", &["rs-1", "rs-2"]);
+        index.apply(&key("a"), None, Some(&a1));
+        index.apply(&key("b"), None, Some(&b));
+        // A re-offer of the same object changes nothing.
+        index.apply(&key("b"), Some(&b), Some(&b));
+        assert_eq!(sorted(index.dependents("rs-1")), vec![key("a"), key("b")]);
+        assert_eq!(index.dependents("rs-2"), vec![key("b")]);
+
+        // "a" is adopted by rs-2 and released by rs-1.
+        let a2 = dependent("a", &["rs-2"]);
+        index.apply(&key("a"), Some(&a1), Some(&a2));
+        assert_eq!(index.dependents("rs-1"), vec![key("b")]);
+        assert_eq!(sorted(index.dependents("rs-2")), vec![key("a"), key("b")]);
+
+        index.apply(&key("b"), Some(&b), None);
+        index.apply(&key("a"), Some(&a2), None);
+        assert!(index.dependents("rs-1").is_empty());
+        assert!(index.dependents("rs-2").is_empty());
+        assert!(index.by_owner.is_empty(), "no empty sets are kept");
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Drop for PodManager {
     /// Workers die with their manager (an in-process kubelet that is stopped leaves nothing
     /// running; the containers themselves keep running, as upstream).
     fn drop(&mut self) {
-        for handle in self.workers.values() {
+        for handle in self.workers.values().chain(self.stopping.values()) {
             handle.task.abort();
         }
     }
@@ -94,6 +94,10 @@ pub enum ManagerCommand {
 pub struct PodManager {
     ctx: Arc<PodContext>,
     workers: HashMap<String, WorkerHandle>,
+    /// Workers of pods deleted from the API or evicted that are still stopping their
+    /// containers: their pods stay live for orphan collection until the workers finish
+    /// (otherwise a collection during the grace period would kill the containers first).
+    stopping: HashMap<String, WorkerHandle>,
     recovered: HashMap<String, Vec<ContainerSummary>>,
     listing: Option<BTreeSet<String>>,
     statics: Option<StaticState>,
@@ -149,6 +153,7 @@ impl PodManager {
         Self {
             ctx,
             workers: HashMap::new(),
+            stopping: HashMap::new(),
             recovered,
             listing: None,
             statics: None,
@@ -314,6 +319,7 @@ impl PodManager {
             if handle.tx.unbounded_send(WorkerMessage::Removed).is_err() {
                 tracing::debug!(%uid, "worker already finished");
             }
+            self.stopping.insert(uid.to_string(), handle);
         }
     }
 
@@ -528,13 +534,16 @@ impl PodManager {
             Some(grace) => WorkerMessage::Stop(grace),
             None => WorkerMessage::Removed,
         };
-        if handle.tx.unbounded_send(stop).is_err() {
+        let WorkerHandle { tx, task } = handle;
+        if tx.unbounded_send(stop).is_err() {
             tracing::debug!(%uid, "worker already finished");
         }
         let api = self.ctx.api.clone();
-        tokio::spawn(async move {
+        // Tracked as stopping until the worker has stopped the containers and the status is
+        // posted.
+        let after = tokio::spawn(async move {
             // The worker stops the containers first, so its last status cannot overwrite ours.
-            if let Err(error) = handle.task.await {
+            if let Err(error) = task.await {
                 tracing::warn!(%error, "pod worker ended abnormally");
             }
             api.event(PodEvent::new(&pod, None, true, "Evicted", message));
@@ -553,12 +562,19 @@ impl PodManager {
                 }
             }
         });
+        self.stopping.insert(uid, WorkerHandle { tx, task: after });
     }
 
     /// Removes containers and network namespaces that belong to no known pod.
     pub async fn collect_orphans(&mut self) {
         self.workers.retain(|_, w| !w.task.is_finished());
-        let live: BTreeSet<String> = self.workers.keys().cloned().collect();
+        self.stopping.retain(|_, w| !w.task.is_finished());
+        let live: BTreeSet<String> = self
+            .workers
+            .keys()
+            .chain(self.stopping.keys())
+            .cloned()
+            .collect();
         // Containers recovered for pods that never showed up are orphans too.
         self.recovered.clear();
         match self.ctx.runtime.list_containers().await {
@@ -820,6 +836,14 @@ mod tests {
 
         // A force delete: the pod vanishes from the API with its container still running.
         manager.handle(Event::Delete(pod("web", "uid-1"))).await;
+        // An orphan collection while the worker is still stopping the pod (its task has not
+        // run yet on this single-threaded runtime) leaves the containers to the worker, which
+        // stops them with the pod's grace period.
+        manager.collect_orphans().await;
+        assert!(
+            runtime.containers().values().any(|c| c.config.name == "c"),
+            "the stopping pod's container is not collected as an orphan"
+        );
         wait_until("web cleaned up", || {
             runtime.containers().is_empty() && network.namespaces().is_empty()
         })

@@ -680,7 +680,16 @@ impl PodWorker {
         // Init containers, in order: each must exit 0 before the next starts.
         let restart_policy = self.restart_policy();
         let mut initialized = true;
-        for container in self.init_specs() {
+        // The pod is shared: iterating its containers through this handle copies none of them.
+        let pod = Arc::clone(&self.pod);
+        let (inits, apps) = match pod.spec.as_ref() {
+            Some(spec) => (
+                spec.init_containers.as_deref().unwrap_or_default(),
+                &spec.containers[..],
+            ),
+            None => (&[][..], &[][..]),
+        };
+        for container in inits {
             let state = self
                 .tracks
                 .get(&container.name)
@@ -691,7 +700,7 @@ impl PodWorker {
                 Some(ContainerState::Exited { .. }) => {
                     initialized = false;
                     if restart_policy != "Never" {
-                        merge(self.restart_with_backoff(&container, &mut sources).await);
+                        merge(self.restart_with_backoff(container, &mut sources).await);
                     }
                     break;
                 }
@@ -702,12 +711,12 @@ impl PodWorker {
                 Some(ContainerState::Created | ContainerState::Unknown) => {
                     initialized = false;
                     self.drop_stuck(&container.name).await;
-                    merge(self.start_or_retry(&container, &mut sources).await);
+                    merge(self.start_or_retry(container, &mut sources).await);
                     break;
                 }
                 None => {
                     initialized = false;
-                    merge(self.start_or_retry(&container, &mut sources).await);
+                    merge(self.start_or_retry(container, &mut sources).await);
                     break;
                 }
             }
@@ -715,7 +724,7 @@ impl PodWorker {
         if !initialized {
             return next;
         }
-        for container in self.app_specs() {
+        for container in apps {
             let (state, liveness_failed) = match self
                 .tracks
                 .get(&container.name)
@@ -728,7 +737,7 @@ impl PodWorker {
                 None => (None, false),
             };
             match state {
-                None => merge(self.start_or_retry(&container, &mut sources).await),
+                None => merge(self.start_or_retry(container, &mut sources).await),
                 Some(ContainerState::Exited { exit_code, .. }) => {
                     let restart = match restart_policy.as_str() {
                         "Never" => false,
@@ -736,7 +745,7 @@ impl PodWorker {
                         _ => true,
                     };
                     if restart {
-                        merge(self.restart_with_backoff(&container, &mut sources).await);
+                        merge(self.restart_with_backoff(container, &mut sources).await);
                     }
                 }
                 Some(ContainerState::Running { .. }) if liveness_failed => {
@@ -755,7 +764,7 @@ impl PodWorker {
                 Some(ContainerState::Running { .. }) => {}
                 Some(ContainerState::Created | ContainerState::Unknown) => {
                     self.drop_stuck(&container.name).await;
-                    merge(self.start_or_retry(&container, &mut sources).await);
+                    merge(self.start_or_retry(container, &mut sources).await);
                 }
             }
         }

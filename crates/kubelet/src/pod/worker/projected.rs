@@ -15,7 +15,9 @@ impl PodWorker {
     /// Makes every token file current; `Some(retry)` when a token could not be had.
     pub(super) async fn sync_service_account_tokens(&mut self) -> Option<Duration> {
         let dirs = self.volume_dirs.clone()?;
-        let spec = self.pod.spec.clone()?;
+        // The pod is shared: holding it does not copy its spec at every sync.
+        let pod = std::sync::Arc::clone(&self.pod);
+        let spec = pod.spec.as_ref()?;
         let service_account = spec
             .service_account_name
             .clone()
