@@ -420,21 +420,33 @@ pub(super) fn events_after(
 /// Drops history before `revision` inside the writer's transaction: every row older than
 /// `revision` that a newer row (at or before `revision`) supersedes, and every older tombstone.
 /// The state at `revision` and every event from `revision` on stay readable.
-pub(super) fn compact(tx: &Transaction<'_>, revision: Revision) -> Result<usize, StorageError> {
-    let removed = tx
+pub(super) fn compact(
+    tx: &Transaction<'_>,
+    from: Revision,
+    revision: Revision,
+) -> Result<usize, StorageError> {
+    // A row is superseded once a later row of its name exists at or before `revision`: that is
+    // the row whose `prev_revision` names it, so only the rows written since the last
+    // compaction (`from`) are read, not every surviving row. Tombstones before `revision` go.
+    let superseded = tx
         .execute(
-            "DELETE FROM log WHERE id < ?1 AND (deleted = 1 OR EXISTS ( \
-                 SELECT 1 FROM log AS newer \
-                 WHERE newer.name = log.name AND newer.id > log.id AND newer.id <= ?1))",
-            params![revision],
+            "DELETE FROM log WHERE id IN (SELECT prev_revision FROM log \
+             WHERE id > ?1 AND id <= ?2 AND prev_revision > 0)",
+            params![from, revision],
         )
         .map_err(sql("delete compacted rows"))?;
+    let tombstones = tx
+        .execute(
+            "DELETE FROM log WHERE id >= ?1 AND id < ?2 AND deleted = 1",
+            params![from, revision],
+        )
+        .map_err(sql("delete compacted tombstones"))?;
     tx.execute(
         "UPDATE meta SET value = ?1 WHERE key = 'compact_revision'",
         params![revision],
     )
     .map_err(sql("record compacted revision"))?;
-    Ok(removed)
+    Ok(superseded + tombstones)
 }
 
 #[cfg(test)]
