@@ -233,6 +233,17 @@ pub fn pull_policy(container: &Container) -> PullPolicy {
     }
 }
 
+/// The pod's init and app containers, borrowed.
+fn spec_containers(pod: &Pod) -> (&[Container], &[Container]) {
+    match pod.spec.as_ref() {
+        Some(spec) => (
+            spec.init_containers.as_deref().unwrap_or_default(),
+            &spec.containers,
+        ),
+        None => (&[], &[]),
+    }
+}
+
 impl PodWorker {
     /// A worker for `pod`, adopting the containers recovered from the runtime for it.
     pub fn new(ctx: Arc<PodContext>, pod: Pod, recovered: Vec<ContainerSummary>) -> Self {
@@ -363,19 +374,11 @@ impl PodWorker {
     }
 
     fn init_specs(&self) -> Vec<Container> {
-        self.pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.init_containers.clone())
-            .unwrap_or_default()
+        spec_containers(&self.pod).0.to_vec()
     }
 
     fn app_specs(&self) -> Vec<Container> {
-        self.pod
-            .spec
-            .as_ref()
-            .map(|s| s.containers.clone())
-            .unwrap_or_default()
+        spec_containers(&self.pod).1.to_vec()
     }
 
     fn container_spec(&self, name: &str) -> Option<Container> {
@@ -682,13 +685,7 @@ impl PodWorker {
         let mut initialized = true;
         // The pod is shared: iterating its containers through this handle copies none of them.
         let pod = Arc::clone(&self.pod);
-        let (inits, apps) = match pod.spec.as_ref() {
-            Some(spec) => (
-                spec.init_containers.as_deref().unwrap_or_default(),
-                &spec.containers[..],
-            ),
-            None => (&[][..], &[][..]),
-        };
+        let (inits, apps) = spec_containers(&pod);
         for container in inits {
             let state = self
                 .tracks

@@ -417,9 +417,10 @@ pub(super) fn events_after(
     })
 }
 
-/// Drops history before `revision` inside the writer's transaction: every row older than
-/// `revision` that a newer row (at or before `revision`) supersedes, and every older tombstone.
-/// The state at `revision` and every event from `revision` on stay readable.
+/// Drops history before `revision` inside the writer's transaction, the store being compacted
+/// to `from` already: every row older than `revision` that a newer row (at or before
+/// `revision`) supersedes, and every older tombstone. The state at `revision` and every event
+/// from `revision` on stay readable.
 pub(super) fn compact(
     tx: &Transaction<'_>,
     from: Revision,

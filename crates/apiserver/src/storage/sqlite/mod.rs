@@ -258,7 +258,7 @@ async fn blocking<T: Send + 'static>(
 impl SqliteStorage {
     /// Compacts to `revision` in steps of at most `step` revisions, each its own write, so
     /// the writes queued meanwhile wait for one step and not the whole compaction (at 150,000
-    /// pods one compaction removed about a million rows and held every write for 20 s). Each
+    /// pods every component stalled for tens of seconds at each one-statement compaction). Each
     /// step is a complete compaction to an earlier revision; compaction publishes no event.
     async fn compact_in_steps(
         &self,
