@@ -7,8 +7,9 @@
 //! (`io.k8s.api.core.v1.Pod`). Top-level kinds carry `x-kubernetes-group-version-kind`; list
 //! fields carry `x-kubernetes-list-type` (`atomic`, `set`, `map` with
 //! `x-kubernetes-list-map-keys`) and, for merging lists, `x-kubernetes-patch-merge-key` and
-//! `x-kubernetes-patch-strategy`, from the same merge keys the strategic merge patch uses. The
-//! schema file has no descriptions, so the schemas have none. Both versions list every
+//! `x-kubernetes-patch-strategy`, from the same merge keys the strategic merge patch uses.
+//! Types and fields carry the upstream descriptions (`descriptions`), which `kubectl explain`
+//! prints. Both versions list every
 //! operation of every resource as upstream (`v3_paths`; `v2_paths` converts them to swagger
 //! 2.0); every PATCH operation declares the `fieldValidation` parameter inline, so kubectl
 //! leaves validation to the server. Documents are
@@ -25,10 +26,12 @@ use axum::body::Body;
 use http::{header, HeaderMap, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
+use self::descriptions::{Descriptions, DESCRIPTIONS};
 use crate::patch::{apply::map_keys, strategic};
 use crate::protobuf::{is_special, message_fields, message_for, FieldShape};
 use crate::status::ApiError;
 
+mod descriptions;
 mod v2_paths;
 mod v2_proto;
 mod v3_paths;
@@ -124,14 +127,31 @@ fn collect(message: &str, flavor: Flavor, out: &mut BTreeMap<String, Value>) {
     if out.contains_key(&name) {
         return;
     }
+    let known = DESCRIPTIONS.get(&name);
     if is_special(message) {
-        out.insert(name, special_schema(message));
+        let mut schema = special_schema(message);
+        if let (Some(d), Some(obj)) = (
+            known.and_then(|k| k.description.as_ref()),
+            schema.as_object_mut(),
+        ) {
+            obj.insert("description".into(), json!(d));
+        }
+        out.insert(name, schema);
         return;
     }
     out.insert(name.clone(), json!({"type": "object"}));
     let mut properties = Map::new();
     let mut fields = message_fields(message).unwrap_or_default();
     fields.sort_by(|a, b| a.0.cmp(&b.0));
+    let list;
+    let described = match known {
+        Some(k) => Some(k),
+        None if name.ends_with("List") && fields.iter().any(|f| f.0 == "items") => {
+            list = Descriptions::list(name.rsplit('.').next().unwrap_or(&name));
+            Some(&list)
+        }
+        None => None,
+    };
     for (field, shape, repeated) in fields {
         let mut element_message = None;
         let item = match &shape {
@@ -164,9 +184,18 @@ fn collect(message: &str, flavor: Flavor, out: &mut BTreeMap<String, Value>) {
         } else {
             item
         };
+        let mut property = property;
+        let text = described.and_then(|d| d.properties.get(&field));
+        if let (Some(text), Some(obj)) = (text, property.as_object_mut()) {
+            obj.insert("description".into(), json!(text));
+        }
         properties.insert(field, property);
     }
-    out.insert(name, json!({"type": "object", "properties": properties}));
+    let mut schema = json!({"type": "object", "properties": properties});
+    if let Some(text) = described.and_then(|d| d.description.as_ref()) {
+        schema["description"] = json!(text);
+    }
+    out.insert(name, schema);
 }
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -474,6 +503,74 @@ mod tests {
             schemas["io.k8s.apimachinery.pkg.apis.meta.v1.Time"]["format"],
             "date-time"
         );
+    }
+
+    #[test]
+    fn every_served_kind_and_its_fields_are_described() {
+        for g in registry::groups() {
+            for v in &g.versions {
+                let path = format!("/openapi/v3/{}", gv_path(g.name, v));
+                let doc = group_version(&path).expect("document");
+                let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+                for r in registry::resources_in(g.name, v) {
+                    for kind in [r.kind.to_string(), r.list_kind()] {
+                        if message_for(&r.api_version(), &kind).is_none() {
+                            continue; // no such kind upstream either (BindingList)
+                        }
+                        let gvk = json!({"group": r.group, "version": r.version, "kind": kind});
+                        let (name, schema) = schemas
+                            .iter()
+                            .find(|(_, s)| {
+                                s["x-kubernetes-group-version-kind"]
+                                    .as_array()
+                                    .is_some_and(|l| l.contains(&gvk))
+                            })
+                            .unwrap_or_else(|| panic!("no schema for {gvk}"));
+                        assert!(schema["description"].is_string(), "{name}");
+                        for (field, property) in
+                            schema["properties"].as_object().expect("properties")
+                        {
+                            assert!(property["description"].is_string(), "{name}.{field}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nested_fields_references_and_v2_keep_their_descriptions() {
+        let doc = group_version("/openapi/v3/api/v1").expect("v1");
+        let schemas = &doc["components"]["schemas"];
+        let spec = &schemas["io.k8s.api.core.v1.Pod"]["properties"]["spec"];
+        assert_eq!(
+            spec["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.core.v1.PodSpec"
+        );
+        assert!(spec["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("desired behavior")));
+        let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert!(containers["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("containers")));
+        assert!(
+            schemas["io.k8s.api.core.v1.Container"]["properties"]["image"]["description"]
+                .is_string()
+        );
+        assert!(schemas["io.k8s.apimachinery.pkg.apis.meta.v1.Time"]["description"].is_string());
+        assert!(
+            schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"]["labels"]
+                ["description"]
+                .is_string()
+        );
+        let v2 = v2();
+        let spec = &v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"];
+        assert_eq!(
+            spec["$ref"],
+            "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+        );
+        assert!(spec["description"].is_string());
     }
 
     #[test]

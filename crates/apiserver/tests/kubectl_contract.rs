@@ -601,6 +601,13 @@ async fn discovery_and_explain(server: &TestServer) -> anyhow::Result<()> {
         "{explain}"
     );
     assert!(explain.contains("image"), "{explain}");
+    // The upstream descriptions of the field and of its children are printed.
+    assert!(
+        explain.contains("DESCRIPTION:")
+            && explain.contains("List of containers belonging to the pod"),
+        "{explain}"
+    );
+    assert!(explain.contains("Container image name"), "{explain}");
     Ok(())
 }
 
