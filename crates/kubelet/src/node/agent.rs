@@ -334,12 +334,16 @@ impl NodeAgent {
     /// `--node-status-update-frequency` / `--node-status-report-frequency` while the Lease is
     /// the heartbeat: a change (runtime down, pressure, network ready) is posted within one
     /// `period`. The first PATCH is the caller's ([`Self::post_status`] right after
-    /// registering), so the node is Ready without waiting for a tick.
+    /// registering), so the node is Ready without waiting for a tick. As upstream, the report
+    /// after a start or a change waits `report_period` moved at random by up to half of it,
+    /// later ones `report_period`: nodes that registered together spread their reports over
+    /// the period instead of all sending them in the same minute.
     pub async fn status_report_loop(self: Arc<Self>, period: Duration, report_period: Duration) {
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let mut was_ready = None;
+        let mut report_after = report_jitter(report_period, rand::random());
         loop {
             ticker.tick().await;
             let observed = self.observe().await;
@@ -347,12 +351,18 @@ impl NodeAgent {
                 .last_posted
                 .lock()
                 .await
-                .is_none_or(|at| at.elapsed() >= report_period);
-            if !due && !self.status_changed(&observed).await {
+                .is_none_or(|at| at.elapsed() >= report_after);
+            let changed = self.status_changed(&observed).await;
+            if !due && !changed {
                 continue;
             }
             match self.post_observed(observed).await {
                 Ok(health) => {
+                    report_after = if changed {
+                        report_jitter(report_period, rand::random())
+                    } else {
+                        report_period
+                    };
                     let ready = health.runtime_ok && health.network_ready;
                     if was_ready != Some(ready) {
                         tracing::info!(node = %self.config.name, ready, "node status posted");
@@ -497,5 +507,37 @@ impl NodeAgent {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(POD_CIDR_POLL_MAX);
         }
+    }
+}
+
+/// The wait before the report that follows a start or a status change: `report_period` moved
+/// by up to half of it either way (`unit` is uniform in [0, 1)).
+fn report_jitter(report_period: Duration, unit: f64) -> Duration {
+    report_period.mul_f64(0.5 + unit.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_after_a_change_spread_over_half_to_one_and_a_half_periods() {
+        let period = Duration::from_secs(300);
+        assert_eq!(report_jitter(period, 0.0), Duration::from_secs(150));
+        assert_eq!(report_jitter(period, 0.5), period);
+        assert!(report_jitter(period, 0.999_999) < Duration::from_secs(450));
+        assert_eq!(report_jitter(period, 7.0), Duration::from_secs(450));
+        let waits: Vec<Duration> = (0..200)
+            .map(|_| report_jitter(period, rand::random()))
+            .collect();
+        assert!(waits
+            .iter()
+            .all(|w| *w >= Duration::from_secs(150) && *w < Duration::from_secs(450)));
+        // Not all the same: 200 draws spread over the window.
+        let early = waits.iter().filter(|w| **w < period).count();
+        assert!(
+            (40..=160).contains(&early),
+            "{early} of 200 before the period"
+        );
     }
 }
