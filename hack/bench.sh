@@ -117,6 +117,7 @@ bench() {
 
 bench idle density --nodes 1 --pods 1 --qps 1
 bench api-load api-load --qps "$L_QPS" --duration "$L_DURATION" --pods "$L_PODS"
+STORAGE=sqlite bench api-load-sqlite api-load --qps "$L_QPS" --duration "$L_DURATION" --pods "$L_PODS"
 bench density density --nodes "$D_NODES" --pods "$D_PODS" --qps "$D_QPS"
 # The same density on the embedded SQLite storage (the local cluster's default).
 STORAGE=sqlite bench density-sqlite density --nodes "$D_NODES" --pods "$D_PODS" --qps "$D_QPS"

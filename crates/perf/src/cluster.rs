@@ -211,7 +211,37 @@ fn binary(bin_dir: &Path, name: &str) -> Result<PathBuf, ClusterError> {
     }
 }
 
+/// A standalone etcd started only to measure the raw etcd floors beside a cluster on SQLite;
+/// killed when dropped.
+pub struct FloorEtcd {
+    _child: Child,
+    /// Its client URL.
+    pub endpoint: String,
+}
+
 impl Cluster {
+    /// Starts an etcd in the state dir of a cluster kube-perf started on SQLite, so that the
+    /// raw etcd floors can be measured in the same run; `None` (with a warning) when the cluster
+    /// is external or etcd cannot start. Drop it before the measured load.
+    pub async fn floor_etcd(&self) -> Option<FloorEtcd> {
+        let root = self.root.as_ref()?.join("floor");
+        let logs = root.join("logs");
+        if let Err(error) = std::fs::create_dir_all(&logs) {
+            tracing::warn!(%error, "no directory for the floor etcd");
+            return None;
+        }
+        match start_etcd(&root, &logs, "warn").await {
+            Ok((child, endpoint)) => Some(FloorEtcd {
+                _child: child,
+                endpoint,
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "the etcd floor is not measured");
+                None
+            }
+        }
+    }
+
     /// Starts (or attaches to) the cluster.
     pub async fn start(options: &ClusterOptions) -> Result<Self, ClusterError> {
         if let Some(kubeconfig) = &options.kubeconfig {

@@ -67,10 +67,21 @@ pub async fn run(
         .map_err(api_err("creating the probe pod"))?;
     let payload = super::json_size(&probe);
     let http = floors::http_round_trip(2000, payload).await?;
-    let etcd_floor = match &cluster.etcd_endpoint {
+    // On SQLite the raw etcd floors come from an etcd started only for them, stopped before
+    // the load (the target compares pod creates with raw etcd puts whatever the storage).
+    let floor_etcd = match cluster.etcd_endpoint {
+        Some(_) => None,
+        None => cluster.floor_etcd().await,
+    };
+    let floor_endpoint = cluster
+        .etcd_endpoint
+        .clone()
+        .or_else(|| floor_etcd.as_ref().map(|e| e.endpoint.clone()));
+    let etcd_floor = match &floor_endpoint {
         Some(endpoint) => Some(floors::etcd(endpoint, payload, 10_000).await?),
         None => None,
     };
+    drop(floor_etcd);
     let txn_floor = match &cluster.etcd_endpoint {
         Some(endpoint) => Some((
             floors::etcd_create_txn(endpoint, payload, 10_000, 1).await?,
@@ -133,7 +144,7 @@ pub async fn run(
             "-",
         );
     }
-    if let Some(floor) = &etcd_floor {
+    if let (Some(floor), Some(_)) = (&etcd_floor, &cluster.etcd_endpoint) {
         // What a GET without resourceVersion (a quorum read) must at least wait for, beside the
         // HTTP round trip of the read floor.
         for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
@@ -197,7 +208,11 @@ pub async fn run(
     report.notes.push(format!(
         "floors: reads = raw HTTP/1.1 round trip on loopback with a {payload} B body; writes and pod creates = raw etcd put (latency: 1 client; throughput: {} clients, {payload} B values); create txn floor = put-if-absent transactions, 64 in flight through one etcd connection (and through 64), with a watch on their prefix; SQLite floor = single-row inserts of {payload} B values into a fresh WAL database (synchronous=NORMAL) beside the apiserver's, one transaction each; the create client posts JSON and does not decode the answers{}",
         floors::ETCD_CLIENTS,
-        if etcd_floor.is_none() { " (no etcd: sqlite storage)" } else { "" }
+        match (&cluster.etcd_endpoint, &etcd_floor) {
+            (Some(_), _) => "",
+            (None, Some(_)) => " (sqlite storage: the etcd floors come from an etcd started only for them and stopped before the load)",
+            (None, None) => " (no etcd floor: kube-perf did not start an etcd for this run)",
+        }
     ));
     report
         .notes
