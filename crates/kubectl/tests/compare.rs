@@ -709,6 +709,12 @@ impl Normaliser {
             (r"\b10\.\d+\.\d+\.\d+\b", "<ip>"),
             // Random name suffixes (generateName, pods of a ReplicaSet).
             (r"-[bcdfghjklmnpqrstvwxz2456789]{5}\b", "-<rand>"),
+            // A ReplicaSet's pod-template hash: which ReplicaSet a Deployment's status names
+            // right after a template change depends on whether the controller has caught up.
+            (
+                r"\b(\w)-[bcdfghjklmnpqrstvwxz2456789]{8,10}\b",
+                "${1}-<hash>",
+            ),
             // diff's temp directories (random suffixes).
             (r"/(LIVE|MERGED)-\w+", "/${1}-<n>"),
             // go-yaml and serde_yaml_ng word parse errors differently (and count lines from
