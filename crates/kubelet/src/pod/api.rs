@@ -97,7 +97,7 @@ impl ServiceLister {
         let flag = synced.clone();
         component_base::reflect::spawn(
             Api::<Service>::all(client),
-            watcher::Config::default(),
+            component_base::reflect::watch_config(),
             writer,
             move |event| {
                 if matches!(event, watcher::Event::InitDone) {
@@ -159,7 +159,7 @@ impl ObjectLister {
         let flag = synced.clone();
         component_base::reflect::spawn(
             Api::<ConfigMap>::all(client.clone()),
-            watcher::Config::default(),
+            component_base::reflect::watch_config(),
             writer,
             move |event| {
                 if matches!(event, watcher::Event::InitDone) {
@@ -171,7 +171,7 @@ impl ObjectLister {
         let flag = synced.clone();
         component_base::reflect::spawn(
             Api::<Secret>::all(client),
-            watcher::Config::default(),
+            component_base::reflect::watch_config(),
             writer,
             move |event| {
                 if matches!(event, watcher::Event::InitDone) {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::watcher::{watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tokio::sync::mpsc;
@@ -680,7 +680,8 @@ impl PodManager {
     /// back-off), collecting orphans every [`GC_PERIOD`].
     pub async fn run(mut self, client: Client, node_name: String) {
         let api: Api<Pod> = Api::all(client.clone());
-        let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
+        let config =
+            component_base::reflect::watch_config().fields(&format!("spec.nodeName={node_name}"));
         let mut stream = watcher(api, config).default_backoff().boxed();
         let mut gc = tokio::time::interval(GC_PERIOD);
         gc.tick().await;
