@@ -130,12 +130,7 @@ fn collect(message: &str, flavor: Flavor, out: &mut BTreeMap<String, Value>) {
     let known = DESCRIPTIONS.get(&name);
     if is_special(message) {
         let mut schema = special_schema(message);
-        if let (Some(d), Some(obj)) = (
-            known.and_then(|k| k.description.as_ref()),
-            schema.as_object_mut(),
-        ) {
-            obj.insert("description".into(), json!(d));
-        }
+        describe(&mut schema, known.and_then(|k| k.description.as_ref()));
         out.insert(name, schema);
         return;
     }
@@ -175,7 +170,7 @@ fn collect(message: &str, flavor: Flavor, out: &mut BTreeMap<String, Value>) {
                 json!({"type": "object", "additionalProperties": reference(flavor, m)})
             }
         };
-        let property = if repeated {
+        let mut property = if repeated {
             let mut list = Map::new();
             list.insert("type".into(), json!("array"));
             list.insert("items".into(), item);
@@ -184,18 +179,22 @@ fn collect(message: &str, flavor: Flavor, out: &mut BTreeMap<String, Value>) {
         } else {
             item
         };
-        let mut property = property;
-        let text = described.and_then(|d| d.properties.get(&field));
-        if let (Some(text), Some(obj)) = (text, property.as_object_mut()) {
-            obj.insert("description".into(), json!(text));
-        }
+        describe(
+            &mut property,
+            described.and_then(|d| d.properties.get(&field)),
+        );
         properties.insert(field, property);
     }
     let mut schema = json!({"type": "object", "properties": properties});
-    if let Some(text) = described.and_then(|d| d.description.as_ref()) {
-        schema["description"] = json!(text);
-    }
+    describe(&mut schema, described.and_then(|d| d.description.as_ref()));
     out.insert(name, schema);
+}
+
+/// Sets the `description` of the schema object `schema`, when there is one to set.
+fn describe(schema: &mut Value, text: Option<&String>) {
+    if let (Some(text), Some(obj)) = (text, schema.as_object_mut()) {
+        obj.insert("description".into(), json!(text));
+    }
 }
 
 fn gv_path(group: &str, version: &str) -> String {

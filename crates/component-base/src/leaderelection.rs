@@ -373,8 +373,11 @@ impl LeaderElector {
                 self.record_event().await;
                 return;
             }
-            let jitter = rand::random::<f64>() * JITTER_FACTOR;
-            tokio::time::sleep(self.config.retry_period.mul_f64(1.0 + jitter)).await;
+            tokio::time::sleep(crate::jitter::up_to(
+                self.config.retry_period,
+                JITTER_FACTOR,
+            ))
+            .await;
         }
     }
 

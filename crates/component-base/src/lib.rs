@@ -8,6 +8,7 @@ pub mod alloc;
 pub mod client;
 pub mod clientauth;
 pub mod health;
+pub mod jitter;
 pub mod leaderelection;
 pub mod limits;
 pub mod logging;

@@ -1,6 +1,7 @@
 //! Watches kept in a reflector store, as every component's informers keep them.
 
 use std::fmt::Debug;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::reflector::store::Writer;
@@ -10,7 +11,7 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 /// The shortest watch a reflector asks the apiserver for (upstream's `minWatchTimeout`).
-const MIN_WATCH_TIMEOUT_SECS: f64 = 300.0;
+const MIN_WATCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A watch configuration whose server-side timeout is picked at random between 5 and 10
 /// minutes, as upstream's reflectors pick theirs: many clients started together (a fleet of
@@ -23,7 +24,8 @@ pub fn watch_config() -> watcher::Config {
 
 /// The watch timeout for `unit` (uniform in [0, 1)): from 300 s up to, not including, 600 s.
 fn watch_timeout_secs(unit: f64) -> u32 {
-    (MIN_WATCH_TIMEOUT_SECS * (1.0 + unit.clamp(0.0, 0.999))) as u32
+    let timeout = crate::jitter::at(MIN_WATCH_TIMEOUT, 1.0, unit.min(0.999));
+    u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX)
 }
 
 /// Runs the watch of `api` into `writer` until the runtime stops: each object's managedFields

@@ -513,7 +513,7 @@ impl NodeAgent {
 /// The wait before the report that follows a start or a status change: `report_period` moved
 /// by up to half of it either way (`unit` is uniform in [0, 1)).
 fn report_jitter(report_period: Duration, unit: f64) -> Duration {
-    report_period.mul_f64(0.5 + unit.clamp(0.0, 1.0))
+    component_base::jitter::at(report_period / 2, 2.0, unit)
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub const RESYNC_JITTER: f64 = 0.5;
 
 /// `resync` stretched by a random part of [`RESYNC_JITTER`].
 fn jittered(resync: Duration) -> Duration {
-    resync.mul_f64(1.0 + rand::random::<f64>() * RESYNC_JITTER)
+    component_base::jitter::up_to(resync, RESYNC_JITTER)
 }
 
 /// How often configMap, secret and projected volumes are re-read from the API.
