@@ -268,12 +268,22 @@ pub async fn update_internal(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, A
     update::update(ctx, body).await
 }
 
+/// Requests (other than watches) slower than this are logged at info with who sent them.
+const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Handles one request from `user`.
 pub async fn handle(state: Arc<ApiState>, user: User, req: Request<Incoming>) -> Response<Body> {
     use tracing::Instrument;
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::debug_span!("request", %method, %path, user = %user.name);
+    let query = req.uri().query().map(str::to_string);
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let user_name = user.name.clone();
     async move {
         let started = std::time::Instant::now();
         let mut labels = crate::metrics::RequestLabels::method(method.as_str());
@@ -282,12 +292,22 @@ pub async fn handle(state: Arc<ApiState>, user: User, req: Request<Incoming>) ->
             Err(e) => error_response(&e),
         };
         let code = response.status().as_u16();
+        let elapsed = started.elapsed();
+        if elapsed >= SLOW_REQUEST && labels.verb != "WATCH" {
+            // Upstream traces requests slower than its threshold the same way.
+            tracing::info!(
+                verb = %labels.verb,
+                %path,
+                query = query.as_deref().unwrap_or(""),
+                user = %user_name,
+                user_agent = user_agent.as_deref().unwrap_or(""),
+                code,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "slow request"
+            );
+        }
         state.metrics.observe(labels, code);
-        tracing::debug!(
-            code,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "served"
-        );
+        tracing::debug!(code, elapsed_ms = elapsed.as_millis() as u64, "served");
         response
     }
     .instrument(span)

@@ -351,6 +351,7 @@ async fn serve_from_cache(
                 .parse()
                 .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?;
             if let Err(e) = watch_cache.wait_for(revision).await {
+                tracing::debug!(user = %ctx.user.name, %prefix, revision, error = %e, "watch refused by the cache");
                 // Upstream opens the stream and reports the revision as an ERROR event.
                 tx.send(Ok(error_line(&read::cache_error(e)))).await.ok();
                 return stream_response(rx).map(Ok);
@@ -377,7 +378,8 @@ async fn serve_from_cache(
             return stream_response(rx).map(Ok);
         }
     };
-    tokio::spawn(stream_cached(shaper, watch, tx, options));
+    let client = format!("{} {prefix}", ctx.user.name);
+    tokio::spawn(stream_cached(shaper, watch, tx, options, client));
     stream_response(rx).map(Ok)
 }
 
@@ -387,6 +389,7 @@ async fn stream_cached(
     mut watch: CacheWatch,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
     options: WatchOptions,
+    client: String,
 ) {
     for object in std::mem::take(&mut watch.initial) {
         if shaper.matches_cached(&object)
@@ -431,7 +434,10 @@ async fn stream_cached(
             }
             next = watch.events.recv() => match next {
                 // Terminated by the cache (too slow, or re-listed): the client re-watches.
-                None => break,
+                None => {
+                    tracing::info!(%client, last, "watch ended by the cache (fell behind, or the cache re-listed)");
+                    break;
+                }
                 Some(event) => {
                     last = event.revision;
                     if let Some(line) = shaper.cached_event(&event) {

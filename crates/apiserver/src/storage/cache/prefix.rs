@@ -334,7 +334,7 @@ impl PrefixCache {
                 match slot.tx.try_send(event.clone()) {
                     Ok(()) => true,
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::info!(prefix = %self.prefix, watcher = id, "watch cache: terminating a watcher that fell behind");
+                        tracing::debug!(prefix = %self.prefix, watcher = id, "watch cache: terminating a watcher that fell behind");
                         self.metrics.terminated.fetch_add(1, Ordering::Relaxed);
                         self.metrics.watchers.fetch_sub(1, Ordering::Relaxed);
                         false
