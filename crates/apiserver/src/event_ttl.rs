@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::Deserialize;
 
 use crate::storage::{ListOptions, Storage, StorageError};
 
@@ -13,16 +15,52 @@ pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);
 
 const PREFIX: &str = "/registry/events/";
 
-/// The last time an event was seen (series, last timestamp, event time, creation), in seconds.
-fn last_seen(event: &Value) -> Option<i64> {
+/// Events a sweep reads at a time. Each page is one short storage read: a cluster that has
+/// written hundreds of thousands of events within the TTL is swept without one long read
+/// (which, on SQLite, kept the WAL from being copied back while it ran) or all of their JSON
+/// in memory at once.
+const PAGE: usize = 500;
+
+/// The timestamps of a stored event, and nothing else of it.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Times<'a> {
+    #[serde(borrow)]
+    series: Option<Series<'a>>,
+    #[serde(borrow)]
+    last_timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    metadata: Option<Metadata<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Series<'a> {
+    #[serde(borrow)]
+    last_observed_time: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Metadata<'a> {
+    #[serde(borrow)]
+    creation_timestamp: Option<Cow<'a, str>>,
+}
+
+/// The last time a stored event was seen (series, last timestamp, event time, creation), in
+/// seconds; `None` when it is not an event's JSON or carries no time.
+fn last_seen(stored: &[u8]) -> Option<i64> {
+    let times: Times<'_> = serde_json::from_slice(stored).ok()?;
     [
-        "/series/lastObservedTime",
-        "/lastTimestamp",
-        "/eventTime",
-        "/metadata/creationTimestamp",
+        times.series.and_then(|s| s.last_observed_time),
+        times.last_timestamp,
+        times.event_time,
+        times.metadata.and_then(|m| m.creation_timestamp),
     ]
-    .iter()
-    .filter_map(|p| event.pointer(p).and_then(Value::as_str))
+    .into_iter()
+    .flatten()
     .filter_map(|t| t.parse::<jiff::Timestamp>().ok())
     .map(|t| t.as_second())
     .max()
@@ -30,22 +68,37 @@ fn last_seen(event: &Value) -> Option<i64> {
 
 /// Deletes events last seen before `now - ttl`; returns how many.
 pub async fn sweep(storage: &dyn Storage, ttl: Duration, now: i64) -> Result<usize, StorageError> {
-    let list = storage.list(PREFIX, &ListOptions::default()).await?;
+    sweep_in_pages(storage, ttl, now, PAGE).await
+}
+
+async fn sweep_in_pages(
+    storage: &dyn Storage,
+    ttl: Duration,
+    now: i64,
+    page: usize,
+) -> Result<usize, StorageError> {
     let cutoff = now - i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
     let mut deleted = 0;
-    for kv in list.items {
-        let Ok(event) = serde_json::from_slice::<Value>(&kv.value) else {
-            continue;
-        };
-        if last_seen(&event).is_some_and(|t| t < cutoff) {
-            match storage.delete(&kv.key, Some(kv.mod_revision)).await {
-                Ok(_) => deleted += 1,
-                Err(StorageError::NotFound { .. } | StorageError::Conflict { .. }) => {}
-                Err(e) => return Err(e),
+    let mut options = ListOptions {
+        limit: Some(page),
+        ..ListOptions::default()
+    };
+    loop {
+        let list = storage.list(PREFIX, &options).await?;
+        for kv in &list.items {
+            if last_seen(&kv.value).is_some_and(|t| t < cutoff) {
+                match storage.delete(&kv.key, Some(kv.mod_revision)).await {
+                    Ok(_) => deleted += 1,
+                    Err(StorageError::NotFound { .. } | StorageError::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
+        match list.items.last() {
+            Some(last) if list.more => options.start_after = Some(last.key.clone()),
+            _ => return Ok(deleted),
+        }
     }
-    Ok(deleted)
 }
 
 /// Spawns the sweeper (every `ttl / 6`); abort the handle to stop it.
@@ -69,13 +122,25 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn seen(event: serde_json::Value) -> Option<i64> {
+        last_seen(&serde_json::to_vec(&event).expect("json"))
+    }
+
+    fn at(time: &str) -> i64 {
+        time.parse::<jiff::Timestamp>().expect("ts").as_second()
+    }
+
     #[test]
     fn last_seen_prefers_the_latest_timestamp() {
         let e = json!({"metadata": {"creationTimestamp": "2024-01-01T00:00:00Z"},
             "lastTimestamp": "2024-01-01T01:00:00Z"});
-        let t: jiff::Timestamp = "2024-01-01T01:00:00Z".parse().expect("ts");
-        assert_eq!(last_seen(&e), Some(t.as_second()));
-        assert_eq!(last_seen(&json!({})), None);
+        assert_eq!(seen(e), Some(at("2024-01-01T01:00:00Z")));
+        let e = json!({"metadata": {"creationTimestamp": "2024-01-01T00:00:00Z"},
+            "lastTimestamp": null, "eventTime": "2024-01-01T02:00:00.123456Z",
+            "series": {"count": 3, "lastObservedTime": "2024-01-01T03:00:00.000001Z"}});
+        assert_eq!(seen(e), Some(at("2024-01-01T03:00:00Z")));
+        assert_eq!(seen(json!({})), None);
+        assert_eq!(last_seen(b"not json"), None);
     }
 
     #[tokio::test]
@@ -117,5 +182,45 @@ mod tests {
             .await
             .expect("get")
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_reads_page_after_page_and_reaches_every_event() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let storage = crate::storage::open(&crate::storage::StorageConfig::Sqlite {
+            path: dir.path().join("db"),
+        })
+        .await?;
+        let mut expected_left = Vec::new();
+        for i in 0..11 {
+            let old = i % 3 != 0;
+            let time = if old {
+                "2020-01-01T00:00:00Z"
+            } else {
+                "2030-01-01T00:00:00Z"
+            };
+            let key = format!("/registry/events/ns-{}/e{i:02}", i % 2);
+            let event = json!({"metadata": {"name": format!("e{i:02}")}, "lastTimestamp": time});
+            storage.create(&key, serde_json::to_vec(&event)?).await?;
+            if !old {
+                expected_left.push(key);
+            }
+        }
+        // Outside the prefix: never read, never deleted.
+        storage
+            .create(
+                "/registry/eventsx/old",
+                br#"{"lastTimestamp":"2020-01-01T00:00:00Z"}"#.to_vec(),
+            )
+            .await?;
+        let now = at("2025-01-01T00:00:00Z");
+        let deleted = sweep_in_pages(storage.as_ref(), DEFAULT_EVENT_TTL, now, 2).await?;
+        assert_eq!(deleted, 11 - expected_left.len());
+        let left = storage.list(PREFIX, &ListOptions::default()).await?;
+        let left: Vec<String> = left.items.into_iter().map(|kv| kv.key).collect();
+        expected_left.sort();
+        assert_eq!(left, expected_left);
+        assert!(storage.get("/registry/eventsx/old").await?.is_some());
+        Ok(())
     }
 }
