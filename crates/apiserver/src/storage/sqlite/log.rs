@@ -138,6 +138,35 @@ pub(super) fn execute_cached(conn: &Connection, statement: &str) -> rusqlite::Re
     conn.prepare_cached(statement)?.execute([]).map(|_| ())
 }
 
+/// What one `wal_checkpoint` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Checkpoint {
+    /// Another connection held a lock the checkpoint needed, so it stopped early.
+    pub busy: bool,
+    /// Pages in the WAL.
+    pub wal_pages: i64,
+    /// Pages of the WAL now copied into the database file.
+    pub copied: i64,
+}
+
+/// Runs `PRAGMA wal_checkpoint(mode)`: `PASSIVE` copies what it can without waiting for
+/// anyone; `RESTART` also waits (through the busy handler, holding off writers) until no reader
+/// is using the WAL, so that the next write starts it from the beginning.
+pub(super) fn checkpoint(conn: &Connection, mode: &str) -> Result<Checkpoint, StorageError> {
+    let statement = match mode {
+        "RESTART" => "PRAGMA wal_checkpoint(RESTART)",
+        _ => "PRAGMA wal_checkpoint(PASSIVE)",
+    };
+    conn.query_row(statement, [], |row| {
+        Ok(Checkpoint {
+            busy: row.get::<_, i64>(0)? != 0,
+            wal_pages: row.get(1)?,
+            copied: row.get(2)?,
+        })
+    })
+    .map_err(sql("checkpoint the wal"))
+}
+
 /// The compacted revision: history before it is gone.
 pub(super) fn compacted_revision(conn: &Connection) -> Result<Revision, StorageError> {
     conn.query_row(

@@ -5,12 +5,18 @@
 //! which WAL mode lets run beside the writer. Every committed change is also published on an
 //! in-process broadcast channel, which feeds live watch events (see [`watch`]). This assumes one
 //! process owns the database file: a second process writing to it would not notify our watchers.
+//!
+//! The WAL is copied back into the database file by a checkpointer thread of its own, never by
+//! the writer: SQLite's automatic checkpoint runs inside the commit that crosses its threshold,
+//! and after a large compaction (hundreds of MiB of WAL) that held every write for seconds.
 
+mod gate;
 mod log;
 mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::stream::BoxStream;
 use rusqlite::{Connection, TransactionBehavior};
@@ -42,9 +48,13 @@ struct Shared {
     readers: Mutex<Vec<Connection>>,
     /// One permit per concurrent read ([`READERS`]).
     read_slots: Arc<Semaphore>,
+    /// Every read passes it; the checkpointer closes it to restart the WAL.
+    gate: Arc<gate::ReadGate>,
     /// Queue of the writer thread, which runs writes (and compactions) one after another.
     writes: std::sync::mpsc::Sender<WriteJob>,
     events: broadcast::Sender<Arc<Event>>,
+    /// Dropped with the storage, which ends the checkpointer thread.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> StorageError {
@@ -57,6 +67,7 @@ impl Shared {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
+        let _reading = self.gate.enter();
         let pooled = self.readers.lock().map_err(poisoned)?.pop();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -90,8 +101,85 @@ async fn read<T: Send + 'static>(
     .await
 }
 
-/// Revisions one compaction step covers.
-const COMPACT_STEP: Revision = 10_000;
+/// Revisions one compaction step covers. A step holds the writer (at 150,000 pods, 10,000
+/// revisions took 300-440 ms, which every write queued behind it waited, and left the
+/// checkpointer no moment to restart the WAL); 1,000 take tens of milliseconds.
+const COMPACT_STEP: Revision = 1_000;
+
+/// How often the checkpointer copies new WAL pages into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// WAL pages (4 KiB each) beyond which the checkpointer also restarts the WAL. Under steady
+/// writes and reads the WAL is never found fully copied and unread at the start of a write,
+/// which is when SQLite would start it over, so without this it only grows.
+const WAL_RESTART_PAGES: i64 = 16_384;
+
+/// Bytes a restarted WAL file is cut back to.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
+/// How long a restart waits for the reads in progress (new reads waiting meanwhile), and then
+/// for the writer's current batch; past it the restart is left to a later pass.
+const RESTART_WAIT: Duration = Duration::from_millis(100);
+
+/// A checkpoint slower than this is logged (at debug).
+const SLOW_CHECKPOINT: Duration = Duration::from_millis(100);
+
+/// Starts the thread that checkpoints the database at `path` every [`CHECKPOINT_INTERVAL`]
+/// (passively: neither readers nor the writer wait for it), and restarts the WAL once it has
+/// grown past [`WAL_RESTART_PAGES`]: it closes the read gate, waits at most [`RESTART_WAIT`]
+/// for the reads inside, then copies the few pages written since the passive pass while new
+/// reads and the writer wait. Dropping the returned sender ends the thread.
+fn spawn_checkpointer(
+    path: &Path,
+    gate: Arc<gate::ReadGate>,
+) -> Result<std::sync::mpsc::Sender<()>, StorageError> {
+    let conn = log::open_connection(path)?;
+    conn.busy_timeout(RESTART_WAIT)
+        .map_err(log::sql("set the checkpointer's busy timeout"))?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(CHECKPOINT_INTERVAL)
+            {
+                let started = Instant::now();
+                let mut mode = "PASSIVE";
+                let mut outcome = log::checkpoint(&conn, mode);
+                if let Ok(done) = outcome {
+                    if done.wal_pages >= WAL_RESTART_PAGES {
+                        if let Some(restarted) =
+                            gate.exclusive(RESTART_WAIT, || log::checkpoint(&conn, "RESTART"))
+                        {
+                            mode = "RESTART";
+                            outcome = restarted;
+                        }
+                    }
+                }
+                match outcome {
+                    Ok(done) if started.elapsed() >= SLOW_CHECKPOINT => tracing::debug!(
+                        mode,
+                        wal_pages = done.wal_pages,
+                        copied = done.copied,
+                        busy = done.busy,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "slow sqlite checkpoint"
+                    ),
+                    Ok(_) => {}
+                    // A restart that timed out waiting for a reader is retried on a later pass.
+                    Err(StorageError::Sqlite { source, .. })
+                        if source.sqlite_error_code()
+                            == Some(rusqlite::ErrorCode::DatabaseBusy) =>
+                    {
+                        tracing::debug!(mode, "sqlite checkpoint busy");
+                    }
+                    Err(error) => tracing::warn!(mode, %error, "sqlite checkpoint failed"),
+                }
+            }
+        })
+        .map_err(|e| StorageError::Backend(format!("starting the sqlite checkpointer: {e}")))?;
+    Ok(stop)
+}
 
 /// Writes the writer thread commits together, at most.
 const WRITE_BATCH: usize = 128;
@@ -279,8 +367,14 @@ impl SqliteStorage {
                     return Ok((true, None));
                 }
                 let upto = compacted.saturating_add(step.max(1)).min(revision);
+                let started = Instant::now();
                 let removed = log::compact(tx, compacted, upto)?;
-                tracing::debug!(revision = upto, removed, "compacted sqlite storage");
+                tracing::debug!(
+                    revision = upto,
+                    removed,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "compacted sqlite storage"
+                );
                 Ok((upto >= revision, None))
             })
             .await?;
@@ -308,17 +402,28 @@ impl SqliteStorage {
                 })?;
             }
             let writer = log::open_connection(&path)?;
+            // The checkpointer thread copies the WAL back (see the module docs); a restart
+            // cuts the WAL file back to the limit.
+            writer
+                .execute_batch(&format!(
+                    "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+                ))
+                .map_err(log::sql("hand checkpoints to the checkpointer"))?;
             log::init_schema(&writer)?;
             let revision = log::current_revision(&writer)?;
             tracing::info!(path = %path.display(), revision, "opened sqlite storage");
             let (events, _) = broadcast::channel(event_buffer);
+            let gate = Arc::new(gate::ReadGate::default());
+            let checkpointer = spawn_checkpointer(&path, gate.clone())?;
             Ok(SqliteStorage {
                 shared: Arc::new(Shared {
                     path,
                     readers: Mutex::new(Vec::new()),
                     read_slots: Arc::new(Semaphore::new(READERS)),
+                    gate,
                     writes: spawn_writer(writer)?,
                     events,
+                    _checkpointer: checkpointer,
                 }),
             })
         })
@@ -581,6 +686,92 @@ mod tests {
             watch.next().await.is_none(),
             "the stream ends after its error"
         );
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_is_copied_back_and_restarted_beside_the_writer() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("db");
+        let storage = SqliteStorage::open(&path).await?;
+        let autocheckpoint: i64 = write(&storage.shared, |tx| {
+            let pages = tx
+                .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
+                .map_err(sql("read wal_autocheckpoint"))?;
+            Ok((pages, None))
+        })
+        .await?;
+        assert_eq!(
+            autocheckpoint, 0,
+            "a commit never checkpoints the WAL itself"
+        );
+        // Well past the restart threshold: without the checkpointer the WAL holds all of it.
+        let value = vec![7u8; 1 << 20];
+        let writes = (WAL_SIZE_LIMIT >> 20) + 16;
+        for i in 0..writes {
+            storage
+                .create(&format!("/registry/big/{i}"), value.clone())
+                .await?;
+        }
+        // Steady writes and overlapping reads beside it: the WAL is never found fully copied
+        // and unread when a write starts, so only the checkpointer's restart starts it over.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let rev = storage.create("/registry/steady", vec![0]).await?;
+        let writer = tokio::spawn({
+            let (storage, stop) = (storage.clone(), stop.clone());
+            async move {
+                let mut rev = rev;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    rev = storage
+                        .update("/registry/steady", rev, vec![1; 512])
+                        .await?;
+                }
+                anyhow::Ok(())
+            }
+        });
+        // Reads of 150 ms each back to back: one is always in progress (as a long sweep or
+        // replay reads page after page).
+        let readers: Vec<_> = (0..1u64)
+            .map(|i| {
+                let (shared, stop) = (storage.shared.clone(), stop.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(20 * i)).await;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        read(shared.clone(), |conn| {
+                            let tx = conn.transaction().map_err(sql("begin read"))?;
+                            let _: i64 = tx
+                                .query_row("SELECT COUNT(*) FROM log", [], |row| row.get(0))
+                                .map_err(sql("count rows"))?;
+                            std::thread::sleep(Duration::from_millis(150));
+                            tx.commit().map_err(sql("end read"))
+                        })
+                        .await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        let wal = dir.path().join("db-wal");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut size = std::fs::metadata(&wal)?.len();
+        while size > WAL_SIZE_LIMIT as u64 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // A restarted WAL is cut back when the next write starts it over.
+            size = std::fs::metadata(&wal)?.len();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.await??;
+        for reader in readers {
+            reader.await??;
+        }
+        assert!(
+            size <= WAL_SIZE_LIMIT as u64,
+            "WAL still {size} bytes after {writes} MiB written"
+        );
+        for i in 0..writes {
+            let stored = storage.get(&format!("/registry/big/{i}")).await?;
+            assert_eq!(stored.map(|kv| kv.value.len()), Some(value.len()));
+        }
         Ok(())
     }
 
