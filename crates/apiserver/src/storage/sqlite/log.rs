@@ -217,6 +217,20 @@ fn name_range(prefix: &str, start_after: Option<&str>) -> (String, Vec<Vec<u8>>)
     (clause, values)
 }
 
+/// The list query over the names matching `range`; its parameters are the range's bounds, the
+/// revision and the limit. It walks the `(name, id)` index in name order and keeps each row
+/// that is its name's newest at the revision (one index seek each), so `LIMIT` ends the walk
+/// early: a page costs its own rows, not the whole range. (Grouping the range by name first
+/// materialised and sorted all of it for every page: 300 ms a page at 200,000 events.)
+fn list_sql(range: &str) -> String {
+    format!(
+        "SELECT l.id, l.name, l.create_revision, l.value FROM log AS l \
+         WHERE {range} \
+         AND l.id = (SELECT MAX(x.id) FROM log AS x WHERE x.name = l.name AND x.id <= ?) \
+         AND l.deleted = 0 ORDER BY l.name LIMIT ?"
+    )
+}
+
 /// Lists live keys under `prefix` at `opts.revision` (or now), inside one read transaction.
 pub(super) fn list(
     conn: &mut Connection,
@@ -237,11 +251,7 @@ pub(super) fn list(
         .effective_limit()
         .and_then(|n| i64::try_from(n).ok())
         .map_or(-1, |n| n.saturating_add(1));
-    let query = format!(
-        "SELECT l.id, l.name, l.create_revision, l.value FROM log AS l \
-         JOIN (SELECT MAX(id) AS id FROM log WHERE {range} AND id <= ? GROUP BY name) AS m \
-         ON l.id = m.id WHERE l.deleted = 0 ORDER BY l.name LIMIT ?"
-    );
+    let query = list_sql(&range);
     let mut params: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
     for bound in bounds.drain(..) {
         params.push(Box::new(bound));
@@ -482,6 +492,31 @@ pub(super) fn compact(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_page_walks_the_index_in_order_without_sorting_the_range() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let conn = open_connection(&dir.path().join("db"))?;
+        init_schema(&conn)?;
+        for start_after in [None, Some("/registry/pods/a/b")] {
+            let (range, _) = name_range("/registry/pods/", start_after);
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", list_sql(&range)))?;
+            let unbound = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+            let plan = stmt
+                .query_map(rusqlite::params_from_iter(unbound), |row| {
+                    row.get::<_, String>(3)
+                })?
+                .collect::<Result<Vec<_>, _>>()?
+                .join("; ");
+            assert!(
+                plan.contains("USING INDEX log_name_id")
+                    && !plan.contains("TEMP B-TREE")
+                    && !plan.contains("MATERIALIZE"),
+                "plan: {plan}"
+            );
+        }
+        Ok(())
+    }
 
     #[test]
     fn a_cached_statement_is_not_prepared_again_for_new_bindings() -> anyhow::Result<()> {
