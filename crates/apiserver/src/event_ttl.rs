@@ -1,10 +1,9 @@
 //! Events expire (upstream: `--event-ttl`, one hour, through etcd leases). Storage here has no
 //! leases, so a background task deletes Events whose last activity is older than the TTL.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::borrow::Cow;
 
 use serde::Deserialize;
 

@@ -275,14 +275,10 @@ const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_secs(1);
 pub async fn handle(state: Arc<ApiState>, user: User, req: Request<Incoming>) -> Response<Body> {
     use tracing::Instrument;
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let span = tracing::debug_span!("request", %method, %path, user = %user.name);
-    let query = req.uri().query().map(str::to_string);
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    // Both share the request's buffers: kept for the slow-request log.
+    let uri = req.uri().clone();
+    let user_agent = req.headers().get(header::USER_AGENT).cloned();
+    let span = tracing::debug_span!("request", %method, path = %uri.path(), user = %user.name);
     let user_name = user.name.clone();
     async move {
         let started = std::time::Instant::now();
@@ -297,10 +293,10 @@ pub async fn handle(state: Arc<ApiState>, user: User, req: Request<Incoming>) ->
             // Upstream traces requests slower than its threshold the same way.
             tracing::info!(
                 verb = %labels.verb,
-                %path,
-                query = query.as_deref().unwrap_or(""),
+                path = uri.path(),
+                query = uri.query().unwrap_or(""),
                 user = %user_name,
-                user_agent = user_agent.as_deref().unwrap_or(""),
+                user_agent = user_agent.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
                 code,
                 elapsed_ms = elapsed.as_millis() as u64,
                 "slow request"

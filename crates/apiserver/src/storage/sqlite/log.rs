@@ -139,7 +139,7 @@ pub(super) fn execute_cached(conn: &Connection, statement: &str) -> rusqlite::Re
 }
 
 /// What one `wal_checkpoint` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Checkpoint {
     /// Another connection held a lock the checkpoint needed, so it stopped early.
     pub busy: bool,
@@ -149,13 +149,15 @@ pub(super) struct Checkpoint {
     pub copied: i64,
 }
 
-/// Runs `PRAGMA wal_checkpoint(mode)`: `PASSIVE` copies what it can without waiting for
-/// anyone; `RESTART` also waits (through the busy handler, holding off writers) until no reader
-/// is using the WAL, so that the next write starts it from the beginning.
-pub(super) fn checkpoint(conn: &Connection, mode: &str) -> Result<Checkpoint, StorageError> {
-    let statement = match mode {
-        "RESTART" => "PRAGMA wal_checkpoint(RESTART)",
-        _ => "PRAGMA wal_checkpoint(PASSIVE)",
+/// Runs `PRAGMA wal_checkpoint`: passive (copies what it can without waiting for anyone), or
+/// with `restart` also waiting (through the busy handler, holding off writers) until no reader
+/// is using the WAL, so that the next write starts it from the beginning. SQLite reports a
+/// checkpoint that could not finish in `busy`, not as an error.
+pub(super) fn checkpoint(conn: &Connection, restart: bool) -> Result<Checkpoint, StorageError> {
+    let statement = if restart {
+        "PRAGMA wal_checkpoint(RESTART)"
+    } else {
+        "PRAGMA wal_checkpoint(PASSIVE)"
     };
     conn.query_row(statement, [], |row| {
         Ok(Checkpoint {
@@ -221,7 +223,8 @@ fn name_range(prefix: &str, start_after: Option<&str>) -> (String, Vec<Vec<u8>>)
 /// revision and the limit. It walks the `(name, id)` index in name order and keeps each row
 /// that is its name's newest at the revision (one index seek each), so `LIMIT` ends the walk
 /// early: a page costs its own rows, not the whole range. (Grouping the range by name first
-/// materialised and sorted all of it for every page: 300 ms a page at 200,000 events.)
+/// materialised and sorted all of it for every page: 300 ms a page at 200,000 events
+/// when timed beside this query, which took 2 ms.)
 fn list_sql(range: &str) -> String {
     format!(
         "SELECT l.id, l.name, l.create_revision, l.value FROM log AS l \

@@ -144,19 +144,20 @@ fn spawn_checkpointer(
                 stopped.recv_timeout(CHECKPOINT_INTERVAL)
             {
                 let started = Instant::now();
+                let mut outcome = log::checkpoint(&conn, false);
                 let mut mode = "PASSIVE";
-                let mut outcome = log::checkpoint(&conn, mode);
-                if let Ok(done) = outcome {
-                    if done.wal_pages >= WAL_RESTART_PAGES {
-                        if let Some(restarted) =
-                            gate.exclusive(RESTART_WAIT, || log::checkpoint(&conn, "RESTART"))
-                        {
-                            mode = "RESTART";
-                            outcome = restarted;
-                        }
+                if outcome
+                    .as_ref()
+                    .is_ok_and(|done| done.wal_pages >= WAL_RESTART_PAGES)
+                {
+                    if let Some(restarted) =
+                        gate.exclusive(RESTART_WAIT, || log::checkpoint(&conn, true))
+                    {
+                        (mode, outcome) = ("RESTART", restarted);
                     }
                 }
                 match outcome {
+                    // A restart that did not get its turn reports busy and is tried again later.
                     Ok(done) if started.elapsed() >= SLOW_CHECKPOINT => tracing::debug!(
                         mode,
                         wal_pages = done.wal_pages,
@@ -166,13 +167,6 @@ fn spawn_checkpointer(
                         "slow sqlite checkpoint"
                     ),
                     Ok(_) => {}
-                    // A restart that timed out waiting for a reader is retried on a later pass.
-                    Err(StorageError::Sqlite { source, .. })
-                        if source.sqlite_error_code()
-                            == Some(rusqlite::ErrorCode::DatabaseBusy) =>
-                    {
-                        tracing::debug!(mode, "sqlite checkpoint busy");
-                    }
                     Err(error) => tracing::warn!(mode, %error, "sqlite checkpoint failed"),
                 }
             }
