@@ -15,8 +15,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, Preconditions,
-    PropagationPolicy,
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    Preconditions, PropagationPolicy,
 };
 use kube::{Api, ResourceExt};
 
@@ -61,6 +61,15 @@ pub enum Error {
     Delete {
         /// The object.
         object: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Listing an owner's dependents failed.
+    #[error("listing dependents of {owner}: {source}")]
+    ListDependents {
+        /// The owner.
+        owner: String,
         /// The API error.
         #[source]
         source: kube::Error,
@@ -354,8 +363,10 @@ impl Collector {
             .map(|o| (index, o))
     }
 
-    /// Every watched object with an owner reference to `uid`, with that reference: a scan of
-    /// every cache, exact as of now, for the rare owners deleted in the foreground or orphaning.
+    /// Every cached object with an owner reference to `uid`, with that reference: a scan of
+    /// every cache, for the rare owners deleted in the foreground or orphaning. The caches may
+    /// not yet hold a dependent created just before its owner was deleted (each kind's watch
+    /// runs at its own pace); [`Self::live_dependents_of`] is the consistent answer.
     fn dependents_of(&self, uid: &str) -> Vec<(usize, Arc<DynamicObject>, OwnerReference)> {
         let mut dependents = Vec::new();
         for (index, watched) in self.watched.iter().enumerate() {
@@ -366,6 +377,51 @@ impl Collector {
             }
         }
         dependents
+    }
+
+    /// Every object with an owner reference to `owner`, read from the apiserver with consistent
+    /// metadata lists (one per watched kind, in the owner's namespace when it has one): what an
+    /// owner must check before its orphan or foreground finalizer is removed, since a dependent
+    /// the caches have not seen yet would otherwise keep a reference to a deleted owner and be
+    /// collected.
+    async fn live_dependents_of(
+        &self,
+        owner: &DynamicObject,
+        uid: &str,
+    ) -> Result<Vec<(usize, Arc<DynamicObject>, OwnerReference)>, Error> {
+        let owner_namespace = owner.namespace();
+        let lists = self
+            .watched
+            .iter()
+            .enumerate()
+            // A namespaced owner cannot own cluster-scoped objects.
+            .filter(|(_, watched)| watched.namespaced || owner_namespace.is_none())
+            .map(|(index, watched)| {
+                let api = match &owner_namespace {
+                    Some(namespace) => self.api(&watched.resource, true, namespace),
+                    None => Api::all_with(self.ctx.client.clone(), &watched.resource),
+                };
+                async move { (index, api.list_metadata(&ListParams::default()).await) }
+            });
+        let mut dependents = Vec::new();
+        for (index, listed) in join_all(lists).await {
+            let listed = listed.map_err(|source| Error::ListDependents {
+                owner: owner.name_any(),
+                source,
+            })?;
+            for object in listed.items {
+                if let Some(reference) = object.owner_references().iter().find(|r| r.uid == uid) {
+                    let reference = reference.clone();
+                    let object = DynamicObject {
+                        types: object.types,
+                        metadata: object.metadata,
+                        data: serde_json::Value::Object(Default::default()),
+                    };
+                    dependents.push((index, Arc::new(object), reference));
+                }
+            }
+        }
+        Ok(dependents)
     }
 
     fn api(&self, resource: &ApiResource, namespaced: bool, namespace: &str) -> Api<DynamicObject> {
@@ -513,7 +569,7 @@ impl Collector {
         };
         if object.metadata.deletion_timestamp.is_some() {
             if has_finalizer(&object, ORPHAN) {
-                for (index, dependent, _) in self.dependents_of(&uid) {
+                for (index, dependent, _) in self.live_dependents_of(&object, &uid).await? {
                     let references: Vec<&OwnerReference> = dependent
                         .owner_references()
                         .iter()
@@ -528,7 +584,14 @@ impl Collector {
                 return Ok(None);
             }
             if has_finalizer(&object, FOREGROUND) {
-                let dependents = self.dependents_of(&uid);
+                let blocks = |(_, _, reference): &(usize, Arc<DynamicObject>, OwnerReference)| {
+                    reference.block_owner_deletion == Some(true)
+                };
+                let mut dependents = self.dependents_of(&uid);
+                if !dependents.iter().any(blocks) {
+                    // The owner may go once this pass is done: confirm against the apiserver.
+                    dependents = self.live_dependents_of(&object, &uid).await?;
+                }
                 let deletes = dependents
                     .iter()
                     .filter(|(_, d, _)| d.metadata.deletion_timestamp.is_none())
@@ -543,10 +606,7 @@ impl Collector {
                 for result in join_all(deletes).await {
                     result?;
                 }
-                let blocking = dependents
-                    .iter()
-                    .any(|(_, _, reference)| reference.block_owner_deletion == Some(true));
-                if blocking {
+                if dependents.iter().any(blocks) {
                     // Dependents' deletion events bring us back; the delay is a safety net.
                     return Ok(Some(Duration::from_secs(5)));
                 }

@@ -322,6 +322,11 @@ where
     watcher::watcher(api, watcher::Config::default())
 }
 
+/// The key of a dynamic informer among [`Informers`].
+fn dynamic_key(resource: &ApiResource) -> String {
+    format!("{}/{}", resource.api_version, resource.plural)
+}
+
 /// Every informer the controller-manager runs, created on first use and shared afterwards.
 #[derive(Clone)]
 pub struct Informers {
@@ -369,9 +374,20 @@ impl Informers {
         informer
     }
 
+    /// Installs `informer` as the shared dynamic informer for `resource` before any controller
+    /// asks for it (tests: a cache that never catches up with the apiserver).
+    pub fn set_dynamic(&self, resource: &ApiResource, informer: Informer<DynamicObject>) {
+        let key = dynamic_key(resource);
+        let mut dynamic = match self.dynamic.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        dynamic.insert(key, informer);
+    }
+
     /// The shared dynamic informer for `resource`, started on first use.
     pub fn dynamic(&self, resource: &ApiResource) -> Informer<DynamicObject> {
-        let key = format!("{}/{}", resource.api_version, resource.plural);
+        let key = dynamic_key(resource);
         let mut dynamic = match self.dynamic.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),

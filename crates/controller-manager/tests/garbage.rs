@@ -2,15 +2,21 @@
 //! deletion of an owner with a dependent.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, PostParams, PropagationPolicy};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+    PropagationPolicy,
+};
 use kube::{Api, Client, ResourceExt};
 use kube_apiserver::testing::TestServer;
-use kube_controller_manager::context::Settings;
+use kube_controller_manager::context::{Context, Settings};
+use kube_controller_manager::events::Recorder;
+use kube_controller_manager::informer::{Informer, Informers};
 
 async fn wait_for<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
 where
@@ -49,6 +55,19 @@ async fn owner_and_dependent(client: &Client, name: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Deletes a Service orphaning its dependents and waits until it is gone.
+async fn delete_orphaning(services: &Api<Service>, name: &str) -> anyhow::Result<()> {
+    let orphan = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..DeleteParams::default()
+    };
+    services.delete(name, &orphan).await?;
+    wait_for("orphaning owner gone", || async {
+        Ok(services.get_opt(name).await?.is_none())
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_deleted_in_each_propagation_mode_treat_dependents_as_upstream() -> anyhow::Result<()>
 {
@@ -82,15 +101,7 @@ async fn owners_deleted_in_each_propagation_mode_treat_dependents_as_upstream() 
     .await?;
 
     owner_and_dependent(&client, "orphan").await?;
-    let orphan = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Orphan),
-        ..DeleteParams::default()
-    };
-    services.delete("orphan", &orphan).await?;
-    wait_for("orphaning owner gone", || async {
-        Ok(services.get_opt("orphan").await?.is_none())
-    })
-    .await?;
+    delete_orphaning(&services, "orphan").await?;
     let dependent = slices.get("orphan-dep").await?;
     assert!(
         dependent.owner_references().is_empty(),
@@ -102,4 +113,70 @@ async fn owners_deleted_in_each_propagation_mode_treat_dependents_as_upstream() 
         "orphaned dependent must survive"
     );
     Ok(())
+}
+
+/// The collector's EndpointSlice cache never sees the dependent (as when a dependent is created
+/// just before its owner is deleted and its kind's watch lags): orphaning and foreground deletion
+/// must still find it by reading the apiserver before they let the owner go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_wait_for_dependents_their_caches_have_not_seen() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let informers = Informers::new(client.clone());
+    let slice_kind = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
+        "endpointslices",
+    );
+    informers.set_dynamic(
+        &slice_kind,
+        Informer::fixed_with(Vec::<DynamicObject>::new(), slice_kind.clone()),
+    );
+    let ctx = Arc::new(Context {
+        informers,
+        recorder: Recorder::new(client.clone(), "controller-manager"),
+        client: client.clone(),
+        settings: Settings::default(),
+    });
+    kube_controller_manager::start_controllers(ctx, &["garbagecollector"]);
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+
+    owner_and_dependent(&client, "orphan").await?;
+    delete_orphaning(&services, "orphan").await?;
+    assert!(
+        slices
+            .get("orphan-dep")
+            .await?
+            .owner_references()
+            .is_empty(),
+        "owner reference should be stripped"
+    );
+
+    owner_and_dependent(&client, "foreground").await?;
+    services
+        .delete("foreground", &DeleteParams::foreground())
+        .await?;
+    wait_for("blocking dependent deleted in the foreground", || async {
+        let dependent = slices.get("foreground-dep").await?;
+        Ok(dependent.metadata.deletion_timestamp.is_some())
+    })
+    .await?;
+    // The dependent waits on its own foreground finalizer, which this collector cannot see to
+    // remove; its owner must wait for it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        services.get_opt("foreground").await?.is_some(),
+        "owner deleted before its blocking dependent"
+    );
+    slices
+        .patch(
+            "foreground-dep",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await?;
+    wait_for("foreground owner gone after its dependent", || async {
+        Ok(services.get_opt("foreground").await?.is_none())
+    })
+    .await
 }
