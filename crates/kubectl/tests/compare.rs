@@ -711,10 +711,7 @@ impl Normaliser {
             (r"-[bcdfghjklmnpqrstvwxz2456789]{5}\b", "-<rand>"),
             // A ReplicaSet's pod-template hash: which ReplicaSet a Deployment's status names
             // right after a template change depends on whether the controller has caught up.
-            (
-                r"\b(\w)-[bcdfghjklmnpqrstvwxz2456789]{8,10}\b",
-                "${1}-<hash>",
-            ),
+            (r"(\w)-[bcdfghjklmnpqrstvwxz2456789]{8,10}\b", "${1}-<hash>"),
             // diff's temp directories (random suffixes).
             (r"/(LIVE|MERGED)-\w+", "/${1}-<n>"),
             // go-yaml and serde_yaml_ng word parse errors differently (and count lines from
@@ -748,6 +745,35 @@ impl Normaliser {
         }
         text
     }
+}
+
+#[test]
+fn replica_set_hashes_and_pod_suffixes_are_normalised() -> anyhow::Result<()> {
+    let flavour = Flavour {
+        binary: UPSTREAM,
+        ns: "ns-a".to_string(),
+        dir: PathBuf::from("/tmp/dir-a"),
+        kubeconfig: PathBuf::from("/tmp/kubeconfig"),
+    };
+    let normaliser = Normaliser::new()?;
+    for (text, expected) in [
+        (
+            r#"message: ReplicaSet "two-5f487d84dd" has successfully progressed."#,
+            r#"message: ReplicaSet "two-<hash>" has successfully progressed."#,
+        ),
+        (
+            r#"message: ReplicaSet "two-5c5bc8468" has successfully progressed."#,
+            r#"message: ReplicaSet "two-<hash>" has successfully progressed."#,
+        ),
+        (
+            "pod/web-66b964f7d8-7jwlq in ns-a",
+            "pod/web-<hash>-<rand> in <ns>",
+        ),
+        ("deployment.apps/web-server", "deployment.apps/web-server"),
+    ] {
+        assert_eq!(normaliser.apply(text, &flavour), expected);
+    }
+    Ok(())
 }
 
 async fn create_namespace(kubeconfig: &Path, ns: &str) -> anyhow::Result<()> {
