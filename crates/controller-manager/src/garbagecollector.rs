@@ -21,7 +21,7 @@ use kube::api::{
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
-use crate::informer::{Change, Informer};
+use crate::informer::{metadata_only, Change, Informer};
 use crate::queue::WorkQueue;
 use crate::runner;
 
@@ -412,11 +412,7 @@ impl Collector {
             for object in listed.items {
                 if let Some(reference) = object.owner_references().iter().find(|r| r.uid == uid) {
                     let reference = reference.clone();
-                    let object = DynamicObject {
-                        types: object.types,
-                        metadata: object.metadata,
-                        data: serde_json::Value::Object(Default::default()),
-                    };
+                    let object = metadata_only(&self.watched[index].resource, object.metadata);
                     dependents.push((index, Arc::new(object), reference));
                 }
             }

@@ -322,6 +322,19 @@ where
     watcher::watcher(api, watcher::Config::default())
 }
 
+/// An object of `resource` that carries only `metadata`: what a dynamic informer caches, and
+/// what a metadata list (`as=PartialObjectMetadata`) of that kind reads as.
+pub fn metadata_only(resource: &ApiResource, metadata: kube::api::ObjectMeta) -> DynamicObject {
+    DynamicObject {
+        types: Some(kube::api::TypeMeta {
+            api_version: resource.api_version.clone(),
+            kind: resource.kind.clone(),
+        }),
+        metadata,
+        data: serde_json::Value::Object(Default::default()),
+    }
+}
+
 /// The key of a dynamic informer among [`Informers`].
 fn dynamic_key(resource: &ApiResource) -> String {
     format!("{}/{}", resource.api_version, resource.plural)
@@ -397,23 +410,13 @@ impl Informers {
         }
         // Metadata only (`as=PartialObjectMetadata`), as upstream's garbage collector watches:
         // its users read nothing else, and a whole pod decoded as JSON is ten times larger.
-        let types = kube::api::TypeMeta {
-            api_version: resource.api_version.clone(),
-            kind: resource.kind.clone(),
-        };
+        let kind = resource.clone();
         let stream = watcher::watcher(
             Api::<PartialObjectMeta<DynamicObject>>::all_with(self.client.clone(), resource),
             watcher::Config::default(),
         )
         .map(move |event| {
-            let types = types.clone();
-            event.map(|event| {
-                map_event(event, |meta| DynamicObject {
-                    types: Some(types.clone()),
-                    metadata: meta.metadata,
-                    data: serde_json::Value::Object(Default::default()),
-                })
-            })
+            event.map(|event| map_event(event, |meta| metadata_only(&kind, meta.metadata)))
         });
         let informer = Informer::spawn_stream(stream, resource.clone(), key.clone());
         dynamic.insert(key, informer.clone());
