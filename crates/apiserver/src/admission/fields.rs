@@ -28,7 +28,29 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn walk(message: &str, value: &Value, path: &str, top: bool, found: &mut Findings) {
+/// Where a value sits in the walked object, rendered (`spec.containers[0].image`) only when
+/// something is found there.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root,
+    Field(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+    Key(&'a At<'a>, &'a str),
+}
+
+impl At<'_> {
+    fn render(&self) -> String {
+        match self {
+            At::Root => String::new(),
+            At::Field(At::Root, name) => (*name).to_string(),
+            At::Field(parent, name) => format!("{}.{name}", parent.render()),
+            At::Index(parent, i) => format!("{}[{i}]", parent.render()),
+            At::Key(parent, k) => format!("{}[{k}]", parent.render()),
+        }
+    }
+}
+
+fn walk(message: &str, value: &Value, path: &At, top: bool, found: &mut Findings) {
     if is_special(message) {
         return;
     }
@@ -39,13 +61,9 @@ fn walk(message: &str, value: &Value, path: &str, top: bool, found: &mut Finding
         if top && (key == "apiVersion" || key == "kind") {
             continue;
         }
-        let field_path = if path.is_empty() {
-            key.clone()
-        } else {
-            format!("{path}.{key}")
-        };
+        let field_path = At::Field(path, key);
         let Some((_, shape, repeated)) = fields.iter().find(|(name, _, _)| name == key) else {
-            found.unknown.push(field_path);
+            found.unknown.push(field_path.render());
             continue;
         };
         if child.is_null() {
@@ -53,8 +71,9 @@ fn walk(message: &str, value: &Value, path: &str, top: bool, found: &mut Finding
         }
         if *repeated && !child.is_array() {
             found.wrong_type.push(format!(
-                "cannot unmarshal {} into field {field_path} of type array",
-                json_type(child)
+                "cannot unmarshal {} into field {} of type array",
+                json_type(child),
+                field_path.render()
             ));
             continue;
         }
@@ -69,44 +88,41 @@ fn walk(message: &str, value: &Value, path: &str, top: bool, found: &mut Finding
             FieldShape::Integer => "integer",
             _ => "bool",
         };
+        let mut check_scalar = |at: &At, v: &Value| {
+            if !v.is_null() && !scalar_ok(v) {
+                found.wrong_type.push(format!(
+                    "cannot unmarshal {} into field {} of type {scalar_name}",
+                    json_type(v),
+                    at.render()
+                ));
+            }
+        };
         match shape {
             FieldShape::Opaque => {}
-            FieldShape::Text | FieldShape::Integer | FieldShape::Boolean => {
-                let items: Vec<(String, &Value)> = if *repeated {
-                    child
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .enumerate()
-                        .map(|(i, v)| (format!("{field_path}[{i}]"), v))
-                        .collect()
-                } else {
-                    vec![(field_path.clone(), child)]
-                };
-                for (p, v) in items {
-                    if !v.is_null() && !scalar_ok(v) {
-                        found.wrong_type.push(format!(
-                            "cannot unmarshal {} into field {p} of type {scalar_name}",
-                            json_type(v)
-                        ));
-                    }
+            FieldShape::Text | FieldShape::Integer | FieldShape::Boolean if *repeated => {
+                for (i, v) in child.as_array().into_iter().flatten().enumerate() {
+                    check_scalar(&At::Index(&field_path, i), v);
                 }
+            }
+            FieldShape::Text | FieldShape::Integer | FieldShape::Boolean => {
+                check_scalar(&field_path, child);
             }
             FieldShape::Message(m) if *repeated => {
                 for (i, item) in child.as_array().into_iter().flatten().enumerate() {
-                    walk_message(m, item, &format!("{field_path}[{i}]"), found);
+                    walk_message(m, item, &At::Index(&field_path, i), found);
                 }
             }
             FieldShape::Message(m) => walk_message(m, child, &field_path, found),
             FieldShape::MapOf(m) => match child.as_object() {
                 Some(map) => {
                     for (k, item) in map {
-                        walk_message(m, item, &format!("{field_path}[{k}]"), found);
+                        walk_message(m, item, &At::Key(&field_path, k), found);
                     }
                 }
                 None => found.wrong_type.push(format!(
-                    "cannot unmarshal {} into field {field_path} of type map",
-                    json_type(child)
+                    "cannot unmarshal {} into field {} of type map",
+                    json_type(child),
+                    field_path.render()
                 )),
             },
         }
@@ -114,14 +130,15 @@ fn walk(message: &str, value: &Value, path: &str, top: bool, found: &mut Finding
 }
 
 /// Walks a nested message value, which must be an object unless it has a special JSON form.
-fn walk_message(message: &str, value: &Value, path: &str, found: &mut Findings) {
+fn walk_message(message: &str, value: &Value, path: &At, found: &mut Findings) {
     if is_special(message) || value.is_null() {
         return;
     }
     if !value.is_object() {
         found.wrong_type.push(format!(
-            "cannot unmarshal {} into field {path} of type object",
-            json_type(value)
+            "cannot unmarshal {} into field {} of type object",
+            json_type(value),
+            path.render()
         ));
         return;
     }
@@ -131,7 +148,7 @@ fn walk_message(message: &str, value: &Value, path: &str, found: &mut Findings) 
 fn findings(resource: &Resource, object: &Value) -> Findings {
     let mut found = Findings::default();
     if let Some(message) = message_for(&resource.api_version(), resource.kind) {
-        walk(&message, object, "", true, &mut found);
+        walk(&message, object, &At::Root, true, &mut found);
     }
     found
 }

@@ -7,6 +7,8 @@
 //! a namespace and then creates a pod sees its own write, with no storage round trip. Without a
 //! watch cache (or when it does not catch up in time) they read storage.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::objects;
@@ -84,12 +86,14 @@ pub async fn list(state: &ApiState, prefix: &str) -> Result<Vec<Listed>, Storage
 }
 
 /// The objects under `prefix` that set the field at `path` (keys from the root): from the
-/// watch cache, where the others are skipped without being decoded, else from storage.
+/// watch cache, else from storage. For the small prefixes every write reads (priority
+/// classes): the cached objects are decoded once per version and kept.
 pub async fn list_with_field(
     state: &ApiState,
     prefix: &str,
     path: &[&str],
 ) -> Result<Vec<Listed>, StorageError> {
+    let pointer: String = path.iter().map(|p| format!("/{p}")).collect();
     if let Some(cache) = caught_up_cache(state, prefix).await {
         let request = crate::storage::cache::ListRequest {
             prefix,
@@ -97,18 +101,17 @@ pub async fn list_with_field(
             start_after: None,
             limit: None,
         };
-        let list = cache.list(&request, &|o| o.has_field(path));
+        let list = cache.list(&request, &|o| o.shared_value().pointer(&pointer).is_some());
         return Ok(list
             .items
             .iter()
             .map(|o| Listed {
                 key: o.key.clone(),
                 revision: o.revision,
-                value: o.value(),
+                value: Value::clone(&o.shared_value()),
             })
             .collect());
     }
-    let pointer: String = path.iter().map(|p| format!("/{p}")).collect();
     let mut listed = live_list(state, prefix).await?;
     listed.retain(|l| l.value.pointer(&pointer).is_some());
     Ok(listed)
@@ -133,14 +136,15 @@ pub async fn live_list(state: &ApiState, prefix: &str) -> Result<Vec<Listed>, St
 
 /// The object at `key`: from the watch cache, or read from storage when the cache does not
 /// hold it (written by another apiserver a moment ago, or no cache).
-pub async fn get(state: &ApiState, key: &str) -> Result<Option<Value>, StorageError> {
+/// From the cache, the object is decoded once per version and shared.
+pub async fn get(state: &ApiState, key: &str) -> Result<Option<Arc<Value>>, StorageError> {
     if let Some(cache) = caught_up_cache(state, key).await {
         if let (Some(object), _) = cache.get(key) {
-            return Ok(Some(object.value()));
+            return Ok(Some(object.shared_value()));
         }
     }
     match state.storage.get(key).await? {
-        Some(kv) => Ok(objects::decode(&kv).ok()),
+        Some(kv) => Ok(objects::decode(&kv).ok().map(Arc::new)),
         None => Ok(None),
     }
 }

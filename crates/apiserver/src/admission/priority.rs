@@ -46,6 +46,7 @@ pub async fn admit(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
             list.into_iter()
                 .map(|listed| listed.value)
                 .find(|pc| pc.get("globalDefault").and_then(Value::as_bool) == Some(true))
+                .map(std::sync::Arc::new)
         }
     };
     let (value, policy) = match &class {

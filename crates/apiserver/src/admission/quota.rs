@@ -208,7 +208,8 @@ pub async fn admit(req: &Request<'_>, object: Option<&Value>) -> Result<(), ApiE
     let Some(rq) = api_types::registry::find("", "v1", "resourcequotas") else {
         return Ok(());
     };
-    let delta = usage(req.resource, object);
+    // What the object uses is worked out only once a quota applies (most namespaces have none).
+    let usage_of_object = std::cell::OnceCell::new();
     let prefix = crate::objects::list_prefix(rq, Some(ns));
     let mut charged: Vec<String> = Vec::new();
     for attempt in 0..32 {
@@ -233,6 +234,7 @@ pub async fn admit(req: &Request<'_>, object: Option<&Value>) -> Result<(), ApiE
             if hard.is_empty() {
                 hard = resource_list(quota.pointer("/spec/hard"));
             }
+            let delta = usage_of_object.get_or_init(|| usage(req.resource, object));
             let interesting: Vec<String> = delta
                 .keys()
                 .filter(|k| hard.contains_key(*k))
@@ -281,7 +283,7 @@ pub async fn admit(req: &Request<'_>, object: Option<&Value>) -> Result<(), ApiE
                     req.name,
                     format!(
                         "exceeded quota: {name}, requested: {}, used: {}, limited: {}",
-                        pretty(&delta, &exceeded),
+                        pretty(delta, &exceeded),
                         pretty(&used, &exceeded),
                         pretty(&hard, &exceeded)
                     ),

@@ -161,7 +161,7 @@ pub fn begin(
             source_ips.push(real);
         }
     }
-    let audit_id = header(req, AUDIT_ID_HEADER).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let audit_id = header(req, AUDIT_ID_HEADER).unwrap_or_else(crate::objects::new_uid);
     let received = now();
     let event = Event {
         kind: "Event",

@@ -52,11 +52,13 @@ fn active_in_cache(ctx: &Ctx, ns_resource: &api_types::registry::Resource, key: 
     else {
         return false;
     };
-    // Only whether it is terminating matters: no need to decode the namespace.
-    cache
-        .get(key)
-        .0
-        .is_some_and(|ns| !ns.has_field(&["metadata", "deletionTimestamp"]))
+    // The namespace is decoded once per version and kept (admission reads it for every pod
+    // too), cheaper than finding the field in its bytes on every create.
+    cache.get(key).0.is_some_and(|ns| {
+        ns.shared_value()
+            .pointer("/metadata/deletionTimestamp")
+            .is_none()
+    })
 }
 
 /// Checks `kind`/`apiVersion` of a body against the resource.
@@ -124,7 +126,7 @@ pub fn init_metadata(
     } else {
         meta.remove("namespace");
     }
-    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("uid".into(), json!(objects::new_uid()));
     meta.insert("creationTimestamp".into(), json!(objects::now()));
     meta.remove("resourceVersion");
     meta.remove("deletionTimestamp");
@@ -166,17 +168,26 @@ pub fn new_name(
 pub fn stored_response(
     ctx: &Ctx,
     code: StatusCode,
-    stored: &[u8],
+    stored: &objects::Encoded,
     revision: crate::storage::Revision,
     mut object: Value,
 ) -> Response<Body> {
     let resource = ctx.resource();
     let plain = !ctx.output.table && !ctx.output.metadata_only;
-    let served = plain.then(|| {
-        let cached = CachedObject::from_stored(String::new(), stored, revision, None).ok()?;
-        cached
-            .has_type_meta(&resource.api_version(), resource.kind)
-            .then(|| cached.stored_json().clone())
+    let api_version = resource.api_version();
+    let served = plain.then(|| match stored.splice_at {
+        // The bytes are `object` itself, which carries its type meta: no walk to find where
+        // its metadata is.
+        Some((at, empty)) if has_type_meta(&object, &api_version, resource.kind) => {
+            Some(objects::splice_resource_version(&stored.bytes, at, empty, revision).into())
+        }
+        _ => {
+            let cached =
+                CachedObject::from_stored(String::new(), &stored.bytes, revision, None).ok()?;
+            cached
+                .has_type_meta(&api_version, resource.kind)
+                .then(|| cached.stored_json().clone())
+        }
     });
     match served.flatten() {
         Some(body) => super::read::raw_json_response(code, body),
@@ -185,6 +196,12 @@ pub fn stored_response(
             object_response(ctx, code, object)
         }
     }
+}
+
+/// Whether `object` has the type meta `api_version` `kind`.
+fn has_type_meta(object: &Value, api_version: &str, kind: &str) -> bool {
+    object.get("apiVersion").and_then(Value::as_str) == Some(api_version)
+        && object.get("kind").and_then(Value::as_str) == Some(kind)
 }
 
 /// POST.
@@ -289,14 +306,10 @@ pub async fn create_object(
     let mut object = crate::conversion::normalized(resource, object);
     // Most resources are stored in the form they are served in: encode the tree itself
     // instead of a converted copy.
-    let value = if crate::conversion::stored_form_differs(resource) {
-        objects::encode_as(resource, &object)?
-    } else {
-        objects::encode(&object)?
-    };
+    let encoded = objects::encode_for(resource, &object)?;
     let plain = !ctx.output.table && !ctx.output.metadata_only;
-    let stored = plain.then(|| value.clone());
-    match ctx.state.storage.create(&key, value).await {
+    let stored = plain.then(|| encoded.clone());
+    match ctx.state.storage.create(&key, encoded.bytes).await {
         Ok(revision) => {
             tracing::debug!(resource = resource.plural, %key, revision, "created");
             let mut response = match stored {

@@ -214,7 +214,7 @@ pub struct Updated {
     pub warnings: Vec<String>,
     /// The bytes written and their revision, when the write stored the object: the answer is
     /// those bytes with the revision spliced in rather than a second serialization.
-    pub stored: Option<(Vec<u8>, crate::storage::Revision)>,
+    pub stored: Option<(objects::Encoded, crate::storage::Revision)>,
 }
 
 impl Updated {
@@ -512,11 +512,11 @@ where
             }
         }
         admission::allocate(&ctx.state, resource, &mut new, Some(&current)).await?;
-        let value = objects::encode_as(resource, &new)?;
+        let value = objects::encode_for(resource, &new)?;
         match ctx
             .state
             .storage
-            .update(&key, current_revision, value.clone())
+            .update(&key, current_revision, value.bytes.clone())
             .await
         {
             Ok(revision) => {

@@ -9,7 +9,7 @@
 //! a field that another manager owns is a conflict unless forced. List semantics come from the
 //! strategic merge keys ([`super::strategic`]), types from the protobuf schema (`schema.tsv`).
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::fieldpath::{self, Set};
 use super::strategic;
@@ -167,48 +167,55 @@ pub fn write_entries(object: &mut Value, entries: &[Entry]) {
     }
 }
 
-/// The schema type at a position of an object.
-#[derive(Clone, Debug)]
+/// The fields of a schema message (JSON name, shape, repeated).
+type Fields = &'static [(String, FieldShape, bool)];
+
+/// The schema type at a position of an object. It borrows the schema's field tables, so
+/// walking an object looks each field up in its message's table without copying names.
+#[derive(Clone, Copy, Debug)]
 enum Ty {
-    /// A message of the schema: granular fields, no ownership of the struct itself.
-    Struct(String),
-    /// A map with values of the inner type.
-    Map(Box<Ty>),
+    /// A message of the schema (its fields; none when the schema lacks it): granular fields,
+    /// no ownership of the struct itself.
+    Struct(Fields),
+    /// A map whose values are messages with these fields, or scalars (`None`).
+    Map(Option<Fields>),
     /// A scalar or a value with a special form (time, quantity, raw JSON): atomic.
     Leaf,
     /// Not in the schema (custom kinds): objects are granular, lists atomic.
     Unknown,
 }
 
+/// The fields of the message `name` (none when the schema lacks it).
+fn fields_of_message(name: &str) -> Fields {
+    message_fields_ref(name).unwrap_or(&[])
+}
+
 fn root_ty(object: &Value) -> Ty {
     let av = object.get("apiVersion").and_then(Value::as_str);
     let kind = object.get("kind").and_then(Value::as_str);
     match (av, kind) {
-        (Some(av), Some(kind)) => message_for(av, kind).map_or(Ty::Unknown, Ty::Struct),
+        (Some(av), Some(kind)) => message_for(av, kind)
+            .and_then(|m| message_fields_ref(&m))
+            .map_or(Ty::Unknown, Ty::Struct),
         _ => Ty::Unknown,
     }
 }
 
 /// The type of `field`'s values under `parent` (for lists: of their items).
 fn field_ty(parent: &Ty, field: &str) -> Ty {
-    match parent {
-        Ty::Struct(m) => {
-            let Some(fields) = message_fields_ref(m) else {
-                return Ty::Unknown;
-            };
-            match fields.iter().find(|(n, _, _)| n == field) {
-                Some((_, shape, _)) => match shape {
-                    FieldShape::Text | FieldShape::Integer | FieldShape::Boolean => Ty::Leaf,
-                    FieldShape::Opaque => Ty::Map(Box::new(Ty::Leaf)),
-                    FieldShape::Message(m) if is_special(m) => Ty::Leaf,
-                    FieldShape::Message(m) => Ty::Struct(m.clone()),
-                    FieldShape::MapOf(m) => Ty::Map(Box::new(Ty::Struct(m.clone()))),
-                },
-                None => Ty::Unknown,
-            }
-        }
-        Ty::Map(inner) => (**inner).clone(),
-        Ty::Leaf => Ty::Leaf,
+    match *parent {
+        Ty::Struct(fields) => match fields.iter().find(|(n, _, _)| n == field) {
+            Some((_, shape, _)) => match shape {
+                FieldShape::Text | FieldShape::Integer | FieldShape::Boolean => Ty::Leaf,
+                FieldShape::Opaque => Ty::Map(None),
+                FieldShape::Message(m) if is_special(m) => Ty::Leaf,
+                FieldShape::Message(m) => Ty::Struct(fields_of_message(m)),
+                FieldShape::MapOf(m) => Ty::Map(Some(fields_of_message(m))),
+            },
+            None => Ty::Unknown,
+        },
+        Ty::Map(None) | Ty::Leaf => Ty::Leaf,
+        Ty::Map(Some(fields)) => Ty::Struct(fields),
         Ty::Unknown => Ty::Unknown,
     }
 }
@@ -318,12 +325,53 @@ fn tracked(object: &Value, writer: &Writer) -> Value {
     out
 }
 
+/// A tree the field walks below add members to: a [`Set`], or a `FieldsV1` document built
+/// directly (a create records its fields without building a set first).
+trait FieldTree: Default {
+    /// The child node for `pe`, created when missing.
+    fn at(&mut self, pe: String) -> &mut Self;
+    /// Makes the path leading to this node a member; `with_children`: members below it follow
+    /// (the walk knows before it visits them).
+    fn mark(&mut self, with_children: bool);
+}
+
+impl FieldTree for Set {
+    fn at(&mut self, pe: String) -> &mut Self {
+        self.children.entry(pe).or_default()
+    }
+
+    fn mark(&mut self, _with_children: bool) {
+        self.own = true;
+    }
+}
+
+/// A `FieldsV1` document: a member with members below it carries `.`, one without is `{}`
+/// (as [`Set::to_fields_v1`] writes them).
+impl FieldTree for Map<String, Value> {
+    fn at(&mut self, pe: String) -> &mut Self {
+        let slot = self.entry(pe).or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        match slot {
+            Value::Object(m) => m,
+            _ => unreachable!("the slot was just made an object"),
+        }
+    }
+
+    fn mark(&mut self, with_children: bool) {
+        if with_children {
+            self.entry(".").or_insert_with(|| Value::Object(Map::new()));
+        }
+    }
+}
+
 /// What `fields_of(&tracked(object, writer), ty, true)` is, read from `object` in place: a
 /// create tracks every field of the new object, and copying it first cost more than the walk.
-fn tracked_fields(object: &Value, writer: &Writer, ty: &Ty) -> Set {
-    let mut set = Set::default();
+fn tracked_fields<T: FieldTree>(object: &Value, writer: &Writer, ty: &Ty) -> T {
+    let mut tree = T::default();
     let Some(o) = object.as_object() else {
-        return set;
+        return tree;
     };
     for (k, v) in o {
         let skipped = match writer.subresource {
@@ -342,58 +390,59 @@ fn tracked_fields(object: &Value, writer: &Writer, ty: &Ty) -> Set {
             if kept.peek().is_none() {
                 continue;
             }
-            let node = set.child(&fieldpath::field(k));
+            let node = tree.at(fieldpath::field(k));
             for (f, fv) in kept {
                 let ty = field_ty(&child_ty, f);
-                set_of(fv, &ty, f, true, node.child(&fieldpath::field(f)));
+                set_of(fv, &ty, f, true, node.at(fieldpath::field(f)));
             }
             continue;
         }
-        set_of(v, &child_ty, k, true, set.child(&fieldpath::field(k)));
+        set_of(v, &child_ty, k, true, tree.at(fieldpath::field(k)));
     }
-    set
+    tree
 }
 
-/// Adds the fields of `value` (at the node `node`) to the set. `update` also records maps and
+/// Adds the fields of `value` (at the node `node`) to the tree. `update` also records maps and
 /// list items as members themselves when they are new (what upstream's comparison yields).
-fn set_of(value: &Value, ty: &Ty, field: &str, update: bool, node: &mut Set) {
+fn set_of<T: FieldTree>(value: &Value, ty: &Ty, field: &str, update: bool, node: &mut T) {
     match value {
         Value::Object(m) if !matches!(ty, Ty::Leaf) => {
             if m.is_empty() || (update && matches!(ty, Ty::Map(_))) {
-                node.own = true;
+                node.mark(!m.is_empty());
             }
             for (k, v) in m {
                 let child_ty = field_ty(ty, k);
-                set_of(v, &child_ty, k, update, node.child(&fieldpath::field(k)));
+                set_of(v, &child_ty, k, update, node.at(fieldpath::field(k)));
             }
         }
         Value::Array(items) => match list_kind(field, ty, items, &[]) {
-            ListKind::Atomic => node.own = true,
+            ListKind::Atomic => node.mark(false),
             ListKind::Set => {
                 if items.is_empty() {
-                    node.own = true;
+                    node.mark(false);
                 }
                 for item in items {
-                    node.child(&fieldpath::value(item)).own = true;
+                    node.at(fieldpath::value(item)).mark(false);
                 }
             }
             ListKind::Map(keys) => {
                 if items.is_empty() {
-                    node.own = true;
+                    node.mark(false);
                 }
                 for item in items {
-                    let child = node.child(&item_element(item, &keys));
-                    child.own = true;
+                    let child = node.at(item_element(item, &keys));
+                    // Items of an associative list hold at least their key fields.
+                    child.mark(item.as_object().is_some_and(|m| !m.is_empty()));
                     if let Some(m) = item.as_object() {
                         for (k, v) in m {
                             let child_ty = field_ty(ty, k);
-                            set_of(v, &child_ty, k, update, child.child(&fieldpath::field(k)));
+                            set_of(v, &child_ty, k, update, child.at(fieldpath::field(k)));
                         }
                     }
                 }
             }
         },
-        _ => node.own = true,
+        _ => node.mark(false),
     }
 }
 
@@ -689,11 +738,16 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, writer: &Writer) {
     let sent = new
         .pointer("/metadata/managedFields")
         .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty()));
+    let ty = root_ty(new);
+    if let (None, false) = (old, sent) {
+        // A create with no managed fields of its own: one entry, written straight from the
+        // object (no set built first).
+        return track_create(new, writer, &ty);
+    }
     let mut entries = match (sent, old) {
         (false, Some(old)) => read_entries(old),
         _ => read_entries(new),
     };
-    let ty = root_ty(new);
     let (changed, removed) = match old {
         Some(old) => compare_tracked(old, new, writer, &ty),
         // A create: every tracked field is new (read in place, no copy of the object).
@@ -728,6 +782,36 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, writer: &Writer) {
     }
     entries.retain(|e| !e.fields.is_empty());
     write_entries(new, &entries);
+}
+
+/// The managed fields of a create whose object carries none: the writer's `Update` entry
+/// holding every tracked field (none when nothing is tracked).
+fn track_create(new: &mut Value, writer: &Writer, ty: &Ty) {
+    let fields: Map<String, Value> = tracked_fields(new, writer, ty);
+    let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if fields.is_empty() {
+        meta.remove("managedFields");
+        return;
+    }
+    let mut entry = Map::new();
+    entry.insert("manager".into(), Value::String(writer.manager.to_string()));
+    entry.insert("operation".into(), Value::String("Update".into()));
+    entry.insert(
+        "apiVersion".into(),
+        Value::String(writer.api_version.to_string()),
+    );
+    entry.insert("time".into(), Value::String(writer.now.to_string()));
+    entry.insert("fieldsType".into(), Value::String("FieldsV1".into()));
+    entry.insert("fieldsV1".into(), Value::Object(fields));
+    if let Some(sub) = writer.subresource.filter(|s| !s.is_empty()) {
+        entry.insert("subresource".into(), Value::String(sub.to_string()));
+    }
+    meta.insert(
+        "managedFields".into(),
+        Value::Array(vec![Value::Object(entry)]),
+    );
 }
 
 /// Applies `applied` (an object) onto `live` (`None`: the object is created) for `writer`;
@@ -901,13 +985,64 @@ mod tests {
             for w in [writer("m"), status.clone(), no_status.clone()] {
                 let ty = root_ty(object);
                 assert_eq!(
-                    tracked_fields(object, &w, &ty),
+                    tracked_fields::<Set>(object, &w, &ty),
                     fields_of(&tracked(object, &w), &ty, true),
                     "{object} for {:?}",
                     w.subresource
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_create_writes_the_entry_a_field_set_would() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"a": "b"},
+                         "annotations": {}, "finalizers": ["x", "y"],
+                         "ownerReferences": [{"uid": "o", "name": "rs", "kind": "ReplicaSet"}]},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {},
+                                     "ports": [{"containerPort": 80}, {"containerPort": 53,
+                                               "protocol": "UDP"}], "args": ["x"]}],
+                     "volumes": [], "nodeSelector": {"k": "v"}},
+            "status": {"phase": "Pending"}
+        });
+        let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c"}, "data": {"k": "v"}});
+        let custom = json!({"apiVersion": "example.com/v1", "kind": "Thing",
+            "metadata": {"name": "t"}, "spec": {"list": [1, 2], "nested": {"a": {}}}});
+        let untracked = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "uid": "u"}});
+        let status = Writer {
+            subresource: Some("status"),
+            ..writer("kubelet")
+        };
+        for object in [&pod, &deployment(2, "a"), &config_map, &custom, &untracked] {
+            for w in [writer("m"), status.clone()] {
+                let ty = root_ty(object);
+                let mut fast = object.clone();
+                track_create(&mut fast, &w, &ty);
+                let mut by_set = object.clone();
+                let fields: Set = tracked_fields(object, &w, &ty);
+                write_entries(
+                    &mut by_set,
+                    &[Entry {
+                        manager: w.manager.to_string(),
+                        operation: "Update".into(),
+                        api_version: w.api_version.to_string(),
+                        time: Some(w.now.to_string()),
+                        subresource: w.subresource.unwrap_or("").to_string(),
+                        fields,
+                    }],
+                );
+                assert_eq!(fast, by_set, "{object} for {:?}", w.subresource);
+            }
+        }
+        let mut created = pod.clone();
+        track_update(None, &mut created, &writer("m"));
+        assert!(created
+            .pointer("/metadata/managedFields/0/fieldsV1/f:spec/f:containers")
+            .is_some());
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub struct Set {
 
 /// The path element of a struct or map field.
 pub fn field(name: &str) -> String {
-    format!("f:{name}")
+    let mut pe = String::with_capacity(name.len() + 2);
+    pe.push_str("f:");
+    pe.push_str(name);
+    pe
 }
 
 /// The path element of an associative-list item with the given key fields (sorted by name).

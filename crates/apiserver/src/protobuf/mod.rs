@@ -44,6 +44,7 @@ fn package_of(api_version: &str) -> String {
 }
 
 /// The JSON shape of a field, for strict field validation.
+#[derive(Debug)]
 pub(crate) enum FieldShape {
     /// A map of scalars (keys and values are checked loosely).
     Opaque,

@@ -34,6 +34,8 @@ pub struct CachedObject {
     api_version: Option<Range<u32>>,
     /// Where `metadata.labels` is in `json`.
     labels: Option<Range<u32>>,
+    /// The decoded object, once [`CachedObject::shared_value`] was asked for it.
+    decoded: OnceLock<Arc<Value>>,
 }
 
 /// Why stored bytes cannot be cached.
@@ -87,6 +89,7 @@ impl CachedObject {
             kind: span(layout.kind),
             api_version: span(layout.api_version),
             labels: span(layout.labels),
+            decoded: OnceLock::new(),
         })
     }
 
@@ -112,6 +115,7 @@ impl CachedObject {
             kind: span(kind),
             api_version: span(api_version),
             labels: span(labels),
+            decoded: OnceLock::new(),
         })
     }
 
@@ -135,6 +139,7 @@ impl CachedObject {
                     kind: None,
                     api_version: None,
                     labels: None,
+                    decoded: OnceLock::new(),
                 }
             }
         }
@@ -172,10 +177,11 @@ impl CachedObject {
         }
     }
 
-    /// Whether the object sets the field at `path` (keys from the root; found without decoding
-    /// the object), e.g. `["metadata", "deletionTimestamp"]`.
-    pub fn has_field(&self, path: &[&str]) -> bool {
-        matches!(raw::ranges(&self.json, [path]), Ok([Some(_)]))
+    /// The decoded object, decoded on the first call and kept with this version: for the few
+    /// objects admission reads on every write (a pod's namespace and service account), not
+    /// for the objects lists and watches serve, which stay bytes only.
+    pub fn shared_value(&self) -> Arc<Value> {
+        self.decoded.get_or_init(|| Arc::new(self.value())).clone()
     }
 
     /// The object as a `meta.k8s.io/v1` `PartialObjectMetadata`, its `metadata` copied from
@@ -407,8 +413,9 @@ mod tests {
         expected["metadata"]["resourceVersion"] = json!("42");
         assert_eq!(object.value(), expected);
         assert_eq!(object.indexed.as_deref(), Some("n1"));
-        assert!(object.has_field(&["spec", "nodeName"]));
-        assert!(!object.has_field(&["metadata", "deletionTimestamp"]));
+        let shared = object.shared_value();
+        assert_eq!(*shared, expected);
+        assert!(std::sync::Arc::ptr_eq(&shared, &object.shared_value()));
         assert_eq!(object.name(), "p");
         assert_eq!(object.labels(), Some(json!({"app": "web"})));
         assert!(object.has_type_meta("v1", "Pod"));

@@ -142,18 +142,11 @@ impl Layout {
     /// `stored` with `"resourceVersion":"<revision>"` spliced in, and the ranges moved to
     /// where they are in the result.
     pub(super) fn splice(mut self, stored: &[u8], revision: Revision) -> (Vec<u8>, Self) {
-        let field = format!(
-            "\"resourceVersion\":\"{revision}\"{}",
-            if self.empty { "" } else { "," }
-        );
-        let mut out = Vec::with_capacity(stored.len() + field.len());
-        out.extend_from_slice(&stored[..self.at]);
-        out.extend_from_slice(field.as_bytes());
-        out.extend_from_slice(&stored[self.at..]);
-        let at = self.at;
+        let out = crate::objects::splice_resource_version(stored, self.at, self.empty, revision);
+        let (at, added) = (self.at, out.len() - stored.len());
         let shift = |r: &mut Option<Range<usize>>| {
             if let Some(r) = r.as_mut().filter(|r| r.start >= at) {
-                *r = r.start + field.len()..r.end + field.len();
+                *r = r.start + added..r.end + added;
             }
         };
         shift(&mut self.kind);
