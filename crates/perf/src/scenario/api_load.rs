@@ -97,6 +97,19 @@ pub async fn run(
     let apiserver_idle = cluster
         .pid("kube-apiserver")
         .and_then(|p| procs::read("a", p));
+    // CPU seconds of the three processes a create runs through, around the create phase.
+    let cpu_parts = ["kube-apiserver", "etcd", "kube-perf"];
+    let cpu_now = |cluster: &Cluster| -> Vec<Option<f64>> {
+        cpu_parts
+            .iter()
+            .map(|name| match *name {
+                "kube-perf" => procs::read_self(name),
+                _ => cluster.pid(name).and_then(|p| procs::read(name, p)),
+            })
+            .map(|u| u.map(|u| u.cpu_seconds))
+            .collect()
+    };
+    let cpu_before = cpu_now(&cluster);
 
     // Phase 1: pod create throughput, 64 in flight (posted without decoding the answers).
     let started = Instant::now();
@@ -111,6 +124,7 @@ pub async fn run(
         .collect()
         .await;
     let create_secs = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_now(&cluster);
     let create_errors = results.iter().filter(|r| r.is_err()).count();
     let created = o.pods - create_errors;
     report.row(
@@ -119,6 +133,19 @@ pub async fn run(
         etcd_floor.as_ref().map(|f| f.put_per_sec),
         ">= 0.5x etcd put floor (issue 10 target)",
     );
+    for ((name, before), after) in cpu_parts.iter().zip(&cpu_before).zip(&cpu_after) {
+        if let (Some(before), Some(after), true) = (before, after, created > 0) {
+            report.row(
+                format!("CPU per pod create: {name} (µs)"),
+                (after - before) * 1e6 / created as f64,
+                None,
+                match *name {
+                    "kube-perf" => "the load client (kube-rs, JSON over TLS)",
+                    _ => "",
+                },
+            );
+        }
+    }
     if let Some(floor) = sqlite_floor {
         report.row(
             "pod creates per second vs raw SQLite inserts (1 transaction each)",
