@@ -166,5 +166,12 @@ pub async fn bootstrap(state: &Arc<ApiState>) -> Result<(), ApiError> {
         }
     }
     tracing::info!(service_ip = %ip, %address, "bootstrap objects ensured");
+    // The cache may have filled before these writes: serving starts once it holds them, so a
+    // client's first `resourceVersion=0` list or streaming watch sees the namespaces just made.
+    if let Some(cache) = &state.watch_cache {
+        if let Err(e) = cache.wait_consistent().await {
+            tracing::warn!(error = %e, "watch cache has not caught up with the bootstrap objects");
+        }
+    }
     Ok(())
 }

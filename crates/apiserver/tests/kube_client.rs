@@ -603,6 +603,11 @@ async fn pod_priority_comes_from_its_priority_class() -> anyhow::Result<()> {
 #[tokio::test]
 async fn streaming_list_watches_send_initial_events_then_a_bookmark() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
+    // The client asks for `resourceVersion=0`, which the cache answers as it stands: a server
+    // starts serving only once its cache holds what bootstrap wrote (the cache may have filled
+    // before those writes; CI once saw this watch start empty).
+    let cache = server.state.watch_cache.as_ref().expect("watch cache on");
+    assert!(cache.revision() >= server.state.storage.current_revision().await?);
     let ns: Api<Namespace> = Api::all(server.client().await?);
     let mut events = watcher(ns, watcher::Config::default().streaming_lists()).boxed();
     let mut names = Vec::new();
