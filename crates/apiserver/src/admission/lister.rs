@@ -136,7 +136,9 @@ pub async fn live_list(state: &ApiState, prefix: &str) -> Result<Vec<Listed>, St
 
 /// The object at `key`: from the watch cache, or read from storage when the cache does not
 /// hold it (written by another apiserver a moment ago, or no cache).
-/// From the cache, the object is decoded once per version and shared.
+/// From the cache, the object is decoded once per version and the decoded copy stays with the
+/// cached version: meant for the small kinds admission reads on every write (namespaces,
+/// service accounts, priority classes), not for pods.
 pub async fn get(state: &ApiState, key: &str) -> Result<Option<Arc<Value>>, StorageError> {
     if let Some(cache) = caught_up_cache(state, key).await {
         if let (Some(object), _) = cache.get(key) {

@@ -137,29 +137,53 @@ pub fn read_entries(object: &Value) -> Vec<Entry> {
 
 /// Writes `entries` to `metadata.managedFields` (removed when empty).
 pub fn write_entries(object: &mut Value, entries: &[Entry]) {
-    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let list: Vec<Value> = entries
+    let list = entries
         .iter()
         .filter(|e| !e.fields.is_empty())
         .map(|e| {
-            let mut v = json!({
-                "manager": e.manager,
-                "operation": e.operation,
-                "apiVersion": e.api_version,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": e.fields.to_fields_v1(),
-            });
-            if let Some(t) = &e.time {
-                v["time"] = json!(t);
-            }
-            if !e.subresource.is_empty() {
-                v["subresource"] = json!(e.subresource);
-            }
-            v
+            entry_json(
+                &e.manager,
+                &e.operation,
+                &e.api_version,
+                e.time.as_deref(),
+                &e.subresource,
+                e.fields.to_fields_v1(),
+            )
         })
         .collect();
+    write_list(object, list);
+}
+
+/// One `managedFields` entry as JSON, its fields already in `FieldsV1` form.
+fn entry_json(
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    time: Option<&str>,
+    subresource: &str,
+    fields_v1: Value,
+) -> Value {
+    let mut v = json!({
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": api_version,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields_v1,
+    });
+    if let Some(t) = time {
+        v["time"] = json!(t);
+    }
+    if !subresource.is_empty() {
+        v["subresource"] = json!(subresource);
+    }
+    v
+}
+
+/// Sets `metadata.managedFields` to `list` (removed when empty).
+fn write_list(object: &mut Value, list: Vec<Value>) {
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
     if list.is_empty() {
         meta.remove("managedFields");
     } else {
@@ -788,30 +812,19 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, writer: &Writer) {
 /// holding every tracked field (none when nothing is tracked).
 fn track_create(new: &mut Value, writer: &Writer, ty: &Ty) {
     let fields: Map<String, Value> = tracked_fields(new, writer, ty);
-    let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) else {
-        return;
+    let list = if fields.is_empty() {
+        Vec::new()
+    } else {
+        vec![entry_json(
+            writer.manager,
+            "Update",
+            writer.api_version,
+            Some(writer.now),
+            writer.subresource.unwrap_or(""),
+            Value::Object(fields),
+        )]
     };
-    if fields.is_empty() {
-        meta.remove("managedFields");
-        return;
-    }
-    let mut entry = Map::new();
-    entry.insert("manager".into(), Value::String(writer.manager.to_string()));
-    entry.insert("operation".into(), Value::String("Update".into()));
-    entry.insert(
-        "apiVersion".into(),
-        Value::String(writer.api_version.to_string()),
-    );
-    entry.insert("time".into(), Value::String(writer.now.to_string()));
-    entry.insert("fieldsType".into(), Value::String("FieldsV1".into()));
-    entry.insert("fieldsV1".into(), Value::Object(fields));
-    if let Some(sub) = writer.subresource.filter(|s| !s.is_empty()) {
-        entry.insert("subresource".into(), Value::String(sub.to_string()));
-    }
-    meta.insert(
-        "managedFields".into(),
-        Value::Array(vec![Value::Object(entry)]),
-    );
+    write_list(new, list);
 }
 
 /// Applies `applied` (an object) onto `live` (`None`: the object is created) for `writer`;
