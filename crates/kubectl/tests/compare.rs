@@ -707,13 +707,14 @@ impl Normaliser {
             ),
             (r#"(resourceVersion"?:\s*)"\d+""#, "${1}\"<rv>\""),
             (r"\b10\.\d+\.\d+\.\d+\b", "<ip>"),
+            // diff's temp directories (random decimal suffixes). Before the name-suffix rules:
+            // a suffix made only of the digits those rules accept would turn into `<hash>`.
+            (r"/(LIVE|MERGED)-\w+", "/${1}-<n>"),
             // Random name suffixes (generateName, pods of a ReplicaSet).
             (r"-[bcdfghjklmnpqrstvwxz2456789]{5}\b", "-<rand>"),
             // A ReplicaSet's pod-template hash: which ReplicaSet a Deployment's status names
             // right after a template change depends on whether the controller has caught up.
             (r"(\w)-[bcdfghjklmnpqrstvwxz2456789]{8,10}\b", "${1}-<hash>"),
-            // diff's temp directories (random suffixes).
-            (r"/(LIVE|MERGED)-\w+", "/${1}-<n>"),
             // go-yaml and serde_yaml_ng word parse errors differently (and count lines from
             // different marks): only the `yaml:` prefix is compared.
             (r"yaml: line \d+: [^\n]*", "yaml: <parser message>"),
@@ -770,6 +771,16 @@ fn replica_set_hashes_and_pod_suffixes_are_normalised() -> anyhow::Result<()> {
             "pod/web-<hash>-<rand> in <ns>",
         ),
         ("deployment.apps/web-server", "deployment.apps/web-server"),
+        // diff's temp directories: a decimal suffix made only of digits the hash rule
+        // accepts still reads as a temp directory.
+        (
+            "diff -u -N /tmp/dir-a/home/LIVE-2954476285/apps.v1.Deployment.ns-a.web",
+            "diff -u -N <dir>/home/LIVE-<n>/apps.v1.Deployment.<ns>.web",
+        ),
+        (
+            "+++ /tmp/dir-a/home/MERGED-47295/apps.v1.Deployment.ns-a.web",
+            "+++ <dir>/home/MERGED-<n>/apps.v1.Deployment.<ns>.web",
+        ),
     ] {
         assert_eq!(normaliser.apply(text, &flavour), expected);
     }
