@@ -405,6 +405,22 @@ fn skeleton_flow(k: &Kubectl, cluster: &Cluster, node: &str) -> Result<()> {
     Ok(())
 }
 
+/// `describe node` shows the kubelet's node events, which upstream's kubectl finds by the
+/// node's name standing as their UID.
+fn node_events_described(k: &Kubectl, node: &str) -> Result<()> {
+    let what = format!("node events in describe node with {}", k.binary.display());
+    wait_for(&what, 30 * SECOND, SECOND, || {
+        let text = k.ok(&["describe", "node", node])?;
+        let events = text.split_once("\nEvents:").map_or("", |(_, e)| e);
+        let expected = [
+            "Starting kubelet.",
+            "status is now: NodeHasSufficientMemory",
+            "status is now: NodeReady",
+        ];
+        Ok(expected.iter().all(|e| events.contains(e)).then_some(()))
+    })
+}
+
 fn node_name(k: &Kubectl) -> Result<String> {
     let nodes = items(&k.json(&["get", "nodes"])?);
     ensure!(nodes.len() == 1, "expected one node, got {}", nodes.len());
@@ -432,6 +448,9 @@ fn skeleton_flow_runs_on_a_one_node_cluster() -> Result<()> {
         namespace: "e2e-ours".to_string(),
     };
     let node = node_name(&upstream)?;
+    for k in [&upstream, &ours] {
+        node_events_described(k, &node)?;
+    }
     for k in [&upstream, &ours] {
         let start = Instant::now();
         if let Err(error) = skeleton_flow(k, &cluster, &node) {

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::network::cni::{check_plugins, CniNetwork};
 use crate::network::{Network, NetworkError};
 use crate::node::agent::NodeAgent;
+use crate::node::events::{KubeNodeEvents, NodeEvent, NodeEventSink};
 use crate::node::eviction::{
     parse_soft_thresholds, parse_thresholds, EvictionManager, Pressure, SignalSource,
 };
@@ -206,6 +207,9 @@ pub async fn start_with_features(
     }
     let pressure = Pressure::default();
     let objects = Arc::new(ObjectCache::new());
+    let events: Arc<dyn NodeEventSink> =
+        Arc::new(KubeNodeEvents::new(deps.client.clone(), &deps.node.name));
+    events.record(NodeEvent::normal("Starting", "Starting kubelet.".into()));
     let agent = Arc::new(
         NodeAgent::new(
             deps.client.clone(),
@@ -215,7 +219,8 @@ pub async fn start_with_features(
             deps.network.clone(),
         )
         .with_pressure(pressure.clone())
-        .with_object_cache(objects.clone()),
+        .with_object_cache(objects.clone())
+        .with_events(events.clone()),
     );
     let mut delay = Duration::from_millis(200);
     loop {
@@ -284,7 +289,8 @@ pub async fn start_with_features(
             pressure,
             settings.transition_period,
         )
-        .with_max_pod_grace_period(settings.max_pod_grace_period);
+        .with_max_pod_grace_period(settings.max_pod_grace_period)
+        .with_events(events);
         if let Some(reclaimer) = settings.reclaimer {
             eviction = eviction.with_reclaimer(reclaimer);
         }

@@ -5,12 +5,17 @@
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, PostParams};
+use std::sync::Arc;
+
 use kube::Api;
-use kubelet::testing::start_fake;
+use kubelet::app::start;
+use kubelet::network::fake::FakeNetwork;
+use kubelet::runtime::fake::FakeRuntime;
+use kubelet::testing::{fake_dependencies, start_fake};
 
 mod support;
 
-use support::{apiserver, eventually};
+use support::{apiserver, eventually, node_events};
 
 #[tokio::test]
 async fn a_pod_bound_to_the_node_runs_and_is_deleted_by_the_kubelet() {
@@ -126,6 +131,19 @@ async fn a_pod_bound_to_the_node_runs_and_is_deleted_by_the_kubelet() {
     assert!(kubelet.network.namespaces().is_empty());
 }
 
+/// Merge-patches Node `node-0` with `patch`, as a controller would.
+async fn merge_into_node(client: &kube::Client, patch: serde_json::Value) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .patch(
+            "node-0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("patch node");
+}
+
 #[tokio::test]
 async fn the_kubelet_takes_its_object_cache_ttl_from_the_node_annotation() {
     let (_server, client) = apiserver().await;
@@ -135,20 +153,87 @@ async fn the_kubelet_takes_its_object_cache_ttl_from_the_node_annotation() {
         .expect("kubelet");
     assert_eq!(kubelet.kubelet.objects.ttl(), std::time::Duration::ZERO);
     // As the controller-manager's TTL controller does at 1,800 nodes and more.
-    let nodes: Api<Node> = Api::all(client.clone());
-    let patch =
+    let annotation =
         serde_json::json!({"metadata": {"annotations": {"node.alpha.kubernetes.io/ttl": "300"}}});
-    nodes
-        .patch(
-            "node-0",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .expect("annotate");
+    merge_into_node(&client, annotation).await;
     // Seen on the kubelet's next read of its Node (here the pod CIDR poll: nothing allocates one).
     eventually("ttl taken from the node", || async {
         (kubelet.kubelet.objects.ttl() == std::time::Duration::from_secs(300)).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_kubelet_records_its_start_and_each_node_condition_change_as_node_events() {
+    let (_server, client) = apiserver().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The network waits for the node's pod CIDR, so the first status is NotReady.
+    let mut deps = fake_dependencies(
+        client.clone(),
+        Arc::new(FakeRuntime::with_auto_pull()),
+        Arc::new(FakeNetwork::new()),
+        "node-0",
+        dir.path(),
+    );
+    // The status is computed and re-posted several times a second.
+    deps.status_period = std::time::Duration::from_millis(100);
+    deps.status_report_period = std::time::Duration::from_millis(200);
+    let _kubelet = start(deps).await.expect("kubelet");
+    let first = [
+        "Normal Starting: Starting kubelet.",
+        "Normal NodeHasSufficientMemory: Node node-0 status is now: NodeHasSufficientMemory",
+        "Normal NodeHasNoDiskPressure: Node node-0 status is now: NodeHasNoDiskPressure",
+        "Normal NodeHasSufficientPID: Node node-0 status is now: NodeHasSufficientPID",
+    ];
+    eventually("start and pressure events", || {
+        let client = client.clone();
+        async move {
+            let events = node_events(&client, "node-0").await;
+            let mut sorted = events.clone();
+            sorted.sort();
+            let mut expected = first.map(String::from).to_vec();
+            expected.sort();
+            (sorted == expected).then_some(events)
+        }
+    })
+    .await;
+
+    // As the controller-manager's IPAM would: the network comes up and the node turns Ready.
+    merge_into_node(
+        &client,
+        serde_json::json!({"spec": {"podCIDR": "10.244.3.0/24"}}),
+    )
+    .await;
+    let events = eventually("NodeReady", || {
+        let client = client.clone();
+        async move {
+            let events = node_events(&client, "node-0").await;
+            (events.len() > first.len()).then_some(events)
+        }
+    })
+    .await;
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("Normal NodeReady: Node node-0 status is now: NodeReady")
+    );
+    // Nothing else changes: the status is re-posted, but no more events are recorded.
+    let heartbeat = |node: Node| {
+        node.status
+            .and_then(|s| s.conditions)
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == "Ready")
+            .and_then(|c| c.last_heartbeat_time)
+            .map(|t| t.0)
+    };
+    let nodes: Api<Node> = Api::all(client.clone());
+    let before = heartbeat(nodes.get("node-0").await.expect("node"));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let after = heartbeat(nodes.get("node-0").await.expect("node"));
+    assert!(after > before, "status re-posted: {before:?} -> {after:?}");
+    assert_eq!(
+        node_events(&client, "node-0").await.len(),
+        first.len() + 1,
+        "unchanged conditions record nothing"
+    );
 }

@@ -1,8 +1,8 @@
 //! The eviction manager against the in-process apiserver (fake runtime and network, fake
 //! signals): under memory pressure the pod using the most above its request is evicted —
 //! stopped, `Failed` with reason `Evicted` and upstream's message, not restarted — the node
-//! reports `MemoryPressure` with its NoSchedule taint, the well-behaved pod keeps running,
-//! and deleting the evicted pod removes it for good.
+//! reports `MemoryPressure` with its NoSchedule taint and records upstream's node events, the
+//! well-behaved pod keeps running, and deleting the evicted pod removes it for good.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use kubelet::pod::PodEntry;
 
 mod support;
 
-use support::{apiserver, eventually, fake_dependencies, fake_runtime, NODE};
+use support::{apiserver, eventually, fake_dependencies, fake_runtime, node_events, NODE};
 
 /// Memory is short while the pod `hog` runs (it uses 3Gi); plenty once it is gone.
 struct HogSignals;
@@ -152,6 +152,18 @@ async fn memory_pressure_evicts_the_pod_over_its_request_and_taints_the_node() {
                     t.key == "node.kubernetes.io/memory-pressure" && t.effect == "NoSchedule"
                 });
             (pressure && taint).then_some(())
+        }
+    })
+    .await;
+    // As upstream: a warning that the kubelet reclaims memory, and the condition's change.
+    eventually("eviction and pressure node events", || {
+        let client = client.clone();
+        async move {
+            let events = node_events(&client, NODE).await;
+            let has = |e: &str| events.iter().any(|x| x == e);
+            (has("Warning EvictionThresholdMet: Attempting to reclaim memory")
+                && has("Normal NodeHasInsufficientMemory: Node node-0 status is now: NodeHasInsufficientMemory"))
+            .then_some(())
         }
     })
     .await;

@@ -14,8 +14,11 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::Mutex;
 
+use super::events::{NodeEvent, NodeEventSink};
 use super::info::MachineInfo;
-use super::status::{node_labels, node_object, node_status, NodeConfig, NodeHealth};
+use super::status::{
+    condition_events, node_labels, node_object, node_status, NodeConfig, NodeHealth,
+};
 use crate::network::Network;
 use crate::pod::objects::ObjectCache;
 use crate::runtime::{ContainerRuntime, RuntimeVersion};
@@ -103,6 +106,8 @@ pub struct NodeAgent {
     tainted: Mutex<Option<(bool, bool)>>,
     /// Told the TTL annotation of every Node object read or written.
     objects: Option<Arc<ObjectCache>>,
+    /// Where the node status events go (none: not recorded).
+    events: Option<Arc<dyn NodeEventSink>>,
 }
 
 impl NodeAgent {
@@ -127,7 +132,15 @@ impl NodeAgent {
             pressure: None,
             tainted: Mutex::new(None),
             objects: None,
+            events: None,
         }
+    }
+
+    /// Records an event in `events` for every node condition that changes in a posted status
+    /// (`NodeReady`, `NodeHasSufficientMemory`...).
+    pub fn with_events(mut self, events: Arc<dyn NodeEventSink>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Tells `objects` the TTL annotation of the Node objects the agent reads and writes.
@@ -320,6 +333,13 @@ impl NodeAgent {
                 source,
             })?;
         self.observe_node(&node);
+        if let Some(events) = &self.events {
+            let before = previous.as_ref().and_then(|p| p.conditions.as_deref());
+            let after = status.conditions.as_deref().unwrap_or_default();
+            for reason in condition_events(before, after) {
+                events.record(NodeEvent::status(&self.config.name, reason));
+            }
+        }
         *previous = Some(status);
         drop(previous);
         *self.last_posted.lock().await = Some(tokio::time::Instant::now());

@@ -33,6 +33,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::events::{NodeEvent, NodeEventSink};
 use super::static_pods::{is_mirror, is_static};
 use super::stats::{entries, StatsCollector};
 use crate::pod::manager::ManagerCommand;
@@ -507,6 +508,8 @@ pub struct EvictionManager {
     last_disk_met: Option<Instant>,
     /// When each crossed threshold (by index) was first seen crossed, in this crossing.
     first_crossed: BTreeMap<usize, Instant>,
+    /// Where `EvictionThresholdMet` goes (none: not recorded).
+    events: Option<Arc<dyn NodeEventSink>>,
 }
 
 /// What one round decided.
@@ -541,7 +544,15 @@ impl EvictionManager {
             last_memory_met: None,
             last_disk_met: None,
             first_crossed: BTreeMap::new(),
+            events: None,
         }
+    }
+
+    /// Records upstream's `EvictionThresholdMet` warning about the node in `events` in each
+    /// round that met a threshold, before anything is reclaimed.
+    pub fn with_events(mut self, events: Arc<dyn NodeEventSink>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// `--eviction-max-pod-grace-period`: the longest grace period (seconds) a pod evicted
@@ -673,6 +684,12 @@ impl EvictionManager {
             available = observation.available,
             "eviction threshold met"
         );
+        if let Some(events) = &self.events {
+            events.record(NodeEvent::warning(
+                "EvictionThresholdMet",
+                format!("Attempting to reclaim {}", threshold.signal.resource()),
+            ));
+        }
         if self
             .reclaim_node_level_resources(threshold.signal, &active)
             .await
@@ -750,6 +767,7 @@ impl EvictionManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::events::RecordedNodeEvents;
     use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use kube::api::ObjectMeta;
@@ -875,16 +893,25 @@ mod tests {
         };
         let signals = Arc::new(FakeSignals(Mutex::new(observations)));
         let pressure = Pressure::default();
+        let events = RecordedNodeEvents::new();
         let mut manager = EvictionManager::new(
             parse_thresholds(DEFAULT_EVICTION_HARD).expect("parse"),
             signals.clone(),
             store,
             pressure.clone(),
             Duration::from_secs(300),
-        );
+        )
+        .with_events(events.clone());
         let decision = manager.synchronize().await;
         assert_eq!(decision.met, vec![Signal::MemoryAvailable]);
         assert!(pressure.memory() && !pressure.disk());
+        assert_eq!(
+            events.events(),
+            [NodeEvent::warning(
+                "EvictionThresholdMet",
+                "Attempting to reclaim memory".into()
+            )]
+        );
         let (uid, status, message) = decision.evict.expect("a pod is evicted");
         assert_eq!(uid, "uid-hog");
         assert_eq!(status.phase.as_deref(), Some("Failed"));
@@ -917,6 +944,7 @@ mod tests {
             pressure.memory(),
             "pressure holds for the transition period"
         );
+        assert_eq!(events.events().len(), 1, "no threshold met: no event");
         manager.transition_period = Duration::ZERO;
         manager.last_memory_met = Some(Instant::now() - Duration::from_secs(1));
         manager.synchronize().await;

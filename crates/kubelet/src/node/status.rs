@@ -174,6 +174,48 @@ pub fn conditions(
     ]
 }
 
+/// The reasons of the node status events for the conditions going from `previous` to
+/// `current`, in condition order, as upstream's status setters record them: a pressure
+/// condition records its new state when it differs from the previous one (a condition not
+/// there before counts as `Unknown`, so a new node records each once); Ready records
+/// `NodeReady` or `NodeNotReady` only when a previous Ready condition had another status.
+pub fn condition_events(
+    previous: Option<&[NodeCondition]>,
+    current: &[NodeCondition],
+) -> Vec<&'static str> {
+    let before = |kind: &str| {
+        previous
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == kind)
+            .map(|c| c.status.as_str())
+    };
+    current
+        .iter()
+        .filter_map(|condition| {
+            let was = before(&condition.type_);
+            let on = condition.status == "True";
+            let reason = match condition.type_.as_str() {
+                "Ready" if was.is_some() => {
+                    if on {
+                        "NodeReady"
+                    } else {
+                        "NodeNotReady"
+                    }
+                }
+                "MemoryPressure" if on => "NodeHasInsufficientMemory",
+                "MemoryPressure" => "NodeHasSufficientMemory",
+                "DiskPressure" if on => "NodeHasDiskPressure",
+                "DiskPressure" => "NodeHasNoDiskPressure",
+                "PIDPressure" if on => "NodeHasInsufficientPID",
+                "PIDPressure" => "NodeHasSufficientPID",
+                _ => return None,
+            };
+            (was.unwrap_or("Unknown") != condition.status).then_some(reason)
+        })
+        .collect()
+}
+
 /// `status.images` from the runtime's image list (names plus `repo@digest`).
 pub fn images(list: &[ImageInfo]) -> Vec<ContainerImage> {
     let mut out: Vec<ContainerImage> = list
@@ -331,6 +373,70 @@ mod tests {
             port: 10250,
             max_pods: 110,
         }
+    }
+
+    #[test]
+    fn condition_changes_record_upstreams_node_status_events() {
+        let t = now("2026-11-22T04:00:00Z");
+        let health = |network_ready, memory_pressure, disk_pressure| NodeHealth {
+            runtime_ok: true,
+            network_ready,
+            memory_pressure,
+            disk_pressure,
+        };
+        // A new node: each pressure condition once; Ready had no earlier state.
+        let first = conditions(&health(false, false, false), None, t.clone());
+        assert_eq!(
+            condition_events(None, &first),
+            [
+                "NodeHasSufficientMemory",
+                "NodeHasNoDiskPressure",
+                "NodeHasSufficientPID"
+            ]
+        );
+        assert_eq!(condition_events(Some(&[]), &first).len(), 3);
+        // Nothing changed: nothing recorded.
+        let same = conditions(&health(false, false, false), Some(&first), t.clone());
+        assert!(condition_events(Some(&first), &same).is_empty());
+        // The network comes up: NodeReady.
+        let ready = conditions(&health(true, false, false), Some(&same), t.clone());
+        assert_eq!(condition_events(Some(&same), &ready), ["NodeReady"]);
+        // Memory runs short, then disk; then both clear and the runtime goes away.
+        let short = conditions(&health(true, true, false), Some(&ready), t.clone());
+        assert_eq!(
+            condition_events(Some(&ready), &short),
+            ["NodeHasInsufficientMemory"]
+        );
+        let full = conditions(&health(true, true, true), Some(&short), t.clone());
+        assert_eq!(
+            condition_events(Some(&short), &full),
+            ["NodeHasDiskPressure"]
+        );
+        let mut down = health(true, false, false);
+        down.runtime_ok = false;
+        let down = conditions(&down, Some(&full), t.clone());
+        assert_eq!(
+            condition_events(Some(&full), &down),
+            [
+                "NodeHasSufficientMemory",
+                "NodeHasNoDiskPressure",
+                "NodeNotReady"
+            ]
+        );
+        // The node lifecycle controller marked every condition Unknown: all are recorded again.
+        let mut unknown = down.clone();
+        for condition in &mut unknown {
+            condition.status = "Unknown".into();
+        }
+        assert_eq!(
+            condition_events(Some(&unknown), &ready),
+            [
+                "NodeHasSufficientMemory",
+                "NodeHasNoDiskPressure",
+                "NodeHasSufficientPID",
+                "NodeReady"
+            ]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use kube::runtime::watcher;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, PodStatus, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -517,28 +517,13 @@ impl PodApi for KubePodApi {
     }
 
     fn event(&self, event: PodEvent) {
-        let recorder = self.recorder.clone();
-        tokio::spawn(async move {
-            let published = recorder
-                .publish(
-                    &Event {
-                        type_: if event.warning {
-                            EventType::Warning
-                        } else {
-                            EventType::Normal
-                        },
-                        reason: event.reason.clone(),
-                        note: Some(event.message.clone()),
-                        action: event.reason.clone(),
-                        secondary: None,
-                    },
-                    &event.reference,
-                )
-                .await;
-            if let Err(error) = published {
-                tracing::debug!(%error, reason = %event.reason, "recording event failed");
-            }
-        });
+        crate::node::events::publish(
+            self.recorder.clone(),
+            event.reference,
+            event.warning,
+            event.reason,
+            event.message,
+        );
     }
 }
 

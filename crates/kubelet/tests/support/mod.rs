@@ -15,7 +15,7 @@ use anyhow::{bail, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Event, Node};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use kube_apiserver::testing::TestServer;
@@ -103,6 +103,35 @@ pub async fn apiserver() -> (TestServer, Client) {
     let server = TestServer::start().await.expect("apiserver");
     let client = server.client().await.expect("client");
     (server, client)
+}
+
+/// The events recorded about Node `node` (in `default`, where upstream's kubelet puts them),
+/// oldest first, as `type reason: message`.
+pub async fn node_events(client: &Client, node: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let Ok(list) = events.list(&Default::default()).await else {
+        return Vec::new();
+    };
+    let mut items: Vec<Event> = list
+        .items
+        .into_iter()
+        .filter(|e| {
+            let object = &e.involved_object;
+            object.kind.as_deref() == Some("Node") && object.name.as_deref() == Some(node)
+        })
+        .collect();
+    items.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    items
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{} {}: {}",
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 /// A fake runtime that has `busybox:1.35` and pulls any other image.
