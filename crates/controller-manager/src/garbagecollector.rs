@@ -74,6 +74,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Reading the latest copy of a dependent failed.
+    #[error("reading {object}: {source}")]
+    Get {
+        /// The object.
+        object: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
     /// Patching owner references or finalizers failed.
     #[error("patching {object}: {source}")]
     Patch {
@@ -465,6 +474,40 @@ impl Collector {
         })
     }
 
+    /// What its owners' states call for.
+    async fn verdict(&self, object: &DynamicObject, namespace: &str) -> Result<Verdict, Error> {
+        let mut owners = Vec::new();
+        for reference in object.owner_references() {
+            owners.push((
+                reference.clone(),
+                self.owner_state(reference, namespace).await?,
+            ));
+        }
+        Ok(classify_owners(&owners))
+    }
+
+    /// The object's metadata as the apiserver has it now (`None`: gone).
+    async fn latest(
+        &self,
+        index: usize,
+        object: &DynamicObject,
+    ) -> Result<Option<DynamicObject>, Error> {
+        let watched = &self.watched[index];
+        let api = self.api(
+            &watched.resource,
+            watched.namespaced,
+            &object.namespace().unwrap_or_default(),
+        );
+        let latest = api
+            .get_metadata_opt(&object.name_any())
+            .await
+            .map_err(|source| Error::Get {
+                object: format!("{}/{}", watched.resource.kind, object.name_any()),
+                source,
+            })?;
+        Ok(latest.map(|meta| metadata_only(&watched.resource, meta.metadata)))
+    }
+
     async fn delete(
         &self,
         index: usize,
@@ -612,14 +655,26 @@ impl Collector {
             return Ok(None);
         }
         let namespace = object.namespace().unwrap_or_default();
-        let mut owners = Vec::new();
-        for reference in object.owner_references() {
-            owners.push((
-                reference.clone(),
-                self.owner_state(reference, &namespace).await?,
-            ));
+        let mut object = object;
+        let mut verdict = self.verdict(&object, &namespace).await?;
+        if verdict != Verdict::Keep {
+            // Act on the latest copy, as upstream does: the cache may still show a reference an
+            // orphaning owner has just removed before it went, and that owner is gone now.
+            let Some(latest) = self.latest(key.resource, &object).await? else {
+                return Ok(None);
+            };
+            if latest.uid().as_deref() != Some(uid.as_str())
+                || latest.metadata.deletion_timestamp.is_some()
+            {
+                // Replaced or being deleted: its own change brings it back.
+                return Ok(None);
+            }
+            if latest.owner_references() != object.owner_references() {
+                verdict = self.verdict(&latest, &namespace).await?;
+                object = Arc::new(latest);
+            }
         }
-        match classify_owners(&owners) {
+        match verdict {
             Verdict::Keep => {}
             Verdict::RemoveReferences(uids) => {
                 let references: Vec<&OwnerReference> = object

@@ -68,6 +68,27 @@ async fn delete_orphaning(services: &Api<Service>, name: &str) -> anyhow::Result
     .await
 }
 
+/// Starts the garbage collector with a fixed EndpointSlice cache holding `slices` (other kinds
+/// are watched as usual).
+fn start_collector_with_slice_cache(client: &Client, slices: Vec<DynamicObject>) {
+    let informers = Informers::new(client.clone());
+    let slice_kind = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
+        "endpointslices",
+    );
+    informers.set_dynamic(
+        &slice_kind,
+        Informer::fixed_with(slices, slice_kind.clone()),
+    );
+    let ctx = Arc::new(Context {
+        informers,
+        recorder: Recorder::new(client.clone(), "controller-manager"),
+        client: client.clone(),
+        settings: Settings::default(),
+    });
+    kube_controller_manager::start_controllers(ctx, &["garbagecollector"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_deleted_in_each_propagation_mode_treat_dependents_as_upstream() -> anyhow::Result<()>
 {
@@ -122,22 +143,7 @@ async fn owners_deleted_in_each_propagation_mode_treat_dependents_as_upstream() 
 async fn owners_wait_for_dependents_their_caches_have_not_seen() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let client = server.client().await?;
-    let informers = Informers::new(client.clone());
-    let slice_kind = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("discovery.k8s.io", "v1", "EndpointSlice"),
-        "endpointslices",
-    );
-    informers.set_dynamic(
-        &slice_kind,
-        Informer::fixed_with(Vec::<DynamicObject>::new(), slice_kind.clone()),
-    );
-    let ctx = Arc::new(Context {
-        informers,
-        recorder: Recorder::new(client.clone(), "controller-manager"),
-        client: client.clone(),
-        settings: Settings::default(),
-    });
-    kube_controller_manager::start_controllers(ctx, &["garbagecollector"]);
+    start_collector_with_slice_cache(&client, Vec::new());
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
 
@@ -179,4 +185,51 @@ async fn owners_wait_for_dependents_their_caches_have_not_seen() -> anyhow::Resu
         Ok(services.get_opt("foreground").await?.is_none())
     })
     .await
+}
+
+/// The collector's EndpointSlice cache still shows an owner reference that an orphaning owner
+/// removed just before it went (as when the strip's watch event lags): the collector must act
+/// on the apiserver's copy, not delete the orphan. A slice whose live copy still names the gone
+/// owner shows that the collector ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_the_cache_still_shows_does_not_doom_an_orphan() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client().await?;
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let gone_owner = serde_json::json!([{"apiVersion": "v1", "kind": "Service", "name": "gone",
+        "uid": "6a0c3a7e-0000-4000-8000-00000000dead", "controller": true}]);
+    let slice = |name: &str, owners: &serde_json::Value| -> anyhow::Result<EndpointSlice> {
+        Ok(serde_json::from_value(serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": "default", "ownerReferences": owners,
+                "labels": {"endpointslice.kubernetes.io/managed-by": "test"}},
+            "addressType": "IPv4", "endpoints": []
+        }))?)
+    };
+    let orphan = slices
+        .create(
+            &PostParams::default(),
+            &slice("orphan", &serde_json::json!([]))?,
+        )
+        .await?;
+    let dangling = slices
+        .create(&PostParams::default(), &slice("dangling", &gone_owner)?)
+        .await?;
+    // The cache's copies: both still name the gone owner.
+    let cached = |live: &EndpointSlice| -> anyhow::Result<DynamicObject> {
+        let mut value = serde_json::to_value(live)?;
+        value["metadata"]["ownerReferences"] = gone_owner.clone();
+        Ok(serde_json::from_value(value)?)
+    };
+    start_collector_with_slice_cache(&client, vec![cached(&orphan)?, cached(&dangling)?]);
+    wait_for("the dangling slice collected", || async {
+        Ok(slices.get_opt("dangling").await?.is_none())
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        slices.get_opt("orphan").await?.is_some(),
+        "the orphan was deleted for a reference only the cache had"
+    );
+    Ok(())
 }
