@@ -406,7 +406,8 @@ fn skeleton_flow(k: &Kubectl, cluster: &Cluster, node: &str) -> Result<()> {
 }
 
 /// `describe node` shows the kubelet's node events, which upstream's kubectl finds by the
-/// node's name standing as their UID.
+/// node's name standing as their UID, and the node lifecycle controller's, which name the
+/// node's real UID.
 fn node_events_described(k: &Kubectl, node: &str) -> Result<()> {
     let what = format!("node events in describe node with {}", k.binary.display());
     wait_for(&what, 30 * SECOND, SECOND, || {
@@ -416,6 +417,8 @@ fn node_events_described(k: &Kubectl, node: &str) -> Result<()> {
             "Starting kubelet.",
             "status is now: NodeHasSufficientMemory",
             "status is now: NodeReady",
+            // The node lifecycle controller's, about the node's UID rather than its name.
+            "Registered Node",
         ];
         Ok(expected.iter().all(|e| events.contains(e)).then_some(()))
     })

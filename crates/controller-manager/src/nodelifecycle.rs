@@ -8,18 +8,26 @@
 //!
 //! Staleness is measured with this process's own clock from when it last saw the heartbeat
 //! change (as upstream does), so clock skew between hosts does not matter.
+//!
+//! As upstream's, it records `RegisteredNode` for each node it starts watching (every node, when
+//! it starts) and `RemovingNode` for each node that goes away. When it marks a Ready node
+//! Unknown it records `NodeNotReady` and sets the Ready condition of every pod on the node to
+//! False (with a Warning `NodeNotReady` event on each), so Services stop sending them traffic;
+//! a node whose pods could not all be marked is tried again each round while it is not Ready.
+//! The kubelet sets Ready back when it returns.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Taint};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
+use crate::events::{EventType, Recorder};
 use crate::informer::Informer;
 
 /// Taint for nodes whose kubelet is silent.
@@ -181,6 +189,130 @@ pub fn reconcile_condition_taints(
     taints
 }
 
+/// A node event of one monitoring round: the node's name and UID, the reason and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEvent {
+    /// The node's name.
+    pub node: String,
+    /// The node's UID.
+    pub uid: String,
+    /// `RegisteredNode`, `RemovingNode` or `NodeNotReady`.
+    pub reason: &'static str,
+    /// As upstream words it.
+    pub message: String,
+}
+
+impl NodeEvent {
+    /// `RegisteredNode`: the controller started watching the node.
+    pub fn registered(node: &str, uid: &str) -> Self {
+        Self::about(
+            node,
+            uid,
+            "RegisteredNode",
+            format!("Node {node} event: Registered Node {node} in Controller"),
+        )
+    }
+
+    /// `RemovingNode`: the node is gone.
+    pub fn removing(node: &str, uid: &str) -> Self {
+        Self::about(
+            node,
+            uid,
+            "RemovingNode",
+            format!("Node {node} event: Removing Node {node} from Controller"),
+        )
+    }
+
+    /// `NodeNotReady`: the controller marked a Ready node Unknown.
+    pub fn not_ready(node: &str, uid: &str) -> Self {
+        Self::about(
+            node,
+            uid,
+            "NodeNotReady",
+            format!("Node {node} status is now: NodeNotReady"),
+        )
+    }
+
+    fn about(node: &str, uid: &str, reason: &'static str, message: String) -> Self {
+        NodeEvent {
+            node: node.to_string(),
+            uid: uid.to_string(),
+            reason,
+            message,
+        }
+    }
+
+    /// Records it (Normal) about a reference to the node by name and UID.
+    async fn record(&self, recorder: &Recorder) {
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(self.node.clone()),
+                uid: Some(self.uid.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Node::default()
+        };
+        recorder
+            .record(&node, EventType::Normal, self.reason, &self.message)
+            .await;
+    }
+}
+
+/// The nodes seen last round (name -> UID) against this round's: `RegisteredNode` for the new
+/// ones, `RemovingNode` for those gone (a node re-created under the same name is both).
+pub fn membership_events(
+    known: &mut HashMap<String, String>,
+    nodes: &[Arc<Node>],
+) -> Vec<NodeEvent> {
+    let mut events = Vec::new();
+    let mut current = HashMap::with_capacity(nodes.len());
+    for node in nodes {
+        let name = node.name_any();
+        let uid = node.metadata.uid.clone().unwrap_or_default();
+        match known.remove(&name) {
+            Some(old) if old == uid => {}
+            Some(old) => {
+                events.push(NodeEvent::removing(&name, &old));
+                events.push(NodeEvent::registered(&name, &uid));
+            }
+            None => events.push(NodeEvent::registered(&name, &uid)),
+        }
+        current.insert(name, uid);
+    }
+    let mut gone: Vec<_> = known.drain().collect();
+    gone.sort();
+    events.extend(
+        gone.iter()
+            .map(|(name, uid)| NodeEvent::removing(name, uid)),
+    );
+    *known = current;
+    events
+}
+
+/// The status patch that sets the pod's Ready condition to False (with a new transition time),
+/// or `None` when the pod is not on `node`, has no Ready condition or is already not Ready.
+pub fn marked_not_ready(pod: &Pod, node: &str, now: jiff::Timestamp) -> Option<serde_json::Value> {
+    if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
+        return None;
+    }
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))?;
+    if ready.status == "False" {
+        return None;
+    }
+    Some(serde_json::json!({
+        "metadata": {"uid": pod.metadata.uid},
+        "status": {"conditions": [{
+            "type": "Ready",
+            "status": "False",
+            "lastTransitionTime": Time(now),
+        }]}
+    }))
+}
+
 /// The last heartbeat seen for a node and when (by our clock) it was first seen.
 type Probe = (Option<jiff::Timestamp>, Instant);
 
@@ -189,8 +321,21 @@ struct Controller {
     ctx: Arc<Context>,
     nodes: Informer<Node>,
     leases: Informer<Lease>,
+    pods: Informer<Pod>,
+    recorder: Recorder,
     /// Per node: the last heartbeat seen and when (by our clock) it was first seen.
     probes: Arc<Mutex<HashMap<String, Probe>>>,
+    /// The nodes seen last round, name -> UID.
+    known: Arc<Mutex<HashMap<String, String>>>,
+    /// Nodes whose pods could not all be marked NotReady.
+    retry: Arc<Mutex<HashSet<String>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 /// Starts the node lifecycle controller.
@@ -198,17 +343,33 @@ pub fn start(ctx: Arc<Context>) {
     let controller = Controller {
         nodes: ctx.informers.get::<Node>(),
         leases: ctx.informers.get::<Lease>(),
+        pods: ctx.informers.get::<Pod>(),
+        recorder: ctx.recorder.for_component("node-controller"),
         probes: Arc::default(),
+        known: Arc::default(),
+        retry: Arc::default(),
         ctx,
     };
     tokio::spawn(async move {
         controller.nodes.ready().await;
         controller.leases.ready().await;
+        controller.pods.ready().await;
         let mut interval = tokio::time::interval(controller.ctx.settings.node_monitor_period);
         loop {
             interval.tick().await;
             let nodes = controller.nodes.list();
-            controller.forget_missing(&nodes);
+            let events = membership_events(&mut lock(&controller.known), &nodes);
+            controller.forget_missing();
+            if !events.is_empty() {
+                // Recorded beside the round: thousands of nodes registering at once must not
+                // hold up their health checks.
+                let recorder = controller.recorder.clone();
+                tokio::spawn(async move {
+                    for event in events {
+                        event.record(&recorder).await;
+                    }
+                });
+            }
             for node in nodes {
                 if let Err(error) = controller.monitor(&node).await {
                     tracing::warn!(node = %node.name_any(), %error, "node health update failed");
@@ -219,15 +380,49 @@ pub fn start(ctx: Arc<Context>) {
 }
 
 impl Controller {
-    /// Drops the heartbeat records of nodes that are gone (once per round: per node it made
-    /// each round quadratic in the node count).
-    fn forget_missing(&self, nodes: &[Arc<Node>]) {
-        let known: std::collections::HashSet<String> = nodes.iter().map(|n| n.name_any()).collect();
-        let mut probes = match self.probes.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        probes.retain(|n, _| known.contains(n));
+    /// Drops the records of nodes that are gone, once the round's membership is known (once
+    /// per round: per node it made each round quadratic in the node count).
+    fn forget_missing(&self) {
+        let known = lock(&self.known);
+        lock(&self.probes).retain(|n, _| known.contains_key(n));
+        lock(&self.retry).retain(|n| known.contains_key(n));
+    }
+
+    /// Sets the Ready condition of every pod on the node to False, with a Warning event on
+    /// each; whether all of them were marked (a pod gone or replaced meanwhile counts).
+    async fn mark_pods_not_ready(&self, node: &str) -> bool {
+        let now = jiff::Timestamp::now();
+        let mut all = true;
+        for pod in self.pods.list() {
+            let Some(patch) = marked_not_ready(&pod, node, now) else {
+                continue;
+            };
+            let namespace = pod.namespace().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &namespace);
+            let params = PatchParams::default();
+            match api
+                .patch_status(&pod.name_any(), &params, &Patch::Strategic(&patch))
+                .await
+            {
+                Ok(updated) => {
+                    self.recorder
+                        .record(
+                            &updated,
+                            EventType::Warning,
+                            "NodeNotReady",
+                            "Node is not ready",
+                        )
+                        .await;
+                }
+                // Gone, or replaced by a pod of the same name (the patch names the old UID).
+                Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409 | 422) => {}
+                Err(error) => {
+                    tracing::warn!(pod = %format!("{namespace}/{}", pod.name_any()), %error, "marking pod NotReady failed; will retry");
+                    all = false;
+                }
+            }
+        }
+        all
     }
 
     /// Whether the node's heartbeat has not changed for longer than the grace period.
@@ -261,7 +456,21 @@ impl Controller {
             api.replace_status(&name, &PostParams::default(), &updated)
                 .await
                 .map_err(error)?;
+            if ready.as_deref() == Some("True") {
+                let uid = node.metadata.uid.clone().unwrap_or_default();
+                NodeEvent::not_ready(&name, &uid)
+                    .record(&self.recorder)
+                    .await;
+                lock(&self.retry).insert(name.clone());
+            }
             ready = Some("Unknown".into());
+        }
+        // Pods are marked on the transition and again each round until all of them are.
+        let marking = lock(&self.retry).contains(&name);
+        let done =
+            ready.as_deref() == Some("True") || (marking && self.mark_pods_not_ready(&name).await);
+        if done {
+            lock(&self.retry).remove(&name);
         }
         // A node that never reported gets its grace period before any taint.
         if ready.is_none() {
@@ -354,6 +563,77 @@ mod tests {
         let taints = reconcile_condition_taints(&calm, taints, now);
         assert_eq!(taints.len(), 1);
         assert_eq!(taints[0].key, other.key);
+    }
+
+    fn named(name: &str, uid: &str) -> Arc<Node> {
+        Arc::new(Node {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                uid: Some(uid.into()),
+                ..ObjectMeta::default()
+            },
+            ..Node::default()
+        })
+    }
+
+    #[test]
+    fn nodes_are_registered_when_first_seen_and_removed_when_gone() {
+        let mut known = HashMap::new();
+        let said = |events: &[NodeEvent]| -> Vec<String> {
+            events
+                .iter()
+                .map(|e| format!("{} {} {}", e.reason, e.node, e.uid))
+                .collect()
+        };
+        let events = membership_events(&mut known, &[named("a", "1"), named("b", "2")]);
+        assert_eq!(said(&events), ["RegisteredNode a 1", "RegisteredNode b 2"]);
+        assert_eq!(
+            events[0].message,
+            "Node a event: Registered Node a in Controller"
+        );
+        assert!(membership_events(&mut known, &[named("a", "1"), named("b", "2")]).is_empty());
+
+        // b is gone and a was re-created under its name.
+        let events = membership_events(&mut known, &[named("a", "3")]);
+        assert_eq!(
+            said(&events),
+            ["RemovingNode a 1", "RegisteredNode a 3", "RemovingNode b 2"]
+        );
+        assert_eq!(
+            events[2].message,
+            "Node b event: Removing Node b from Controller"
+        );
+        assert_eq!(
+            NodeEvent::not_ready("a", "3").message,
+            "Node a status is now: NodeNotReady"
+        );
+    }
+
+    #[test]
+    fn only_the_nodes_pods_that_are_not_already_not_ready_are_marked() {
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let pod = |node: &str, ready: Option<&str>| -> Pod {
+            let conditions: Vec<serde_json::Value> = ready
+                .map(|r| serde_json::json!({"type": "Ready", "status": r}))
+                .into_iter()
+                .collect();
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p", "uid": "u-1"},
+                "spec": {"nodeName": node, "containers": []},
+                "status": {"conditions": conditions}
+            }))
+            .expect("pod")
+        };
+        let patch = marked_not_ready(&pod("n1", Some("True")), "n1", now).expect("marked");
+        assert_eq!(patch["metadata"]["uid"], "u-1");
+        assert_eq!(
+            patch["status"]["conditions"],
+            serde_json::json!([{"type": "Ready", "status": "False", "lastTransitionTime": "1970-01-01T00:00:00Z"}])
+        );
+        assert!(marked_not_ready(&pod("n1", Some("Unknown")), "n1", now).is_some());
+        assert!(marked_not_ready(&pod("n1", Some("False")), "n1", now).is_none());
+        assert!(marked_not_ready(&pod("n1", None), "n1", now).is_none());
+        assert!(marked_not_ready(&pod("n2", Some("True")), "n1", now).is_none());
     }
 
     #[test]

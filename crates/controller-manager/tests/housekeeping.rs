@@ -1,11 +1,12 @@
-//! ReplicationController, PodGC, the root CA publisher, the disruption controller and taint-based
-//! eviction against an in-process apiserver, with a fake kubelet that marks bound pods Running and
+//! ReplicationController, PodGC, the root CA publisher, the disruption controller, taint-based
+//! eviction and the node lifecycle controller's pod marking and node events against an in-process apiserver, with a fake kubelet that marks bound pods Running and
 //! Ready and finishes deletions.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, ReplicationController};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -439,6 +440,193 @@ async fn not_ready_nodes_are_tainted_and_their_pods_evicted_after_toleration_sec
     .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(names().await?, ["forever"]);
+    Ok(())
+}
+
+/// The `reason` and `message` of every event in `default` about `kind` objects named `name`.
+async fn events_about(
+    client: &Client,
+    kind: &str,
+    name: &str,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    Ok(events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.kind.as_deref() == Some(kind)
+                && e.involved_object.name.as_deref() == Some(name)
+        })
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_nodes_pods_become_not_ready_and_the_node_events_are_recorded() -> anyhow::Result<()>
+{
+    let (_server, client) = start_cluster(
+        Settings {
+            node_monitor_period: Duration::from_millis(200),
+            node_monitor_grace_period: Duration::from_secs(3),
+            ..Settings::default()
+        },
+        &["nodelifecycle"],
+    )
+    .await?;
+    // The kubelet's Lease, renewed until the test stops it.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let renew = |lease_client: Api<Lease>| async move {
+        let lease: Lease = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "node-0", "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": "node-0", "leaseDurationSeconds": 40,
+                     "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now())}
+        }))?;
+        match lease_client.get_opt("node-0").await? {
+            Some(mut old) => {
+                old.spec = lease.spec;
+                lease_client
+                    .replace("node-0", &PostParams::default(), &old)
+                    .await?;
+            }
+            None => {
+                lease_client.create(&PostParams::default(), &lease).await?;
+            }
+        }
+        anyhow::Ok(())
+    };
+    let beating = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let heart = {
+        let beating = beating.clone();
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            while beating.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Err(error) = renew(leases.clone()).await {
+                    eprintln!("lease renewal failed: {error:#}");
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for name in ["web-0", "web-1"] {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": {"lost": "test"}},
+            "spec": {"nodeName": "node-0", "containers": [{"name": "c", "image": "busybox:1.35"}]}
+        }))?;
+        pods.create(&PostParams::default(), &pod).await?;
+    }
+    wait_for(WAIT, "pods ready", || async {
+        Ok(live_pods(&client, "lost=test")
+            .await?
+            .iter()
+            .filter(|p| is_ready(p))
+            .count()
+            == 2)
+    })
+    .await?;
+    wait_for(WAIT, "RegisteredNode event", || async {
+        Ok(events_about(&client, "Node", "node-0").await?.contains(&(
+            "Normal".into(),
+            "RegisteredNode".into(),
+            "Node node-0 event: Registered Node node-0 in Controller".into(),
+        )))
+    })
+    .await?;
+    // Ready pods stay Ready while the node is.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        live_pods(&client, "lost=test")
+            .await?
+            .iter()
+            .filter(|p| is_ready(p))
+            .count(),
+        2
+    );
+
+    // The kubelet goes silent.
+    beating.store(false, std::sync::atomic::Ordering::SeqCst);
+    heart.await?;
+    wait_for(WAIT, "pods marked NotReady", || async {
+        Ok(live_pods(&client, "lost=test")
+            .await?
+            .iter()
+            .all(|p| !is_ready(p)))
+    })
+    .await?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = nodes.get("node-0").await?;
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status.clone());
+    assert_eq!(ready.as_deref(), Some("Unknown"));
+    for pod in live_pods(&client, "lost=test").await? {
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .context("Ready condition")?;
+        assert_eq!(ready.status, "False");
+        // The other conditions are untouched.
+        assert!(pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c
+                .iter()
+                .any(|c| c.type_ == "PodScheduled" && c.status == "True")));
+        wait_for(WAIT, "NodeNotReady event on the pod", || async {
+            Ok(events_about(&client, "Pod", &pod.name_any())
+                .await?
+                .contains(&(
+                    "Warning".into(),
+                    "NodeNotReady".into(),
+                    "Node is not ready".into(),
+                )))
+        })
+        .await?;
+    }
+    wait_for(WAIT, "NodeNotReady event on the node", || async {
+        Ok(events_about(&client, "Node", "node-0").await?.contains(&(
+            "Normal".into(),
+            "NodeNotReady".into(),
+            "Node node-0 status is now: NodeNotReady".into(),
+        )))
+    })
+    .await?;
+
+    nodes.delete("node-0", &DeleteParams::default()).await?;
+    wait_for(WAIT, "RemovingNode event", || async {
+        Ok(events_about(&client, "Node", "node-0").await?.contains(&(
+            "Normal".into(),
+            "RemovingNode".into(),
+            "Node node-0 event: Removing Node node-0 from Controller".into(),
+        )))
+    })
+    .await?;
+    let node_events = events_about(&client, "Node", "node-0").await?;
+    let count = |reason: &str| node_events.iter().filter(|e| e.1 == reason).count();
+    assert_eq!(
+        (
+            count("RegisteredNode"),
+            count("NodeNotReady"),
+            count("RemovingNode")
+        ),
+        (1, 1, 1),
+        "{node_events:?}"
+    );
     Ok(())
 }
 

@@ -1,10 +1,11 @@
 //! The kubelet (fake runtime, fake network) against the in-process apiserver: the node
 //! registers and turns Ready, its Lease is renewed, a pod bound to it reaches Running with an
-//! IP, and a graceful delete ends with the kubelet removing the pod for good.
+//! IP (and is Ready again after another writer marks it NotReady), and a graceful delete ends
+//! with the kubelet removing the pod for good.
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use std::sync::Arc;
 
 use kube::Api;
@@ -109,6 +110,28 @@ async fn a_pod_bound_to_the_node_runs_and_is_deleted_by_the_kubelet() {
                     e.reason.as_deref() == Some("Started")
                         && e.involved_object.name.as_deref() == Some("web")
                 })
+                .then_some(())
+        }
+    })
+    .await;
+
+    // The node lifecycle controller marks the pod NotReady (as when the node's heartbeats were
+    // lost for a while): the kubelet, which still sees it ready, posts Ready again.
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
+    let patch = serde_json::json!({"status": {"conditions": [
+        {"type": "Ready", "status": "False", "lastTransitionTime": later.to_string()}
+    ]}});
+    pods.patch_status("web", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("mark NotReady");
+    eventually("pod Ready again", || {
+        let pods = pods.clone();
+        async move {
+            let pod = pods.get_opt("web").await.ok()??;
+            pod.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
                 .then_some(())
         }
     })

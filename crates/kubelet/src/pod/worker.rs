@@ -493,8 +493,19 @@ impl PodWorker {
         }
     }
 
-    /// Takes the pod's latest version from the API.
+    /// Takes the pod's latest version from the API. When another writer changed a condition
+    /// after our last post (the node lifecycle controller marks the pods of a node it lost
+    /// NotReady), the next sync posts the status again from the API's conditions, as
+    /// upstream's status manager reconciles a status that differs from its own.
     pub fn update_pod(&mut self, pod: Pod) {
+        if self
+            .last_posted
+            .as_deref()
+            .is_some_and(|posted| report::overridden(posted, pod.status.as_ref()))
+        {
+            tracing::info!(pod = %self.key(), "pod status changed by another writer; posting ours again");
+            self.last_posted = None;
+        }
         self.pod = Arc::new(pod);
     }
 

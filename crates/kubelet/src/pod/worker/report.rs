@@ -234,3 +234,22 @@ impl PodWorker {
         }
     }
 }
+
+/// Whether the API's status shows a condition we posted with another status, set after ours
+/// (a later transition time): another writer changed it. The echo of an earlier post of ours
+/// carries an earlier or equal transition time, so it does not count.
+pub(super) fn overridden(posted: &PodStatus, api: Option<&PodStatus>) -> bool {
+    let Some(theirs) = api.and_then(|s| s.conditions.as_deref()) else {
+        return false;
+    };
+    posted.conditions.iter().flatten().any(|ours| {
+        theirs.iter().any(|theirs| {
+            theirs.type_ == ours.type_
+                && theirs.status != ours.status
+                && match (&theirs.last_transition_time, &ours.last_transition_time) {
+                    (Some(their_time), Some(our_time)) => their_time.0 > our_time.0,
+                    _ => false,
+                }
+        })
+    })
+}

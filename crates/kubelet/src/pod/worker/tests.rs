@@ -197,6 +197,60 @@ async fn a_pod_goes_from_pending_to_running_with_the_right_status() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_condition_another_writer_changed_is_posted_again_but_an_old_echo_is_not() {
+    let h = harness();
+    let p = pod("web", vec![], vec![container("httpd")], "Always");
+    let mut worker = PodWorker::new(h.ctx.clone(), p.clone(), vec![]);
+    worker.sync().await;
+    let posted = h.api.last_status("web").expect("status posted");
+    assert_eq!(condition(&posted, "Ready"), "True");
+    let ready_at = posted
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .and_then(|c| c.last_transition_time.clone())
+        .expect("Ready has a transition time")
+        .0;
+    let as_api_shows = |ready: &str, at: jiff::Timestamp| {
+        let mut shown = posted.clone();
+        for c in shown.conditions.iter_mut().flatten() {
+            if c.type_ == "Ready" {
+                c.status = ready.into();
+                c.last_transition_time = Some(Time(at));
+            }
+        }
+        let mut p = p.clone();
+        p.status = Some(shown);
+        p
+    };
+    let posts = h.api.statuses("web").len();
+
+    // An echo of an earlier post (Ready False before ours) arriving late changes nothing.
+    let before = ready_at - jiff::SignedDuration::from_secs(5);
+    worker.update_pod(as_api_shows("False", before));
+    worker.sync().await;
+    assert_eq!(h.api.statuses("web").len(), posts);
+
+    // The node lifecycle controller marked it NotReady after our post: ours goes out again.
+    let later = ready_at + jiff::SignedDuration::from_secs(1);
+    worker.update_pod(as_api_shows("False", later));
+    worker.sync().await;
+    let statuses = h.api.statuses("web");
+    assert_eq!(statuses.len(), posts + 1);
+    let again = statuses.last().expect("posted again");
+    assert_eq!(condition(again, "Ready"), "True");
+    assert_eq!(condition(again, "ContainersReady"), "True");
+
+    // Its echo is ours: nothing more.
+    let mut echo = p.clone();
+    echo.status = Some(again.clone());
+    worker.update_pod(echo);
+    worker.sync().await;
+    assert_eq!(h.api.statuses("web").len(), posts + 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_pod_waits_for_the_network_before_starting_containers() {
     let h = harness();
     let ctx = Arc::new(PodContext {
