@@ -96,6 +96,24 @@ impl ApiError {
         }
     }
 
+    /// 409 Conflict when a write names a UID (a precondition) that is not the stored object's.
+    pub fn uid_precondition(
+        resource: &str,
+        group: &str,
+        name: &str,
+        wanted: &str,
+        actual: &str,
+    ) -> Self {
+        Self::conflict(
+            resource,
+            group,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {wanted}, UID in object meta: {actual}"
+            ),
+        )
+    }
+
     /// The standard Conflict message for a stale update.
     pub fn stale(resource: &str, group: &str, name: &str) -> Self {
         Self::conflict(

@@ -163,6 +163,52 @@ async fn bad_input_gets_upstream_statuses_and_stores_nothing() -> anyhow::Result
         now.body["data"]["a"], "2",
         "the server keeps serving the stored object"
     );
+
+    // A UID in the body names the object meant: a PUT naming another one is a failed
+    // precondition (409), a patch naming another one tries to change an immutable field (422);
+    // the object's own UID passes both.
+    let uid = now.body["metadata"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let other = "4f0c1c2e-0000-4000-8000-000000000001";
+    let mut put = json!({"metadata": {"name": "c", "uid": other}, "data": {"a": "4"}});
+    let a = json_call(&client, "PUT", &format!("{CMS}/c"), &put).await?;
+    failed(&a, 409, "Conflict");
+    assert_eq!(
+        a.body["message"],
+        format!("Operation cannot be fulfilled on configmaps \"c\": Precondition failed: UID in precondition: {other}, UID in object meta: {uid}"),
+    );
+    let patch = |uid: &str| json!({"metadata": {"uid": uid}, "data": {"a": "5"}});
+    let a = call(
+        &client,
+        "PATCH",
+        &format!("{CMS}/c"),
+        "application/merge-patch+json",
+        patch(other).to_string().into_bytes(),
+    )
+    .await?;
+    failed(&a, 422, "Invalid");
+    assert_eq!(
+        a.body["message"],
+        format!("ConfigMap \"c\" is invalid: metadata.uid: Invalid value: \"{other}\": field is immutable"),
+    );
+    assert_eq!(a.body["details"]["causes"][0]["field"], "metadata.uid");
+    let now = json_call(&client, "GET", &format!("{CMS}/c"), &Value::Null).await?;
+    assert_eq!(now.body["data"]["a"], "2", "neither write landed");
+    let a = call(
+        &client,
+        "PATCH",
+        &format!("{CMS}/c"),
+        "application/merge-patch+json",
+        patch(&uid).to_string().into_bytes(),
+    )
+    .await?;
+    assert_eq!(a.code, 200, "{}", a.body);
+    put["metadata"]["uid"] = json!(uid);
+    let a = json_call(&client, "PUT", &format!("{CMS}/c"), &put).await?;
+    assert_eq!(a.code, 200, "{}", a.body);
+    assert_eq!(a.body["data"]["a"], "4");
     Ok(())
 }
 

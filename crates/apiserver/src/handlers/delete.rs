@@ -119,11 +119,12 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> Result<D
         if let Some(uid) = &opts.uid {
             let actual = objects::meta_str(&current, "uid").unwrap_or("");
             if uid != actual {
-                return Err(ApiError::conflict(
+                return Err(ApiError::uid_precondition(
                     resource.plural,
                     resource.group,
                     name,
-                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                    uid,
+                    actual,
                 ));
             }
         }

@@ -379,6 +379,13 @@ fn ready_to_remove(resource: &api_types::registry::Resource, object: &Value) -> 
     true
 }
 
+/// The UID a write's body names when it is not the stored object's: `(named, stored)`.
+fn foreign_uid<'a>(current: &'a Value, new: &'a Value) -> Option<(&'a str, &'a str)> {
+    let named = objects::meta_str(new, "uid").filter(|uid| !uid.is_empty())?;
+    let stored = objects::meta_str(current, "uid").unwrap_or("");
+    (named != stored).then_some((named, stored))
+}
+
 /// Reads, mutates and writes `name` with compare-and-swap, retrying on concurrent writes. The
 /// mutated object's `resourceVersion`, when set, is a precondition (409 when stale).
 pub async fn guaranteed_update<F>(ctx: &Ctx, name: &str, mutate: F) -> Result<Updated, ApiError>
@@ -437,6 +444,20 @@ where
                     "the name of the object ({new_name}) does not match the name on the URL ({name})"
                 )));
             }
+        }
+        // `metadata.uid` cannot change: a write (a patch, say) naming another UID is 422, as
+        // upstream's object metadata validation answers.
+        if let Some((named, _)) = foreign_uid(&current, &new) {
+            return Err(ApiError::invalid(
+                resource.kind,
+                resource.group,
+                name,
+                vec![Cause {
+                    reason: "FieldValueInvalid",
+                    message: format!("Invalid value: \"{named}\": field is immutable"),
+                    field: "metadata.uid".into(),
+                }],
+            ));
         }
         let mut new = prepare_update(resource, sub, &current, new);
         admission::default_object(resource, &mut new);
@@ -588,7 +609,22 @@ pub async fn update(ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> 
             ));
         }
     }
-    let mut updated = match guaranteed_update(ctx, &name, |_| Ok(new.clone())).await {
+    let mut updated = match guaranteed_update(ctx, &name, |current| {
+        // A PUT body's UID is a precondition, as upstream: another object under the name
+        // (deleted and created again) is a 409 Conflict.
+        if let Some((named, stored)) = foreign_uid(current, &new) {
+            return Err(ApiError::uid_precondition(
+                resource.plural,
+                resource.group,
+                &name,
+                named,
+                stored,
+            ));
+        }
+        Ok(new.clone())
+    })
+    .await
+    {
         // A PUT of a missing object creates it where upstream allows that (a Lease renewal
         // reads the object once, not once to see it exists and again to update it).
         Err(e)
