@@ -2,7 +2,8 @@
 //! apiserver: a policy with level None for some users and paths, Metadata for secrets and
 //! Request for one user; the JSON lines written honour the levels (no line for None, no body at
 //! Metadata, the request body at Request), and carry the user, verb, objectRef, response code
-//! and reason, the impersonated user, and ResponseStarted/ResponseComplete for a watch.
+//! and reason, the impersonated user, ResponseStarted/ResponseComplete for a watch, and one
+//! ResponseStarted event with no user for a request whose authentication failed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -119,6 +120,26 @@ async fn the_policy_decides_what_is_logged() -> anyhow::Result<()> {
         .list(&ListParams::default())
         .await?;
 
+    // A token nobody issued: the policy sees no user; one ResponseStarted event with 401.
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&server.kubeconfig)?,
+        &Default::default(),
+    )
+    .await?;
+    config.auth_info.client_certificate_data = None;
+    config.auth_info.client_key_data = None;
+    config.auth_info.client_certificate = None;
+    config.auth_info.client_key = None;
+    config.auth_info.token = Some("made-up-token".to_string().into());
+    let stranger = kube::Client::try_from(config)?;
+    let refused = Api::<Pod>::namespaced(stranger, "default")
+        .list(&ListParams::default())
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(status)) if status.code == 401),
+        "{refused:?}"
+    );
+
     // A watch that ends after a second: ResponseStarted then ResponseComplete.
     let request =
         http::Request::get("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1")
@@ -189,6 +210,23 @@ async fn the_policy_decides_what_is_logged() -> anyhow::Result<()> {
     assert_eq!(impersonated.len(), 1);
     assert_eq!(impersonated[0]["level"], "Metadata");
     assert_eq!(impersonated[0]["impersonatedUser"]["username"], "loud");
+
+    let unauthenticated: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["responseStatus"]["code"] == 401)
+        .collect();
+    assert_eq!(unauthenticated.len(), 1, "{events:#?}");
+    let refused = unauthenticated[0];
+    assert_eq!(refused["stage"], "ResponseStarted");
+    assert_eq!(refused["level"], "Metadata");
+    assert_eq!(refused["verb"], "list");
+    assert_eq!(refused["objectRef"]["resource"], "pods");
+    assert_eq!(refused["user"], serde_json::json!({}));
+    assert_eq!(
+        refused["responseStatus"]["message"],
+        "Authentication failed, attempted: bearer"
+    );
+    assert!(refused["auditID"].as_str().is_some_and(|id| !id.is_empty()));
 
     let watch = by(&events, "kubernetes-admin", "watch", "configmaps");
     let stages: Vec<&Value> = watch.iter().map(|e| &e["stage"]).collect();

@@ -3,7 +3,8 @@
 //! (`--audit-log-path`).
 //!
 //! [`crate::auth::serve`] calls [`begin`] once the user is authenticated (the policy sees the
-//! authenticated user, as upstream's filter chain does), then [`complete`] with the response.
+//! authenticated user, as upstream's filter chain does), then [`complete`] with the response; a
+//! request whose authentication failed is recorded by [`failed_authentication`] instead.
 //! Stages: `RequestReceived` at once, `ResponseComplete` when the response is ready, and for
 //! long-running requests (watch, logs, exec, ...) `ResponseStarted` when the headers go out and
 //! `ResponseComplete` when the stream ends. Request bodies are captured where the handlers read
@@ -122,6 +123,74 @@ pub fn begin(
     user: &User,
     req: &mut Request<hyper::body::Incoming>,
 ) -> Option<RequestAudit> {
+    let audit = prepare(state, user, req)?;
+    audit.emit(Stage::RequestReceived);
+    Some(audit)
+}
+
+/// Audits a request whose authentication failed, as upstream: the policy sees no user, and one
+/// ResponseStarted event records code 401 with the credentials tried (`certificate_shown`: the
+/// client presented a certificate). Returns `response` with its `Audit-Id`.
+pub fn failed_authentication(
+    state: &ApiState,
+    certificate_shown: bool,
+    req: &mut Request<hyper::body::Incoming>,
+    response: Response<Body>,
+) -> Response<Body> {
+    let Some(mut audit) = prepare(state, &User::default(), req) else {
+        return response;
+    };
+    audit.event.response_status = Some(ResponseStatus {
+        message: attempted_credentials(req.headers(), req.uri().query(), certificate_shown),
+        code: response.status().as_u16(),
+        ..ResponseStatus::default()
+    });
+    audit.emit(Stage::ResponseStarted);
+    let (mut parts, body) = response.into_parts();
+    audit.set_id_header(&mut parts.headers);
+    Response::from_parts(parts, body)
+}
+
+/// Upstream's wording of the credentials a failed request carried.
+fn attempted_credentials(
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+    certificate_shown: bool,
+) -> String {
+    let basic = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"));
+    let mut methods = Vec::new();
+    if basic {
+        methods.push("basic");
+    }
+    if crate::auth::bearer_token(headers).is_some() {
+        methods.push("bearer");
+    }
+    if Query::parse(query)
+        .get("access_token")
+        .is_some_and(|t| !t.trim().is_empty())
+    {
+        methods.push("access_token");
+    }
+    if certificate_shown {
+        methods.push("x509");
+    }
+    if methods.is_empty() {
+        "Authentication failed, no credentials provided".to_string()
+    } else {
+        format!("Authentication failed, attempted: {}", methods.join(", "))
+    }
+}
+
+/// The audit of a request from `user` with its policy decision, before any event is written.
+fn prepare(
+    state: &ApiState,
+    user: &User,
+    req: &mut Request<hyper::body::Incoming>,
+) -> Option<RequestAudit> {
     let auditor = state.audit.clone()?;
     let path = req.uri().path().to_string();
     let route = crate::request::route(&path);
@@ -200,7 +269,6 @@ pub fn begin(
         long_running,
         impersonating: req.headers().contains_key("impersonate-user"),
     };
-    audit.emit(Stage::RequestReceived);
     Some(audit)
 }
 
@@ -211,6 +279,13 @@ impl RequestAudit {
             self.event.impersonated_user = Some(UserInfo::from(user));
         }
         self
+    }
+
+    /// Tells the client the request's audit ID (`Audit-Id`).
+    fn set_id_header(&self, headers: &mut http::HeaderMap) {
+        if let Ok(id) = HeaderValue::from_str(&self.event.audit_id) {
+            headers.insert(AUDIT_ID_HEADER, id);
+        }
     }
 
     fn emit(&self, stage: Stage) {
@@ -249,9 +324,7 @@ pub async fn complete(audit: Option<RequestAudit>, response: Response<Body>) -> 
         return response;
     };
     let (mut parts, body) = response.into_parts();
-    if let Ok(id) = HeaderValue::from_str(&audit.event.audit_id) {
-        parts.headers.insert(AUDIT_ID_HEADER, id);
-    }
+    audit.set_id_header(&mut parts.headers);
     let code = parts.status.as_u16();
     audit.event.request_object = audit.request_object();
     if audit.long_running {
@@ -294,4 +367,39 @@ pub async fn complete(audit: Option<RequestAudit>, response: Response<Body>) -> 
     };
     audit.emit(Stage::ResponseComplete);
     Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_authentications_name_the_credentials_tried_as_upstream() {
+        let headers = |value: Option<&str>| {
+            let mut map = http::HeaderMap::new();
+            if let Some(value) = value {
+                map.insert(
+                    http::header::AUTHORIZATION,
+                    HeaderValue::from_str(value).expect("header"),
+                );
+            }
+            map
+        };
+        assert_eq!(
+            attempted_credentials(&headers(None), None, false),
+            "Authentication failed, no credentials provided"
+        );
+        assert_eq!(
+            attempted_credentials(&headers(Some("Bearer abc")), None, true),
+            "Authentication failed, attempted: bearer, x509"
+        );
+        assert_eq!(
+            attempted_credentials(&headers(Some("Basic dTpw")), Some("access_token=t"), false),
+            "Authentication failed, attempted: basic, access_token"
+        );
+        assert_eq!(
+            attempted_credentials(&headers(Some("Bearer")), Some("access_token="), false),
+            "Authentication failed, no credentials provided"
+        );
+    }
 }

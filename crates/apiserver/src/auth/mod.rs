@@ -260,7 +260,11 @@ pub async fn serve(
 ) -> Response<Body> {
     let user = match authenticate(&state, &certificate, req.headers()).await {
         Ok(user) => user,
-        Err(e) => return crate::handlers::error_response(&e),
+        Err(e) => {
+            let response = crate::handlers::error_response(&e);
+            let shown = certificate.is_present();
+            return crate::audit::failed_authentication(&state, shown, &mut req, response);
+        }
     };
     let audit = crate::audit::begin(&state, &user, &mut req);
     let user = match impersonation::impersonate(&state, user, req.headers()) {
