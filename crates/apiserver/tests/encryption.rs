@@ -6,10 +6,7 @@
 //! identity-first configuration reads encrypted data and writes plaintext; a bad configuration
 //! stops the server from starting.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use base64::Engine;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -18,6 +15,8 @@ use kube::api::{Api, PostParams};
 use kube_apiserver::storage::{self, StorageConfig};
 use kube_apiserver::testing::TestServer;
 use kube_apiserver::StorageBackend;
+
+mod support;
 
 const SECRET_VALUE: &[u8] = b"correct-horse-battery-staple";
 
@@ -239,89 +238,9 @@ async fn a_bad_configuration_stops_the_server() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // etcd
 
-/// A real etcd on free loopback ports, killed on drop.
-struct Etcd {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        if let Err(e) = self.child.kill() {
-            eprintln!("killing etcd: {e}");
-        }
-        if let Err(e) = self.child.wait() {
-            eprintln!("waiting for etcd: {e}");
-        }
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Starts etcd; `None` when it is not installed.
-async fn etcd() -> anyhow::Result<Option<Etcd>> {
-    let installed = Command::new("etcd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        eprintln!("NOTE: `etcd` binary not found; skipping the etcd encryption test");
-        return Ok(None);
-    }
-    let dir = tempfile::tempdir()?;
-    for attempt in 0..3 {
-        let (client, peer) = (free_port()?, free_port()?);
-        let url = format!("http://127.0.0.1:{client}");
-        let data: PathBuf = dir.path().join(format!("data-{attempt}"));
-        let child = Command::new("etcd")
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut etcd = Etcd {
-            child,
-            url: url.clone(),
-            _dir: tempfile::tempdir()?,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if etcd.child.try_wait()?.is_some() {
-                break;
-            }
-            let config = StorageConfig::Etcd {
-                endpoints: vec![url.clone()],
-                prefix: "/registry".into(),
-            };
-            if let Ok(Ok(store)) =
-                tokio::time::timeout(Duration::from_secs(2), storage::open(&config)).await
-            {
-                if store.current_revision().await.is_ok() {
-                    etcd._dir = dir;
-                    return Ok(Some(etcd));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    anyhow::bail!("etcd did not start")
-}
-
 #[tokio::test]
 async fn secrets_in_etcd_are_encrypted() -> anyhow::Result<()> {
-    let Some(etcd) = etcd().await? else {
+    let Some(etcd) = support::etcd::start("the etcd encryption test").await? else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;

@@ -8,14 +8,16 @@
 //! `-o wide`), explain, api-resources, and `--dry-run=server`. Skipped with
 //! a note when kubectl is not installed.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use kube_apiserver::options::StorageBackend;
 use kube_apiserver::testing::TestServer;
 use serde_json::Value;
+use support::etcd::Etcd;
+
+mod support;
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 
@@ -77,70 +79,18 @@ async fn get_json(server: &TestServer, args: &[&str]) -> anyhow::Result<Value> {
     Ok(serde_json::from_str(&ok(server, &all).await?)?)
 }
 
-/// A real etcd on free loopback ports, killed on drop.
-struct Etcd {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        if let Err(e) = self.child.kill() {
-            eprintln!("killing etcd: {e}");
-        }
-        if let Err(e) = self.child.wait() {
-            eprintln!("waiting for etcd: {e}");
-        }
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Starts etcd and an apiserver on it; `None` when etcd is not installed.
 async fn etcd_server() -> anyhow::Result<Option<(TestServer, Etcd)>> {
-    let installed = Command::new("etcd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        eprintln!("NOTE: `etcd` binary not found; skipping the etcd half of this test");
+    let Some(etcd) = support::etcd::start("the etcd half of this test").await? else {
         return Ok(None);
-    }
-    let dir = tempfile::tempdir()?;
-    let (client, peer) = (free_port()?, free_port()?);
-    let url = format!("http://127.0.0.1:{client}");
-    let child = Command::new("etcd")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let etcd = Etcd { child, _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let endpoints = vec![url.clone()];
-        match TestServer::start_with(|o| {
-            o.storage_backend = StorageBackend::Etcd3;
-            o.etcd_servers = endpoints;
-        })
-        .await
-        {
-            Ok(server) => return Ok(Some((server, etcd))),
-            Err(e) if Instant::now() > deadline => return Err(e.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
-        }
-    }
+    };
+    let endpoints = vec![etcd.url.clone()];
+    let server = TestServer::start_with(|o| {
+        o.storage_backend = StorageBackend::Etcd3;
+        o.etcd_servers = endpoints;
+    })
+    .await?;
+    Ok(Some((server, etcd)))
 }
 
 const MULTI: &str = r#"apiVersion: v1

@@ -10,7 +10,7 @@
 //! watch cache does for revisions before its start), and new writes get larger resourceVersions.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube_apiserver::testing::{write_kubeconfig, TestPki};
 use serde_json::{json, Value};
+
+mod support;
 
 const NS: &str = "restart";
 
@@ -38,50 +40,6 @@ impl Drop for Proc {
             eprintln!("waiting for child: {e}");
         }
     }
-}
-
-fn etcd_installed() -> bool {
-    Command::new("etcd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Starts etcd on free loopback ports with its data under `dir`; returns it and its URL.
-async fn start_etcd(dir: &Path) -> anyhow::Result<(Proc, String)> {
-    for attempt in 0..3 {
-        let (client, peer) = (free_port()?, free_port()?);
-        let url = format!("http://127.0.0.1:{client}");
-        let log = std::fs::File::create(dir.join(format!("etcd-{attempt}.log")))?;
-        let mut etcd = Proc(
-            Command::new("etcd")
-                .arg("--data-dir")
-                .arg(dir.join(format!("etcd-{attempt}")))
-                .args(["--listen-client-urls", &url])
-                .args(["--advertise-client-urls", &url])
-                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()?,
-        );
-        let config = kube_apiserver::storage::StorageConfig::Etcd {
-            endpoints: vec![url.clone()],
-            prefix: "/registry".into(),
-        };
-        for _ in 0..100 {
-            if etcd.0.try_wait()?.is_some() {
-                break;
-            }
-            let open = kube_apiserver::storage::open(&config);
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), open).await {
-                return Ok((etcd, url));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    anyhow::bail!("etcd did not start; logs in {}", dir.display())
 }
 
 /// Where the apiserver keeps its state between runs.
@@ -557,11 +515,9 @@ async fn restarting_the_apiserver_on_sqlite_loses_nothing() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_the_apiserver_on_etcd_loses_nothing() -> anyhow::Result<()> {
-    if !etcd_installed() {
-        eprintln!("NOTE: `etcd` binary not found; skipping the etcd restart test");
+    let Some(etcd) = support::etcd::start("the etcd restart test").await? else {
         return Ok(());
-    }
+    };
     let dir = tempfile::tempdir()?;
-    let (_etcd, url) = start_etcd(dir.path()).await?;
-    restart_loses_nothing(Setup::new(dir, Backend::Etcd(url))?).await
+    restart_loses_nothing(Setup::new(dir, Backend::Etcd(etcd.url.clone()))?).await
 }

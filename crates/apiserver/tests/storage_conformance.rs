@@ -5,16 +5,18 @@
 //! for the test (Debian's `etcd-server`; the etcd half is skipped with a note when the `etcd`
 //! binary is missing).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use kube_apiserver::storage::{
     self, Event, EventType, ListOptions, Revision, Storage, StorageConfig, StorageError,
 };
+
+use support::etcd::Etcd;
+
+mod support;
 
 type Watch = BoxStream<'static, Result<Event, StorageError>>;
 
@@ -24,8 +26,8 @@ type Watch = BoxStream<'static, Result<Event, StorageError>>;
 /// A backend under test and whatever keeps it alive.
 struct Backend {
     storage: Arc<dyn Storage>,
-    _dir: tempfile::TempDir,
-    _etcd: Option<EtcdProcess>,
+    _dir: Option<tempfile::TempDir>,
+    _etcd: Option<Etcd>,
 }
 
 async fn sqlite_backend() -> anyhow::Result<Backend> {
@@ -35,92 +37,25 @@ async fn sqlite_backend() -> anyhow::Result<Backend> {
     };
     Ok(Backend {
         storage: storage::open(&config).await?,
-        _dir: dir,
+        _dir: Some(dir),
         _etcd: None,
     })
 }
 
-/// A real etcd on free loopback ports, killed on drop.
-struct EtcdProcess {
-    child: Child,
-    url: String,
-}
-
-impl Drop for EtcdProcess {
-    fn drop(&mut self) {
-        if let Err(e) = self.child.kill() {
-            eprintln!("killing etcd: {e}");
-        }
-        if let Err(e) = self.child.wait() {
-            eprintln!("waiting for etcd: {e}");
-        }
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn etcd_available() -> bool {
-    Command::new("etcd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Starts etcd and connects to it; `None` when etcd is not installed.
 async fn etcd_backend() -> anyhow::Result<Option<Backend>> {
-    if !etcd_available() {
-        eprintln!("NOTE: `etcd` binary not found; skipping the etcd half of this test");
+    let Some(etcd) = support::etcd::start("the etcd half of this test").await? else {
         return Ok(None);
-    }
-    let dir = tempfile::tempdir()?;
-    // A port picked here can be taken before etcd binds it: try a few times.
-    for attempt in 0..3 {
-        let (client, peer) = (free_port()?, free_port()?);
-        let url = format!("http://127.0.0.1:{client}");
-        let log = std::fs::File::create(dir.path().join(format!("etcd-{attempt}.log")))?;
-        let child = Command::new("etcd")
-            .arg("--data-dir")
-            .arg(dir.path().join(format!("data-{attempt}")))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        let mut process = EtcdProcess {
-            child,
-            url: url.clone(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if process.child.try_wait()?.is_some() {
-                break;
-            }
-            let config = StorageConfig::Etcd {
-                endpoints: vec![url.clone()],
-                prefix: "/registry".to_string(),
-            };
-            match tokio::time::timeout(Duration::from_secs(2), storage::open(&config)).await {
-                Ok(Ok(storage)) => {
-                    return Ok(Some(Backend {
-                        storage,
-                        _dir: dir,
-                        _etcd: Some(process),
-                    }))
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    }
-    anyhow::bail!("etcd did not start; logs in {}", dir.path().display())
+    };
+    let config = StorageConfig::Etcd {
+        endpoints: vec![etcd.url.clone()],
+        prefix: "/registry".to_string(),
+    };
+    Ok(Some(Backend {
+        storage: storage::open(&config).await?,
+        _dir: None,
+        _etcd: Some(etcd),
+    }))
 }
 
 /// Runs each scenario against SQLite and against etcd.

@@ -2,8 +2,6 @@
 //! is seen by a watch and a list on the other, both served from the other's watch cache. Skipped
 //! with a note when the `etcd` binary is missing.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -13,82 +11,7 @@ use kube_apiserver::testing::TestServer;
 use kube_apiserver::StorageBackend;
 use serde_json::json;
 
-/// An etcd on free loopback ports, killed on drop.
-struct Etcd {
-    child: Child,
-    url: String,
-    /// Its data, kept until it is killed (None while it is starting).
-    dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        if let Err(e) = self.child.kill() {
-            eprintln!("killing etcd: {e}");
-        }
-        if let Err(e) = self.child.wait() {
-            eprintln!("waiting for etcd: {e}");
-        }
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Starts etcd and waits until it answers; None when etcd is not installed.
-async fn etcd() -> anyhow::Result<Option<Etcd>> {
-    let installed = Command::new("etcd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        eprintln!("NOTE: `etcd` binary not found; skipping the two-apiserver test");
-        return Ok(None);
-    }
-    let dir = tempfile::tempdir()?;
-    for attempt in 0..3 {
-        let (client, peer) = (free_port()?, free_port()?);
-        let url = format!("http://127.0.0.1:{client}");
-        let log = std::fs::File::create(dir.path().join(format!("etcd-{attempt}.log")))?;
-        let child = Command::new("etcd")
-            .arg("--data-dir")
-            .arg(dir.path().join(format!("data-{attempt}")))
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        let mut etcd = Etcd {
-            child,
-            url: url.clone(),
-            dir: None,
-        };
-        let config = kube_apiserver::storage::StorageConfig::Etcd {
-            endpoints: vec![url],
-            prefix: "/registry".into(),
-        };
-        for _ in 0..100 {
-            if etcd.child.try_wait()?.is_some() {
-                break;
-            }
-            let open = kube_apiserver::storage::open(&config);
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), open).await {
-                etcd.dir = Some(dir);
-                return Ok(Some(etcd));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    anyhow::bail!("etcd did not start; logs in {}", dir.path().display())
-}
+mod support;
 
 async fn on_etcd(url: &str) -> anyhow::Result<TestServer> {
     let url = url.to_string();
@@ -113,7 +36,7 @@ fn config_map(name: &str) -> ConfigMap {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_one_apiserver_is_seen_by_a_watch_and_a_list_on_the_other(
 ) -> anyhow::Result<()> {
-    let Some(etcd) = etcd().await? else {
+    let Some(etcd) = support::etcd::start("the two-apiserver test").await? else {
         return Ok(());
     };
     let a = on_etcd(&etcd.url).await?;
@@ -166,7 +89,7 @@ async fn a_write_through_one_apiserver_is_seen_by_a_watch_and_a_list_on_the_othe
 /// other apiserver must cost a retry from storage, never a wrong 409 or a lost write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_alternating_between_apiservers_follow_each_others_writes() -> anyhow::Result<()> {
-    let Some(etcd) = etcd().await? else {
+    let Some(etcd) = support::etcd::start("the two-apiserver test").await? else {
         return Ok(());
     };
     let a = on_etcd(&etcd.url).await?;

@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+pub mod etcd;
+
 /// Sends `body` (JSON; a merge patch for PATCH) to `path` and returns the decoded answer.
 pub async fn call(
     client: &kube::Client,
