@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::forward::Forwarder;
 use crate::index::{Index, IndexError, SERVICE_NAME_LABEL};
+use crate::metrics::DnsMetrics;
 use crate::selfreg;
 use crate::server::{udp_bind_addresses, ClusterDns, DnsServer, ServerError, SharedIndex};
 
@@ -49,7 +50,7 @@ pub struct Options {
     /// resolv.conf whose nameservers answer names outside the cluster domain.
     #[arg(long, default_value = "/etc/resolv.conf")]
     pub upstream_resolv_conf: PathBuf,
-    /// Port of the /healthz, /livez and /readyz server (on --dns-bind-address).
+    /// Port of the /healthz, /livez, /readyz and /metrics server (on --dns-bind-address).
     #[arg(long, default_value_t = 10054)]
     pub health_port: u16,
 }
@@ -187,17 +188,24 @@ pub async fn start(options: Options) -> Result<Started, RunError> {
     }
 
     let health = component_base::health::Health::default();
-    let health_addr = component_base::health::serve(
+    let registry = component_base::metrics::SharedRegistry::default();
+    let health_addr = component_base::metrics::serve(
         SocketAddr::new(options.dns_bind_address, options.health_port),
         health.clone(),
+        registry.clone(),
     )
     .await?;
+    let metrics = DnsMetrics::default();
     let server = DnsServer::bind(
         &udp_bind_addresses(options.dns_bind_address, options.dns_port),
         SocketAddr::new(options.dns_bind_address, options.dns_port),
-        ClusterDns::new(index.clone(), forwarder),
+        ClusterDns::new(index.clone(), forwarder, metrics.clone()),
     )
     .await?;
+    match registry.lock() {
+        Ok(mut registry) => metrics.register(&mut registry, server.tcp),
+        Err(poisoned) => metrics.register(&mut poisoned.into_inner(), server.tcp),
+    }
     tracing::info!(udp = ?server.udp, tcp = %server.tcp, domain = %options.cluster_domain, "serving DNS");
 
     let client = component_base::client::from_kubeconfig(options.kubeconfig.as_deref()).await?;

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
@@ -18,6 +18,7 @@ use hickory_server::Server;
 use crate::answer::{resolve, Resolution};
 use crate::forward::Forwarder;
 use crate::index::Index;
+use crate::metrics::{Answered, Answerer, DnsMetrics};
 
 /// The index the handler answers from; the watch loop swaps in a new one on every change.
 #[derive(Debug, Clone)]
@@ -70,12 +71,36 @@ pub enum ServerError {
 pub struct ClusterDns {
     index: SharedIndex,
     forwarder: Forwarder,
+    metrics: DnsMetrics,
 }
 
 impl ClusterDns {
-    /// A handler over `index`, forwarding through `forwarder`.
-    pub fn new(index: SharedIndex, forwarder: Forwarder) -> Self {
-        Self { index, forwarder }
+    /// A handler over `index`, forwarding through `forwarder` and counting in `metrics`.
+    pub fn new(index: SharedIndex, forwarder: Forwarder, metrics: DnsMetrics) -> Self {
+        Self {
+            index,
+            forwarder,
+            metrics,
+        }
+    }
+
+    /// Counts an answer to `request` received at `start`.
+    fn observe(
+        &self,
+        request: &Request,
+        start: Instant,
+        query_type: Option<hickory_proto::rr::RecordType>,
+        code: ResponseCode,
+        by: Answerer,
+    ) {
+        self.metrics.observe(&Answered {
+            protocol: request.protocol(),
+            client: request.src(),
+            query_type,
+            code,
+            by,
+            elapsed: start.elapsed(),
+        });
     }
 }
 
@@ -95,6 +120,7 @@ impl RequestHandler for ClusterDns {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
+        let start = Instant::now();
         let response_edns = request.edns.as_ref().map(|edns| {
             let mut ours = Edns::new();
             ours.set_max_payload(edns.max_payload().max(512));
@@ -120,6 +146,8 @@ impl RequestHandler for ClusterDns {
             (code, _) => {
                 let code = code.unwrap_or(ResponseCode::FormErr);
                 let response = builder.error_msg(&request.metadata, code);
+                let query_type = request.request_info().ok().map(|i| i.query.query_type());
+                self.observe(request, start, query_type, code, Answerer::Server);
                 return match response_handle.send_response(response).await {
                     Ok(info) => info,
                     Err(error) => {
@@ -131,6 +159,7 @@ impl RequestHandler for ClusterDns {
         };
 
         let index = self.index.get();
+        let mut by = Answerer::Server;
         let (answers, authorities, soa, additionals): (
             Vec<Record>,
             Vec<Record>,
@@ -138,12 +167,14 @@ impl RequestHandler for ClusterDns {
             Vec<Record>,
         ) = match resolve(&index, &query) {
             Resolution::Local(answer) => {
+                by = Answerer::Cluster;
                 metadata.authoritative = true;
                 metadata.response_code = answer.response_code;
                 (answer.answers, Vec::new(), answer.soa, answer.additionals)
             }
             Resolution::Forward => match self.forwarder.forward(request.as_slice()).await {
                 Ok(reply) => {
+                    by = Answerer::Forward;
                     metadata.response_code = reply.metadata.response_code;
                     (
                         reply.answers,
@@ -167,6 +198,7 @@ impl RequestHandler for ClusterDns {
             "answered"
         );
         let code = metadata.response_code;
+        self.observe(request, start, Some(query.query_type()), code, by);
         let response = builder.build(
             metadata,
             answers.iter(),

@@ -10,6 +10,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use kube_dns::forward::Forwarder;
 use kube_dns::index::Index;
+use kube_dns::metrics::DnsMetrics;
 use kube_dns::server::{ClusterDns, DnsServer, SharedIndex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -122,6 +123,7 @@ async fn answers_cluster_names_and_forwards_the_rest() -> anyhow::Result<()> {
     let handler = ClusterDns::new(
         index.clone(),
         Forwarder::new(vec![upstream], Duration::from_secs(2)),
+        DnsMetrics::default(),
     );
     let server =
         DnsServer::bind(&["127.0.0.1:0".parse()?], "127.0.0.1:0".parse()?, handler).await?;
@@ -186,6 +188,7 @@ async fn unreachable_upstream_gives_servfail() -> anyhow::Result<()> {
     let handler = ClusterDns::new(
         index,
         Forwarder::new(vec![dead], Duration::from_millis(500)),
+        DnsMetrics::default(),
     );
     let server =
         DnsServer::bind(&["127.0.0.1:0".parse()?], "127.0.0.1:0".parse()?, handler).await?;

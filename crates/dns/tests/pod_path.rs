@@ -12,6 +12,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use kube_dns::forward::Forwarder;
 use kube_dns::index::Index;
+use kube_dns::metrics::DnsMetrics;
 use kube_dns::server::{udp_bind_addresses, ClusterDns, DnsServer, SharedIndex};
 
 const BRIDGE: &str = "kdtbr0";
@@ -158,7 +159,11 @@ async fn pod_gets_answers_from_the_vip_when_kube_dns_binds_the_wildcard() -> any
             "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}
         }))?;
         let index = SharedIndex::new(Index::build("cluster.local", [&web], [])?);
-        let handler = ClusterDns::new(index, Forwarder::new(Vec::new(), Duration::from_secs(1)));
+        let handler = ClusterDns::new(
+            index,
+            Forwarder::new(Vec::new(), Duration::from_secs(1)),
+            DnsMetrics::default(),
+        );
         let wildcard = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let server = DnsServer::bind(
             &udp_bind_addresses(wildcard, port),

@@ -116,24 +116,56 @@ async fn registers_itself_and_answers_watched_services() -> anyhow::Result<()> {
 
     let mut health = String::new();
     for _ in 0..100 {
-        health = http_get(dns.health).await?;
+        health = http_get(dns.health, "/readyz").await?;
         if health.starts_with("HTTP/1.1 200") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+
+    // Every question above was an A question over UDP from IPv4, answered from the index; the
+    // answers that did not resolve yet (NXDOMAIN while the watch caught up) count too.
+    let metrics = http_get(dns.health, "/metrics").await?;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    let block = format!(r#"server="dns://{}",zone=".",view="""#, dns.tcp);
+    let requests = sample(
+        &metrics,
+        &format!(r#"coredns_dns_requests_total{{{block},proto="udp",family="1",type="A"}}"#),
+    );
+    let found = sample(
+        &metrics,
+        &format!(r#"coredns_dns_responses_total{{{block},rcode="NOERROR",plugin="kubernetes"}}"#),
+    );
+    let missing = sample(
+        &metrics,
+        &format!(r#"coredns_dns_responses_total{{{block},rcode="NXDOMAIN",plugin="kubernetes"}}"#),
+    );
+    assert!(found >= 2.0, "{metrics}");
+    assert_eq!(requests, found + missing, "{metrics}");
+    let timed = sample(
+        &metrics,
+        &format!(r#"coredns_dns_request_duration_seconds_count{{{block},type="A"}}"#),
+    );
+    assert_eq!(timed, requests, "{metrics}");
     dns.stop().await?;
     Ok(())
 }
 
-/// A minimal HTTP GET of /readyz (no HTTP client crate in this workspace's dev-dependencies).
-async fn http_get(addr: SocketAddr) -> anyhow::Result<String> {
+/// The value of the series `series` in a Prometheus text answer (0 when it is absent).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .next()
+        .unwrap_or(0.0)
+}
+
+/// A minimal HTTP GET of `path` (no HTTP client crate in this workspace's dev-dependencies).
+async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await?;
     Ok(reply)

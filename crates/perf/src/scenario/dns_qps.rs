@@ -205,6 +205,7 @@ pub async fn run(o: &DnsQpsOptions) -> Result<Report, ScenarioError> {
     let handler = ClusterDns::new(
         SharedIndex::new(index),
         Forwarder::new(Vec::new(), Duration::from_secs(1)),
+        kube_dns::metrics::DnsMetrics::default(),
     );
     let localhost = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let server = DnsServer::bind(&[localhost], localhost, handler)
