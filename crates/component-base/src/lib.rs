@@ -7,6 +7,7 @@
 pub mod alloc;
 pub mod client;
 pub mod clientauth;
+pub mod events;
 pub mod health;
 pub mod jitter;
 pub mod leaderelection;

@@ -1,10 +1,10 @@
-//! Records core/v1 Events about objects (what `kubectl describe` shows). Recording is best effort:
-//! a failure is logged and never fails a reconcile.
+//! Records core/v1 Events about objects (what `kubectl describe` shows), through the shared
+//! [`component_base::events::EventRecorder`]. Recording is best effort: a failure is logged and
+//! never fails a reconcile.
 
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use kube::api::PostParams;
-use kube::{Api, Client, Resource, ResourceExt};
+use component_base::events::{EventRecorder, Report};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{Client, Resource, ResourceExt};
 
 /// `Normal` or `Warning`, as upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,36 +15,25 @@ pub enum EventType {
     Warning,
 }
 
-/// Writes Events on behalf of one component.
+/// Writes Events on behalf of one component; a repeat of an event bumps its count (see
+/// [`component_base::events`]).
 #[derive(Clone)]
-pub struct Recorder {
-    client: Option<Client>,
-    component: String,
-}
+pub struct Recorder(EventRecorder);
 
 impl Recorder {
     /// A recorder writing through `client` as `component` (e.g. `deployment-controller`).
     pub fn new(client: Client, component: &str) -> Self {
-        Recorder {
-            client: Some(client),
-            component: component.to_string(),
-        }
+        Recorder(EventRecorder::new(client, component))
     }
 
     /// A recorder that only logs (for tests).
     pub fn disabled(component: &str) -> Self {
-        Recorder {
-            client: None,
-            component: component.to_string(),
-        }
+        Recorder(EventRecorder::disabled(component))
     }
 
     /// The same client, recording as another component.
     pub fn for_component(&self, component: &str) -> Self {
-        Recorder {
-            client: self.client.clone(),
-            component: component.to_string(),
-        }
+        Recorder(self.0.for_source(component))
     }
 
     /// Records an event about `object`.
@@ -52,18 +41,6 @@ impl Recorder {
     where
         K: Resource<DynamicType = ()>,
     {
-        tracing::info!(
-            component = %self.component,
-            object = %object.name_any(),
-            reason,
-            message,
-            "event"
-        );
-        let Some(client) = &self.client else {
-            return;
-        };
-        let namespace = object.namespace().unwrap_or_else(|| "default".to_string());
-        let now = jiff::Timestamp::now();
         let involved = ObjectReference {
             api_version: Some(K::api_version(&()).to_string()),
             kind: Some(K::kind(&()).to_string()),
@@ -73,38 +50,14 @@ impl Recorder {
             resource_version: object.meta().resource_version.clone(),
             field_path: None,
         };
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(format!("{}.{:x}", object.name_any(), now.as_nanosecond())),
-                namespace: Some(namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            involved_object: involved,
-            reason: Some(reason.to_string()),
-            message: Some(message.to_string()),
-            type_: Some(
-                match kind {
-                    EventType::Normal => "Normal",
-                    EventType::Warning => "Warning",
-                }
-                .to_string(),
-            ),
-            source: Some(EventSource {
-                component: Some(self.component.clone()),
-                host: None,
-            }),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            event_time: Some(MicroTime(now)),
-            count: Some(1),
-            reporting_component: Some(self.component.clone()),
-            reporting_instance: Some(self.component.clone()),
-            action: Some(reason.to_string()),
-            ..Event::default()
-        };
-        let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-        if let Err(error) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(%error, reason, "could not record event");
-        }
+        self.0
+            .record(Report {
+                involved,
+                warning: kind == EventType::Warning,
+                reason: reason.to_string(),
+                message: message.to_string(),
+                action: reason.to_string(),
+            })
+            .await;
     }
 }

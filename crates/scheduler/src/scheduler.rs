@@ -31,6 +31,7 @@ use crate::plugins::{scheduling_gates, volume_binding};
 use crate::preemption::{self, Candidate};
 use crate::queue::SchedulingQueue;
 use crate::volumes::VolumeCache;
+use component_base::events::EventRecorder;
 
 /// The scheduler name this scheduler answers to.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -42,6 +43,8 @@ const BACKOFF_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct Scheduler {
     client: Client,
+    /// Writes the pod events, bumping the count of a repeated one.
+    events: EventRecorder,
     cache: Arc<Mutex<Cache>>,
     queue: SchedulingQueue,
     pods: Store<Pod>,
@@ -158,6 +161,7 @@ impl Scheduler {
         );
         let scheduler = Scheduler {
             client: client.clone(),
+            events: EventRecorder::new(client.clone(), events::COMPONENT),
             cache: Arc::default(),
             queue: SchedulingQueue::default(),
             pods: pods.clone(),
@@ -580,7 +584,7 @@ impl Scheduler {
             Ok(_) => {
                 tracing::info!(victim = %name, preemptor = %preemptor.name_any(), %node, "preempted");
                 events::record(
-                    &self.client,
+                    &self.events,
                     victim,
                     false,
                     "Preempted",
@@ -612,7 +616,7 @@ impl Scheduler {
             .observe_attempt(AttemptResult::Error, scheduler_name(pod), started.elapsed());
         self.cache()
             .remove_pod(&pod.metadata.uid.clone().unwrap_or_default());
-        events::record(&self.client, pod, true, "FailedScheduling", &message).await;
+        events::record(&self.events, pod, true, "FailedScheduling", &message).await;
         self.queue.add_unschedulable(pod_key(pod));
         self.retry_unschedulable();
     }
@@ -671,7 +675,7 @@ impl Scheduler {
             Ok(_) => {
                 self.queue.forget(&pod_key(&pod));
                 events::record(
-                    &self.client,
+                    &self.events,
                     &pod,
                     false,
                     "Scheduled",
@@ -686,7 +690,7 @@ impl Scheduler {
                 let gone_or_bound = matches!(&error, kube::Error::Api(status) if status.code == 404 || status.code == 409);
                 if !gone_or_bound {
                     events::record(
-                        &self.client,
+                        &self.events,
                         &pod,
                         true,
                         "FailedScheduling",
@@ -734,7 +738,7 @@ impl Scheduler {
     }
 
     async fn report_unschedulable(&self, pod: &Pod, message: &str, nominated: Option<String>) {
-        events::record(&self.client, pod, true, "FailedScheduling", message).await;
+        events::record(&self.events, pod, true, "FailedScheduling", message).await;
         let existing = pod
             .status
             .as_ref()

@@ -1,9 +1,10 @@
 //! The scheduler against an in-process apiserver: a pod that fits is bound with a `Scheduled`
-//! event; one that does not gets `FailedScheduling` in upstream words and `PodScheduled=False`,
-//! and is bound once a node with room appears.
+//! event; one that does not gets `FailedScheduling` in upstream words and `PodScheduled=False`
+//! (one event, counted again when a retry fails the same way), and is bound once a node with
+//! room appears.
 
-use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::PostParams;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 
 mod support;
@@ -62,6 +63,40 @@ async fn pods_are_bound_or_reported_unschedulable_as_upstream() -> anyhow::Resul
     })
     .await?;
     assert_eq!(node_of(&pods.get("big").await?), None);
+
+    // More room on node-0, still too little: the pod is retried and fails for the same reason,
+    // which bumps the count of its one FailedScheduling event (upstream's recorder).
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .patch_status(
+            "node-0",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"allocatable": {"cpu": "1200m"}}})),
+        )
+        .await?;
+    let failures = || async {
+        let list = events.list(&ListParams::default()).await?;
+        Ok::<_, anyhow::Error>(
+            list.items
+                .into_iter()
+                .filter(|e| {
+                    e.reason.as_deref() == Some("FailedScheduling")
+                        && e.involved_object.name.as_deref() == Some("big")
+                })
+                .map(|e| e.count.unwrap_or_default())
+                .collect::<Vec<i32>>(),
+        )
+    };
+    wait_for("FailedScheduling counted twice", || async {
+        Ok(failures().await?.iter().any(|c| *c >= 2))
+    })
+    .await?;
+    let counts = failures().await?;
+    assert_eq!(
+        counts.len(),
+        1,
+        "one FailedScheduling event for big: {counts:?}"
+    );
 
     // A node with room appears: the pod is retried and bound there.
     create_node(&client, "node-1", "2", &[]).await?;
