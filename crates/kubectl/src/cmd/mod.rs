@@ -33,6 +33,7 @@ pub mod rollout;
 pub mod run;
 pub mod scale;
 pub mod set_env;
+pub mod set_env_resolve;
 pub mod set_image;
 pub mod set_resources;
 pub mod top;

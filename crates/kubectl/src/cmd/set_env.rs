@@ -1,6 +1,9 @@
 //! `kubectl set env RESOURCE/NAME KEY=VAL... KEY-...`: sets, replaces and removes container
 //! environment variables in pod templates (`--from=configmap/NAME|secret/NAME` imports keys as
-//! references, `--prefix`, `--keys`), or with `--list` prints them in env syntax.
+//! references, `--prefix`, `--keys`), or with `--list` prints them in env syntax (with
+//! `--resolve`, the values behind references: see [`super::set_env_resolve`]).
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
@@ -8,6 +11,7 @@ use super::apply::DryRun;
 use super::pod_template::{
     fetch, pod_spec_mut, select_containers, send_change, Selection, Sending,
 };
+use super::set_env_resolve::Resolver;
 use super::{get_object, parse_targets, resolve_targets};
 use crate::cli::SetEnvArgs;
 use crate::error::{Error, Result};
@@ -221,6 +225,10 @@ pub async fn run(s: &mut Session, args: SetEnvArgs) -> Result<()> {
         operation: "env updated",
         failure: "failed to patch env update to pod template: ",
     };
+    let mut resolver = match args.list && args.resolve {
+        true => Some(Resolver::new(s.client().await?, s.namespace().await?)),
+        false => None,
+    };
     let mut errors = Vec::new();
     for item in found {
         let kind = item.object["kind"].as_str().unwrap_or("").to_string();
@@ -245,6 +253,7 @@ pub async fn run(s: &mut Session, args: SetEnvArgs) -> Result<()> {
             continue;
         }
         let mut listing = String::new();
+        let mut listing_errors = Vec::new();
         let mut refused = None;
         for (field, index) in selected {
             let container = &mut spec[field][index];
@@ -270,20 +279,36 @@ pub async fn run(s: &mut Session, args: SetEnvArgs) -> Result<()> {
                     "# {kind} {name}, container {}\n",
                     container["name"].as_str().unwrap_or("")
                 ));
+                // Resolution errors of this container: message -> variable names.
+                let mut unresolved: BTreeMap<String, Vec<String>> = BTreeMap::new();
                 for e in &updated {
-                    match e.get("valueFrom") {
-                        None => listing.push_str(&format!(
-                            "{}={}\n",
-                            e["name"].as_str().unwrap_or(""),
-                            e["value"].as_str().unwrap_or("")
-                        )),
-                        Some(from) => listing.push_str(&format!(
-                            "# {} from {}\n",
-                            e["name"].as_str().unwrap_or(""),
-                            ref_string(from)
-                        )),
+                    let name = e["name"].as_str().unwrap_or("");
+                    let Some(from) = e.get("valueFrom") else {
+                        let value = e["value"].as_str().unwrap_or("");
+                        listing.push_str(&format!("{name}={value}\n"));
+                        continue;
+                    };
+                    if let Some(resolver) = resolver.as_mut() {
+                        match resolver.value(from, &item.object, container).await {
+                            Ok(value) => {
+                                listing.push_str(&format!("{name}={value}\n"));
+                                continue;
+                            }
+                            Err(error) => unresolved.entry(error).or_default().push(name.into()),
+                        }
                     }
+                    listing.push_str(&format!("# {name} from {}\n", ref_string(from)));
                 }
+                let mut messages: Vec<String> = unresolved
+                    .into_iter()
+                    .map(|(error, mut names)| {
+                        names.sort();
+                        let names = names.join(", ");
+                        format!("error retrieving reference for {names}: {error}\n")
+                    })
+                    .collect();
+                messages.sort();
+                listing_errors.extend(messages);
             }
             if let Some(map) = container.as_object_mut() {
                 if updated.is_empty() {
@@ -299,6 +324,10 @@ pub async fn run(s: &mut Session, args: SetEnvArgs) -> Result<()> {
         }
         if args.list {
             s.print(&listing)?;
+            // Upstream reports what it could not resolve but still succeeds.
+            for message in &listing_errors {
+                s.eprint(message)?;
+            }
             continue;
         }
         if let Err(e) = send_change(s, &item.info, &item.object, &after, &sending).await {
