@@ -181,11 +181,6 @@ impl EventRecorder {
         }
     }
 
-    /// The source named on the events.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
     fn correlate<T>(&self, f: impl FnOnce(&mut Correlator) -> T) -> T {
         match self.correlator.lock() {
             Ok(mut c) => f(&mut c),

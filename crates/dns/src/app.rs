@@ -202,10 +202,7 @@ pub async fn start(options: Options) -> Result<Started, RunError> {
         ClusterDns::new(index.clone(), forwarder, metrics.clone()),
     )
     .await?;
-    match registry.lock() {
-        Ok(mut registry) => metrics.register(&mut registry, server.tcp),
-        Err(poisoned) => metrics.register(&mut poisoned.into_inner(), server.tcp),
-    }
+    metrics.register(&registry, server.tcp);
     tracing::info!(udp = ?server.udp, tcp = %server.tcp, domain = %options.cluster_domain, "serving DNS");
 
     let client = component_base::client::from_kubeconfig(options.kubeconfig.as_deref()).await?;

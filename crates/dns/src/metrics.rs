@@ -9,13 +9,14 @@ use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use component_base::metrics::SharedRegistry;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use hickory_server::net::xfer::Protocol;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Unit;
 
 /// Labels as fixed-size arrays of static strings: building one for a query allocates nothing.
 type RequestLabels = [(&'static str, &'static str); 3];
@@ -110,7 +111,11 @@ impl DnsMetrics {
 
     /// Adds the metrics to `registry`, labelled with the server block serving `dns` (`server`
     /// is `dns://<bind>:<port>`, with an empty bind for all addresses, as CoreDNS writes it).
-    pub fn register(&self, registry: &mut Registry, dns: SocketAddr) {
+    pub fn register(&self, registry: &SharedRegistry, dns: SocketAddr) {
+        let mut registry = match registry.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         let bind = if dns.ip().is_unspecified() {
             String::new()
         } else {
@@ -209,11 +214,9 @@ mod tests {
     }
 
     fn scrape(metrics: &DnsMetrics, dns: &str) -> String {
-        let mut registry = Registry::default();
-        metrics.register(&mut registry, dns.parse().expect("address"));
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
-        text
+        let registry = SharedRegistry::default();
+        metrics.register(&registry, dns.parse().expect("address"));
+        component_base::metrics::encode(&registry).expect("encode")
     }
 
     #[test]

@@ -141,12 +141,13 @@ impl RequestHandler for ClusterDns {
         } else {
             None
         };
-        let query = match (code, request.request_info()) {
+        let info = request.request_info();
+        let query = match (code, &info) {
             (None, Ok(info)) => info.query.original().clone(),
             (code, _) => {
                 let code = code.unwrap_or(ResponseCode::FormErr);
                 let response = builder.error_msg(&request.metadata, code);
-                let query_type = request.request_info().ok().map(|i| i.query.query_type());
+                let query_type = info.as_ref().ok().map(|i| i.query.query_type());
                 self.observe(request, start, query_type, code, Answerer::Server);
                 return match response_handle.send_response(response).await {
                     Ok(info) => info,

@@ -44,21 +44,21 @@ pub fn installed() -> bool {
 
 /// Starts etcd and waits until it serves reads; `None`, with a note naming `test`, when etcd is
 /// not installed. A start that fails every attempt is an error carrying the end of each
-/// attempt's log, since the temp dir holding the logs goes with the error.
+/// attempt's log, since each attempt's temp dir goes with it.
 pub async fn start(test: &str) -> anyhow::Result<Option<Etcd>> {
     if !installed() {
         eprintln!("NOTE: `etcd` binary not found; skipping {test}");
         return Ok(None);
     }
-    let dir = tempfile::tempdir()?;
     let mut failures = Vec::new();
     for attempt in 0..ATTEMPTS {
         let (client, peer) = two_free_ports()?;
         let url = format!("http://127.0.0.1:{client}");
-        let log = dir.path().join(format!("etcd-{attempt}.log"));
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("etcd.log");
         let child = Command::new("etcd")
             .arg("--data-dir")
-            .arg(dir.path().join(format!("data-{attempt}")))
+            .arg(dir.path().join("data"))
             .args(["--listen-client-urls", &url])
             .args(["--advertise-client-urls", &url])
             .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
@@ -68,14 +68,14 @@ pub async fn start(test: &str) -> anyhow::Result<Option<Etcd>> {
         let mut etcd = Etcd {
             child,
             url,
-            _dir: tempfile::tempdir()?,
+            _dir: dir,
         };
         if serves(&mut etcd).await? {
-            etcd._dir = dir;
             return Ok(Some(etcd));
         }
-        drop(etcd);
+        // Read before `etcd` goes, taking its dir and log with it.
         failures.push(format!("attempt {attempt}: {}", log_tail(&log)));
+        drop(etcd);
         // Whatever held the port may let it go: wait a little longer after each failure.
         tokio::time::sleep(Duration::from_millis(200 * (attempt as u64 + 1))).await;
     }

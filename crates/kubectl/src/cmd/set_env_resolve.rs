@@ -5,6 +5,7 @@
 //! keeps its `# NAME from ...` line and its error is reported on stderr (the command still
 //! succeeds, as upstream's does).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use api_types::quantity::Quantity;
@@ -94,14 +95,13 @@ where
         + std::fmt::Debug
         + serde::de::DeserializeOwned,
 {
-    if !cache.contains_key(name) {
-        let api: Api<K> = Api::namespaced(client.clone(), namespace);
-        let object = api.get(name).await.map_err(api_error)?;
-        cache.insert(name.to_string(), object);
+    match cache.entry(name.to_string()) {
+        Entry::Occupied(kept) => Ok(kept.into_mut()),
+        Entry::Vacant(slot) => {
+            let api: Api<K> = Api::namespaced(client.clone(), namespace);
+            Ok(slot.insert(api.get(name).await.map_err(api_error)?))
+        }
     }
-    cache
-        .get(name)
-        .ok_or_else(|| format!("{name} was not kept"))
 }
 
 fn name_and_key(reference: &Value) -> (&str, &str) {
